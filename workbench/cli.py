@@ -1,0 +1,235 @@
+"""The ``workbench`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import kernels, paths, store
+from .errors import WorkbenchError
+from .units import format_size, parse_size, parse_size_list
+
+
+def _target_args(p: argparse.ArgumentParser, default: str = "vm"):
+    g = p.add_argument_group("target")
+    g.add_argument("--target", default=default,
+                   help="local, vm, or ssh://[user@]host[:port] (default: %(default)s)")
+    g.add_argument("--kernel", default="stock",
+                   help="VM kernel: stock, patched, vanilla, or a path to an image or built tree (default: stock)")
+    g.add_argument("--vm-name", default="default", help="name of the VM (its state lives in the cache)")
+    g.add_argument("--nodes", default="1536M:0,1536M:1",
+                   help="VM NUMA nodes as MEM:CPUS,... (CPUS like 0 or 0-1; default %(default)s)")
+    g.add_argument("--distance", action="append", default=[], metavar="SRC,DST=VAL",
+                   help="VM node distance, repeatable")
+    g.add_argument("--accel", default="auto", help="VM accelerator: auto, kvm or tcg (default: auto)")
+    g.add_argument("--ssh-identity", help="ssh target: private key file")
+    g.add_argument("--ssh-known-hosts", help="ssh target: known_hosts file to check the host key against")
+    g.add_argument("--remote-python", default="python3", help="ssh target: python with this package installed")
+
+
+def _vm_config(args):
+    from .vm import VMConfig
+    nodes = []
+    for part in args.nodes.split(","):
+        mem, sep, cpus = part.partition(":")
+        if not sep:
+            raise WorkbenchError(f"node {part!r} is not MEM:CPUS (e.g. 1536M:0)")
+        nodes.append([format_size(parse_size(mem, "node memory")), cpus])
+    distances = []
+    for d in args.distance:
+        try:
+            pair, val = d.split("=")
+            src, dst = pair.split(",")
+            distances.append([int(src), int(dst), int(val)])
+        except ValueError:
+            raise WorkbenchError(f"distance {d!r} is not SRC,DST=VAL (e.g. 0,1=20)") from None
+    cfg = VMConfig(kernel=args.kernel, nodes=nodes, distances=distances, accel=args.accel, name=args.vm_name)
+    cfg.validate()
+    return cfg
+
+
+def _progress_boot(elapsed: float):
+    sys.stderr.write(f"\rbooting VM ... {elapsed:5.0f} s")
+    sys.stderr.flush()
+
+
+def make_target(args, quiet: bool = False):
+    from .targets import get_target
+    options = {}
+    if args.target.startswith("ssh"):
+        options = {"identity": args.ssh_identity, "known_hosts": args.ssh_known_hosts,
+                   "remote_python": args.remote_python}
+    elif args.target == "vm":
+        options = {"config": _vm_config(args), "progress": None if quiet else _progress_boot}
+    return get_target(args.target, **options)
+
+
+def cmd_doctor(args):
+    from .doctor import format_report, host_report
+    report = host_report()
+    target_facts = None
+    if args.target != "none":
+        target_facts = make_target(args, quiet=args.json).facts()
+        report["target"] = target_facts
+    if args.json:
+        print(json.dumps(report, indent=1, default=str))
+    else:
+        if target_facts and not args.json:
+            sys.stderr.write("\n")
+        print(format_report(report, target_facts))
+    return 0
+
+
+def cmd_vm(args):
+    from .vm import VM
+    vm = VM(args.vm_name)
+    if args.action == "up":
+        st = vm.up(_vm_config(args), progress=_progress_boot)
+        sys.stderr.write("\n")
+        print(f"VM {args.vm_name!r} up: kernel {st['facts']['kernel_release']} ({st['config']['kernel']}), "
+              f"{st['accelerator']}, nodes {st['facts']['numa']['memory_nodes']}, booted in "
+              f"{st.get('boot_seconds', 0):.0f} s")
+    elif args.action == "status":
+        status = vm.status()
+        if args.json:
+            print(json.dumps(status, indent=1))
+        elif status["running"]:
+            print(f"VM {status['name']!r} running: pid {status['pid']}, kernel {status['kernel_release']} "
+                  f"({status['kernel']}), {status['accelerator']}, up {status['uptime_s']} s, nodes {status['nodes']}")
+        else:
+            print(f"VM {status['name']!r} is down")
+    else:
+        print(f"VM {args.vm_name!r} " + ("stopped" if vm.down() else "was not running"))
+    return 0
+
+
+def cmd_run(args):
+    from . import runner, stats
+    from .plan import RunParams
+    params = RunParams(folio_sizes=parse_size_list(args.folio_size, "folio size"),
+                       total_size=parse_size(args.size, "size"), src=args.src, dst=args.dst,
+                       repeats=args.repeats, seed=args.seed, migrator=args.migrator)
+    target = make_target(args, quiet=args.json)
+    the_run = runner.run(target, params, root=args.runs_dir, resume=args.resume, label=args.label or args.target,
+                         progress=not args.json)
+    df = the_run.records()
+    if args.json:
+        print(json.dumps({"run_id": the_run.id, "dir": str(the_run.dir), "manifest": the_run.manifest,
+                          "records": json.loads(df.to_json(orient="records"))}, default=str))
+        return 0 if bool(df["verified"].all()) else 1
+    m = the_run.manifest
+    print(f"\nrun {the_run.id}: {m['target']}, kernel {m['kernel_release']}, accelerator {m['accelerator']}"
+          + ("  [TCG: timings are functional, not performance]" if m["accelerator"] == "tcg" else ""))
+    print(stats.seed_table(df, rows=("migrator",), title="move_pages() throughput, GB/s (mean±std)"))
+    bad = df[~df["verified"]]
+    print(f"verified: {len(df) - len(bad)}/{len(df)} trials byte-exact with every page on node {args.dst}; "
+          f"folio sizes obtained: {df['folio_match_share'].mean():.0%} of folios as asked")
+    for _, r in bad.iterrows():
+        print(f"  FAILED {r['trial_key']}: {r['pages_failed']} pages not moved, {r['verify_bad_pages']} bad pages"
+              + (f", first page {r['verify_first_bad_page']} offset {r['verify_first_bad_offset']}"
+                 if r['verify_bad_pages'] else ""))
+    print(f"saved in {the_run.dir}")
+    return 0 if bad.empty else 1
+
+
+def cmd_summary(args):
+    from . import stats
+    df = store.load_runs(args.runs_dir, args.runs or None)
+    if df.empty:
+        raise WorkbenchError(f"no runs in {args.runs_dir or paths.runs_dir()}")
+    print(stats.seed_table(df, rows=tuple(args.rows.split(",")), value=args.value))
+    return 0
+
+
+def cmd_kernel(args):
+    if args.action == "fetch-stock":
+        image = kernels.fetch_stock(progress=lambda m: sys.stderr.write(m + "\n"))
+        print(f"stock kernel {image.release}: {image.run_arg}")
+        return 0
+    raise WorkbenchError(f"kernel action {args.action!r} is not available yet; allowed: fetch-stock")
+
+
+def cmd_bench(args):
+    if args.what == "verify":
+        target = make_target(args)
+        for event in target.run_plan({"op": "bench_verify", "args": {"size": parse_size(args.size)}}):
+            if event["type"] == "error":
+                raise WorkbenchError(event["message"])
+            if event["type"] == "bench":
+                r = event["result"]
+                acc = target.accelerator()
+                print(f"target {target.label} ({acc}{', functional only' if acc == 'tcg' else ''}), "
+                      f"{format_size(r['bytes'])} buffer")
+                print(f"streaming read (numba sum)  {r['sum_gbps']:7.2f} GB/s")
+                print(f"verify every byte (numba)   {r['verify_gbps']:7.2f} GB/s")
+                print(f"ratio verify/read           {r['ratio']:7.2f}   (goal >= {r['goal']})")
+        return 0
+    raise WorkbenchError(f"benchmark {args.what!r} is not known; allowed: verify")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="workbench", description="Verified page-migration benchmarks on NUMA targets")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("doctor", help="what this host and a target can do")
+    _target_args(d, default="none")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(fn=cmd_doctor)
+
+    v = sub.add_parser("vm", help="bring the VM target up or down")
+    v.add_argument("action", choices=["up", "status", "down"])
+    _target_args(v)
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(fn=cmd_vm)
+
+    r = sub.add_parser("run", help="run verified move_pages() trials")
+    _target_args(r)
+    r.add_argument("--folio-size", default="4K,64K,2M", help="comma-separated folio sizes (default %(default)s)")
+    r.add_argument("--size", default="64M", help="bytes moved per trial (default %(default)s)")
+    r.add_argument("--repeats", type=int, default=3)
+    r.add_argument("--src", type=int, default=0)
+    r.add_argument("--dst", type=int, default=1)
+    r.add_argument("--seed", type=int, default=1)
+    r.add_argument("--migrator", default="kernel", help="copy engine (the stock kernel offers only 'kernel')")
+    r.add_argument("--label", help="a name for the run directory")
+    r.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run, skipping finished trials")
+    r.add_argument("--runs-dir", help="where runs are stored (default data/runs)")
+    r.add_argument("--json", action="store_true", help="print the run as JSON instead of a table")
+    r.set_defaults(fn=cmd_run)
+
+    s = sub.add_parser("summary", help="print the seed-style table of stored runs")
+    s.add_argument("runs", nargs="*", help="run ids (default: all)")
+    s.add_argument("--rows", default="migrator")
+    s.add_argument("--value", default="gbps")
+    s.add_argument("--runs-dir")
+    s.set_defaults(fn=cmd_summary)
+
+    k = sub.add_parser("kernel", help="kernel images")
+    k.add_argument("action", choices=["fetch-stock"])
+    k.set_defaults(fn=cmd_kernel)
+
+    b = sub.add_parser("bench", help="benchmarks that print ratios")
+    b.add_argument("what", choices=["verify"])
+    _target_args(b, default="local")
+    b.add_argument("--size", default="256M")
+    b.set_defaults(fn=cmd_bench)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except WorkbenchError as exc:
+        sys.stderr.write(f"\nworkbench: error: {exc}\n")
+        if exc.detail:
+            sys.stderr.write(exc.detail.rstrip() + "\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("\nworkbench: interrupted (finished trials are saved)\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""What a target can do: NUMA nodes, THP sizes, accelerator, QEMU and kernels."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from . import kernels, vm
+from .kernelfs import RealFS
+from .probe import collect
+from .thp import describe_sizes
+
+
+def host_report() -> dict:
+    fs = RealFS()
+    facts = collect(fs)
+    ok, why = vm.kvm_usable()
+    qemu = shutil.which("qemu-system-x86_64")
+    vng = shutil.which("vng", path=f"{Path(sys.executable).parent}:/usr/bin:/usr/local/bin")
+    qemu_version = None
+    if qemu:
+        qemu_version = subprocess.run([qemu, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    return {
+        "host": facts,
+        "accelerator": {"kvm": ok, "why": why, "vm_default": "kvm" if ok else "tcg"},
+        "qemu": qemu_version, "vng": vng,
+        "kernels": {"stock": [k.run_arg for k in kernels.installed_stock()],
+                    "patched": getattr(kernels.built_tree(False), "run_arg", None),
+                    "vanilla": getattr(kernels.built_tree(True), "run_arg", None)},
+    }
+
+
+def format_report(report: dict, target_facts: dict | None = None) -> str:
+    h = report["host"]
+    lines = [
+        f"host           {h['hostname']}  kernel {h['kernel_release']}  {h['cpu_model']} ({h['cpus']} cpus)",
+        f"NUMA nodes     {len(h['numa']['memory_nodes'])} with memory: {h['numa']['memory_nodes']}"
+        + ("   (need 2 for --target local; use --target vm)" if len(h['numa']['memory_nodes']) < 2 else ""),
+        f"THP            {'yes' if h['thp'] else 'no'}; folio sizes: {describe_sizes(h['folio_sizes'])}",
+        f"migrators      {', '.join(h['migrators'])}  (interface: {h['interface'] or 'none: stock kernel copy only'})",
+        f"accelerator    VMs use {report['accelerator']['vm_default']} ({report['accelerator']['why']})",
+        f"qemu           {report['qemu'] or 'not found: apt-get install qemu-system-x86'}",
+        f"vng            {report['vng'] or 'not found: pip install virtme-ng'}",
+        f"kernels        stock: {', '.join(report['kernels']['stock']) or 'not fetched (workbench kernel fetch-stock)'}",
+        f"               patched: {report['kernels']['patched'] or 'not built'}; "
+        f"vanilla: {report['kernels']['vanilla'] or 'not built'}",
+    ]
+    if target_facts:
+        t = target_facts
+        lines += [
+            f"target         {t['target']} ({t['accelerator']}{', functional timings only' if t['accelerator'] == 'tcg' else ''})",
+            f"  kernel       {t['kernel_release']}",
+            f"  NUMA nodes   {t['numa']['memory_nodes']}",
+            f"  folio sizes  {describe_sizes(t['folio_sizes'])}",
+            f"  migrators    {', '.join(t['migrators'])} (interface: {t['interface'] or 'none'})",
+        ]
+    return "\n".join(lines)

@@ -1,0 +1,321 @@
+"""The single layer for sysfs and procfs text I/O, able to record and replay.
+
+Every kernel knob the workbench reads or writes goes through a :class:`KernelFS`:
+
+* :class:`RealFS` talks to the running kernel;
+* :class:`RecordingFS` wraps another and keeps a log of every operation;
+* :class:`FakeFS` is an in-memory tree, usually loaded from a snapshot recorded on a
+  real kernel (:func:`snapshot`), that enforces the same value rules the kernel does
+  (choice files like ``[always] madvise never``, integers with bounds, custom rules),
+  so kernel control can be tested without a kernel.
+
+:class:`KnobGuard` sets knobs and puts every one back afterwards, in reverse order,
+even when the run in between fails.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+from pathlib import Path
+from typing import Callable
+
+from .errors import WorkbenchError
+
+
+class KnobRejected(WorkbenchError):
+    """The kernel refused a value (EINVAL and friends)."""
+
+
+class KnobPermission(WorkbenchError):
+    """Not allowed to write a knob (not root, or a read-only file)."""
+
+
+def parse_choices(text: str) -> tuple[list[str], str | None]:
+    """'always [madvise] never' -> (['always', 'madvise', 'never'], 'madvise')."""
+    choices, selected = [], None
+    for word in text.split():
+        if word.startswith("[") and word.endswith("]"):
+            word = word[1:-1]
+            selected = word
+        choices.append(word)
+    return choices, selected
+
+
+class KernelFS:
+    """Interface: text files under /sys and /proc."""
+
+    def read(self, path: str) -> str:
+        raise NotImplementedError
+
+    def write(self, path: str, value: str) -> None:
+        raise NotImplementedError
+
+    def exists(self, path: str) -> bool:
+        raise NotImplementedError
+
+    def listdir(self, path: str) -> list[str]:
+        raise NotImplementedError
+
+    def isdir(self, path: str) -> bool:
+        raise NotImplementedError
+
+    # helpers shared by every implementation
+    def read_choice(self, path: str) -> str | None:
+        return parse_choices(self.read(path))[1]
+
+    def read_int(self, path: str) -> int:
+        return int(self.read(path).split()[0])
+
+
+def _translate(exc: OSError, path: str, value: str | None) -> WorkbenchError:
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return KnobPermission(f"no permission to write {value!r} to {path}: run as root (or use --target vm)")
+    if exc.errno == errno.ENOENT:
+        return WorkbenchError(f"{path} does not exist on this kernel")
+    return KnobRejected(f"the kernel rejected {value!r} for {path} ({os.strerror(exc.errno or 0)})")
+
+
+class RealFS(KernelFS):
+    def read(self, path):
+        with open(path) as f:
+            return f.read().strip()
+
+    def write(self, path, value):
+        try:
+            with open(path, "w") as f:
+                f.write(str(value))
+        except OSError as exc:
+            raise _translate(exc, path, str(value)) from None
+
+    def exists(self, path):
+        return os.path.exists(path)
+
+    def listdir(self, path):
+        return sorted(os.listdir(path))
+
+    def isdir(self, path):
+        return os.path.isdir(path)
+
+
+class RecordingFS(KernelFS):
+    """Passes through to ``inner`` and logs (op, path, value, outcome)."""
+
+    def __init__(self, inner: KernelFS):
+        self.inner = inner
+        self.log: list[dict] = []
+
+    def _do(self, op, path, value, fn):
+        try:
+            result = fn()
+        except Exception as exc:
+            self.log.append({"op": op, "path": path, "value": value, "error": str(exc)})
+            raise
+        self.log.append({"op": op, "path": path, "value": value,
+                         "result": result if op == "read" else None})
+        return result
+
+    def read(self, path):
+        return self._do("read", path, None, lambda: self.inner.read(path))
+
+    def write(self, path, value):
+        return self._do("write", path, str(value), lambda: self.inner.write(path, value))
+
+    def exists(self, path):
+        return self.inner.exists(path)
+
+    def listdir(self, path):
+        return self.inner.listdir(path)
+
+    def isdir(self, path):
+        return self.inner.isdir(path)
+
+    def writes(self) -> list[tuple[str, str]]:
+        return [(e["path"], e["value"]) for e in self.log if e["op"] == "write" and "error" not in e]
+
+
+Rule = Callable[[str, str], str]
+"""A write rule: (current content, written value) -> new content, or raise OSError."""
+
+
+def choice_rule(current: str, value: str) -> str:
+    choices, _ = parse_choices(current)
+    value = value.strip()
+    if value not in choices:
+        raise OSError(errno.EINVAL, "invalid choice")
+    return " ".join(f"[{c}]" if c == value else c for c in choices)
+
+
+def int_rule(lo: int | None = None, hi: int | None = None) -> Rule:
+    def rule(current: str, value: str) -> str:
+        try:
+            n = int(value.strip(), 0)
+        except ValueError:
+            raise OSError(errno.EINVAL, "not a number") from None
+        if (lo is not None and n < lo) or (hi is not None and n > hi):
+            raise OSError(errno.EINVAL, "out of range")
+        return str(n)
+    return rule
+
+
+def bool_rule(current: str, value: str) -> str:
+    """kstrtobool: 1/0, y/n, on/off (first letters suffice)."""
+    v = value.strip().lower()
+    if v in ("1", "y", "yes", "on", "true"):
+        return "1"
+    if v in ("0", "n", "no", "off", "false"):
+        return "0"
+    raise OSError(errno.EINVAL, "not a boolean")
+
+
+def reset_rule(current: str, value: str) -> str:
+    """Counters that reset when 0 is written and refuse anything else."""
+    if value.strip() != "0":
+        raise OSError(errno.EINVAL, "only 0 resets a counter")
+    return "0"
+
+
+class FakeFS(KernelFS):
+    """An in-memory /sys and /proc with the kernel's value rules.
+
+    ``files`` maps absolute paths to contents. Rules are looked up by exact path first,
+    then by regular expression (``add_rule(pattern, rule, regex=True)``); a file with no
+    rule whose content looks like a choice list gets :func:`choice_rule`, an integer
+    gets :func:`int_rule`; ``readonly`` paths refuse every write with EACCES, as do
+    all files when ``root=False``.
+    """
+
+    def __init__(self, files: dict[str, str] | None = None, root: bool = True):
+        self.files: dict[str, str] = {}
+        self.rules: dict[str, Rule] = {}
+        self.regex_rules: list[tuple[re.Pattern, Rule]] = []
+        self.readonly: set[str] = set()
+        self.root = root
+        for path, content in (files or {}).items():
+            self.add(path, content)
+
+    @classmethod
+    def from_snapshot(cls, source: str | Path | dict, root: bool = True) -> "FakeFS":
+        data = json.loads(Path(source).read_text()) if not isinstance(source, dict) else source
+        fs = cls(data["files"], root=root)
+        fs.readonly.update(data.get("readonly", []))
+        return fs
+
+    def add(self, path: str, content: str = "", rule: Rule | None = None, readonly: bool = False):
+        self.files[path] = str(content)
+        if rule is not None:
+            self.rules[path] = rule
+        if readonly:
+            self.readonly.add(path)
+
+    def remove_tree(self, prefix: str):
+        for path in [p for p in self.files if p == prefix or p.startswith(prefix.rstrip("/") + "/")]:
+            del self.files[path]
+
+    def add_rule(self, path_or_pattern: str, rule: Rule, regex: bool = False):
+        if regex:
+            self.regex_rules.append((re.compile(path_or_pattern), rule))
+        else:
+            self.rules[path_or_pattern] = rule
+
+    def _rule_for(self, path: str) -> Rule | None:
+        if path in self.rules:
+            return self.rules[path]
+        for pattern, rule in self.regex_rules:
+            if pattern.fullmatch(path):
+                return rule
+        content = self.files[path]
+        if "[" in content and "]" in content:
+            return choice_rule
+        if re.fullmatch(r"-?\d+", content.strip()):
+            return int_rule()
+        return None
+
+    def read(self, path):
+        if path not in self.files:
+            raise FileNotFoundError(errno.ENOENT, "No such file", path)
+        return self.files[path].strip()
+
+    def write(self, path, value):
+        value = str(value)
+        try:
+            if path not in self.files:
+                raise OSError(errno.ENOENT, "No such file")
+            if not self.root or path in self.readonly:
+                raise OSError(errno.EACCES, "Permission denied")
+            rule = self._rule_for(path)
+            self.files[path] = rule(self.files[path], value) if rule else value.strip()
+        except OSError as exc:
+            raise _translate(exc, path, value) from None
+
+    def exists(self, path):
+        return path in self.files or self.isdir(path)
+
+    def isdir(self, path):
+        prefix = path.rstrip("/") + "/"
+        return any(p.startswith(prefix) for p in self.files)
+
+    def listdir(self, path):
+        prefix = path.rstrip("/") + "/"
+        names = {p[len(prefix):].split("/", 1)[0] for p in self.files if p.startswith(prefix)}
+        if not names and path not in self.files:
+            raise FileNotFoundError(errno.ENOENT, "No such directory", path)
+        return sorted(names)
+
+
+def snapshot(fs: KernelFS, roots: list[str], max_files: int = 5000) -> dict:
+    """Record the readable text files under ``roots`` into a dict FakeFS can load."""
+    files: dict[str, str] = {}
+    stack = list(roots)
+    while stack and len(files) < max_files:
+        path = stack.pop()
+        if fs.isdir(path):
+            try:
+                stack.extend(f"{path.rstrip('/')}/{name}" for name in fs.listdir(path))
+            except OSError:
+                pass
+            continue
+        try:
+            files[path] = fs.read(path)
+        except (OSError, UnicodeDecodeError):
+            continue
+    return {"roots": roots, "files": dict(sorted(files.items()))}
+
+
+class KnobGuard:
+    """Set knobs for the duration of a block and restore each original value after it.
+
+    >>> with KnobGuard(fs) as g:
+    ...     g.set("/sys/kernel/mm/transparent_hugepage/enabled", "never")
+    """
+
+    def __init__(self, fs: KernelFS):
+        self.fs = fs
+        self.saved: list[tuple[str, str]] = []
+
+    def set(self, path: str, value: str):
+        current = self.fs.read(path)
+        choices, selected = parse_choices(current)
+        original = selected if selected is not None else current
+        self.fs.write(path, value)
+        self.saved.append((path, original))
+
+    def restore(self) -> list[str]:
+        """Put everything back; returns the problems met (restoring goes on past them)."""
+        problems = []
+        while self.saved:
+            path, value = self.saved.pop()
+            try:
+                self.fs.write(path, value)
+            except WorkbenchError as exc:
+                problems.append(str(exc))
+        return problems
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.restore()
+        return False

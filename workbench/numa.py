@@ -1,0 +1,52 @@
+"""NUMA topology as sysfs shows it (/sys/devices/system/node)."""
+
+from __future__ import annotations
+
+from .kernelfs import KernelFS
+
+NODE_DIR = "/sys/devices/system/node"
+
+
+def parse_cpulist(text: str) -> list[int]:
+    """'0-2,5' -> [0, 1, 2, 5] (the kernel's cpulist/nodelist format)."""
+    out: list[int] = []
+    for part in text.strip().split(","):
+        if not part:
+            continue
+        if "-" in part:
+            lo, hi = part.split("-")
+            out.extend(range(int(lo), int(hi) + 1))
+        else:
+            out.append(int(part))
+    return out
+
+
+def online_nodes(fs: KernelFS) -> list[int]:
+    path = f"{NODE_DIR}/online"
+    if not fs.exists(path):
+        return [0]
+    return parse_cpulist(fs.read(path))
+
+
+def memory_nodes(fs: KernelFS) -> list[int]:
+    """Nodes that have memory (N_MEMORY), which are the ones pages can move to."""
+    path = f"{NODE_DIR}/has_memory"
+    return parse_cpulist(fs.read(path)) if fs.exists(path) else online_nodes(fs)
+
+
+def topology(fs: KernelFS) -> dict:
+    """{'nodes': [{'node', 'cpus', 'mem_total_kb', 'distances'}], ...}."""
+    nodes = []
+    for n in online_nodes(fs):
+        base = f"{NODE_DIR}/node{n}"
+        entry = {"node": n, "cpus": [], "mem_total_kb": None, "distances": []}
+        if fs.exists(f"{base}/cpulist"):
+            entry["cpus"] = parse_cpulist(fs.read(f"{base}/cpulist"))
+        if fs.exists(f"{base}/meminfo"):
+            for line in fs.read(f"{base}/meminfo").splitlines():
+                if "MemTotal:" in line:
+                    entry["mem_total_kb"] = int(line.split()[-2])
+        if fs.exists(f"{base}/distance"):
+            entry["distances"] = [int(x) for x in fs.read(f"{base}/distance").split()]
+        nodes.append(entry)
+    return {"nodes": nodes, "memory_nodes": memory_nodes(fs)}

@@ -1,0 +1,62 @@
+"""Facts about the machine the agent runs on: what a plan is checked against and what
+a run's manifest records."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import platform
+
+from . import numa, thp
+from .kernelfs import KernelFS
+
+
+def kernel_config_hash(release: str) -> str | None:
+    """sha256 (first 16 hex digits) of the running kernel's config, when one is visible."""
+    for path, opener in (("/proc/config.gz", gzip.open), (f"/boot/config-{release}", open)):
+        try:
+            with opener(path, "rb") as f:
+                return hashlib.sha256(f.read()).hexdigest()[:16]
+        except OSError:
+            continue
+    return None
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def migration_interfaces(fs: KernelFS) -> dict:
+    """Which copy-offload interface this kernel has; 'kernel' copy is always there."""
+    unified = "/sys/kernel/mm/migration/migrator"
+    if fs.exists(unified):
+        from .kernelfs import parse_choices
+        choices, active = parse_choices(fs.read(unified))
+        return {"interface": "workbench (/sys/kernel/mm/migration)", "migrators": choices, "active": active}
+    return {"interface": None, "migrators": ["kernel"], "active": "kernel"}
+
+
+def collect(fs: KernelFS) -> dict:
+    release = os.uname().release
+    facts = {
+        "hostname": os.uname().nodename,
+        "kernel_release": release,
+        "kernel_config_hash": kernel_config_hash(release),
+        "cpu_model": cpu_model(),
+        "cpus": os.cpu_count(),
+        "numa": numa.topology(fs),
+        "thp": thp.has_thp(fs),
+        "folio_sizes": thp.offered_folio_sizes(fs),
+        "is_root": os.geteuid() == 0,
+        "python": platform.python_version(),
+    }
+    facts.update(migration_interfaces(fs))
+    return facts

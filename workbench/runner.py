@@ -1,0 +1,73 @@
+"""Host side of a run: check the plan against the target, stream trials, save each one."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+from tqdm.auto import tqdm
+
+from . import __version__, paths, plan, store
+from .errors import WorkbenchError
+from .targets.base import Target
+
+
+def git_revision() -> str:
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=paths.REPO, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=paths.REPO,
+                               capture_output=True, text=True).stdout.strip()
+        return rev + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def manifest_for(target: Target, params: plan.RunParams, facts: dict, label: str) -> dict:
+    return {
+        "label": label, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "target": target.label, "accelerator": target.accelerator(),
+        "functional_only": target.accelerator() == "tcg",
+        "kernel_release": facts.get("kernel_release"), "kernel_config_hash": facts.get("kernel_config_hash"),
+        "kernel": (facts.get("vm_config") or {}).get("kernel"),
+        "numa": facts.get("numa"), "cpu_model": facts.get("cpu_model"), "cpus": facts.get("cpus"),
+        "migration_interface": facts.get("interface"),
+        "workbench_revision": git_revision(), "workbench_version": __version__,
+        "params": params.to_dict(), "target_detail": target.describe(),
+    }
+
+
+def run(target: Target, params: plan.RunParams, root=None, resume: str | None = None, label: str = "run",
+        progress: bool = True) -> store.Run:
+    facts = target.facts()
+    plan.validate(params, facts, target.kind)
+    trials = plan.expand(params)
+    if resume:
+        the_run = store.open_run(resume, root)
+        if the_run.manifest.get("params") != params.to_dict():
+            raise WorkbenchError(f"run {resume!r} was made with other parameters "
+                                 f"({the_run.manifest.get('params')}); resume it with the same ones")
+        done = the_run.completed_keys()
+        todo = [t for t in trials if t.key() not in done]
+    else:
+        the_run = store.create_run(manifest_for(target, params, facts, label), root)
+        todo = trials
+    context = {"target": target.label, "accelerator": target.accelerator(),
+               "kernel_release": facts.get("kernel_release")}
+    bar = tqdm(total=len(trials), initial=len(trials) - len(todo), desc=f"trials ({the_run.id})",
+               unit="trial", disable=not progress)
+    try:
+        if todo:
+            for event in target.run_plan({"op": "trials", "trials": [t.to_dict() for t in todo]}):
+                if event["type"] == "record":
+                    the_run.append({**event["record"], **context})
+                    bar.update(1)
+                    bar.set_postfix_str(f"{event['record']['folio']} {event['record']['gbps']:.2f} GB/s")
+                elif event["type"] == "error":
+                    raise WorkbenchError(f"{event['message']} ({the_run.count()} finished trials are saved in "
+                                         f"{the_run.dir}; resume with --resume {the_run.id})",
+                                         detail=event.get("traceback"))
+    finally:
+        bar.close()
+    the_run.update_manifest(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), trials=the_run.count())
+    return the_run

@@ -1,0 +1,77 @@
+"""Summaries of repeated trials and comparisons between groups."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from .units import parse_size
+
+
+def summarize(df: pd.DataFrame, by=("migrator", "folio"), value: str = "gbps") -> pd.DataFrame:
+    """Per group: n, mean, std (n-1), coefficient of variation, harmonic mean (the right
+    mean for rates over equal amounts of work), min, max."""
+    by = list(by)
+
+    def agg(x: pd.Series) -> pd.Series:
+        x = x.dropna().astype(float)
+        n = len(x)
+        mean = x.mean() if n else math.nan
+        std = x.std(ddof=1) if n > 1 else math.nan
+        return pd.Series({
+            "n": n, "mean": mean, "std": std,
+            "cv": std / mean if n > 1 and mean else math.nan,
+            "hmean": sps.hmean(x) if n and (x > 0).all() else math.nan,
+            "min": x.min() if n else math.nan, "max": x.max() if n else math.nan,
+        })
+
+    out = df.groupby(by, sort=False)[value].apply(agg).unstack()
+    out["n"] = out["n"].astype(int)
+    return out.reset_index()
+
+
+def welch(a, b) -> dict:
+    """Welch's t-test (unequal variances) of mean(b) against mean(a)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    t, p = sps.ttest_ind(b, a, equal_var=False)
+    return {"n_a": len(a), "n_b": len(b), "mean_a": a.mean(), "mean_b": b.mean(),
+            "diff": b.mean() - a.mean(), "ratio": b.mean() / a.mean() if a.mean() else math.nan,
+            "t": float(t), "p": float(p)}
+
+
+def pm(mean: float, std: float, digits: int = 2) -> str:
+    """'10.67±0.36' as the series writes it; a single measurement has no ±."""
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "-"
+    if std is None or (isinstance(std, float) and math.isnan(std)):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f}±{std:.{digits}f}"
+
+
+def seed_table(df: pd.DataFrame, rows=("migrator",), value: str = "gbps", digits: int = 2,
+               title: str | None = None) -> str:
+    """The series' table layout: folio size across, ``rows`` down, cells mean±std.
+
+    Plain text that pastes into a mailing-list post."""
+    rows = list(rows)
+    s = summarize(df, by=rows + ["folio"], value=value)
+    folios = sorted(s["folio"].unique(), key=parse_size)
+    s["cell"] = [pm(m, sd, digits) for m, sd in zip(s["mean"], s["std"])]
+    grid = s.pivot_table(index=rows, columns="folio", values="cell", aggfunc="first", sort=False)
+    grid = grid.reindex(columns=folios)
+    head = " x ".join(rows)
+    row_labels = [" ".join(str(v) for v in (idx if isinstance(idx, tuple) else (idx,))) for idx in grid.index]
+    w0 = max([len(head)] + [len(r) for r in row_labels])
+    widths = [max(len(str(f)), *(len(str(c)) for c in grid[f].fillna("-"))) for f in folios]
+    lines = []
+    if title:
+        lines.append(title)
+    header = f"{head:<{w0}} | " + " | ".join(f"{str(f):<{w}}" for f, w in zip(folios, widths)) + " |"
+    lines += [header, "=" * len(header)]
+    for label, (_, row) in zip(row_labels, grid.iterrows()):
+        cells = [str(row[f]) if isinstance(row[f], str) else "-" for f in folios]
+        lines.append(f"{label:<{w0}} | " + " | ".join(f"{c:<{w}}" for c, w in zip(cells, widths)) + " |")
+    return "\n".join(lines)

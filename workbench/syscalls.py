@@ -1,0 +1,134 @@
+"""Thin ctypes bindings for the memory system calls a trial needs (x86-64 Linux).
+
+Private anonymous memory is mapped here, not with :mod:`mmap` (whose ``mmap(-1, n)``
+is MAP_SHARED, i.e. shmem, which gets no anonymous THP), and aligned to the folio
+size so that a fault can be served with one folio of that size.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import platform
+
+import numpy as np
+
+from .errors import WorkbenchError
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_libc.syscall.restype = ctypes.c_long
+
+PROT_READ, PROT_WRITE = 1, 2
+MAP_PRIVATE, MAP_ANONYMOUS = 0x02, 0x20
+MAP_FAILED = ctypes.c_void_p(-1).value
+MADV_HUGEPAGE, MADV_NOHUGEPAGE = 14, 15
+MPOL_BIND = 2
+MPOL_MF_MOVE = 1 << 1
+
+# x86-64 system call numbers (arch/x86/entry/syscalls/syscall_64.tbl)
+_SYSCALLS = {"x86_64": {"mbind": 237, "move_pages": 279, "getppid": 110}}
+
+
+def _nr(name: str) -> int:
+    arch = platform.machine()
+    try:
+        return _SYSCALLS[arch][name]
+    except KeyError:
+        raise WorkbenchError(f"architecture {arch!r} is not supported; supported: {', '.join(_SYSCALLS)}") from None
+
+
+def _check(ret: int, what: str) -> int:
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return ret
+
+
+class AnonRegion:
+    """``size`` bytes of private anonymous memory whose start is aligned to ``align``."""
+
+    def __init__(self, size: int, align: int):
+        self.size, self.align = size, align
+        raw_len = size + align
+        raw = _libc.mmap(None, raw_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        if raw in (None, MAP_FAILED):
+            err = ctypes.get_errno()
+            raise OSError(err, f"mmap of {raw_len} bytes: {os.strerror(err)}")
+        start = (raw + align - 1) & ~(align - 1)
+        head, tail = start - raw, raw + raw_len - (start + size)
+        if head:
+            _libc.munmap(raw, head)
+        if tail:
+            _libc.munmap(start + size, tail)
+        self.addr = start
+
+    def words(self) -> np.ndarray:
+        """The region as a numpy uint64 array (no copy)."""
+        buf = (ctypes.c_uint64 * (self.size // 8)).from_address(self.addr)
+        return np.ctypeslib.as_array(buf)
+
+    def madvise(self, advice: int):
+        _check(_libc.madvise(self.addr, self.size, advice), "madvise")
+
+    def bind(self, node: int):
+        """mbind(MPOL_BIND) to one node, before first touch."""
+        maxnode = 1024
+        mask = (ctypes.c_ulong * (maxnode // 64))()
+        mask[node // 64] = 1 << (node % 64)
+        _check(_libc.syscall(_nr("mbind"), ctypes.c_void_p(self.addr), ctypes.c_ulong(self.size),
+                             MPOL_BIND, mask, ctypes.c_ulong(maxnode + 1), 0), "mbind")
+
+    def close(self):
+        if self.addr:
+            _libc.munmap(self.addr, self.size)
+            self.addr = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class MovePages:
+    """A prepared ``move_pages(2)`` call: addresses, target nodes and status arrays
+    are built beforehand so the timed call does nothing but the system call."""
+
+    def __init__(self, addresses: np.ndarray, node: int | None):
+        self.count = len(addresses)
+        self.pages = np.ascontiguousarray(addresses, dtype=np.uint64)
+        self.status = np.full(self.count, -1, dtype=np.int32)
+        self.nodes = None if node is None else np.full(self.count, node, dtype=np.int32)
+        self._args = (
+            ctypes.c_long(_nr("move_pages")), 0, ctypes.c_ulong(self.count),
+            self.pages.ctypes.data_as(ctypes.c_void_p),
+            None if self.nodes is None else self.nodes.ctypes.data_as(ctypes.c_void_p),
+            self.status.ctypes.data_as(ctypes.c_void_p), MPOL_MF_MOVE,
+        )
+
+    def __call__(self) -> int:
+        """Returns the syscall's result: 0, or the number of pages not moved. Raises on error."""
+        return _check(_libc.syscall(*self._args), "move_pages")
+
+
+class NullCall(MovePages):
+    """The same prepared ctypes call as :class:`MovePages`, but of getppid(2): what the
+    timer and the call path cost by themselves. (An empty move_pages is no such
+    baseline: the kernel drains every CPU's LRU caches even for zero pages.)"""
+
+    def __init__(self):
+        super().__init__(np.empty(0, dtype=np.uint64), 0)
+        self._args = (ctypes.c_long(_nr("getppid")),) + self._args[1:]
+
+
+def page_nodes(addr: int, npages: int, page_size: int = 4096) -> np.ndarray:
+    """The node of every base page in [addr, addr + npages*page_size): move_pages with
+    nodes=NULL; a negative value is -errno (e.g. -ENOENT: not present)."""
+    query = MovePages(addr + np.arange(npages, dtype=np.uint64) * page_size, None)
+    query()
+    return query.status.copy()

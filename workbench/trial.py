@@ -1,0 +1,131 @@
+"""One benchmark trial: a verified ``move_pages(2)`` of one region between two nodes.
+
+This runs on the target (inside the agent). The order of a repeat:
+
+1. enable only the requested folio size (every THP knob restored afterwards);
+2. map private anonymous memory aligned to the folio size, madvise, bind to ``src``;
+3. fill every page with the (seed, page) pattern (numba) — this faults the memory in;
+4. check which folio sizes the kernel gave (kpageflags) and that every page is on ``src``;
+5. time one ``move_pages()`` call, one address per folio, prepared beforehand;
+6. take the /proc/vmstat migration deltas, check every page is on ``dst``;
+7. verify every byte (numba) and locate the first bad page.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from . import pagemap, pattern, thp, vmstat
+from .kernelfs import KernelFS, KnobGuard
+from .syscalls import MADV_HUGEPAGE, MADV_NOHUGEPAGE, AnonRegion, MovePages, NullCall, page_nodes
+from .units import format_size
+
+PAGE = 4096
+
+
+@dataclass
+class TrialSpec:
+    folio_size: int
+    total_size: int
+    src: int = 0
+    dst: int = 1
+    seed: int = 1
+    repeat: int = 0
+    migrator: str = "kernel"
+    #: test hook: flip one byte after the migration, {"page": p, "offset": o}, so the
+    #: verification's report can be checked end to end
+    inject_corruption: dict | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def trial_seed(self) -> int:
+        return (self.seed * 1_000_003 + self.repeat) & ((1 << 63) - 1)
+
+    def key(self) -> str:
+        """Stable identity of this trial within a run (used to resume)."""
+        return (f"{self.migrator}-{format_size(self.folio_size)}-{format_size(self.total_size)}"
+                f"-n{self.src}to{self.dst}-s{self.seed}-r{self.repeat}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrialSpec":
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def timer_overhead_ns(tries: int = 25) -> int:
+    """What the timed region costs besides moving pages: the same timer around the same
+    prepared ctypes call of a trivial system call (best of ``tries``)."""
+    empty = NullCall()
+    best = None
+    for _ in range(tries):
+        t0 = time.perf_counter_ns()
+        empty()
+        dt = time.perf_counter_ns() - t0
+        best = dt if best is None else min(best, dt)
+    return int(best)
+
+
+def run_trial(spec: TrialSpec, fs: KernelFS) -> dict:
+    """Run one repeat and return its record (a flat dict of plain values)."""
+    record: dict = {"trial_key": spec.key(), "repeat": spec.repeat, "seed": spec.seed,
+                    "trial_seed": spec.trial_seed, "migrator": spec.migrator,
+                    "folio_size": spec.folio_size, "folio": format_size(spec.folio_size),
+                    "total_bytes": spec.total_size, "src": spec.src, "dst": spec.dst}
+    npages = spec.total_size // PAGE
+    nfolios = spec.total_size // spec.folio_size
+    guard = KnobGuard(fs)
+    try:
+        thp.enable_only(fs, guard, spec.folio_size)
+        with AnonRegion(spec.total_size, max(spec.folio_size, PAGE)) as region:
+            region.madvise(MADV_HUGEPAGE if spec.folio_size > PAGE else MADV_NOHUGEPAGE)
+            region.bind(spec.src)
+            words = region.words()
+            pattern.fill(words, spec.trial_seed)
+
+            match = pagemap.folio_match(region.addr, spec.total_size, spec.folio_size)
+            record.update({"folio_check": match["method"], "folio_match_share": match["share"],
+                           "folios_matched": match.get("matched"), "thp_pages": match.get("thp_pages")})
+            before = page_nodes(region.addr, npages)
+            record["on_src_before_share"] = float((before == spec.src).mean())
+
+            move = MovePages(region.addr + np.arange(nfolios, dtype=np.uint64) * np.uint64(spec.folio_size),
+                             spec.dst)
+            timer_ns = timer_overhead_ns()
+            counters0 = vmstat.read_migration_counters(fs)
+            t0 = time.perf_counter_ns()
+            not_moved = move()
+            t1 = time.perf_counter_ns()
+            counters1 = vmstat.read_migration_counters(fs)
+
+            after = page_nodes(region.addr, npages)
+            on_dst = int((after == spec.dst).sum())
+            seconds = (t1 - t0) / 1e9
+            record.update({
+                "seconds": seconds,
+                "gbps": spec.total_size / seconds / 1e9 if seconds > 0 else float("nan"),
+                "folios": nfolios, "pages": npages,
+                "pages_moved": on_dst, "pages_failed": npages - on_dst,
+                "syscall_not_moved": int(not_moved),
+                "folio_errors": int((move.status < 0).sum()),
+                "timer_overhead_ns": timer_ns,
+                "harness_overhead_share": timer_ns / max(t1 - t0, 1),
+            })
+            record.update({f"vmstat_{k}": v for k, v in vmstat.delta(counters0, counters1).items()})
+
+            if spec.inject_corruption:
+                page, offset = int(spec.inject_corruption["page"]), int(spec.inject_corruption["offset"])
+                words.view(np.uint8)[page * PAGE + offset] ^= 0xFF
+            result = pattern.verify(words, spec.trial_seed)
+            record.update(result.as_record())
+            record["verified"] = result.ok and on_dst == npages
+            del words
+    finally:
+        problems = guard.restore()
+        if problems:
+            record["restore_problems"] = "; ".join(problems)
+    return record

@@ -1,0 +1,278 @@
+"""A QEMU VM with several NUMA nodes, booted through virtme-ng, kept up for a session.
+
+``up`` boots the chosen kernel with ``vng --run`` in the background; the guest sees the
+host's files, so it runs this very package: ``python -m workbench.agent serve``, which
+answers plans dropped as files in a spool directory shared read-write with the host.
+``down`` asks the agent to stop (the guest then powers off), killing QEMU if it does not.
+
+Acceleration: KVM only where it really works (``/dev/kvm`` usable *and* the CPU shows
+vmx or svm); otherwise TCG, and every result says so (TCG timings are functional only).
+vng's own exit status is not trusted (1.42 exits 255 even on success): the agent's
+ready file and the plan's ``done`` event are the status.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import kernels, paths
+from .errors import WorkbenchError
+from .units import format_size, parse_size
+
+CONSOLE_PROBLEMS = ("WARNING:", "BUG:", "Oops", "Kernel panic", "general protection fault", "Call Trace:")
+
+
+def kvm_usable() -> tuple[bool, str]:
+    if not os.path.exists("/dev/kvm"):
+        return False, "no /dev/kvm"
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return False, "/dev/kvm is not accessible to this user"
+    try:
+        flags = next((ln for ln in open("/proc/cpuinfo") if ln.startswith("flags")), "").split()
+    except OSError:
+        flags = []
+    if "vmx" not in flags and "svm" not in flags:
+        return False, "/dev/kvm exists but the CPU shows neither vmx nor svm (paravirtual KVM cannot run a guest)"
+    return True, "kvm usable"
+
+
+@dataclass
+class VMConfig:
+    kernel: str = "stock"
+    #: one (memory, cpu list) per node, e.g. ("1536M", "0")
+    nodes: list = field(default_factory=lambda: [["1536M", "0"], ["1536M", "1"]])
+    #: [src, dst, distance] triples; empty means QEMU's defaults (10 local, 20 remote)
+    distances: list = field(default_factory=list)
+    accel: str = "auto"
+    name: str = "default"
+    boot_timeout: float = 900.0
+
+    def validate(self):
+        if self.accel not in ("auto", "kvm", "tcg"):
+            raise WorkbenchError(f"accelerator {self.accel!r} is not one of auto, kvm, tcg")
+        if len(self.nodes) < 1:
+            raise WorkbenchError("a VM needs at least one NUMA node")
+        for mem, cpus in self.nodes:
+            parse_size(mem, "node memory")
+            if not all(p.replace("-", "").isdigit() for p in str(cpus).split(",")):
+                raise WorkbenchError(f"node cpus {cpus!r} is not a cpu list like 0 or 0-1")
+        for d in self.distances:
+            if len(d) != 3 or not all(isinstance(x, int) for x in d) or d[2] < 10:
+                raise WorkbenchError(f"node distance {d!r} must be [src, dst, value>=10]")
+
+    @property
+    def memory(self) -> int:
+        return sum(parse_size(m) for m, _ in self.nodes)
+
+    @property
+    def ncpus(self) -> int:
+        from .numa import parse_cpulist
+        return len({c for _, cpus in self.nodes for c in parse_cpulist(str(cpus))})
+
+    def accelerator(self) -> str:
+        if self.accel != "auto":
+            return self.accel
+        return "kvm" if kvm_usable()[0] else "tcg"
+
+
+class VM:
+    """One named VM: its state lives in ``<cache>/vm/<name>/``."""
+
+    def __init__(self, name: str = "default"):
+        self.name = name
+        self.dir = paths.cache_dir() / "vm" / name
+        self.spool = self.dir / "spool"
+        self.console = self.dir / "console.log"
+        self.state_file = self.dir / "state.json"
+
+    # -- state ---------------------------------------------------------------------
+    def state(self) -> dict | None:
+        try:
+            return json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def running(self) -> bool:
+        st = self.state()
+        if not st:
+            return False
+        try:
+            os.kill(st["pid"], 0)
+        except OSError:
+            return False
+        ready = self.ready()
+        return ready is not None and ready.get("token") == st["token"]
+
+    def ready(self) -> dict | None:
+        try:
+            return json.loads((self.spool / "ready.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def console_tail(self, lines: int = 25) -> str:
+        try:
+            return "\n".join(self.console.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no console log)"
+
+    def console_problems(self, since: int = 0) -> list[str]:
+        """Kernel WARN/BUG/oops lines on the console (from byte offset ``since``)."""
+        try:
+            text = self.console.read_bytes()[since:].decode(errors="replace")
+        except OSError:
+            return []
+        return [ln for ln in text.splitlines() if any(p in ln for p in CONSOLE_PROBLEMS)]
+
+    def console_size(self) -> int:
+        try:
+            return self.console.stat().st_size
+        except OSError:
+            return 0
+
+    # -- lifecycle -----------------------------------------------------------------
+    def command(self, config: VMConfig, image: kernels.KernelImage, token: str) -> list[str]:
+        vng = shutil.which("vng", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+        if not vng:
+            raise WorkbenchError("vng (virtme-ng) is not installed: pip install virtme-ng (the setup does this)")
+        agent = (f"{shlex.quote(sys.executable)} -m workbench.agent serve "
+                 f"--spool {shlex.quote(str(self.spool))} --token {token}")
+        cmd = [vng, "--run", image.run_arg, "-v", "--memory", format_size(config.memory),
+               "--cpus", str(config.ncpus), f"--rwdir={paths.cache_dir()}", "--cwd", str(paths.REPO)]
+        if config.accelerator() == "tcg":
+            cmd.append("--disable-kvm")
+        for mem, cpus in config.nodes:
+            cmd += ["--numa", f"{format_size(parse_size(mem))},cpus={cpus}"]
+        for src, dst, val in config.distances:
+            cmd += ["--numa-distance", f"{src},{dst}={val}"]
+        return cmd + ["--exec", agent]
+
+    def up(self, config: VMConfig, progress=None) -> dict:
+        """Boot (or reuse) the VM; returns its state. Raises with the console tail on failure."""
+        config.validate()
+        st = self.state()
+        if self.running():
+            if st["config"]["kernel"] != config.kernel or st["config"]["nodes"] != config.nodes \
+                    or st["config"]["distances"] != config.distances:
+                raise WorkbenchError(f"VM {self.name!r} is already up with kernel {st['config']['kernel']!r} and "
+                                     f"nodes {st['config']['nodes']}: run `workbench vm down` first")
+            return st
+        self.down(quiet=True)
+        image = kernels.resolve(config.kernel)
+        for d in (self.spool / "requests", self.spool / "responses"):
+            shutil.rmtree(d, ignore_errors=True)
+            d.mkdir(parents=True)
+        for f in ("ready.json", "stopped"):
+            (self.spool / f).unlink(missing_ok=True)
+        token = uuid.uuid4().hex[:12]
+        cmd = self.command(config, image, token)
+        env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.console, "wb") as console:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
+                                    env=env, start_new_session=True, cwd=str(paths.REPO))
+        state = {"pid": proc.pid, "token": token, "config": asdict(config), "kernel": asdict(image),
+                 "kernel_config_hash": image.config_hash(), "accelerator": config.accelerator(),
+                 "started": time.time(), "command": cmd}
+        self.state_file.write_text(json.dumps(state, indent=1, default=str))
+        deadline = time.time() + config.boot_timeout
+        while True:
+            ready = self.ready()
+            if ready and ready.get("token") == token:
+                state["boot_seconds"] = round(time.time() - state["started"], 1)
+                state["facts"] = ready["facts"]
+                self.state_file.write_text(json.dumps(state, indent=1, default=str))
+                return state
+            if proc.poll() is not None or time.time() > deadline:
+                why = "exited" if proc.poll() is not None else f"was not ready after {config.boot_timeout:.0f} s"
+                self.down(quiet=True)
+                raise WorkbenchError(f"VM {self.name!r} failed to boot kernel {config.kernel!r}: QEMU {why} "
+                                     f"(console: {self.console})", detail=self.console_tail())
+            if progress:
+                progress(time.time() - state["started"])
+            time.sleep(0.5)
+
+    def down(self, quiet: bool = False, timeout: float = 60.0) -> bool:
+        st = self.state()
+        if not st:
+            return False
+        pid = st["pid"]
+        alive = _alive(pid)
+        if alive and self.ready():
+            self._drop({"op": "shutdown"}, "zz-shutdown")
+            end = time.time() + timeout
+            while _alive(pid) and time.time() < end:
+                time.sleep(0.5)
+        if _alive(pid):
+            try:
+                os.killpg(pid, signal.SIGTERM)
+                time.sleep(1)
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        self.state_file.unlink(missing_ok=True)
+        return alive
+
+    def status(self) -> dict:
+        st = self.state()
+        if not st or not self.running():
+            return {"name": self.name, "running": False}
+        return {"name": self.name, "running": True, "pid": st["pid"], "kernel": st["config"]["kernel"],
+                "kernel_release": st.get("facts", {}).get("kernel_release"),
+                "accelerator": st["accelerator"], "uptime_s": round(time.time() - st["started"]),
+                "nodes": st["config"]["nodes"], "console": str(self.console)}
+
+    # -- plans ---------------------------------------------------------------------
+    def _drop(self, plan: dict, request_id: str) -> Path:
+        req = self.spool / "requests" / f"{request_id}.json"
+        tmp = req.with_suffix(".tmp")
+        tmp.write_text(json.dumps(plan))
+        tmp.rename(req)
+        return self.spool / "responses" / f"{request_id}.jsonl"
+
+    def run_plan(self, plan: dict):
+        st = self.state()
+        if not st or not self.running():
+            raise WorkbenchError(f"VM {self.name!r} is not up: run `workbench vm up`")
+        request_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        out = self._drop(plan, request_id)
+        offset, buffer = 0, ""
+        while True:
+            if out.exists():
+                with open(out) as f:
+                    f.seek(offset)
+                    chunk = f.read()
+                    offset = f.tell()
+                buffer += chunk
+                *lines, buffer = buffer.split("\n")
+                for line in lines:
+                    if line.strip():
+                        event = json.loads(line)
+                        yield event
+                        if event.get("type") == "done":
+                            return
+            if not _alive(st["pid"]):
+                raise WorkbenchError(f"VM {self.name!r} died during a plan (console: {self.console})",
+                                     detail=self.console_tail())
+            time.sleep(0.2)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    try:  # a zombie child of this process is not alive
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
