@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# Build a bootable (vng --run) Linux tree with the migration workbench
+# patches applied.
+#
+# usage: kernel/build.sh [--ksrc PATH] [--vanilla] [--print-dir]
+#
+#   --ksrc PATH   use this kernel source tree instead of Debian's
+#                 /usr/src/linux-source-6.12.tar.xz (it is copied into the
+#                 cache; the original is never modified)
+#   --vanilla     do not apply patches/series (and skip the config fragments
+#                 named *offload*.config, whose options only exist with it)
+#   --print-dir   only print the directory that would be built, build nothing
+#
+# The built tree lives in ${WORKBENCH_CACHE:-$HOME/.cache/migration-workbench}/kernel/.
+# Progress goes to stderr; the last line on stdout is the built tree's path.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+patchdir=$here/patches
+confdir=$here/config
+tarball=${WORKBENCH_KERNEL_TARBALL:-/usr/src/linux-source-6.12.tar.xz}
+cache=${WORKBENCH_CACHE:-$HOME/.cache/migration-workbench}/kernel
+jobs=${WORKBENCH_JOBS:-$(nproc)}
+
+ksrc=
+vanilla=0
+print_only=0
+
+log() { printf 'build.sh: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+usage() { sed -n '4,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit "${1:-2}"; }
+
+while [ $# -gt 0 ]; do
+	case $1 in
+	--ksrc) [ $# -ge 2 ] || usage; ksrc=$2; shift 2 ;;
+	--ksrc=*) ksrc=${1#--ksrc=}; shift ;;
+	--vanilla) vanilla=1; shift ;;
+	--print-dir) print_only=1; shift ;;
+	-h|--help) usage 0 ;;
+	*) log "unknown argument: $1"; usage ;;
+	esac
+done
+
+vng_bin=
+for c in "$here/../.venv/bin/virtme-configkernel" "$(command -v virtme-configkernel || true)"; do
+	if [ -n "$c" ] && [ -x "$c" ]; then vng_bin=$c; break; fi
+done
+
+sha() { sha256sum | cut -c1-64; }
+
+# ---- identify the source ------------------------------------------------
+if [ -n "$ksrc" ]; then
+	[ -f "$ksrc/Makefile" ] && [ -d "$ksrc/mm" ] || die "--ksrc $ksrc is not a kernel tree"
+	ksrc=$(cd "$ksrc" && pwd)
+	if git -C "$ksrc" rev-parse --verify -q HEAD >/dev/null 2>&1; then
+		rev=$(git -C "$ksrc" rev-parse HEAD)
+		dirty=$(git -C "$ksrc" diff HEAD | sha)
+		src_id="ksrc:$ksrc:git:$rev:$dirty"
+	else
+		src_id="ksrc:$ksrc:mtime:$(find "$ksrc" -type f -newer "$ksrc/Makefile" -printf '%T@ %p\n' 2>/dev/null | sort | sha):$(stat -c %Y "$ksrc/Makefile")"
+	fi
+else
+	[ -f "$tarball" ] || die "no source tarball $tarball (apt-get install linux-source-6.12)"
+	pkgver=$(dpkg-query -W -f '${Version}' linux-source-6.12 2>/dev/null || echo unknown)
+	# Size+mtime identify the tarball cheaply; the package version names it.
+	src_id="tarball:$tarball:$pkgver:$(stat -c '%s:%Y' "$tarball")"
+fi
+src_key=$(printf '%s' "$src_id" | sha | cut -c1-12)
+flavour=$([ $vanilla = 1 ] && echo vanilla || echo patched)
+tree=$cache/trees/$src_key-$flavour
+
+# ---- inputs: patches and config fragments --------------------------------
+patches=()
+if [ $vanilla = 0 ]; then
+	[ -f "$patchdir/series" ] || die "missing $patchdir/series"
+	while IFS= read -r line || [ -n "$line" ]; do
+		line=${line%%#*}
+		line=$(echo "$line" | xargs)
+		[ -n "$line" ] || continue
+		[ -f "$patchdir/$line" ] || die "series names missing patch $line"
+		patches+=("$patchdir/$line")
+	done <"$patchdir/series"
+fi
+fragments=()
+for f in "$confdir"/*.config; do
+	[ -e "$f" ] || continue
+	if [ $vanilla = 1 ] && [[ $(basename "$f") == *offload* ]]; then continue; fi
+	fragments+=("$f")
+done
+
+key=$( {
+	echo "src $src_id"
+	echo "vanilla $vanilla"
+	for p in "${patches[@]+"${patches[@]}"}"; do echo "patch $(basename "$p") $(sha <"$p")"; done
+	for f in "${fragments[@]+"${fragments[@]}"}"; do echo "config $(basename "$f") $(sha <"$f")"; done
+	echo "script $(sha <"${BASH_SOURCE[0]}")"
+} | sha)
+
+if [ $print_only = 1 ]; then
+	echo "$tree"
+	exit 0
+fi
+
+mkdir -p "$cache/trees"
+exec 9>"$cache/.lock"
+log "waiting for the build lock $cache/.lock"
+flock 9
+
+if [ -f "$tree/.workbench-key" ] && [ "$(cat "$tree/.workbench-key")" = "$key" ] &&
+	[ -f "$tree/arch/x86/boot/bzImage" ]; then
+	log "up to date: $tree"
+	echo "$tree"
+	exit 0
+fi
+
+gitq() { git -C "$tree" -c user.name=workbench -c user.email=workbench@localhost "$@"; }
+
+# ---- source tree ----------------------------------------------------------
+if [ ! -f "$tree/.workbench-base" ]; then
+	rm -rf "$tree" "$tree.tmp"
+	other=$cache/trees/$src_key-$([ $vanilla = 1 ] && echo patched || echo vanilla)
+	if [ -f "$other/.workbench-base" ]; then
+		# Same source, other flavour: start from a copy so that only what
+		# the patches touch gets rebuilt.
+		log "seeding $tree from $other"
+		cp -a "$other" "$tree.tmp"
+		rm -f "$tree.tmp/.workbench-key"
+	else
+		mkdir -p "$tree.tmp"
+		if [ -n "$ksrc" ]; then
+			log "copying $ksrc"
+			tar -C "$ksrc" --exclude=.git -cf - . | tar -C "$tree.tmp" -xf -
+			make -s -C "$tree.tmp" mrproper >&2
+		else
+			log "unpacking $tarball"
+			tar -C "$tree.tmp" --strip-components=1 -xf "$tarball"
+		fi
+		log "recording the pristine source in git"
+		(cd "$tree.tmp" && rm -rf .git && git init -q &&
+			git add -f -A . &&
+			git -c user.name=workbench -c user.email=workbench@localhost \
+				commit -q -m "pristine source: $src_id" &&
+			git tag wb-base) >&2
+		echo "$src_id" >"$tree.tmp/.git/workbench-src"
+		touch "$tree.tmp/.workbench-base"
+	fi
+	mv "$tree.tmp" "$tree"
+fi
+# Keep our own marker files out of "git status".
+grep -qx '/.workbench-\*' "$tree/.git/info/exclude" 2>/dev/null ||
+	echo '/.workbench-*' >>"$tree/.git/info/exclude"
+
+# ---- patches ----------------------------------------------------------------
+# Remember the content and mtime of every file the previous patch set touched,
+# go back to the pristine source, apply the current series, then give files
+# whose content did not change their old mtime back: make then rebuilds only
+# what a changed patch really touches.
+declare -A old_hash=() old_mtime=()
+while IFS= read -r f; do
+	[ -n "$f" ] && [ -f "$tree/$f" ] || continue
+	old_hash[$f]=$(git -C "$tree" hash-object "$tree/$f")
+	old_mtime[$f]=$(stat -c %Y "$tree/$f")
+done < <(git -C "$tree" diff --name-only wb-base; git -C "$tree" ls-files --others --exclude-standard)
+# git am leaves new files tracked; plain "reset --hard" removes them again.
+gitq am --abort >/dev/null 2>&1 || true
+gitq reset -q --hard wb-base
+for p in "${patches[@]+"${patches[@]}"}"; do
+	log "applying $(basename "$p")"
+	gitq am -q --whitespace=nowarn "$p" >&2 || {
+		gitq am --abort >/dev/null 2>&1 || true
+		die "patch $(basename "$p") does not apply"
+	}
+done
+for f in "${!old_hash[@]}"; do
+	[ -f "$tree/$f" ] || continue
+	if [ "$(git -C "$tree" hash-object "$tree/$f")" = "${old_hash[$f]}" ]; then
+		touch -d "@${old_mtime[$f]}" "$tree/$f"
+	fi
+done
+
+# ---- configuration -------------------------------------------------------------
+cd "$tree"
+log "configuring (virtme-ng minimal VM config + ${#fragments[@]} fragment(s))"
+cfg_tmp=$(mktemp -d)
+trap 'rm -rf "$cfg_tmp"' EXIT
+[ -f .config ] && cp -p .config "$cfg_tmp/old.config"
+if [ -n "$vng_bin" ]; then
+	# Call virtme-configkernel (what "vng --kconfig" runs) directly so that
+	# a user's ~/.config/virtme-ng/kernel.config cannot leak into the build.
+	"$vng_bin" --defconfig >&2
+else
+	log "virtme-configkernel not found; falling back to x86_64_defconfig"
+	make -s x86_64_defconfig >&2
+fi
+if [ ${#fragments[@]} -gt 0 ]; then
+	scripts/kconfig/merge_config.sh -m .config "${fragments[@]}" >"$cfg_tmp/merge.log" 2>&1 ||
+		{ cat "$cfg_tmp/merge.log" >&2; die "merge_config.sh failed"; }
+fi
+make -s olddefconfig >&2
+# Check that every fragment option survived olddefconfig (dependencies).
+missing=0
+for f in "${fragments[@]+"${fragments[@]}"}"; do
+	while IFS= read -r line; do
+		case $line in
+		CONFIG_*=n) sym=${line%%=*}
+			if grep -q "^$sym=" .config; then log "warning: $sym should be unset"; missing=1; fi ;;
+		CONFIG_*=*) grep -qxF "$line" .config || { log "warning: $line did not stick"; missing=1; } ;;
+		"# CONFIG_"*" is not set") sym=${line#\# }; sym=${sym%% *}
+			if grep -q "^$sym=" .config; then log "warning: $sym should be unset"; missing=1; fi ;;
+		esac
+	done <"$f"
+done
+[ $missing = 0 ] || log "some config fragment options did not apply (see above)"
+# An identical .config keeps its old mtime, so make has nothing to redo.
+if [ -f "$cfg_tmp/old.config" ] && cmp -s .config "$cfg_tmp/old.config"; then
+	cp -p "$cfg_tmp/old.config" .config
+fi
+
+# ---- build ------------------------------------------------------------------------
+log "building bzImage and modules with -j$jobs (log: $tree/.workbench-build.log)"
+start=$(date +%s)
+if ! nice -n 10 make -j"$jobs" bzImage modules >"$tree/.workbench-build.log" 2>&1; then
+	grep -E 'error|Error' "$tree/.workbench-build.log" | head -40 >&2 || true
+	tail -20 "$tree/.workbench-build.log" >&2
+	die "kernel build failed"
+fi
+log "build took $(($(date +%s) - start))s"
+[ -f arch/x86/boot/bzImage ] || die "no bzImage after the build"
+echo "$key" >.workbench-key
+echo "$tree"
