@@ -54,25 +54,33 @@ def execute(plan: dict, emit: Emit, fs=None) -> None:
                           "traceback": traceback.format_exc()})
                     return
                 emit({"type": "record", "record": record})
+        elif op == "snapshot":
+            from .kernelfs import snapshot
+            emit({"type": "snapshot", "snapshot": snapshot(fs, plan["roots"])})
         elif op == "bench_verify":
             from .bench import verify_speed
             emit({"type": "bench", "result": verify_speed(**plan.get("args", {}))})
         else:
-            emit({"type": "error", "message": f"unknown plan op {op!r}; allowed: probe, trials, bench_verify, "
+            emit({"type": "error", "message": f"unknown plan op {op!r}; allowed: probe, trials, snapshot, bench_verify, "
                                               "shutdown"})
     finally:
         emit({"type": "done"})
 
 
-def _warm_up():
-    """Compile (or load from cache) the numba kernels before any timing."""
+def _warm_up() -> dict:
+    """Compile (or load from cache) the numba kernels before any timing; says which."""
     import numpy as np
 
     from . import pattern
     w = np.zeros(512, dtype=np.uint64)
     pattern.fill(w, 1)
     pattern.verify(w, 1)
-    pattern.kernels().stream_sum(w)
+    k = pattern.kernels()
+    k.stream_sum(w)
+    fns = (k.fill, k.verify, k.stream_sum)
+    return {"numba_cache_dir": os.environ.get("NUMBA_CACHE_DIR"),
+            "numba_cache_hits": sum(sum(f.stats.cache_hits.values()) for f in fns),
+            "numba_cache_misses": sum(sum(f.stats.cache_misses.values()) for f in fns)}
 
 
 def _stdout_emit(event: dict) -> None:
@@ -86,9 +94,9 @@ def serve(spool: Path, token: str) -> None:
     requests.mkdir(parents=True, exist_ok=True)
     responses.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    _warm_up()
+    warm = _warm_up()
     facts = probe.collect(RealFS())
-    facts["warmup_seconds"] = round(time.time() - t0, 1)
+    facts.update(warm, warmup_seconds=round(time.time() - t0, 1))
     tmp = spool / "ready.json.tmp"
     tmp.write_text(json.dumps({"token": token, "pid": os.getpid(), "facts": facts}))
     tmp.rename(spool / "ready.json")

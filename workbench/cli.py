@@ -49,8 +49,16 @@ def _vm_config(args):
     return cfg
 
 
+_last_boot_note = [-1.0]
+
+
 def _progress_boot(elapsed: float):
-    sys.stderr.write(f"\rbooting VM ... {elapsed:5.0f} s")
+    """Boot progress: redrawn in place on a terminal, one line every 15 s in a log."""
+    if sys.stderr.isatty():
+        sys.stderr.write(f"\rbooting VM ... {elapsed:5.0f} s")
+    elif elapsed - _last_boot_note[0] >= 15 or _last_boot_note[0] < 0:
+        _last_boot_note[0] = elapsed
+        sys.stderr.write(f"booting VM ... {elapsed:.0f} s\n")
     sys.stderr.flush()
 
 
@@ -168,6 +176,25 @@ def cmd_bench(args):
     raise WorkbenchError(f"benchmark {args.what!r} is not known; allowed: verify")
 
 
+def cmd_sysfs(args):
+    target = make_target(args)
+    snap = None
+    for event in target.run_plan({"op": "snapshot", "roots": args.root}):
+        if event["type"] == "error":
+            raise WorkbenchError(event["message"])
+        if event["type"] == "snapshot":
+            snap = event["snapshot"]
+    snap["kernel_release"] = target.facts()["kernel_release"]
+    text = json.dumps(snap, indent=1, sort_keys=True)
+    if args.out == "-":
+        print(text)
+    else:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+        print(f"recorded {len(snap['files'])} files from {target.label} into {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="workbench", description="Verified page-migration benchmarks on NUMA targets")
     sub = p.add_subparsers(dest="command", required=True)
@@ -204,6 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--value", default="gbps")
     s.add_argument("--runs-dir")
     s.set_defaults(fn=cmd_summary)
+
+    f = sub.add_parser("sysfs", help="record a target's sysfs/procfs tree for replay in tests")
+    f.add_argument("action", choices=["snapshot"])
+    f.add_argument("out", help="JSON file to write, or - for stdout")
+    f.add_argument("--root", action="append", required=True, help="directory to record (repeatable)")
+    _target_args(f)
+    f.set_defaults(fn=cmd_sysfs)
 
     k = sub.add_parser("kernel", help="kernel images")
     k.add_argument("action", choices=["fetch-stock"])

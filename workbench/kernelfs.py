@@ -97,7 +97,8 @@ class RealFS(KernelFS):
         return sorted(os.listdir(path))
 
     def isdir(self, path):
-        return os.path.isdir(path)
+        # sysfs is full of symlink loops (node1/subsystem/devices/node1/...): never follow
+        return os.path.isdir(path) and not os.path.islink(path)
 
 
 class RecordingFS(KernelFS):

@@ -159,6 +159,7 @@ class VM:
     def up(self, config: VMConfig, progress=None) -> dict:
         """Boot (or reuse) the VM; returns its state. Raises with the console tail on failure."""
         config.validate()
+        image = kernels.resolve(config.kernel)
         st = self.state()
         if self.running():
             if st["config"]["kernel"] != config.kernel or st["config"]["nodes"] != config.nodes \
@@ -167,7 +168,6 @@ class VM:
                                      f"nodes {st['config']['nodes']}: run `workbench vm down` first")
             return st
         self.down(quiet=True)
-        image = kernels.resolve(config.kernel)
         for d in (self.spool / "requests", self.spool / "responses"):
             shutil.rmtree(d, ignore_errors=True)
             d.mkdir(parents=True)

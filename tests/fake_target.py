@@ -1,0 +1,50 @@
+"""A registered in-memory target: canned facts and records, for host-side tests."""
+
+from __future__ import annotations
+
+import copy
+
+from workbench.targets import register
+from workbench.targets.base import Target
+
+FACTS = {
+    "hostname": "fake", "kernel_release": "6.12.0-fake", "kernel_config_hash": "abc", "cpu_model": "Fake CPU",
+    "cpus": 2, "thp": True, "folio_sizes": [4096, 65536, 2 << 20], "is_root": True,
+    "numa": {"nodes": [{"node": 0, "cpus": [0], "mem_total_kb": 1 << 20, "distances": [10, 20]},
+                       {"node": 1, "cpus": [1], "mem_total_kb": 1 << 20, "distances": [20, 10]}],
+             "memory_nodes": [0, 1]},
+    "interface": None, "migrators": ["kernel"], "active": "kernel",
+}
+
+
+@register("fake")
+class FakeTarget(Target):
+    """``fail_after``: answer that many trials, then report an error (a crash mid-run)."""
+
+    #: what a FakeTarget made by the CLI does (tests monkeypatch it)
+    default_fail_after = None
+
+    def __init__(self, facts=None, fail_after=None, **_):
+        self._facts_template = copy.deepcopy(facts or FACTS)
+        self.fail_after = fail_after if fail_after is not None else self.default_fail_after
+        self.seen: list[dict] = []
+
+    def run_plan(self, plan):
+        if plan["op"] == "probe":
+            yield {"type": "facts", "facts": copy.deepcopy(self._facts_template)}
+        else:
+            for i, t in enumerate(plan["trials"]):
+                if self.fail_after is not None and i >= self.fail_after:
+                    yield {"type": "error", "message": "trial exploded"}
+                    yield {"type": "done"}
+                    return
+                self.seen.append(t)
+                from workbench.trial import TrialSpec
+                spec = TrialSpec.from_dict(t)
+                gbps = 1.0 + spec.folio_size / (1 << 20) + spec.repeat * 0.1
+                yield {"type": "record", "record": {
+                    "trial_key": spec.key(), "repeat": spec.repeat, "folio": {4096: "4K", 65536: "64K"}.get(
+                        spec.folio_size, "2M"), "folio_size": spec.folio_size, "migrator": spec.migrator,
+                    "gbps": gbps, "seconds": spec.total_size / gbps / 1e9, "verified": True, "pages_failed": 0,
+                    "verify_bad_pages": 0, "folio_match_share": 1.0}}
+        yield {"type": "done"}

@@ -1,0 +1,77 @@
+"""Bad input: one clear line, a non-zero exit, and nothing measured lost."""
+
+import json
+import os
+
+import pytest
+
+from workbench import cli
+
+from . import fake_target  # noqa: F401  (registers the 'fake' target)
+
+
+def run_cli(capsys, *argv):
+    rc = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err.strip()
+
+
+def one_line_error(err):
+    """The error is one line (progress bars may come before it)."""
+    lines = [ln for ln in err.splitlines() if ln.startswith("workbench: error: ")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("argv,expect", [
+    (["--target", "nowhere"], "unknown target 'nowhere'; choose from: fake, local, ssh://[user@]host[:port], vm"),
+    (["--target", "fake", "--folio-size", "8K"], "folio size 8K is not offered by kernel 6.12.0-fake; it offers: 4K, 64K, 2M"),
+    (["--target", "fake", "--folio-size", "2M", "--size", "3M"], "size 3M is not a multiple of the folio size 2M"),
+    (["--target", "fake", "--dst", "7"], "destination node 7 does not exist on fake; nodes with memory: 0, 1"),
+    (["--target", "fake", "--src", "1", "--dst", "1"], "source and destination are both node 1"),
+    (["--target", "fake", "--size", "12Q"], "size '12Q' is not a size"),
+    (["--target", "fake", "--migrator", "dcbm"], "migrator 'dcbm' is not offered by this kernel; it offers: kernel"),
+    (["--target", "fake", "--repeats", "0"], "repeats 0 must be at least 1"),
+    (["--target", "fake", "--size", "1G"], "size 1G does not fit node 0"),
+    (["--target", "ssh://host:xx"], "ssh port 'xx' is not a number"),
+    (["--target", "vm", "--nodes", "1536M"], "node '1536M' is not MEM:CPUS"),
+    (["--target", "vm", "--accel", "hvf"], "accelerator 'hvf' is not one of auto, kvm, tcg"),
+    (["--target", "vm", "--kernel", "/no/such/bzImage"], "kernel '/no/such/bzImage' is neither stock"),
+])
+def test_bad_run_input(capsys, tmp_path, argv, expect):
+    rc, out, err = run_cli(capsys, "run", "--runs-dir", str(tmp_path), "--vm-name", "pytest-bad-input", *argv)
+    assert rc == 2
+    assert expect in one_line_error(err)
+    assert not list(tmp_path.glob("*/records/*.parquet"))
+
+
+def test_local_single_node_host_points_to_vm(capsys, tmp_path):
+    from workbench import numa
+    from workbench.kernelfs import RealFS
+    if len(numa.memory_nodes(RealFS())) != 1:
+        pytest.skip("this host has several NUMA nodes; the one-node error cannot happen here")
+    rc, out, err = run_cli(capsys, "run", "--target", "local", "--runs-dir", str(tmp_path))
+    assert rc == 2
+    assert "has 1 NUMA node with memory (node 0); move_pages needs two; use --target vm" in one_line_error(err)
+
+
+def test_failure_mid_run_loses_nothing(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(fake_target.FakeTarget, "default_fail_after", 2)
+    rc, out, err = run_cli(capsys, "run", "--target", "fake", "--runs-dir", str(tmp_path), "--size", "4M")
+    assert rc == 2 and "2 finished trials are saved" in one_line_error(err)
+    assert len(list(tmp_path.glob("*/records/*.parquet"))) == 2
+
+
+def test_good_run_prints_the_seed_table_and_json(capsys, tmp_path):
+    rc, out, err = run_cli(capsys, "run", "--target", "fake", "--runs-dir", str(tmp_path), "--size", "4M")
+    assert rc == 0
+    table = out[out.index("migrator |"):].splitlines()
+    assert [c.strip() for c in table[0].split("|")][:4] == ["migrator", "4K", "64K", "2M"]
+    assert table[2].startswith("kernel   | 1.10±0.10")
+    assert "verified: 9/9 trials" in out
+    rc, out, err = run_cli(capsys, "run", "--target", "fake", "--runs-dir", str(tmp_path), "--size", "4M",
+                           "--repeats", "1", "--json")
+    doc = json.loads(out)
+    assert rc == 0 and len(doc["records"]) == 3 and os.path.isdir(doc["dir"])
+    rc, out, err = run_cli(capsys, "summary", "--runs-dir", str(tmp_path))
+    assert rc == 0 and "kernel" in out and "±" in out

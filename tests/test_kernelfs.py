@@ -1,0 +1,101 @@
+"""The sysfs layer, against the recorded tree of Debian 6.12 in a 2-node guest."""
+
+import pytest
+
+from workbench import numa, thp
+from workbench.errors import WorkbenchError
+from workbench.kernelfs import (FakeFS, KnobGuard, KnobPermission, KnobRejected, RecordingFS, int_rule,
+                                parse_choices, reset_rule, snapshot)
+
+THP = "/sys/kernel/mm/transparent_hugepage"
+MTHP = ["16kB", "32kB", "64kB", "128kB", "256kB", "512kB", "1024kB", "2048kB"]
+
+
+def enabled(fs):
+    return {name: fs.read_choice(f"{THP}/hugepages-{name}/enabled") for name in MTHP}
+
+
+def test_recorded_tree_offers_4k_and_every_mthp_size(recorded_fs):
+    assert thp.offered_folio_sizes(recorded_fs) == [4096 << i for i in range(10) if i != 1]
+    assert thp.describe_sizes(thp.offered_folio_sizes(recorded_fs)) == "4K, 16K, 32K, 64K, 128K, 256K, 512K, 1M, 2M"
+
+
+def test_topology_from_recorded_tree(recorded_fs):
+    topo = numa.topology(recorded_fs)
+    assert topo["memory_nodes"] == [0, 1]
+    assert [n["cpus"] for n in topo["nodes"]] == [[0], [1]]
+    assert topo["nodes"][0]["distances"] == [10, 20]
+    assert topo["nodes"][1]["mem_total_kb"] > 1_000_000
+
+
+@pytest.mark.parametrize("size,expect", [(2 << 20, "2048kB"), (64 << 10, "64kB"), (4096, None)])
+def test_enable_only_one_size_then_restore_everything(recorded_fs, size, expect):
+    before = dict(recorded_fs.files)
+    rec = RecordingFS(recorded_fs)
+    guard = KnobGuard(rec)
+    thp.enable_only(rec, guard, size)
+    now = enabled(recorded_fs)
+    assert [n for n, v in now.items() if v == "madvise"] == ([expect] if expect else [])
+    assert all(v == "never" for n, v in now.items() if n != expect)
+    assert recorded_fs.read_choice(f"{THP}/enabled") == ("never" if expect is None else "madvise")
+    assert guard.restore() == []
+    assert recorded_fs.files == before
+    # every knob written was put back, last set first
+    writes = rec.writes()
+    assert len(writes) == 2 * (len(MTHP) + 1)
+    assert [p for p, _ in writes[len(writes) // 2:]] == [p for p, _ in writes[:len(writes) // 2]][::-1]
+
+
+def test_guard_restores_even_when_the_block_fails(recorded_fs):
+    before = dict(recorded_fs.files)
+    with pytest.raises(RuntimeError):
+        with KnobGuard(recorded_fs) as g:
+            thp.enable_only(recorded_fs, g, 2 << 20)
+            raise RuntimeError("trial died")
+    assert recorded_fs.files == before
+
+
+def test_kernel_rules_refuse_bad_values(recorded_fs):
+    path = f"{THP}/hugepages-64kB/enabled"
+    with pytest.raises(KnobRejected) as e:
+        recorded_fs.write(path, "sometimes")
+    assert "'sometimes'" in str(e.value) and path in str(e.value)
+    assert recorded_fs.read_choice(path) == "never"
+
+
+def test_non_root_write_gives_one_clear_line(recorded_fs):
+    recorded_fs.root = False
+    with pytest.raises(KnobPermission) as e:
+        with KnobGuard(recorded_fs) as g:
+            thp.enable_only(recorded_fs, g, 2 << 20)
+    msg = str(e.value)
+    assert "no permission" in msg and "run as root" in msg and "\n" not in msg
+
+
+def test_missing_file_and_custom_rules():
+    fs = FakeFS({"/sys/x/threads": "4", "/sys/x/count": "17"})
+    fs.add_rule("/sys/x/threads", int_rule(1, 8))
+    fs.add_rule(r"/sys/x/c.*", reset_rule, regex=True)
+    fs.write("/sys/x/threads", "8")
+    with pytest.raises(KnobRejected):
+        fs.write("/sys/x/threads", "9")
+    assert fs.read("/sys/x/threads") == "8"
+    with pytest.raises(KnobRejected):
+        fs.write("/sys/x/count", "5")
+    fs.write("/sys/x/count", "0")
+    assert fs.read_int("/sys/x/count") == 0
+    with pytest.raises(WorkbenchError, match="does not exist"):
+        fs.write("/sys/x/nope", "1")
+    assert fs.listdir("/sys/x") == ["count", "threads"] and fs.isdir("/sys") and not fs.isdir("/sys/x/count")
+
+
+def test_snapshot_round_trip(recorded_fs):
+    snap = snapshot(recorded_fs, [THP])
+    again = FakeFS.from_snapshot(snap)
+    assert thp.offered_folio_sizes(again) == thp.offered_folio_sizes(recorded_fs)
+    assert all(p.startswith(THP) for p in snap["files"])
+
+
+def test_parse_choices():
+    assert parse_choices("always [madvise] never") == (["always", "madvise", "never"], "madvise")
+    assert parse_choices("42") == (["42"], None)

@@ -1,0 +1,20 @@
+import pytest
+
+from workbench.errors import WorkbenchError
+from workbench.units import format_size, parse_size, parse_size_list
+
+
+def test_parse_and_format_round_trip():
+    assert parse_size("4K") == 4096
+    assert parse_size("64m") == 64 << 20
+    assert parse_size("2MiB") == 2 << 20
+    assert parse_size_list("4K,64K,2M") == [4096, 65536, 2 << 20]
+    for s in ("4K", "64K", "2M", "1G", "1536M"):
+        assert format_size(parse_size(s)) == s
+
+
+@pytest.mark.parametrize("bad", ["", "abc", "-4K", "4X", "0M", "1.5M"])
+def test_bad_sizes_name_the_value(bad):
+    with pytest.raises(WorkbenchError) as e:
+        parse_size(bad, "folio size")
+    assert repr(bad) in str(e.value) and "\n" not in str(e.value)
