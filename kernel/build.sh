@@ -187,7 +187,8 @@ trap 'rm -rf "$cfg_tmp"' EXIT
 if [ -n "$vng_bin" ]; then
 	# Call virtme-configkernel (what "vng --kconfig" runs) directly so that
 	# a user's ~/.config/virtme-ng/kernel.config cannot leak into the build.
-	"$vng_bin" --defconfig >&2
+	"$vng_bin" --defconfig >"$cfg_tmp/vng.log" 2>&1 ||
+		{ cat "$cfg_tmp/vng.log" >&2; die "virtme-configkernel failed"; }
 else
 	log "virtme-configkernel not found; falling back to x86_64_defconfig"
 	make -s x86_64_defconfig >&2
