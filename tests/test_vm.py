@@ -1,0 +1,108 @@
+"""Integration: real migrations in a 2-node QEMU guest on Debian's stock 6.12 kernel.
+
+Skips with the reason when QEMU or the stock kernel is missing; WORKBENCH_REQUIRE_VM=1
+(set by .ci/run) makes that a failure. Timings here are never asserted (TCG)."""
+
+from pathlib import Path
+
+import pytest
+
+from workbench import runner
+from workbench.errors import WorkbenchError
+from workbench.plan import RunParams
+from workbench.trial import TrialSpec
+
+pytestmark = pytest.mark.vm
+THP = "/sys/kernel/mm/transparent_hugepage"
+
+
+def records(target, *specs):
+    out = []
+    for event in target.run_plan({"op": "trials", "trials": [s.to_dict() for s in specs]}):
+        assert event["type"] != "error", event
+        if event["type"] == "record":
+            out.append(event["record"])
+    return out
+
+
+def thp_knobs(target):
+    for event in target.run_plan({"op": "snapshot", "roots": [THP]}):
+        if event["type"] == "snapshot":
+            return {p: v for p, v in event["snapshot"]["files"].items() if p.endswith("/enabled")}
+
+
+def test_guest_has_two_nodes_and_every_mthp_size(vm_target):
+    facts = vm_target.facts()
+    assert facts["kernel_release"].startswith("6.12.")
+    assert facts["numa"]["memory_nodes"] == [0, 1]
+    assert {4096, 64 << 10, 2 << 20} <= set(facts["folio_sizes"])
+    assert facts["accelerator"] in ("kvm", "tcg")
+    assert facts["kernel_config_hash"]  # from the image the host booted
+
+
+def test_4k_and_2m_runs_move_every_page_and_verify(vm_target, tmp_path):
+    params = RunParams(folio_sizes=[4096, 2 << 20], total_size=16 << 20, repeats=1)
+    run = runner.run(vm_target, params, root=tmp_path, progress=False)
+    df = run.records().set_index("folio")
+    pages = (16 << 20) // 4096
+    for folio in ("4K", "2M"):
+        r = df.loc[folio]
+        assert r["verified"] and r["verify_bad_pages"] == 0
+        assert r["pages_moved"] == pages and r["pages_failed"] == 0 and r["on_src_before_share"] == 1.0
+        assert r["folio_match_share"] == 1.0, f"{folio}: the kernel did not give {folio} folios"
+        assert r["vmstat_pgmigrate_success"] == pages
+        assert r["seconds"] > 0 and r["accelerator"] == vm_target.accelerator()
+    assert df.loc["2M", "thp_pages"] == pages and df.loc["2M", "vmstat_thp_migration_success"] == 8
+    assert df.loc["4K", "thp_pages"] == 0 and df.loc["4K", "folios"] == pages
+    m = run.manifest
+    assert m["accelerator"] == vm_target.accelerator() and m["numa"]["memory_nodes"] == [0, 1]
+    assert m["functional_only"] == (m["accelerator"] == "tcg")
+
+
+def test_mthp_64k_is_obtained_and_moved(vm_target):
+    (r,) = records(vm_target, TrialSpec(folio_size=64 << 10, total_size=8 << 20))
+    assert r["verified"] and r["folio_match_share"] == 1.0 and r["folios"] == 128
+
+
+def test_corruption_after_migration_is_reported_with_page_and_offset(vm_target):
+    spec = TrialSpec(folio_size=2 << 20, total_size=8 << 20, inject_corruption={"page": 1500, "offset": 777})
+    (r,) = records(vm_target, spec)
+    assert r["pages_moved"] == r["pages"]                       # the move itself was fine
+    assert not r["verified"]
+    assert (r["verify_bad_pages"], r["verify_first_bad_page"], r["verify_first_bad_offset"]) == (1, 1500, 777)
+    assert int(r["verify_expected"], 16) ^ int(r["verify_actual"], 16) == 0xFF << (8 * (777 % 8))
+
+
+def test_thp_knobs_are_restored_after_trials(vm_target):
+    before = thp_knobs(vm_target)
+    records(vm_target, TrialSpec(folio_size=2 << 20, total_size=4 << 20),
+            TrialSpec(folio_size=4096, total_size=4 << 20))
+    assert thp_knobs(vm_target) == before
+
+
+def test_folio_size_the_kernel_lacks_is_refused(vm_target, tmp_path):
+    with pytest.raises(WorkbenchError, match=r"folio size 8K is not offered .* it offers: 4K, 16K, 32K, 64K"):
+        runner.run(vm_target, RunParams(folio_sizes=[8192], total_size=1 << 20), root=tmp_path, progress=False)
+    assert not list(tmp_path.iterdir())
+
+
+def test_numba_kernels_are_cached_for_the_guest_cpu(vm_target):
+    facts = vm_target.vm.ready()["facts"]
+    cache = Path(facts["numba_cache_dir"])
+    assert cache.is_dir() and list(cache.rglob("*.nbi")), "the guest left no numba cache for its next boot"
+    assert facts["numba_cache_hits"] + facts["numba_cache_misses"] == 3
+
+
+def test_vm_that_cannot_boot_reports_its_console(tmp_path):
+    from workbench.vm import VM, VMConfig
+    from .conftest import need
+    import shutil
+    need(shutil.which("qemu-system-x86_64") is not None, "QEMU is not installed")
+    bogus = tmp_path / "bzImage"
+    bogus.write_bytes(b"not a kernel" * 100)
+    vm = VM("pytest-bad-boot")
+    with pytest.raises(WorkbenchError) as e:
+        vm.up(VMConfig(kernel=str(bogus), name="pytest-bad-boot", boot_timeout=120))
+    assert "failed to boot" in str(e.value) and "\n" not in str(e.value)
+    assert e.value.detail  # the console tail
+    assert not vm.running()
