@@ -13,7 +13,8 @@ FACTS = {
     "numa": {"nodes": [{"node": 0, "cpus": [0], "mem_total_kb": 1 << 20, "distances": [10, 20]},
                        {"node": 1, "cpus": [1], "mem_total_kb": 1 << 20, "distances": [20, 10]}],
              "memory_nodes": [0, 1]},
-    "interface": None, "migrators": ["kernel"], "active": "kernel",
+    "interface": "none", "brought_by": "upstream", "migrators": ["kernel"], "offered": ["kernel"],
+    "active": "kernel", "loadable": [], "knobs": {"threads": None, "channels": None, "batch_size": None},
 }
 
 

@@ -32,6 +32,8 @@ def one_line_error(err):
     (["--target", "fake", "--size", "12Q"], "size '12Q' is not a size"),
     (["--target", "fake", "--migrator", "dcbm"], "migrator 'dcbm' is not offered by this kernel; it offers: kernel"),
     (["--target", "fake", "--repeats", "0"], "repeats 0 must be at least 1"),
+    (["--target", "fake", "--threads", "4"], "threads 4 cannot be set on kernel 6.12.0-fake: its migration "
+                                             "interface (none) has no threads knob"),
     (["--target", "fake", "--size", "1G"], "size 1G does not fit node 0"),
     (["--target", "ssh://host:xx"], "ssh port 'xx' is not a number"),
     (["--target", "vm", "--nodes", "1536M"], "node '1536M' is not MEM:CPUS"),

@@ -117,7 +117,8 @@ def cmd_run(args):
     from .plan import RunParams
     params = RunParams(folio_sizes=parse_size_list(args.folio_size, "folio size"),
                        total_size=parse_size(args.size, "size"), src=args.src, dst=args.dst,
-                       repeats=args.repeats, seed=args.seed, migrator=args.migrator)
+                       repeats=args.repeats, seed=args.seed, migrator=args.migrator, threads=args.threads,
+                       channels=args.channels, batch_size=args.batch_size)
     target = make_target(args, quiet=args.json)
     the_run = runner.run(target, params, root=args.runs_dir, resume=args.resume, label=args.label or args.target,
                          progress=not args.json)
@@ -155,7 +156,11 @@ def cmd_kernel(args):
         image = kernels.fetch_stock(progress=lambda m: sys.stderr.write(m + "\n"))
         print(f"stock kernel {image.release}: {image.run_arg}")
         return 0
-    raise WorkbenchError(f"kernel action {args.action!r} is not available yet; allowed: fetch-stock")
+    if args.action == "build":
+        tree = kernels.build(ksrc=args.ksrc, vanilla=args.vanilla)
+        print(f"{'vanilla' if args.vanilla else 'patched'} kernel tree: {tree}")
+        return 0
+    raise WorkbenchError(f"kernel action {args.action!r} is not known; allowed: fetch-stock, build")
 
 
 def cmd_bench(args):
@@ -218,7 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--src", type=int, default=0)
     r.add_argument("--dst", type=int, default=1)
     r.add_argument("--seed", type=int, default=1)
-    r.add_argument("--migrator", default="kernel", help="copy engine (the stock kernel offers only 'kernel')")
+    r.add_argument("--migrator", default="kernel",
+                   help="copy engine: kernel (always), mtcopy, dcbm (patched kernel; see workbench doctor)")
+    r.add_argument("--threads", type=int, help="mtcopy worker threads (patched kernel)")
+    r.add_argument("--channels", type=int, help="dcbm DMA channels (patched kernel)")
+    r.add_argument("--batch-size", type=int, help="migrate_pages() batch limit in base pages (patched kernel)")
     r.add_argument("--label", help="a name for the run directory")
     r.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run, skipping finished trials")
     r.add_argument("--runs-dir", help="where runs are stored (default data/runs)")
@@ -240,7 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.set_defaults(fn=cmd_sysfs)
 
     k = sub.add_parser("kernel", help="kernel images")
-    k.add_argument("action", choices=["fetch-stock"])
+    k.add_argument("action", choices=["fetch-stock", "build"])
+    k.add_argument("--ksrc", help="build: a kernel tree to use instead of Debian's linux-source-6.12")
+    k.add_argument("--vanilla", action="store_true", help="build: the same tree without our patches")
     k.set_defaults(fn=cmd_kernel)
 
     b = sub.add_parser("bench", help="benchmarks that print ratios")

@@ -39,7 +39,7 @@ def format_report(report: dict, target_facts: dict | None = None) -> str:
         f"NUMA nodes     {len(h['numa']['memory_nodes'])} with memory: {h['numa']['memory_nodes']}"
         + ("   (need 2 for --target local; use --target vm)" if len(h['numa']['memory_nodes']) < 2 else ""),
         f"THP            {'yes' if h['thp'] else 'no'}; folio sizes: {describe_sizes(h['folio_sizes'])}",
-        f"migrators      {', '.join(h['migrators'])}  (interface: {h['interface'] or 'none: stock kernel copy only'})",
+        f"migrators      {', '.join(h['offered'])}  (interface: {h['interface']})",
         f"accelerator    VMs use {report['accelerator']['vm_default']} ({report['accelerator']['why']})",
         f"qemu           {report['qemu'] or 'not found: apt-get install qemu-system-x86'}",
         f"vng            {report['vng'] or 'not found: pip install virtme-ng'}",
@@ -54,6 +54,7 @@ def format_report(report: dict, target_facts: dict | None = None) -> str:
             f"  kernel       {t['kernel_release']}",
             f"  NUMA nodes   {t['numa']['memory_nodes']}",
             f"  folio sizes  {describe_sizes(t['folio_sizes'])}",
-            f"  migrators    {', '.join(t['migrators'])} (interface: {t['interface'] or 'none'})",
+            f"  migrators    {', '.join(t['offered'])} (interface: {t['interface']}, brought by "
+            f"{t['brought_by']})",
         ]
     return "\n".join(lines)

@@ -87,6 +87,23 @@ def fetch_stock(progress=print) -> KernelImage:
     return installed_stock()[-1]
 
 
+def build(ksrc: str | None = None, vanilla: bool = False) -> Path:
+    """Run kernel/build.sh (cached by source, patches and config); its progress goes to
+    stderr, its last stdout line is the built tree."""
+    script = paths.REPO / "kernel" / "build.sh"
+    if not script.exists():
+        raise WorkbenchError(f"{script} is missing: this checkout has no kernel series")
+    if ksrc and not Path(ksrc).is_dir():
+        raise WorkbenchError(f"kernel source {ksrc!r} is not a directory")
+    args = ["bash", str(script)] + (["--ksrc", ksrc] if ksrc else []) + (["--vanilla"] if vanilla else [])
+    res = subprocess.run(args, stdout=subprocess.PIPE, text=True)
+    lines = res.stdout.strip().splitlines()
+    if res.returncode != 0 or not lines:
+        raise WorkbenchError(f"kernel build failed (exit {res.returncode}); the make log is in the tree's "
+                             ".workbench-build.log")
+    return Path(lines[-1])
+
+
 def built_tree(vanilla: bool) -> KernelImage | None:
     """The tree kernel/build.sh last produced for these inputs, if any (kernel series)."""
     script = paths.REPO / "kernel" / "build.sh"

@@ -19,6 +19,9 @@ class RunParams:
     repeats: int = 3
     seed: int = 1
     migrator: str = "kernel"
+    threads: int | None = None
+    channels: int | None = None
+    batch_size: int | None = None
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -46,10 +49,22 @@ def validate(params: RunParams, facts: dict, target_kind: str) -> None:
         if params.total_size % size or params.total_size < size:
             raise WorkbenchError(f"size {format_size(params.total_size)} is not a multiple of the folio size "
                                  f"{format_size(size)}")
-    migrators = facts.get("migrators", ["kernel"])
+    migrators = facts.get("offered") or facts.get("migrators", ["kernel"])
     if params.migrator not in migrators:
         raise WorkbenchError(f"migrator {params.migrator!r} is not offered by this kernel; it offers: "
                              f"{', '.join(migrators)}")
+    knobs = facts.get("knobs") or {}
+    for knob in ("threads", "channels", "batch_size"):
+        value = getattr(params, knob)
+        if value is None:
+            continue
+        bounds = knobs.get(knob)
+        name = knob.replace("_", " ")
+        if not bounds:
+            raise WorkbenchError(f"{name} {value} cannot be set on kernel {facts.get('kernel_release')}: its "
+                                 f"migration interface ({facts.get('interface')}) has no {name} knob")
+        if not bounds[0] <= value <= bounds[1]:
+            raise WorkbenchError(f"{name} {value} is out of range; allowed: {bounds[0]}..{bounds[1]}")
     if params.repeats < 1:
         raise WorkbenchError(f"repeats {params.repeats} must be at least 1")
     by_node = {n["node"]: n.get("mem_total_kb") for n in facts["numa"]["nodes"]}
@@ -63,5 +78,6 @@ def validate(params: RunParams, facts: dict, target_kind: str) -> None:
 def expand(params: RunParams) -> list[TrialSpec]:
     """Repeats outermost, so slow drift of the machine spreads over every folio size."""
     return [TrialSpec(folio_size=size, total_size=params.total_size, src=params.src, dst=params.dst,
-                      seed=params.seed, repeat=r, migrator=params.migrator, extra=dict(params.extra))
+                      seed=params.seed, repeat=r, migrator=params.migrator, threads=params.threads,
+                      channels=params.channels, batch_size=params.batch_size, extra=dict(params.extra))
             for r in range(params.repeats) for size in params.folio_sizes]

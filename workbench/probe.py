@@ -35,13 +35,12 @@ def cpu_model() -> str:
 
 
 def migration_interfaces(fs: KernelFS) -> dict:
-    """Which copy-offload interface this kernel has; 'kernel' copy is always there."""
-    unified = "/sys/kernel/mm/migration/migrator"
-    if fs.exists(unified):
-        from .kernelfs import parse_choices
-        choices, active = parse_choices(fs.read(unified))
-        return {"interface": "workbench (/sys/kernel/mm/migration)", "migrators": choices, "active": active}
-    return {"interface": None, "migrators": ["kernel"], "active": "kernel"}
+    """Which copy-offload interface this kernel has, its migrators (registered, and
+    loadable modules) and knobs; the kernel's own copy is always there."""
+    from . import migrators
+    d = migrators.detect(fs).describe()
+    d["offered"] = d["migrators"] + [m for m in d["loadable"] if m not in d["migrators"]]
+    return d
 
 
 def collect(fs: KernelFS) -> dict:

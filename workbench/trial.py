@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from . import pagemap, pattern, thp, vmstat
+from . import migrators, pagemap, pattern, thp, vmstat
 from .kernelfs import KernelFS, KnobGuard
 from .syscalls import MADV_HUGEPAGE, MADV_NOHUGEPAGE, AnonRegion, MovePages, NullCall, page_nodes
 from .units import format_size
@@ -35,6 +35,9 @@ class TrialSpec:
     seed: int = 1
     repeat: int = 0
     migrator: str = "kernel"
+    threads: int | None = None
+    channels: int | None = None
+    batch_size: int | None = None
     #: test hook: flip one byte after the migration, {"page": p, "offset": o}, so the
     #: verification's report can be checked end to end
     inject_corruption: dict | None = None
@@ -46,7 +49,9 @@ class TrialSpec:
 
     def key(self) -> str:
         """Stable identity of this trial within a run (used to resume)."""
-        return (f"{self.migrator}-{format_size(self.folio_size)}-{format_size(self.total_size)}"
+        knobs = "".join(f"-{tag}{v}" for tag, v in (("t", self.threads), ("c", self.channels),
+                                                      ("b", self.batch_size)) if v is not None)
+        return (f"{self.migrator}{knobs}-{format_size(self.folio_size)}-{format_size(self.total_size)}"
                 f"-n{self.src}to{self.dst}-s{self.seed}-r{self.repeat}")
 
     @classmethod
@@ -74,6 +79,7 @@ def run_trial(spec: TrialSpec, fs: KernelFS) -> dict:
     """Run one repeat and return its record (a flat dict of plain values)."""
     record: dict = {"trial_key": spec.key(), "repeat": spec.repeat, "seed": spec.seed,
                     "trial_seed": spec.trial_seed, "migrator": spec.migrator,
+                    "threads": spec.threads, "channels": spec.channels, "batch_size": spec.batch_size,
                     "folio_size": spec.folio_size, "folio": format_size(spec.folio_size),
                     "total_bytes": spec.total_size, "src": spec.src, "dst": spec.dst}
     npages = spec.total_size // PAGE
@@ -81,6 +87,9 @@ def run_trial(spec: TrialSpec, fs: KernelFS) -> dict:
     guard = KnobGuard(fs)
     try:
         thp.enable_only(fs, guard, spec.folio_size)
+        control = migrators.detect(fs)
+        control.configure(guard, spec.migrator, threads=spec.threads, channels=spec.channels,
+                          batch_size=spec.batch_size)
         with AnonRegion(spec.total_size, max(spec.folio_size, PAGE)) as region:
             region.madvise(MADV_HUGEPAGE if spec.folio_size > PAGE else MADV_NOHUGEPAGE)
             region.bind(spec.src)
@@ -97,9 +106,11 @@ def run_trial(spec: TrialSpec, fs: KernelFS) -> dict:
                              spec.dst)
             timer_ns = timer_overhead_ns()
             counters0 = vmstat.read_migration_counters(fs)
+            offload0 = control.counters()
             t0 = time.perf_counter_ns()
             not_moved = move()
             t1 = time.perf_counter_ns()
+            offload1 = control.counters()
             counters1 = vmstat.read_migration_counters(fs)
 
             after = page_nodes(region.addr, npages)
@@ -116,6 +127,10 @@ def run_trial(spec: TrialSpec, fs: KernelFS) -> dict:
                 "harness_overhead_share": timer_ns / max(t1 - t0, 1),
             })
             record.update({f"vmstat_{k}": v for k, v in vmstat.delta(counters0, counters1).items()})
+            offload = vmstat.delta(offload0, offload1)
+            record.update({f"mig_{k.replace('.', '_')}": v for k, v in offload.items()})
+            record["copy_share"] = control.copy_share(offload, spec.migrator)
+            record["interface"] = control.name
 
             if spec.inject_corruption:
                 page, offset = int(spec.inject_corruption["page"]), int(spec.inject_corruption["offset"])

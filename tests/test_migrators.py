@@ -1,0 +1,85 @@
+"""Migrator control against a fake tree with the rules of kernel/README.md."""
+
+import pytest
+
+from workbench import migrators
+from workbench.errors import WorkbenchError
+from workbench.kernelfs import FakeFS, KnobGuard, int_rule, reset_rule
+from workbench.migrators.base import KernelCopyOnly
+from workbench.migrators.unified import UnifiedMigration
+
+ROOT = "/sys/kernel/mm/migration"
+
+
+def unified_tree(with_mtcopy=True) -> FakeFS:
+    fs = FakeFS()
+    names = "[kernel] mtcopy" if with_mtcopy else "[kernel]"
+    fs.add(f"{ROOT}/migrator", names)
+    fs.add(f"{ROOT}/batch_size", "512", rule=int_rule(1, 262144))
+    fs.add(f"{ROOT}/reasons", "[compaction] [syscall] [demotion]")
+    for mig in ("kernel", "mtcopy") if with_mtcopy else ("kernel",):
+        for c in ("batches", "folios", "bytes", "copy_ns", "batch_ns", "fallbacks"):
+            fs.add(f"{ROOT}/stats/{mig}/{c}", "0", rule=reset_rule)
+    if with_mtcopy:
+        fs.add(f"{ROOT}/mtcopy/threads", "2", rule=int_rule(1, 2))
+        fs.add(f"{ROOT}/mtcopy/spread", "[none] node llc")
+        fs.add(f"{ROOT}/mtcopy/thread_ns", "0", rule=reset_rule)
+    return fs
+
+
+def test_detects_the_unified_interface_or_none():
+    assert isinstance(migrators.detect(unified_tree()), UnifiedMigration)
+    assert isinstance(migrators.detect(FakeFS({"/proc/vmstat": ""})), KernelCopyOnly)
+
+
+def test_configure_and_restore(monkeypatch):
+    fs = unified_tree()
+    ctl = migrators.detect(fs)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert ctl.migrators() == ["kernel", "mtcopy"] and ctl.active() == "kernel"
+    assert ctl.knobs() == {"threads": (1, 2), "channels": None, "batch_size": (1, 262144)}
+    before = dict(fs.files)
+    with KnobGuard(fs) as g:
+        ctl.configure(g, "mtcopy", threads=1, batch_size=1024)
+        assert ctl.active() == "mtcopy"
+        assert fs.read(f"{ROOT}/mtcopy/threads") == "1" and fs.read(f"{ROOT}/batch_size") == "1024"
+    assert fs.files == before
+
+
+@pytest.mark.parametrize("kw,msg", [
+    ({"migrator": "nosuch"}, "migrator 'nosuch' is not offered by this kernel"),
+    ({"migrator": "dcbm"}, "cannot load dcbm"),
+    ({"migrator": "kernel", "batch_size": 0}, "batch size 0 is out of range; allowed: 1..262144"),
+    ({"migrator": "kernel", "channels": 2}, "channels 2 cannot be set"),
+])
+def test_bad_settings_change_nothing(kw, msg, monkeypatch):
+    fs = unified_tree()
+    ctl = migrators.detect(fs)
+    monkeypatch.setattr(ctl, "load", lambda m: (_ for _ in ()).throw(WorkbenchError(f"cannot load {m}")))
+    before = dict(fs.files)
+    with pytest.raises(WorkbenchError) as e:
+        with KnobGuard(fs) as g:
+            ctl.configure(g, **kw)
+    assert msg in str(e.value)
+    assert fs.files == before
+
+
+def test_counters_and_copy_share():
+    fs = unified_tree()
+    ctl = migrators.detect(fs)
+    c0 = ctl.counters()
+    fs.files[f"{ROOT}/stats/mtcopy/copy_ns"] = "600"
+    fs.files[f"{ROOT}/stats/mtcopy/batch_ns"] = "1000"
+    fs.files[f"{ROOT}/mtcopy/thread_ns"] = "1100"
+    c1 = ctl.counters()
+    delta = {k: c1[k] - c0[k] for k in c1}
+    assert delta["mtcopy.copy_ns"] == 600 and delta["mtcopy.thread_ns"] == 1100
+    assert ctl.copy_share(delta, "mtcopy") == pytest.approx(0.6)
+    assert ctl.copy_share(delta, "kernel") is None
+
+
+def test_stock_kernel_offers_only_the_kernel_copy():
+    ctl = KernelCopyOnly(FakeFS())
+    assert ctl.describe()["migrators"] == ["kernel"] and ctl.counters() == {}
+    with pytest.raises(WorkbenchError, match="threads 4 cannot be set"):
+        ctl.configure(KnobGuard(FakeFS()), "kernel", threads=4)

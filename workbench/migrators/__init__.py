@@ -1,0 +1,19 @@
+"""Kernel control of copy-offload migrators, whatever interface a kernel has.
+
+A registry of interfaces (:mod:`.base`); :func:`detect` returns the one the running
+kernel offers, or :class:`~.base.KernelCopyOnly` for a kernel without any (every stock
+kernel), so callers never branch on kernel versions themselves.
+"""
+
+from __future__ import annotations
+
+from ..kernelfs import KernelFS
+from .base import INTERFACES, KernelCopyOnly, MigrationControl, register  # noqa: F401
+
+
+def detect(fs: KernelFS) -> MigrationControl:
+    from . import unified  # noqa: F401  (registers itself)
+    for cls in INTERFACES:
+        if cls.detect(fs):
+            return cls(fs)
+    return KernelCopyOnly(fs)

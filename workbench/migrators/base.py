@@ -1,0 +1,120 @@
+"""The interface every migration-offload control implements."""
+
+from __future__ import annotations
+
+import subprocess
+
+from ..errors import WorkbenchError
+from ..kernelfs import KernelFS, KnobGuard
+
+INTERFACES: list[type["MigrationControl"]] = []
+
+
+def register(cls):
+    INTERFACES.append(cls)
+    return cls
+
+
+class MigrationControl:
+    #: short name, shown by doctor and stored in manifests
+    name = "?"
+    #: which kernel (series version or commit) brought this interface
+    brought_by = "?"
+    #: migrators that are kernel modules, loaded on demand
+    modules: tuple[str, ...] = ()
+
+    def __init__(self, fs: KernelFS):
+        self.fs = fs
+
+    @classmethod
+    def detect(cls, fs: KernelFS) -> bool:
+        raise NotImplementedError
+
+    # what the kernel offers ------------------------------------------------------
+    def migrators(self) -> list[str]:
+        """Migrators that can be selected now (registered)."""
+        raise NotImplementedError
+
+    def active(self) -> str:
+        raise NotImplementedError
+
+    def knobs(self) -> dict:
+        """{'threads': (lo, hi) | None, 'channels': ..., 'batch_size': ...} for the UI and checks."""
+        return {"threads": None, "channels": None, "batch_size": None}
+
+    def describe(self) -> dict:
+        return {"interface": self.name, "brought_by": self.brought_by, "migrators": self.migrators(),
+                "active": self.active(), "knobs": self.knobs(), "loadable": list(self.loadable())}
+
+    def loadable(self) -> list[str]:
+        """Migrator modules that are not loaded but could be (``modprobe -n`` says so)."""
+        have = set(self.migrators())
+        out = []
+        for mod in self.modules:
+            if mod in have:
+                continue
+            try:
+                ok = subprocess.run(["modprobe", "-n", mod], capture_output=True).returncode == 0
+            except OSError:
+                ok = False
+            if ok:
+                out.append(mod)
+        return out
+
+    # changing it (every change goes through the guard, which puts it back) ------
+    def configure(self, guard: KnobGuard, migrator: str, threads: int | None = None,
+                  channels: int | None = None, batch_size: int | None = None) -> None:
+        if migrator not in self.migrators() and migrator in self.modules:
+            self.load(migrator)
+        if migrator not in self.migrators():
+            raise WorkbenchError(f"migrator {migrator!r} is not offered by this kernel ({self.name}); "
+                                 f"it offers: {', '.join(self.migrators())}")
+        for knob, value in (("threads", threads), ("channels", channels), ("batch_size", batch_size)):
+            if value is None:
+                continue
+            bounds = self.knobs().get(knob)
+            if bounds is None:
+                raise WorkbenchError(f"{knob.replace('_', ' ')} {value} cannot be set: this kernel's interface "
+                                     f"({self.name}) has no such knob")
+            lo, hi = bounds
+            if not lo <= value <= hi:
+                raise WorkbenchError(f"{knob.replace('_', ' ')} {value} is out of range; allowed: {lo}..{hi}")
+        self._configure(guard, migrator, threads, channels, batch_size)
+
+    def _configure(self, guard, migrator, threads, channels, batch_size):
+        raise NotImplementedError
+
+    def load(self, module: str) -> None:
+        res = subprocess.run(["modprobe", module], capture_output=True, text=True)
+        if res.returncode != 0:
+            raise WorkbenchError(f"cannot load migrator module {module!r}: {res.stderr.strip() or 'modprobe failed'}")
+
+    # counters --------------------------------------------------------------------
+    def counters(self) -> dict[str, int]:
+        """Flat {'<migrator>.<counter>': value}; empty when the kernel has none."""
+        return {}
+
+    def copy_share(self, delta: dict[str, int], migrator: str) -> float | None:
+        """Amdahl's F from counter deltas, when the interface times the copy."""
+        return None
+
+
+class KernelCopyOnly(MigrationControl):
+    """A kernel without any offload interface (every stock kernel): the kernel's own
+    folio-by-folio copy is the only migrator."""
+
+    name = "none"
+    brought_by = "upstream Linux (no copy offload)"
+
+    @classmethod
+    def detect(cls, fs):
+        return True
+
+    def migrators(self):
+        return ["kernel"]
+
+    def active(self):
+        return "kernel"
+
+    def _configure(self, guard, migrator, threads, channels, batch_size):
+        pass
