@@ -36,7 +36,10 @@ def one_line_error(err):
                                              "interface (none) has no threads knob"),
     (["--target", "fake", "--size", "1G"], "size 1G does not fit node 0"),
     (["--target", "ssh://host:xx"], "ssh port 'xx' is not a number"),
-    (["--target", "vm", "--nodes", "1536M"], "node '1536M' is not MEM:CPUS"),
+    (["--target", "vm", "--nodes", "1536X:0"], "node memory in '1536X:0' (MEM[:CPUS], e.g. 1536M:0) '1536X' is not a size"),
+    (["--target", "vm", "--nodes", "1G,1G"], "no VM node has CPUs"),
+    (["--target", "vm", "--nodes", "1G:a"], "node cpus 'a' is not a cpu list"),
+    (["--target", "vm", "--distance", "0-1=20"], "distance '0-1=20' is not SRC,DST=VAL"),
     (["--target", "vm", "--accel", "hvf"], "accelerator 'hvf' is not one of auto, kvm, tcg"),
     (["--target", "vm", "--kernel", "/no/such/bzImage"], "kernel '/no/such/bzImage' is neither stock"),
 ])

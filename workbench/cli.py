@@ -19,7 +19,8 @@ def _target_args(p: argparse.ArgumentParser, default: str = "vm"):
                    help="VM kernel: stock, patched, vanilla, or a path to an image or built tree (default: stock)")
     g.add_argument("--vm-name", default="default", help="name of the VM (its state lives in the cache)")
     g.add_argument("--nodes", default="1536M:0,1536M:1",
-                   help="VM NUMA nodes as MEM:CPUS,... (CPUS like 0 or 0-1; default %(default)s)")
+                   help="VM NUMA nodes as MEM[:CPUS],... (CPUS like 0 or 0-1; none = a memory-only node, "
+                        "like CXL memory; default %(default)s)")
     g.add_argument("--distance", action="append", default=[], metavar="SRC,DST=VAL",
                    help="VM node distance, repeatable")
     g.add_argument("--accel", default="auto", help="VM accelerator: auto, kvm or tcg (default: auto)")
@@ -32,10 +33,8 @@ def _vm_config(args):
     from .vm import VMConfig
     nodes = []
     for part in args.nodes.split(","):
-        mem, sep, cpus = part.partition(":")
-        if not sep:
-            raise WorkbenchError(f"node {part!r} is not MEM:CPUS (e.g. 1536M:0)")
-        nodes.append([format_size(parse_size(mem, "node memory")), cpus])
+        mem, _, cpus = part.partition(":")
+        nodes.append([format_size(parse_size(mem, f"node memory in {part!r} (MEM[:CPUS], e.g. 1536M:0)")), cpus])
     distances = []
     for d in args.distance:
         try:

@@ -64,11 +64,23 @@ class VMConfig:
             raise WorkbenchError("a VM needs at least one NUMA node")
         for mem, cpus in self.nodes:
             parse_size(mem, "node memory")
-            if not all(p.replace("-", "").isdigit() for p in str(cpus).split(",")):
+            if cpus and not all(p.replace("-", "").isdigit() for p in str(cpus).split(",")):
                 raise WorkbenchError(f"node cpus {cpus!r} is not a cpu list like 0 or 0-1")
+        if self.ncpus == 0:
+            raise WorkbenchError("no VM node has CPUs; give at least one node MEM:CPUS (e.g. 1536M:0)")
         for d in self.distances:
             if len(d) != 3 or not all(isinstance(x, int) for x in d) or d[2] < 10:
                 raise WorkbenchError(f"node distance {d!r} must be [src, dst, value>=10]")
+
+    def all_distances(self) -> list:
+        """The given distances, completed with 20 for every other pair: QEMU wants a
+        distance for each pair as soon as one is given."""
+        if not self.distances:
+            return []
+        given = {(min(s, d), max(s, d)) for s, d, _ in self.distances}
+        n = len(self.nodes)
+        return list(self.distances) + [[i, j, 20] for i in range(n) for j in range(i + 1, n)
+                                       if (i, j) not in given]
 
     @property
     def memory(self) -> int:
@@ -151,8 +163,8 @@ class VM:
         if config.accelerator() == "tcg":
             cmd.append("--disable-kvm")
         for mem, cpus in config.nodes:
-            cmd += ["--numa", f"{format_size(parse_size(mem))},cpus={cpus}"]
-        for src, dst, val in config.distances:
+            cmd += ["--numa", f"{format_size(parse_size(mem))}" + (f",cpus={cpus}" if cpus else "")]
+        for src, dst, val in config.all_distances():
             cmd += ["--numa-distance", f"{src},{dst}={val}"]
         return cmd + ["--exec", agent]
 
