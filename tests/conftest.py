@@ -33,15 +33,53 @@ def recorded_fs():
     return FakeFS.from_snapshot(DATA / "sysfs-debian-6.12-vm.json")
 
 
-@pytest.fixture(scope="session")
-def vm_target():
-    """One VM (stock Debian 6.12, 2 nodes) for the whole session, torn down after."""
+def _boot(kernel: str, name: str):
     from workbench import kernels
+    from workbench.errors import WorkbenchError
     from workbench.targets.vm import VMTarget
     from workbench.vm import VMConfig
     need(shutil.which("qemu-system-x86_64") is not None, "QEMU is not installed (apt-get install qemu-system-x86)")
-    need(bool(kernels.installed_stock()), "the stock kernel is not fetched (workbench kernel fetch-stock)")
-    target = VMTarget(VMConfig(name="pytest"))
+    try:
+        kernels.resolve(kernel)
+    except WorkbenchError as exc:
+        need(False, f"no {kernel} kernel: {exc}")
+    target = VMTarget(VMConfig(kernel=kernel, name=name))
     target.ensure_up()
+    return target
+
+
+@pytest.fixture(scope="session")
+def vm_target():
+    """One VM (stock Debian 6.12, 2 nodes) for the whole session, torn down after."""
+    target = _boot("stock", "pytest")
     yield target
     target.vm.down()
+
+
+class ConsoleWatch:
+    """Fails a test whose kernel printed a WARN, BUG or oops on the VM console."""
+
+    def __init__(self, target):
+        self.target = target
+        self.offset = target.vm.console_size()
+
+    def check(self):
+        problems = self.target.vm.console_problems(self.offset)
+        self.offset = self.target.vm.console_size()
+        assert not problems, "kernel console:\n" + "\n".join(problems[:20])
+
+
+@pytest.fixture(scope="session")
+def patched_vm():
+    """The kernel series (kernel/build.sh) in a 2-node VM."""
+    target = _boot("patched", "pytest-patched")
+    yield target
+    target.vm.down()
+
+
+@pytest.fixture
+def patched(patched_vm):
+    """The patched VM, with its console scanned after the test."""
+    watch = ConsoleWatch(patched_vm)
+    yield patched_vm
+    watch.check()

@@ -57,14 +57,37 @@ def execute(plan: dict, emit: Emit, fs=None) -> None:
         elif op == "snapshot":
             from .kernelfs import snapshot
             emit({"type": "snapshot", "snapshot": snapshot(fs, plan["roots"])})
+        elif op == "stress":
+            from . import stress
+            emit({"type": "stress", "result": stress.run(fs, **plan.get("args", {}))})
+        elif op == "sysfs":
+            emit({"type": "sysfs", "results": _sysfs_ops(fs, plan.get("writes", []), plan.get("reads", []))})
         elif op == "bench_verify":
             from .bench import verify_speed
             emit({"type": "bench", "result": verify_speed(**plan.get("args", {}))})
         else:
-            emit({"type": "error", "message": f"unknown plan op {op!r}; allowed: probe, trials, snapshot, bench_verify, "
+            emit({"type": "error", "message": f"unknown plan op {op!r}; allowed: probe, trials, snapshot, stress, sysfs, bench_verify, "
                                               "shutdown"})
     finally:
         emit({"type": "done"})
+
+
+def _sysfs_ops(fs, writes, reads) -> dict:
+    """Raw knob writes for tests of the kernel's own checks: each write's outcome and
+    the file before and after."""
+    out = {"writes": [], "reads": {}}
+    for path, value in writes:
+        before = fs.read(path) if fs.exists(path) else None
+        try:
+            fs.write(path, value)
+            error = None
+        except WorkbenchError as exc:
+            error = str(exc)
+        out["writes"].append({"path": path, "value": value, "error": error, "before": before,
+                              "after": fs.read(path) if fs.exists(path) else None})
+    for path in reads:
+        out["reads"][path] = fs.read(path) if fs.exists(path) else None
+    return out
 
 
 def _warm_up() -> dict:

@@ -49,6 +49,13 @@ class UnifiedMigration(MigrationControl):
             guard.set(f"{ROOT}/dcbm/channels", str(channels))
         guard.set(f"{ROOT}/migrator", migrator)
 
+    # direct changes, for churn tests (the caller's guard must hold the originals)
+    def select(self, migrator: str):
+        self.fs.write(f"{ROOT}/migrator", migrator)
+
+    def set_threads(self, threads: int):
+        self.fs.write(f"{MTCOPY}/threads", str(threads))
+
     def counters(self):
         out = {}
         base = f"{ROOT}/stats"

@@ -1,0 +1,114 @@
+"""Integration: the kernel series in a 2-node VM. The console is scanned after every test:
+any WARN, BUG or oops fails it. Timings are never asserted (TCG)."""
+
+import pytest
+
+from workbench import runner
+from workbench.plan import RunParams
+from workbench.trial import TrialSpec
+
+from .conftest import ConsoleWatch, _boot
+
+pytestmark = pytest.mark.vm
+ROOT = "/sys/kernel/mm/migration"
+SIZE = 8 << 20
+
+
+def events(target, plan, kind):
+    for event in target.run_plan(plan):
+        assert event["type"] != "error", event
+        if event["type"] == kind:
+            return event
+
+
+def trial(target, **kw):
+    out = []
+    for event in target.run_plan({"op": "trials", "trials": [TrialSpec(**kw).to_dict()]}):
+        assert event["type"] != "error", event
+        if event["type"] == "record":
+            out.append(event["record"])
+    return out[0]
+
+
+def test_the_series_is_there(patched):
+    facts = patched.facts()
+    assert facts["interface"].startswith("workbench")
+    assert facts["migrators"][0] == "kernel" and "mtcopy" in facts["offered"]
+    assert facts["knobs"]["batch_size"] == [1, 262144]
+
+
+@pytest.mark.parametrize("folio", [4096, 64 << 10, 2 << 20])
+@pytest.mark.parametrize("migrator,threads", [("kernel", None), ("mtcopy", 1), ("mtcopy", 2)])
+def test_every_migrator_moves_every_page_byte_exact(patched, migrator, threads, folio):
+    r = trial(patched, folio_size=folio, total_size=SIZE, migrator=migrator, threads=threads)
+    nfolios = SIZE // folio
+    assert r["verified"] and r["pages_moved"] == r["pages"] and r["folio_match_share"] == 1.0
+    m = f"mig_{migrator}_"
+    assert r[m + "folios"] == nfolios, "every folio went through the batch copy of the chosen migrator"
+    assert r[m + "bytes"] == SIZE
+    assert r[m + "batches"] >= 1 and r[m + "fallbacks"] == 0
+    assert 0 < r[m + "copy_ns"] <= r[m + "batch_ns"]
+    assert 0 < r["copy_share"] <= 1
+    other = "mtcopy" if migrator == "kernel" else "kernel"
+    assert r.get(f"mig_{other}_folios", 0) == 0
+    if migrator == "mtcopy":
+        assert r["mig_mtcopy_thread_ns"] > 0, "copy time of the worker threads is reported"
+
+
+def test_batch_size_cuts_batches(patched):
+    r = trial(patched, folio_size=4096, total_size=SIZE, batch_size=64)
+    assert r["verified"] and r["mig_kernel_folios"] == SIZE // 4096
+    assert r["mig_kernel_batches"] >= (SIZE // 4096) // 64
+
+
+def test_knobs_are_restored_after_a_run(patched):
+    reads = [f"{ROOT}/migrator", f"{ROOT}/batch_size", f"{ROOT}/mtcopy/threads"]
+    before = events(patched, {"op": "sysfs", "reads": reads}, "sysfs")["results"]["reads"]
+    trial(patched, folio_size=2 << 20, total_size=SIZE, migrator="mtcopy", threads=1, batch_size=1024)
+    after = events(patched, {"op": "sysfs", "reads": reads}, "sysfs")["results"]["reads"]
+    assert after == before
+
+
+BAD_WRITES = [
+    ("migrator", ["dcbm", "", "[kernel]", "KERNEL", "kernel mtcopy"]),
+    ("batch_size", ["0", "262145", "-1", "abc", "", "1.5"]),
+    ("reasons", ["bogus", "syscall,bogus", ""]),
+    ("stats/kernel/copy_ns", ["1", "abc", "-1"]),
+    ("mtcopy/threads", ["0", "3", "-2", "x"]),
+    ("mtcopy/spread", ["die", "", "[none]"]),
+    ("mtcopy/thread_ns", ["5", "x"]),
+]
+
+
+@pytest.mark.parametrize("knob,values", BAD_WRITES, ids=[k for k, _ in BAD_WRITES])
+def test_bad_writes_are_refused_and_change_nothing(patched, knob, values):
+    trial(patched, folio_size=4096, total_size=1 << 20, migrator="mtcopy")  # loads mtcopy
+    writes = [[f"{ROOT}/{knob}", v] for v in values]
+    results = events(patched, {"op": "sysfs", "writes": writes}, "sysfs")["results"]["writes"]
+    for w in results:
+        assert w["error"] and "rejected" in w["error"], f"{knob} accepted {w['value']!r}"
+        assert w["after"] == w["before"], f"{knob} changed after refusing {w['value']!r}"
+
+
+def test_churn_switching_and_unloading_mtcopy(patched):
+    res = events(patched, {"op": "stress", "args": {"seconds": 60, "size": 8 << 20, "workers": 2,
+                                                     "unload": ["mtcopy"]}}, "stress")["result"]
+    assert res["rounds"] > 4, res
+    assert res["switches"] > 10 and res["thread_changes"] > 10 and res["unloads"] + res["unload_busy"] > 0, res
+    assert (res["bad_pages"], res["misplaced_pages"], res["errors"]) == (0, 0, 0), res
+    assert res["restore_problems"] == []
+
+
+def test_vanilla_kernel_passes_the_default_trials(tmp_path):
+    target = _boot("vanilla", "pytest-vanilla")
+    watch = ConsoleWatch(target)
+    try:
+        facts = target.facts()
+        assert facts["interface"] == "none" and facts["offered"] == ["kernel"]
+        run = runner.run(target, RunParams(folio_sizes=[4096, 64 << 10, 2 << 20], total_size=SIZE, repeats=1),
+                         root=tmp_path, progress=False)
+        df = run.records()
+        assert df["verified"].all() and (df["folio_match_share"] == 1.0).all()
+        watch.check()
+    finally:
+        target.vm.down()

@@ -1,0 +1,128 @@
+"""Migration under churn: processes move memory back and forth between two nodes while
+the migrator, its threads and the module itself change underneath them.
+
+Each worker fills its own region with its own pattern, then loops: move every folio to
+the other node, check every page arrived, verify every byte. The controller meanwhile
+switches the migrator and its thread count, and (optionally) unloads and reloads
+migrator modules. Any corruption, misplaced page or failed call is counted; the
+kernel's console is for the caller to scan (a WARN or oops is a failure too).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import random
+import subprocess
+import time
+
+import numpy as np
+
+from . import migrators, pattern, thp
+from .errors import WorkbenchError
+from .migrators.unified import UnifiedMigration
+from .kernelfs import KernelFS, KnobGuard
+from .syscalls import MADV_HUGEPAGE, AnonRegion, MovePages, page_nodes
+
+PAGE = 4096
+
+
+def _worker(idx: int, size: int, folio_size: int, nodes: tuple[int, int], deadline: float, seed: int, out):
+    stats = {"worker": idx, "rounds": 0, "bad_pages": 0, "misplaced_pages": 0, "errors": 0, "last_error": None}
+    try:
+        with AnonRegion(size, max(folio_size, PAGE)) as region:
+            region.madvise(MADV_HUGEPAGE)
+            region.bind(nodes[0])
+            words = region.words()
+            pattern.fill(words, seed)
+            addrs = region.addr + np.arange(size // folio_size, dtype=np.uint64) * np.uint64(folio_size)
+            moves = [MovePages(addrs, nodes[1]), MovePages(addrs, nodes[0])]
+            npages = size // PAGE
+            while time.time() < deadline:
+                target = moves[stats["rounds"] % 2]
+                try:
+                    target()
+                except OSError as exc:
+                    stats["errors"] += 1
+                    stats["last_error"] = str(exc)
+                where = nodes[1] if stats["rounds"] % 2 == 0 else nodes[0]
+                stats["misplaced_pages"] += int((page_nodes(region.addr, npages) != where).sum())
+                v = pattern.verify(words, seed)
+                stats["bad_pages"] += v.bad_pages
+                if v.bad_pages and stats["last_error"] is None:
+                    stats["last_error"] = f"corruption: page {v.first_bad_page} offset {v.first_bad_offset}"
+                stats["rounds"] += 1
+            del words
+    except Exception as exc:  # reported, not lost
+        stats["errors"] += 1
+        stats["last_error"] = f"{exc.__class__.__name__}: {exc}"
+    out.put(stats)
+
+
+def _modprobe(args: list[str]) -> int:
+    return subprocess.run(args, capture_output=True).returncode
+
+
+def run(fs: KernelFS, seconds: float = 60, size: int = 16 << 20, folio_size: int = 2 << 20, workers: int = 2,
+        switch_every: float = 0.5, unload: list[str] | None = None, seed: int = 11, nodes=(0, 1)) -> dict:
+    control = migrators.detect(fs)
+    if not isinstance(control, UnifiedMigration):
+        raise WorkbenchError(f"the churn test needs the workbench kernel interface; this kernel has {control.name}")
+    unload = list(unload or [])
+    for mod in unload:
+        if mod not in control.migrators():
+            control.load(mod)
+    deadline = time.time() + seconds
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+    guard = KnobGuard(fs)
+    result = {"switches": 0, "thread_changes": 0, "unloads": 0, "unload_busy": 0, "reloads": 0}
+    try:
+        thp.enable_only(fs, guard, folio_size)
+        # let the guard hold the originals of every knob the loop below changes
+        threads = control.knobs().get("threads")
+        control.configure(guard, "kernel", threads=threads[0] if threads else None)
+        procs = [ctx.Process(target=_worker, args=(i, size, folio_size, nodes, deadline, seed + i, out))
+                 for i in range(workers)]
+        for p in procs:
+            p.start()
+        rng = random.Random(seed)
+        last_unload = time.time()
+        while time.time() < deadline:
+            time.sleep(switch_every)
+            offered = control.migrators()
+            choice = rng.choice(offered)
+            try:
+                control.select(choice)
+                result["switches"] += 1
+            except Exception:
+                pass  # the module went away between reading and writing: fine
+            bounds = control.knobs().get("threads")
+            if bounds and "mtcopy" in offered:
+                try:
+                    control.set_threads(rng.randint(*bounds))
+                    result["thread_changes"] += 1
+                except Exception:
+                    pass
+            if unload and time.time() - last_unload > 3:
+                last_unload = time.time()
+                for mod in unload:
+                    if _modprobe(["rmmod", mod]) == 0:
+                        result["unloads"] += 1
+                    else:
+                        result["unload_busy"] += 1
+                    if _modprobe(["modprobe", mod]) == 0:
+                        result["reloads"] += 1
+        workers_out = [out.get(timeout=120) for _ in procs]
+        for p in procs:
+            p.join(30)
+    finally:
+        for mod in unload:
+            if mod not in control.migrators():
+                _modprobe(["modprobe", mod])
+        problems = guard.restore()
+    result.update({"workers": workers_out, "restore_problems": problems,
+                   "rounds": sum(w["rounds"] for w in workers_out),
+                   "bad_pages": sum(w["bad_pages"] for w in workers_out),
+                   "misplaced_pages": sum(w["misplaced_pages"] for w in workers_out),
+                   "errors": sum(w["errors"] for w in workers_out)})
+    return result
