@@ -44,7 +44,13 @@ class MigrationControl:
 
     def describe(self) -> dict:
         return {"interface": self.name, "brought_by": self.brought_by, "migrators": self.migrators(),
-                "active": self.active(), "knobs": self.knobs(), "loadable": list(self.loadable())}
+                "active": self.active(), "knobs": self.knobs(), "loadable": list(self.loadable()),
+                "lacks": self.lacks()}
+
+    def lacks(self) -> list[str]:
+        """What this kernel lacks compared with the workbench's own interface, in plain
+        words (one item each); empty for the workbench's own."""
+        return []
 
     def loadable(self) -> list[str]:
         """Migrator modules that are not loaded but could be (``modprobe -n`` says so)."""
@@ -115,6 +121,9 @@ class KernelCopyOnly(MigrationControl):
 
     def active(self):
         return "kernel"
+
+    def lacks(self):
+        return ["no copy-offload interface: only the kernel's own folio-by-folio copy, no knobs, no counters"]
 
     def _configure(self, guard, migrator, threads, channels, batch_size):
         pass
