@@ -1,0 +1,314 @@
+"""An ipywidgets panel for exploring one target (``notebooks/02-explore.ipynb``).
+
+Controls: target (and VM kernel), migrator and folio sizes — only those the target
+offers —, batch size, threads or channels (as the migrator's knob says), total size and
+repeats. Nothing runs when a control moves: the **Run** button runs one
+:func:`workbench.runner.run`, with a progress bar that ticks per finished trial. The
+results (every run made from the panel, one row per repeat) are shown as the series'
+text table and a plot of measured throughput beside the Amdahl prediction; the Amdahl
+sliders default to the measured copy share ``F`` (patched kernel's counters) and the
+measured copy-phase speedup ``S`` when the records have them. Errors are shown in the
+panel (one line, red), never lost in a log.
+
+Everything is reachable from Python for tests and scripting: ``panel.connect()``,
+``panel.run()``, ``panel.results`` (DataFrame), ``panel.table.value`` (HTML),
+``panel.error``.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import traceback
+from typing import Callable
+
+import ipywidgets as W
+import pandas as pd
+
+from . import amdahl, runner, stats, store
+from .errors import WorkbenchError
+from .plan import RunParams
+from .units import format_size, parse_size
+
+KNOB_OF = {"mtcopy": "threads", "dcbm": "channels"}
+SIZES = ["2M", "4M", "8M", "16M", "32M", "64M", "128M", "256M", "512M", "1G"]
+BATCHES = [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 32768, 262144]
+#: the cover letter's figures, used as slider defaults only when records have no counters
+SEED_F, SEED_S = 0.97, 7.5
+
+
+def default_factory(spec: str, kernel: str = "stock", vm_name: str = "default"):
+    """Make the target the panel names: a VM with the chosen kernel, or any registered spec."""
+    if spec == "vm":
+        from .targets.vm import VMTarget
+        from .vm import VMConfig
+        return VMTarget(VMConfig(kernel=kernel, name=vm_name))
+    from .targets import get_target
+    return get_target(spec)
+
+
+class _Ticking:
+    """A target wrapper that calls ``tick(record)`` for each record as it streams in."""
+
+    def __init__(self, target, tick: Callable[[dict], None]):
+        self._t, self._tick = target, tick
+
+    def __getattr__(self, name):
+        return getattr(self._t, name)
+
+    def run_plan(self, plan):
+        for event in self._t.run_plan(plan):
+            if event.get("type") == "record":
+                self._tick(event["record"])
+            yield event
+
+
+class Panel:
+    def __init__(self, target=None, spec: str = "vm", kernel: str = "stock", root=None,
+                 factory: Callable = default_factory, specs=("vm", "local")):
+        """``factory(spec, kernel) -> Target`` makes the target the controls name."""
+        self.factory, self.root = factory, root
+        self.target = target
+        self.facts: dict | None = None
+        self.results = pd.DataFrame()
+        self.runs: list[store.Run] = []
+        self.error: str | None = None
+
+        opts = list(dict.fromkeys([spec, *specs]))
+        self.w_target = W.Combobox(value=spec, options=opts, description="target", ensure_option=False,
+                                   placeholder="vm, local, ssh://user@host")
+        self.w_kernel = W.Dropdown(options=["stock", "patched", "vanilla"], value=kernel, description="kernel")
+        self.w_connect = W.Button(description="Connect", icon="plug", tooltip="read what the target offers")
+        self.w_migrator = W.Dropdown(options=["kernel"], value="kernel", description="migrator")
+        self.w_folios = W.SelectMultiple(options=[], description="folio sizes", rows=4)
+        self.w_batch = W.Dropdown(options=[("default", None)], value=None, description="batch size")
+        self.w_workers = W.IntSlider(value=1, min=1, max=1, description="workers", disabled=True,
+                                     continuous_update=False)
+        self.w_size = W.Combobox(value="16M", options=SIZES, description="total size", ensure_option=False)
+        self.w_repeats = W.IntSlider(value=3, min=1, max=20, description="repeats", continuous_update=False)
+        self.w_run = W.Button(description="Run", button_style="primary", icon="play", disabled=True)
+        self.w_progress = W.IntProgress(value=0, min=0, max=1, description="trials", bar_style="")
+        self.w_status = W.HTML(value="<i>press Connect to read the target</i>")
+        self.table = W.HTML(value="")
+        self.plot = W.Image(format="png", layout=W.Layout(max_width="720px"))
+        self.w_F = W.FloatSlider(value=SEED_F, min=0.0, max=1.0, step=0.01, description="F (copy share)",
+                                 continuous_update=False, style={"description_width": "initial"})
+        self.w_S = W.FloatSlider(value=SEED_S, min=1.0, max=64.0, step=0.1, description="S (copy speedup)",
+                                 continuous_update=False, style={"description_width": "initial"})
+        self.w_amdahl = W.HTML(value="")
+
+        self.w_connect.on_click(lambda _b: self._guard(self.connect))
+        self.w_run.on_click(lambda _b: self._guard(self.run))
+        self.w_migrator.observe(lambda _c: self._guard(self._migrator_changed), names="value")
+        self.w_target.observe(lambda _c: self._target_changed(), names="value")
+        self.w_kernel.observe(lambda _c: self._target_changed(), names="value")
+        for w in (self.w_F, self.w_S):
+            w.observe(lambda _c: self._guard(self.update_amdahl), names="value")
+        self._target_changed(keep=target is not None)
+        self.update_amdahl()
+
+    # layout ------------------------------------------------------------------------
+    def widget(self) -> W.Widget:
+        controls = W.VBox([W.HBox([self.w_target, self.w_kernel, self.w_connect]),
+                           W.HBox([self.w_migrator, self.w_workers, self.w_batch]),
+                           W.HBox([self.w_folios, W.VBox([self.w_size, self.w_repeats])]),
+                           W.HBox([self.w_run, self.w_progress]), self.w_status])
+        amd = W.VBox([W.HTML("<b>Amdahl</b>: speedup = 1 / ((1 - F) + F / S)"), self.w_F, self.w_S,
+                      self.w_amdahl])
+        return W.VBox([controls, W.HBox([self.table, amd]), self.plot])
+
+    def _ipython_display_(self):
+        from IPython.display import display
+        display(self.widget())
+
+    # callbacks ---------------------------------------------------------------------
+    def _guard(self, fn):
+        """Run a callback; a failure becomes the panel's red status line (and ``error``)."""
+        try:
+            self.error = None
+            return fn()
+        except WorkbenchError as e:
+            self._fail(str(e))
+        except Exception as e:  # noqa: BLE001 - the panel must show it, not lose it in a log
+            self._fail(f"{type(e).__name__}: {e}", traceback.format_exc())
+
+    def _fail(self, line: str, detail: str | None = None):
+        self.error = line
+        self.w_progress.bar_style = "danger"
+        extra = f"<details><summary>details</summary><pre>{html.escape(detail)}</pre></details>" if detail else ""
+        self.w_status.value = f'<span style="color:#b00020"><b>error:</b> {html.escape(line)}</span>{extra}'
+
+    def _target_changed(self, keep: bool = False):
+        self.w_kernel.layout.display = "" if self.w_target.value == "vm" else "none"
+        if not keep:
+            self.target, self.facts = None, None
+            self.w_run.disabled = True
+
+    def connect(self):
+        """Make (or reuse) the target and fill the controls with what it offers."""
+        if self.target is None:
+            spec = (self.w_target.value or "").strip()
+            if not spec:
+                raise WorkbenchError("no target given; write vm, local or ssh://[user@]host[:port]")
+            self.target = self.factory(spec, self.w_kernel.value)
+        self.w_status.value = f"reading {html.escape(self.target.label)} ..."
+        self.facts = facts = self.target.facts()
+        offered = list(facts.get("offered") or facts.get("migrators") or ["kernel"])
+        self.w_migrator.options = offered
+        self.w_migrator.value = facts.get("active") if facts.get("active") in offered else offered[0]
+        sizes = sorted(facts.get("folio_sizes") or [])
+        self.w_folios.options = [(format_size(s), s) for s in sizes]
+        self.w_folios.value = tuple(s for s in sizes if s in (4096, 2 << 20)) or tuple(sizes[:1])
+        bounds = (facts.get("knobs") or {}).get("batch_size")
+        if bounds:
+            self.w_batch.options = [("default", None)] + [(str(b), b) for b in BATCHES if bounds[0] <= b <= bounds[1]]
+            self.w_batch.disabled = False
+        else:
+            self.w_batch.options, self.w_batch.disabled = [("default", None)], True
+        self.w_batch.value = None
+        self._migrator_changed()
+        acc = facts.get("accelerator", "?")
+        note = " — TCG: timings are functional, not performance" if acc == "tcg" else ""
+        self.w_status.value = (f"{html.escape(self.target.label)}: kernel {html.escape(str(facts.get('kernel_release')))}, "
+                               f"accelerator {acc}{note}; migrators {', '.join(offered)}")
+        self.w_run.disabled = False
+        return facts
+
+    def _migrator_changed(self):
+        knob = KNOB_OF.get(self.w_migrator.value)
+        bounds = ((self.facts or {}).get("knobs") or {}).get(knob) if knob else None
+        if bounds:
+            lo, hi = bounds
+            self.w_workers.min, self.w_workers.max = 1, max(lo, hi)
+            self.w_workers.min = lo
+            self.w_workers.value = min(max(self.w_workers.value, lo), hi)
+            self.w_workers.description, self.w_workers.disabled = knob, False
+        else:
+            self.w_workers.description, self.w_workers.disabled = knob or "workers", True
+
+    def params(self) -> RunParams:
+        """The run the controls describe."""
+        if not self.w_folios.value:
+            raise WorkbenchError("no folio size selected; pick one or more of those the target offers")
+        knob = KNOB_OF.get(self.w_migrator.value)
+        workers = None if self.w_workers.disabled else int(self.w_workers.value)
+        return RunParams(folio_sizes=list(self.w_folios.value),
+                         total_size=parse_size(self.w_size.value, "total size"), repeats=int(self.w_repeats.value),
+                         migrator=self.w_migrator.value,
+                         threads=workers if knob == "threads" else None,
+                         channels=workers if knob == "channels" else None,
+                         batch_size=self.w_batch.value)
+
+    def run(self) -> store.Run:
+        """The Run button: one run with the controls' values; results appended and shown."""
+        if self.facts is None:
+            self.connect()
+        params = self.params()
+        n = params.repeats * len(params.folio_sizes)
+        self.w_progress.max, self.w_progress.value, self.w_progress.bar_style = n, 0, "info"
+        self.w_run.disabled = True
+        self.w_status.value = f"running {n} trials on {html.escape(self.target.label)} ..."
+
+        def tick(record):
+            self.w_progress.value += 1
+            self.w_status.value = (f"trial {self.w_progress.value}/{n}: {record.get('folio')} "
+                                   f"{record.get('gbps', float('nan')):.2f} GB/s")
+        try:
+            the_run = runner.run(_Ticking(self.target, tick), params, root=self.root, label="explore",
+                                 progress=False)
+        finally:
+            self.w_run.disabled = False
+        self.runs.append(the_run)
+        self.w_progress.bar_style = "success"
+        df = store.load_runs(self.root, [the_run.id])
+        self.results = pd.concat([self.results, df], ignore_index=True) if not self.results.empty else df
+        functional = bool(self.results.get("functional", pd.Series(dtype=bool)).any())
+        self.w_status.value = (f"run {the_run.id}: {the_run.count()} trials saved"
+                               + (" — TCG: timings are functional, not performance" if functional else ""))
+        self.show_results()
+        self.set_amdahl_defaults()
+        return the_run
+
+    # results -----------------------------------------------------------------------
+    def row_keys(self) -> list[str]:
+        df = self.results
+        keys = ["migrator"]
+        for col in ("threads", "channels", "batch_size"):
+            if col in df.columns and df[col].notna().any():
+                keys.append(col)
+        return keys
+
+    def show_results(self):
+        df = self.results
+        if df.empty:
+            self.table.value = ""
+            return
+        keys = self.row_keys()
+        df = df.copy()
+        for col in keys[1:]:
+            df[col] = df[col].map(lambda v: "-" if pd.isna(v) else str(int(v)))
+        title = "move_pages() throughput, GB/s (mean±std)"
+        if df.get("functional", pd.Series(dtype=bool)).any():
+            title += " [TCG: functional, not performance]"
+        text = stats.seed_table(df, rows=keys, title=title)
+        ok = int(df["verified"].fillna(False).astype(bool).sum()) if "verified" in df.columns else 0
+        text += f"\nverified: {ok}/{len(df)} trials byte-exact"
+        self.table.value = f"<pre>{html.escape(text)}</pre>"
+        self.update_amdahl()
+
+    def set_amdahl_defaults(self):
+        """F and S from the records' counters, where the kernel has them."""
+        mig = next((m for m in self.results.get("migrator", []) if m != "kernel"), "kernel")
+        got = amdahl.measured_inputs(self.results, mig)
+        notes = []
+        if got["F"] is not None:
+            self.w_F.value = round(min(max(got["F"], 0.0), 1.0), 3)
+            notes.append("F = measured copy share")
+        if got["S"] is not None:
+            self.w_S.value = round(min(max(got["S"], self.w_S.min), self.w_S.max), 2)
+            notes.append(f"S = measured copy-phase speedup of {mig}")
+        self._defaults_note = "; ".join(notes) or ("no copy counters in these records (stock kernel): F and S are "
+                                                  "the cover letter's 512 x 2M DMA figures")
+        self.update_amdahl()
+
+    def update_amdahl(self):
+        F, S = self.w_F.value, self.w_S.value
+        note = getattr(self, "_defaults_note", "")
+        self.w_amdahl.value = (f"predicted speedup <b>{amdahl.speedup(F, S):.2f}x</b> "
+                               f"(limit {amdahl.max_speedup(F):.2f}x)<br><small>{html.escape(note)}</small>")
+        if not self.results.empty:
+            self.plot.value = self.render_plot()
+
+    def prediction(self) -> pd.DataFrame:
+        """Baseline throughput per folio size times the Amdahl speedup of the sliders."""
+        df = self.results
+        base_mig = "kernel" if (df["migrator"] == "kernel").any() else df["migrator"].iloc[0]
+        s = stats.summarize(df[df["migrator"] == base_mig], by=("folio_size", "folio"))
+        s["predicted"] = s["mean"] * amdahl.speedup(self.w_F.value, self.w_S.value)
+        return s.sort_values("folio_size")
+
+    def render_plot(self) -> bytes:
+        import matplotlib
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+        df = self.results
+        keys = self.row_keys()
+        fig, ax = plt.subplots(figsize=(7, 3.6))
+        s = stats.summarize(df, by=keys + ["folio_size", "folio"])
+        for label, g in s.groupby(keys, sort=False, dropna=False):
+            g = g.sort_values("folio_size")
+            name = " ".join(str(v) for v in (label if isinstance(label, tuple) else (label,)) if pd.notna(v))
+            ax.errorbar(g["folio"], g["mean"], yerr=g["std"].fillna(0), marker="o", capsize=3, label=f"{name} (measured)")
+        p = self.prediction()
+        ax.plot(p["folio"], p["predicted"], "k--", marker="x",
+                label=f"Amdahl F={self.w_F.value:.2f} S={self.w_S.value:.1f}")
+        title = "throughput vs folio size"
+        if df.get("functional", pd.Series(dtype=bool)).any():
+            title += " (TCG: functional, not performance)"
+        ax.set(xlabel="folio size", ylabel="GB/s", title=title)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=90)
+        plt.close(fig)
+        return buf.getvalue()
