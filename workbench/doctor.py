@@ -52,9 +52,11 @@ def format_report(report: dict, target_facts: dict | None = None) -> str:
         lines += [
             f"target         {t['target']} ({t['accelerator']}{', functional timings only' if t['accelerator'] == 'tcg' else ''})",
             f"  kernel       {t['kernel_release']}",
-            f"  NUMA nodes   {t['numa']['memory_nodes']}",
+            f"  NUMA nodes   {t['numa']['memory_nodes']}; distances "
+            + "; ".join(f"{n['node']}: {' '.join(map(str, n['distances']))}" for n in t['numa']['nodes']),
             f"  folio sizes  {describe_sizes(t['folio_sizes'])}",
             f"  migrators    {', '.join(t['offered'])} (interface: {t['interface']}, brought by "
             f"{t['brought_by']})",
         ]
+        lines += [f"  lacks        {item}" for item in t.get("lacks", [])]
     return "\n".join(lines)
