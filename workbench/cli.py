@@ -163,6 +163,8 @@ def cmd_kernel(args):
 
 
 def cmd_bench(args):
+    if args.target is None:  # verify measures this host's numba; migrators need the patched VM
+        args.target = "local" if args.what == "verify" else "vm"
     if args.what == "verify":
         target = make_target(args)
         for event in target.run_plan({"op": "bench_verify", "args": {"size": parse_size(args.size)}}):
@@ -177,7 +179,23 @@ def cmd_bench(args):
                 print(f"verify every byte (numba)   {r['verify_gbps']:7.2f} GB/s")
                 print(f"ratio verify/read           {r['ratio']:7.2f}   (goal >= {r['goal']})")
         return 0
-    raise WorkbenchError(f"benchmark {args.what!r} is not known; allowed: verify")
+    if args.what == "migrators":
+        from . import bench
+        if args.target == "vm" and args.kernel == "stock":
+            args.kernel = "patched"
+        target = make_target(args)
+        r = bench.migrators(target, size=parse_size(args.size, "size"), repeats=args.repeats, root=args.runs_dir)
+        acc = r["accelerator"]
+        print(f"\n2M folios, {format_size(r['size'])} x {r['repeats']} repeats on {target.label}, accelerator {acc}"
+              + ("  [TCG: functional only, ratios say little]" if acc == "tcg" else ""))
+        print(f"{'ratio':<56} {'copy phase':>10} {'whole call':>10}")
+        for row in r["rows"]:
+            cp = f"{row['copy_phase']:.2f}x" if row["copy_phase"] is not None else "-"
+            goal = f"   (goal >= {row['goal']})" if row.get("goal") else ""
+            print(f"{row['what']:<56} {cp:>10} {row['whole_call']:>9.2f}x{goal}")
+        print("every trial verified byte-exact" if r["verified"] else "SOME TRIALS FAILED VERIFICATION")
+        return 0 if r["verified"] else 1
+    raise WorkbenchError(f"benchmark {args.what!r} is not known; allowed: verify, migrators")
 
 
 def cmd_sysfs(args):
@@ -254,9 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(fn=cmd_kernel)
 
     b = sub.add_parser("bench", help="benchmarks that print ratios")
-    b.add_argument("what", choices=["verify"])
-    _target_args(b, default="local")
-    b.add_argument("--size", default="256M")
+    b.add_argument("what", choices=["verify", "migrators"])
+    _target_args(b, default=None)
+    b.add_argument("--size", default="256M", help="verify: buffer size; migrators: bytes per trial (use 64M)")
+    b.add_argument("--repeats", type=int, default=3)
+    b.add_argument("--runs-dir", help="migrators: where its runs are stored (default data/runs)")
     b.set_defaults(fn=cmd_bench)
     return p
 
