@@ -288,8 +288,6 @@ class Panel:
         return s.sort_values("folio_size")
 
     def render_plot(self) -> bytes:
-        import matplotlib
-        matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
         df = self.results
         keys = self.row_keys()

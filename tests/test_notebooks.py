@@ -1,0 +1,143 @@
+"""The notebooks: stored clean, executed with papermill against the fake target, and the
+report's HTML checked in headless Chromium (offline: no console errors, widgets render)."""
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from workbench import paths, report, store
+
+from .conftest import need
+from .test_report import KNOWN, MANIFEST, SWEEP, make_runs
+
+NOTEBOOKS = sorted((paths.REPO / "notebooks").glob("*.ipynb"))
+pm = pytest.importorskip("papermill")
+
+
+def test_the_four_notebooks_exist():
+    assert [p.name for p in NOTEBOOKS] == ["01-quickstart.ipynb", "02-explore.ipynb", "03-sweep.ipynb",
+                                           "04-report.ipynb"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_stored_without_outputs_and_parameterised(path):
+    nb = nbformat.read(str(path), as_version=4)
+    nbformat.validate(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [], f"{path.name}: a cell has outputs"
+            assert cell.execution_count is None, f"{path.name}: a cell has an execution count"
+    assert "widgets" not in nb.metadata, f"{path.name}: stored widget state"
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{path.name}: needs exactly one cell tagged 'parameters'"
+
+
+def test_sweep_notebook_parameters_name_the_grid():
+    nb = nbformat.read(str(paths.REPO / "notebooks" / "03-sweep.ipynb"), as_version=4)
+    src = next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    for name in ("folio_sizes", "migrators", "threads", "batch_sizes", "repeats", "target", "kernel"):
+        assert f"\n{name} = " in "\n" + src
+
+
+def execute(name, tmp_path, **parameters):
+    out = tmp_path / name
+    pm.execute_notebook(str(paths.REPO / "notebooks" / name), str(out), parameters=parameters,
+                        cwd=str(paths.REPO), progress_bar=False, kernel_name="python3")
+    return nbformat.read(str(out), as_version=4)
+
+
+def text_of(nb):
+    parts = []
+    for c in nb.cells:
+        for o in c.get("outputs", []):
+            parts.append(o.get("text", "") + json.dumps(o.get("data", {})))
+    return "\n".join(parts)
+
+
+def test_quickstart_runs_one_verified_migration(tmp_path):
+    runs = tmp_path / "runs"
+    nb = execute("01-quickstart.ipynb", tmp_path, target="fake", imports=["tests.fake_target"],
+                 runs_root=str(runs), folio_size="2M", total_size="4M")
+    (run,) = store.list_runs(runs)
+    rec = run.records()
+    assert len(rec) == 1 and bool(rec["verified"].iloc[0]) and rec["folio"].iloc[0] == "2M"
+    out = text_of(nb)
+    assert f"run {run.id}: 2M" in out and "verified=True" in out and "kernel" in out
+
+
+def test_explore_notebook_builds_the_panel(tmp_path):
+    nb = execute("02-explore.ipynb", tmp_path, target="fake", imports=["tests.fake_target"],
+                 runs_root=str(tmp_path / "runs"), connect=True)
+    out = text_of(nb)
+    assert "application/vnd.jupyter.widget-view+json" in out
+    assert "widgets" in nb.metadata and nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    make_runs(root / "runs", KNOWN)
+    make_runs(root / "runs", SWEEP, label="sweep", manifest={**MANIFEST, "kernel_release": "6.12.117-sweep"})
+    from tests.test_report import BATCHED
+    make_runs(root / "runs", BATCHED, label="dma")
+    html = report.render(runs_root=root / "runs", out_root=root / "pm", out=root / "report.html")
+    return root, html
+
+
+def test_report_renders_self_contained_html(rendered):
+    root, html = rendered
+    body = html.read_text()
+    executed = list((root / "pm").glob("*-report/report-*.ipynb"))
+    assert len(executed) == 1
+    assert "application/vnd.jupyter.widget-state+json" in body          # widget state embedded
+    assert 'src="http' not in body and "cdnjs.cloudflare.com/ajax/libs/require" not in body
+    assert body.count("data:image/png;base64,") >= 5                     # every plot inline
+    for needle in ("mtcopy 2", "1.10±0.10", "(other hardware)", "TCG: timings are functional",
+                   "first-folio latency", "10.67±0.36"):
+        assert needle in body, needle
+
+
+def chrome():
+    need(shutil.which("chromium") is not None and shutil.which("chromedriver") is not None,
+         "headless Chromium is not installed (apt-get install chromium chromium-driver)")
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        need(False, "selenium is not installed (pip install -e '.[test]')")
+    opts = webdriver.ChromeOptions()
+    for a in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+              "--disable-component-update", "--no-first-run", "--window-size=1280,2400"):
+        opts.add_argument(a)
+    opts.binary_location = shutil.which("chromium")
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
+
+
+def test_report_html_in_headless_chromium(rendered, tmp_path):
+    root, html = rendered
+    driver = chrome()
+    try:
+        driver.get(html.as_uri())
+        deadline = time.time() + 30
+        tabs = 0
+        while time.time() < deadline and not tabs:       # the embedded widgets render on load
+            tabs = driver.execute_script("return document.querySelectorAll('.lm-TabBar-tab').length")
+            time.sleep(0.3)
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert tabs >= 2, "the embedded Tab widget did not render"
+        assert driver.execute_script("return document.querySelectorAll('textarea').length") >= 2
+        text = driver.execute_script("return Array.from(document.querySelectorAll('textarea')).map(t => t.value).join('\\n')")
+        assert "1.10±0.10" in text and "63.69±5.01" in text
+        images = driver.execute_script("return Array.from(document.images).filter(i => i.naturalWidth > 0).length")
+        assert images >= 5
+        shot = tmp_path / "report.png"
+        driver.save_screenshot(str(shot))
+        assert shot.stat().st_size > 10_000
+        assert errors == [], errors
+    finally:
+        driver.quit()

@@ -1,0 +1,79 @@
+"""``workbench sweep`` and ``workbench report``: the notebook-driven subcommands.
+
+Wired into :func:`workbench.cli.build_parser` with ``cli_notebooks.add_parsers(sub)``;
+each subcommand sets ``fn`` like the others, returns the exit status, and raises
+:class:`~workbench.errors.WorkbenchError` for bad input (one line, status 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def cmd_sweep(args) -> int:
+    from . import sweep
+    status = sweep.run_sweep(args.grid, runs_root=args.runs_dir, out_root=args.out_dir,
+                             kernel_name=args.jupyter_kernel, progress=not args.quiet,
+                             timeout=args.timeout)
+    configs = status["configurations"]
+    failed = {n: c for n, c in configs.items() if c.get("state") != "done"}
+    runs = sum(len(c.get("run_ids", [])) for c in configs.values())
+    print(f"sweep {status['name']}: {len(configs) - len(failed)}/{len(configs)} configurations done, "
+          f"{runs} runs; executed notebooks in {status['dir']}")
+    for name, c in failed.items():
+        print(f"  failed: {name}: {c.get('error')} (notebook {c.get('notebook')})")
+    if failed:
+        print("rerun the same command to retry the failed configurations (finished ones are skipped)")
+    return 1 if failed else 0
+
+
+def cmd_report(args) -> int:
+    from . import report
+    path = report.render(args.runs, runs_root=args.runs_dir, out=args.out, out_root=args.out_dir,
+                         kernel_name=args.jupyter_kernel)
+    print(f"report: {path}")
+    return 0
+
+
+def add_parsers(sub) -> None:
+    """Add ``sweep`` and ``report`` to the ``workbench`` subparsers."""
+    s = sub.add_parser("sweep", help="run a grid of configurations through notebooks/03-sweep.ipynb (papermill)",
+                       description="Execute notebooks/03-sweep.ipynb once per configuration of GRID.yaml into "
+                                   "papermill-runs/<date>-<name>/; results go to the runs directory. A failing "
+                                   "configuration keeps its executed notebook and the sweep goes on; rerunning "
+                                   "the same grid skips the configurations that finished.")
+    s.add_argument("grid", help="grid file (YAML: name, defaults, matrix, configurations)")
+    s.add_argument("--runs-dir", help="where runs are stored (default data/runs)")
+    s.add_argument("--out-dir", help="where executed notebooks go (default papermill-runs/)")
+    s.add_argument("--jupyter-kernel", default="python3", help="Jupyter kernel to execute with (default %(default)s)")
+    s.add_argument("--timeout", type=float, help="seconds one notebook cell may take (default: no limit)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(fn=cmd_sweep)
+
+    r = sub.add_parser("report", help="render notebooks/04-report.ipynb as self-contained HTML",
+                       description="Execute notebooks/04-report.ipynb for the runs (default: all) and write an "
+                                   "HTML file with the widget state embedded that opens offline.")
+    r.add_argument("runs", nargs="*", help="run ids (default: every run)")
+    r.add_argument("--runs-dir", help="where runs are stored (default data/runs)")
+    r.add_argument("--out", help="HTML file to write (default papermill-runs/<date>-report/report-<time>.html)")
+    r.add_argument("--out-dir", help="where the executed notebook goes (default papermill-runs/)")
+    r.add_argument("--jupyter-kernel", default="python3", help="Jupyter kernel to execute with (default %(default)s)")
+    r.set_defaults(fn=cmd_report)
+
+
+def main(argv=None) -> int:
+    """Run the two subcommands on their own (``python -m workbench.cli_notebooks ...``)."""
+    from .errors import WorkbenchError
+    p = argparse.ArgumentParser(prog="workbench")
+    add_parsers(p.add_subparsers(dest="command", required=True))
+    args = p.parse_args(argv)
+    try:
+        return args.fn(args)
+    except WorkbenchError as exc:
+        sys.stderr.write(f"\nworkbench: error: {exc}\n")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""Sweeps: ``notebooks/03-sweep.ipynb`` executed with papermill once per configuration.
+
+A grid file (YAML)::
+
+    name: offload-small
+    defaults:                      # every configuration starts from these
+      target: vm
+      kernel: patched
+      folio_sizes: [4K, 64K, 2M]
+      total_size: 16M
+      repeats: 3
+    matrix:                        # optional: the cross product of these lists ...
+      kernel: [stock, patched]
+    configurations:                # ... or/and an explicit list (each merged over the defaults)
+      - {name: baseline, migrators: [kernel]}
+      - {name: mtcopy, migrators: [mtcopy], threads: [1, 2], batch_sizes: [512, 4096]}
+
+Within one configuration the notebook runs every migrator x workers x batch size
+combination as one stored run (``threads`` are mtcopy's threads and dcbm's channels,
+unless ``channels`` is given); folio sizes and repeats are inside each run.
+
+Executed notebooks go to ``papermill-runs/<date>-<name>/<configuration>.ipynb`` (a
+failing one keeps its error and the sweep goes on), results into the runs directory
+(default ``data/runs``). A configuration that finished is recorded in ``sweep.json``
+with its run ids and a hash of its parameters; rerunning a grid of the same name reuses
+that directory and skips every configuration that finished with the same parameters
+(so editing one configuration reruns only that one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+import time
+from pathlib import Path
+
+import yaml
+from tqdm.auto import tqdm
+
+from . import paths, runner
+from .errors import WorkbenchError
+from .plan import RunParams
+from .units import parse_size, parse_size_list
+
+NOTEBOOK = paths.REPO / "notebooks" / "03-sweep.ipynb"
+KNOWN = {"name", "target", "kernel", "vm_name", "folio_sizes", "migrators", "threads", "channels", "batch_sizes",
+         "total_size", "repeats", "src", "dst", "seed", "imports"}
+DEFAULTS = {"target": "vm", "kernel": "stock", "vm_name": "default", "folio_sizes": ["4K", "2M"],
+            "migrators": ["kernel"], "threads": [None], "channels": None, "batch_sizes": [None],
+            "total_size": "16M", "repeats": 3, "src": 0, "dst": 1, "seed": 1, "imports": []}
+
+
+def papermill_runs_dir() -> Path:
+    import os
+    return Path(os.environ.get("WORKBENCH_PAPERMILL_RUNS", paths.REPO / "papermill-runs"))
+
+
+# -- the grid file -------------------------------------------------------------------
+
+def _listify(v):
+    return list(v) if isinstance(v, (list, tuple)) else [v]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(text)).strip("-") or "config"
+
+
+def load_grid(path) -> dict:
+    """Read and check a grid file; returns {'name', 'configurations': [params...]}."""
+    path = Path(path)
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise WorkbenchError(f"grid file {str(path)!r} does not exist") from None
+    except yaml.YAMLError as e:
+        raise WorkbenchError(f"grid file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    return expand_grid(spec or {}, default_name=path.stem)
+
+
+def expand_grid(spec: dict, default_name: str = "sweep") -> dict:
+    if not isinstance(spec, dict):
+        raise WorkbenchError("a grid file is a mapping with name, defaults, matrix and/or configurations")
+    unknown = set(spec) - {"name", "defaults", "matrix", "configurations"}
+    if unknown:
+        raise WorkbenchError(f"unknown grid key(s) {', '.join(sorted(unknown))}; "
+                             "use name, defaults, matrix, configurations")
+    base = {**DEFAULTS, **(spec.get("defaults") or {})}
+    matrix = spec.get("matrix") or {}
+    combos = [dict(zip(matrix, values)) for values in itertools.product(*(_listify(v) for v in matrix.values()))] \
+        if matrix else [{}]
+    explicit = spec.get("configurations") or [{}]
+    configs, seen = [], set()
+    for m in combos:
+        for c in explicit:
+            cfg = {**base, **m, **(c or {})}
+            bad = set(cfg) - KNOWN
+            if bad:
+                raise WorkbenchError(f"unknown configuration key(s) {', '.join(sorted(bad))}; "
+                                     f"allowed: {', '.join(sorted(KNOWN))}")
+            name = c.get("name") if c else None
+            parts = [name] if name else []
+            parts += [f"{v}" for v in m.values()]
+            cfg["name"] = _slug("-".join(parts) or f"config{len(configs) + 1}")
+            if cfg["name"] in seen:
+                cfg["name"] = f"{cfg['name']}-{len(configs) + 1}"
+            seen.add(cfg["name"])
+            configs.append(normalise(cfg))
+    return {"name": _slug(spec.get("name") or default_name), "configurations": configs}
+
+
+def normalise(cfg: dict) -> dict:
+    """Sizes as text the notebook parses again, lists where lists belong; checks values."""
+    out = dict(cfg)
+    out["folio_sizes"] = [str(s) for s in _listify(cfg["folio_sizes"])]
+    parse_size_list(out["folio_sizes"], "folio size")
+    parse_size(str(cfg["total_size"]), "total size")
+    out["total_size"] = str(cfg["total_size"])
+    for key in ("migrators", "threads", "batch_sizes", "imports"):
+        out[key] = _listify(cfg[key])
+    out["channels"] = None if cfg.get("channels") is None else _listify(cfg["channels"])
+    out["repeats"] = int(cfg["repeats"])
+    return out
+
+
+def config_hash(cfg: dict) -> str:
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# -- inside the notebook -------------------------------------------------------------
+
+def make_target(target: str, kernel: str = "stock", vm_name: str = "default"):
+    from .panel import default_factory
+    return default_factory(target, kernel, vm_name)
+
+
+def combinations(migrators, threads=(None,), channels=None, batch_sizes=(None,)) -> list[dict]:
+    """migrator x workers x batch size; the kernel's own copy takes no workers."""
+    out = []
+    for mig in migrators:
+        if mig == "mtcopy":
+            workers = [("threads", t) for t in threads]
+        elif mig == "dcbm":
+            workers = [("channels", c) for c in (channels if channels is not None else threads)]
+        else:
+            workers = [(None, None)]
+        for (knob, k), b in itertools.product(dict.fromkeys(workers), batch_sizes):
+            out.append({"migrator": mig, "threads": k if knob == "threads" else None,
+                        "channels": k if knob == "channels" else None, "batch_size": b})
+    return out
+
+
+def run_grid(target, folio_sizes, migrators, threads=(None,), channels=None, batch_sizes=(None,),
+             total_size="16M", repeats=3, src=0, dst=1, seed=1, root=None, label="sweep",
+             progress=True) -> list[str]:
+    """Run every combination on ``target``; returns the run ids. Stops at the first error."""
+    ids = []
+    for combo in combinations(migrators, threads, channels, batch_sizes):
+        params = RunParams(folio_sizes=parse_size_list(folio_sizes, "folio size"),
+                           total_size=parse_size(str(total_size), "total size"), src=src, dst=dst,
+                           repeats=int(repeats), seed=seed, **combo)
+        tag = "-".join(str(v) for v in (combo["migrator"], combo["threads"] and f"t{combo['threads']}",
+                                         combo["channels"] and f"c{combo['channels']}",
+                                         combo["batch_size"] and f"b{combo['batch_size']}") if v)
+        run = runner.run(target, params, root=root, label=f"{label}-{tag}", progress=progress)
+        ids.append(run.id)
+    return ids
+
+
+# -- the sweep -----------------------------------------------------------------------
+
+def sweep_dir(name: str, out_root: Path) -> Path:
+    """The directory of the latest earlier run of a grid with this name, or a new dated one."""
+    earlier = sorted(d for d in out_root.glob(f"*-{name}") if (d / "sweep.json").exists())
+    return earlier[-1] if earlier else out_root / f"{time.strftime('%Y%m%d')}-{name}"
+
+
+def run_sweep(grid_path, runs_root=None, out_root=None, kernel_name: str = "python3", progress: bool = True,
+              timeout: float | None = None) -> dict:
+    """Execute 03-sweep once per configuration; returns the sweep's status (also in sweep.json)."""
+    import papermill as pm
+
+    grid = load_grid(grid_path)
+    digest = config_hash(grid)
+    out_root = Path(out_root or papermill_runs_dir())
+    directory = sweep_dir(grid["name"], out_root)
+    directory.mkdir(parents=True, exist_ok=True)
+    status_file = directory / "sweep.json"
+    status = json.loads(status_file.read_text()) if status_file.exists() else {}
+    status.update({"name": grid["name"], "grid_hash": digest, "grid_file": str(grid_path),
+                   "runs_root": str(Path(runs_root or paths.runs_dir()))})
+    earlier = status.get("configurations", {})
+    # only this grid's configurations; one is done when it finished with the same parameters
+    configs = status["configurations"] = {c["name"]: earlier[c["name"]] for c in grid["configurations"]
+                                          if c["name"] in earlier}
+    todo = [c for c in grid["configurations"]
+            if not (configs.get(c["name"], {}).get("state") == "done"
+                    and configs[c["name"]].get("config_hash") == config_hash(c))]
+    bar = tqdm(total=len(grid["configurations"]), initial=len(grid["configurations"]) - len(todo),
+               desc=f"sweep {grid['name']}", unit="config", disable=not progress)
+    try:
+        for cfg in todo:
+            bar.set_postfix_str(cfg["name"])
+            out_nb = directory / f"{cfg['name']}.ipynb"
+            result = directory / f"{cfg['name']}.result.json"
+            result.unlink(missing_ok=True)
+            params = {k: v for k, v in cfg.items() if k != "name"}
+            params.update({"label": f"{grid['name']}-{cfg['name']}", "runs_root": str(runs_root or ""),
+                           "result_path": str(result)})
+            started = time.time()
+            entry = {"notebook": out_nb.name, "parameters": params, "config_hash": config_hash(cfg),
+                     "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            try:
+                pm.execute_notebook(str(NOTEBOOK), str(out_nb), parameters=params, kernel_name=kernel_name,
+                                    cwd=str(paths.REPO), progress_bar=False, execution_timeout=timeout)
+                done = json.loads(result.read_text())
+                entry.update(state="done", run_ids=done["run_ids"])
+            except Exception as e:  # noqa: BLE001 - a failing configuration must not stop the sweep
+                line = _error_line(e)
+                entry.update(state="failed", error=line)
+                bar.write(f"sweep {grid['name']}: configuration {cfg['name']} failed: {line} (see {out_nb})")
+            entry["seconds"] = round(time.time() - started, 1)
+            configs[cfg["name"]] = entry
+            status_file.write_text(json.dumps(status, indent=1, default=str))
+            bar.update(1)
+    finally:
+        bar.close()
+    status_file.write_text(json.dumps(status, indent=1, default=str))
+    status["dir"] = str(directory)
+    return status
+
+
+def _error_line(exc: Exception) -> str:
+    ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)
+    if ename:
+        return f"{ename}: {evalue}".splitlines()[0]
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
