@@ -14,6 +14,9 @@
 # The built tree lives in ${WORKBENCH_CACHE:-$HOME/.cache/migration-workbench}/kernel/.
 # Progress goes to stderr; the last line on stdout is the built tree's path.
 set -euo pipefail
+# The whole script is one block, so that bash has read all of it before it
+# runs any of it: editing the file during a build cannot derail that build.
+{
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 patchdir=$here/patches
@@ -229,3 +232,5 @@ log "build took $(($(date +%s) - start))s"
 [ -f arch/x86/boot/bzImage ] || die "no bzImage after the build"
 echo "$key" >.workbench-key
 echo "$tree"
+exit 0
+}
