@@ -271,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--vanilla", action="store_true", help="build: the same tree without our patches")
     k.set_defaults(fn=cmd_kernel)
 
+    from . import cli_notebooks
+    cli_notebooks.add_parsers(sub)  # sweep, report
+
     b = sub.add_parser("bench", help="benchmarks that print ratios")
     b.add_argument("what", choices=["verify", "migrators"])
     _target_args(b, default=None)
