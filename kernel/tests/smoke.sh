@@ -5,7 +5,8 @@
 # two NUMA nodes (0 and 1) and kernel/tests/migrate_smoke built next to this
 # script, e.g.:
 #   vng --run <tree> --disable-kvm -m 3G -p 2 \
-#       --numa 1536M,cpus=0 --numa 1536M,cpus=1 --exec kernel/tests/smoke.sh
+#       --numa 1536M,cpus=0 --numa 1536M,cpus=1 \
+#       --qemu-opts="-smp 2,sockets=2,cores=1,threads=1" --exec kernel/tests/smoke.sh
 #
 # Prints one "ok - ..." / "not ok - ..." line per check, then
 # "smoke: N passed, M failed" and exits non-zero if anything failed.
