@@ -141,3 +141,100 @@ def test_report_html_in_headless_chromium(rendered, tmp_path):
         assert errors == [], errors
     finally:
         driver.quit()
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """A JupyterLab server on a free loopback port, serving a copy of 02-explore pointed at
+    the fake target; stopped (by its own pid) after the test."""
+    import os
+    import secrets
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    nb = nbformat.read(str(paths.REPO / "notebooks" / "02-explore.ipynb"), as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    cell.source = (f'target = "fake"\nkernel = "stock"\nruns_root = "{tmp_path / "runs"}"\nconnect = False\n'
+                   'imports = ["tests.fake_target"]')
+    nbformat.write(nb, str(tmp_path / "02-explore.ipynb"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = secrets.token_hex(16)
+    env = {**os.environ, "PYTHONPATH": str(paths.REPO), "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config")}
+    log = open(tmp_path / "lab.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1",
+                             f"--port={port}", f"--IdentityProvider.token={token}",
+                             f"--ServerApp.root_dir={tmp_path}", "--LabApp.news_url=",
+                             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+                            stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    pytest.fail(f"JupyterLab did not start: {(tmp_path / 'lab.log').read_text()[-2000:]}")
+                time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}/lab/tree/02-explore.ipynb?token={token}", tmp_path
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def test_explore_panel_in_jupyterlab(lab):
+    from selenium.webdriver.common.by import By
+    url, root = lab
+    driver = chrome()
+
+    def wait(fn, timeout=90, what=""):
+        end = time.time() + timeout
+        while time.time() < end:
+            try:
+                got = fn()
+                if got:
+                    return got
+            except Exception:  # noqa: BLE001 - the page is still building
+                pass
+            time.sleep(0.5)
+        driver.save_screenshot(str(root / "timeout.png"))
+        pytest.fail(f"timed out waiting for {what} (screenshot {root / 'timeout.png'})")
+
+    def button(label):
+        return [b for b in driver.find_elements(By.CSS_SELECTOR, ".jupyter-widgets button") if b.text.strip() == label][0]
+
+    def texts():
+        return [e.text for e in driver.find_elements(By.CSS_SELECTOR, ".widget-html-content")]
+
+    try:
+        driver.get(url)
+        wait(lambda: driver.find_element(By.CSS_SELECTOR, ".jp-Notebook"), what="the notebook")
+        wait(lambda: driver.find_element(By.CSS_SELECTOR, '[data-command="notebook:restart-run-all"]'),
+             what="the toolbar").click()
+        wait(lambda: driver.find_element(By.CSS_SELECTOR, ".jp-Dialog-button.jp-mod-accept"), what="dialog").click()
+        wait(lambda: button("Connect"), what="the panel").click()
+        wait(lambda: any("migrators kernel" in t for t in texts()), what="the target's facts")
+        button("Run").click()
+        wait(lambda: any("verified: 6/6 trials byte-exact" in t for t in texts()), what="the results table")
+        wait(lambda: driver.execute_script(
+            "return Array.from(document.querySelectorAll('.jupyter-widgets img')).some(i => i.naturalWidth > 0)"),
+            what="the plot")
+        table = next(t for t in texts() if "verified" in t)
+        assert "migrator | 4K" in table and "kernel" in table
+        assert len(store.list_runs(root / "runs")) == 1
+        driver.save_screenshot(str(root / "explore.png"))
+        assert (root / "explore.png").stat().st_size > 10_000
+        # JupyterLab itself logs one line when the restart cancels the debugger's pending request
+        severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"
+                  and "Canceled future for debug_request" not in e["message"]]
+        assert severe == [], severe
+    finally:
+        driver.quit()

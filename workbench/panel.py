@@ -81,7 +81,7 @@ class Panel:
         self.w_connect = W.Button(description="Connect", icon="plug", tooltip="read what the target offers")
         self.w_migrator = W.Dropdown(options=["kernel"], value="kernel", description="migrator")
         self.w_folios = W.SelectMultiple(options=[], description="folio sizes", rows=4)
-        self.w_batch = W.Dropdown(options=[("default", None)], value=None, description="batch size")
+        self.w_batch = W.Dropdown(options=[("default", 0)], value=0, description="batch size")
         self.w_workers = W.IntSlider(value=1, min=1, max=1, description="workers", disabled=True,
                                      continuous_update=False)
         self.w_size = W.Combobox(value="16M", options=SIZES, description="total size", ensure_option=False)
@@ -90,7 +90,7 @@ class Panel:
         self.w_progress = W.IntProgress(value=0, min=0, max=1, description="trials", bar_style="")
         self.w_status = W.HTML(value="<i>press Connect to read the target</i>")
         self.table = W.HTML(value="")
-        self.plot = W.Image(format="png", layout=W.Layout(max_width="720px"))
+        self.plot = W.Image(format="png", layout=W.Layout(max_width="720px", display="none"))
         self.w_F = W.FloatSlider(value=SEED_F, min=0.0, max=1.0, step=0.01, description="F (copy share)",
                                  continuous_update=False, style={"description_width": "initial"})
         self.w_S = W.FloatSlider(value=SEED_S, min=1.0, max=64.0, step=0.1, description="S (copy speedup)",
@@ -161,11 +161,11 @@ class Panel:
         self.w_folios.value = tuple(s for s in sizes if s in (4096, 2 << 20)) or tuple(sizes[:1])
         bounds = (facts.get("knobs") or {}).get("batch_size")
         if bounds:
-            self.w_batch.options = [("default", None)] + [(str(b), b) for b in BATCHES if bounds[0] <= b <= bounds[1]]
+            self.w_batch.options = [("default", 0)] + [(str(b), b) for b in BATCHES if bounds[0] <= b <= bounds[1]]
             self.w_batch.disabled = False
         else:
-            self.w_batch.options, self.w_batch.disabled = [("default", None)], True
-        self.w_batch.value = None
+            self.w_batch.options, self.w_batch.disabled = [("default", 0)], True
+        self.w_batch.value = 0
         self._migrator_changed()
         acc = facts.get("accelerator", "?")
         note = " — TCG: timings are functional, not performance" if acc == "tcg" else ""
@@ -197,7 +197,7 @@ class Panel:
                          migrator=self.w_migrator.value,
                          threads=workers if knob == "threads" else None,
                          channels=workers if knob == "channels" else None,
-                         batch_size=self.w_batch.value)
+                         batch_size=self.w_batch.value or None)     # 0: the kernel's default
 
     def run(self) -> store.Run:
         """The Run button: one run with the controls' values; results appended and shown."""
@@ -278,6 +278,7 @@ class Panel:
                                f"(limit {amdahl.max_speedup(F):.2f}x)<br><small>{html.escape(note)}</small>")
         if not self.results.empty:
             self.plot.value = self.render_plot()
+            self.plot.layout.display = ""
 
     def prediction(self) -> pd.DataFrame:
         """Baseline throughput per folio size times the Amdahl speedup of the sliders."""
