@@ -166,12 +166,16 @@ def fig_speedup(df: pd.DataFrame):
     import matplotlib.pyplot as plt
     sp = speedups(df)
     sp = sp[sp["migrator"] != "kernel"]
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    sns.lineplot(data=sp, x="workers_n", y="speedup", hue="folio", style="migrator", marker="o", ax=ax,
-                 hue_order=_folio_order(sp))
-    ax.axhline(1.0, color="grey", lw=0.8)
-    ax.set(xlabel="threads / channels", ylabel="speedup over the kernel's copy",
-           title=_title("speedup vs threads/channels", df))
+    setups = list(sp["setup"].unique())
+    fig, axes = plt.subplots(1, len(setups), figsize=(6.5 * len(setups), 4), squeeze=False)
+    for ax, setup in zip(axes[0], setups):
+        g = sp[sp["setup"] == setup]
+        sns.lineplot(data=g, x="workers_n", y="speedup", hue="folio", style="migrator", marker="o", ax=ax,
+                     hue_order=_folio_order(g), errorbar=None)
+        ax.axhline(1.0, color="grey", lw=0.8)
+        against = "kernel's copy" if (g["against"] == "kernel").all() else "baseline (kernel, else fewest workers)"
+        ax.set(xlabel="threads / channels", ylabel=f"speedup over the {against}",
+               title=_title(f"speedup vs threads/channels\n{setup}", df[df["setup"] == setup]))
     fig.tight_layout()
     return fig
 
