@@ -215,8 +215,9 @@ def fig_predicted(df: pd.DataFrame):
         else:
             both = pd.concat([ext.data.assign(model="extended"), pure.data.assign(model="pure Amdahl")])
             sns.scatterplot(data=both, x="observed", y="predicted", hue="model", style="migrator", ax=ax, alpha=0.8)
-            title = (f"RFC V3 — OTHER HARDWARE (Zen 3 EPYC, PTDMA)\nrms: extended {ext.rms_gbps:.2f}, "
-                     f"pure Amdahl {pure.rms_gbps:.2f} GB/s")
+            offload = sorted(set(pure.data["migrator"]))
+            title = (f"RFC V3 — OTHER HARDWARE (Zen 3 EPYC, PTDMA)\nrms over {'/'.join(offload)}: extended "
+                     f"{ext.rms(offload, relative=False):.2f}, pure Amdahl {pure.rms(offload, relative=False):.2f} GB/s")
             data = both
         hi = float(max(data["observed"].max(), data["predicted"].max())) * 1.05
         ax.plot([0, hi], [0, hi], color="grey", lw=0.8)
