@@ -5,6 +5,7 @@
  * landed on the target node and that every byte survived.
  *
  * usage: migrate_smoke [-s MiB] [-t|-T] [-f NODE] [-n NODE] [-l LOOPS] [-S SEED]
+ *                      [-F FILE]
  *   -s MiB    size of the mapping (default 32)
  *   -t        madvise(MADV_HUGEPAGE) (THP / mTHP, as the sysfs settings allow)
  *   -T        madvise(MADV_NOHUGEPAGE) (4K folios only)
@@ -12,6 +13,8 @@
  *   -n NODE   node to move to (default 1)
  *   -l LOOPS  move back and forth LOOPS times, checking after each move
  *   -S SEED   pattern seed
+ *   -F FILE   map FILE (created, on tmpfs: shmem page cache) MAP_SHARED
+ *             instead of private anonymous memory
  *
  * Folios are found with /proc/self/pagemap and /proc/kpageflags (root only);
  * without them every 4K page is passed.  Prints "PASS ..." and exits 0, or
@@ -138,10 +141,12 @@ int main(int argc, char **argv)
 	size_t len, align = 2UL << 20;
 	void **addrs, **pages;
 	int *nodes, *status;
+	const char *file = NULL;
 	char *raw, *buf;
+	int fd = -1;
 
 	page_size = sysconf(_SC_PAGESIZE);
-	while ((opt = getopt(argc, argv, "s:tTf:n:l:S:")) != -1) {
+	while ((opt = getopt(argc, argv, "s:tTf:n:l:S:F:")) != -1) {
 		switch (opt) {
 		case 's': mib = atol(optarg); break;
 		case 't': advice = MADV_HUGEPAGE; break;
@@ -150,6 +155,7 @@ int main(int argc, char **argv)
 		case 'n': to = atoi(optarg); break;
 		case 'l': loops = atol(optarg); break;
 		case 'S': seed = strtoull(optarg, NULL, 0); break;
+		case 'F': file = optarg; break;
 		default:
 			fprintf(stderr, "usage: %s [-s MiB] [-t|-T] [-f NODE] [-n NODE] [-l LOOPS] [-S SEED]\n",
 				argv[0]);
@@ -164,6 +170,14 @@ int main(int argc, char **argv)
 	if (raw == MAP_FAILED)
 		fail("%ld %ld", "mmap", errno, 0);
 	buf = (char *)(((uintptr_t)raw + align - 1) & ~(align - 1));
+	if (file) {
+		fd = open(file, O_RDWR | O_CREAT | O_TRUNC, 0600);
+		if (fd < 0 || ftruncate(fd, len))
+			fail("%ld %ld", "open/ftruncate", errno, 0);
+		if (mmap(buf, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+			 fd, 0) != buf)
+			fail("%ld %ld", "mmap(file)", errno, 0);
+	}
 	if (advice >= 0 && madvise(buf, len, advice))
 		fail("%ld %ld", "madvise", errno, 0);
 	mask = 1UL << from;
@@ -211,8 +225,20 @@ int main(int argc, char **argv)
 		check_data(buf, len, seed);
 	}
 
-	printf("PASS %ld MiB, %ld folios (%ld large, largest %ld pages), %ld move(s) %d->%d, %.3f s in move_pages, %.3f GB/s\n",
-	       mib, nr, nr_large, max_pages, loops, from, to, total_t,
+	if (file) {
+		/* The page cache itself, not only the mapping, must be intact */
+		uint64_t v;
+
+		munmap(buf, len);
+		for (i = 0; i < (long)(len / 8); i += 4099)
+			if (pread(fd, &v, 8, i * 8) != 8 || v != pattern(i, seed))
+				fail("word %ld differs (read %ld)", "file data",
+				     i, 0);
+		close(fd);
+		unlink(file);
+	}
+	printf("PASS %s%ld MiB, %ld folios (%ld large, largest %ld pages), %ld move(s) %d->%d, %.3f s in move_pages, %.3f GB/s\n",
+	       file ? "file " : "", mib, nr, nr_large, max_pages, loops, from, to, total_t,
 	       total_t > 0 ? len * (double)loops / total_t / 1e9 : 0.0);
 	return 0;
 }

@@ -29,7 +29,7 @@ timeout "${SMOKE_TIMEOUT:-1800}" "$vng" --run "$tree" --disable-kvm -v -m 3G -p 
 
 grep -E '^(ok|not ok) - |^smoke: ' "$log" || true
 rc=0
-if grep -nE 'WARNING:|BUG:|Oops|Call Trace|general protection fault|Kernel panic' "$log"; then
+if grep -nE '\[ *[0-9]+\.[0-9]+\] .*(WARNING:|BUG:|Oops|Call Trace|general protection fault|Kernel panic)' "$log"; then
 	echo "vm-smoke: kernel console shows warnings (above)"
 	rc=1
 fi
