@@ -31,6 +31,11 @@ def thp_knobs(target):
             return {p: v for p, v in event["snapshot"]["files"].items() if p.endswith("/enabled")}
 
 
+def test_boot_console_is_clean(vm_target):
+    """No WARN/BUG at boot: also checks the VM topology (one socket per node) is sane."""
+    assert vm_target.vm.console_problems(0) == []
+
+
 def test_guest_has_two_nodes_and_every_mthp_size(vm_target):
     facts = vm_target.facts()
     assert facts["kernel_release"].startswith("6.12.")

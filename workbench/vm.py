@@ -91,6 +91,16 @@ class VMConfig:
         from .numa import parse_cpulist
         return len({c for _, cpus in self.nodes for c in parse_cpulist(str(cpus))})
 
+    def sockets(self) -> int:
+        """One socket per node with CPUs when they split evenly. QEMU's default puts every
+        CPU in one socket sharing one LLC across nodes, which the kernel WARNs about at
+        boot (topology_sane: "llc-sibling ... is not on the same node")."""
+        from .numa import parse_cpulist
+        per_node = [len(parse_cpulist(str(c))) for _, c in self.nodes if c]
+        if per_node and len(set(per_node)) == 1 and sum(per_node) == self.ncpus:
+            return len(per_node)
+        return 1
+
     def accelerator(self) -> str:
         if self.accel != "auto":
             return self.accel
@@ -164,6 +174,9 @@ class VM:
             cmd.append("--disable-kvm")
         for mem, cpus in config.nodes:
             cmd += ["--numa", f"{format_size(parse_size(mem))}" + (f",cpus={cpus}" if cpus else "")]
+        sockets = config.sockets()
+        if sockets > 1:
+            cmd.append(f"--qemu-opts=-smp {config.ncpus},sockets={sockets},cores={config.ncpus // sockets},threads=1")
         for src, dst, val in config.all_distances():
             cmd += ["--numa-distance", f"{src},{dst}={val}"]
         return cmd + ["--exec", agent]
