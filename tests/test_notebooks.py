@@ -238,3 +238,17 @@ def test_explore_panel_in_jupyterlab(lab):
         assert severe == [], severe
     finally:
         driver.quit()
+
+
+@pytest.mark.vm
+def test_quickstart_on_the_vm(vm_target, tmp_path):
+    """01-quickstart as written (target vm), on the session's VM: one verified migration."""
+    nb = execute("01-quickstart.ipynb", tmp_path, target="vm", kernel=vm_target.config.kernel,
+                 vm_name=vm_target.config.name, runs_root=str(tmp_path / "runs"), folio_size="2M", total_size="4M")
+    (run,) = store.list_runs(tmp_path / "runs")
+    rec = run.records().iloc[0]
+    assert bool(rec["verified"]) and rec["folio"] == "2M" and rec["pages_failed"] == 0
+    out = text_of(nb)
+    assert f"run {run.id}: 2M" in out
+    if vm_target.accelerator() == "tcg":
+        assert "TCG: functional, not performance" in out
