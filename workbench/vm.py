@@ -184,14 +184,14 @@ class VM:
     def up(self, config: VMConfig, progress=None) -> dict:
         """Boot (or reuse) the VM; returns its state. Raises with the console tail on failure."""
         config.validate()
-        image = kernels.resolve(config.kernel)
         st = self.state()
         if self.running():
             if st["config"]["kernel"] != config.kernel or st["config"]["nodes"] != config.nodes \
                     or st["config"]["distances"] != config.distances:
                 raise WorkbenchError(f"VM {self.name!r} is already up with kernel {st['config']['kernel']!r} and "
                                      f"nodes {st['config']['nodes']}: run `workbench vm down` first")
-            return st
+            return st  # the image it booted stays what it is, even if the tree is rebuilt meanwhile
+        image = kernels.resolve(config.kernel)
         self.down(quiet=True)
         for d in (self.spool / "requests", self.spool / "responses"):
             shutil.rmtree(d, ignore_errors=True)
