@@ -214,6 +214,25 @@ echo mtcopy >$M/migrator
 # compaction (reason "compaction") while mtcopy is active
 if echo 1 >/proc/sys/vm/compact_memory; then ok "compact_memory with mtcopy active"; else bad "compact_memory"; fi
 
+# A migrator that leaves folios uncopied: the framework must CPU-copy those
+P=/sys/module/mtcopy/parameters/test_skip_every
+if [ -w $P ]; then
+	reset_stats mtcopy
+	echo 3 >$P
+	echo 1 >$M/mtcopy/threads
+	migrate "mtcopy skipping every 3rd folio, THP" -t -s $sizethp
+	echo 2 >$M/mtcopy/threads
+	migrate "mtcopy skipping every 3rd folio, 4K" -T -s $size4k
+	echo 1 >$P
+	migrate "mtcopy skipping every folio, 4K" -T -s 8
+	echo 0 >$P
+	check "fallbacks counted ($(stat_of mtcopy fallbacks) of $(stat_of mtcopy folios))" \
+		[ "$(stat_of mtcopy fallbacks)" -gt 0 ]
+	check "not everything fell back" [ "$(stat_of mtcopy fallbacks)" -lt "$(stat_of mtcopy folios)" ]
+else
+	bad "no $P"
+fi
+
 # ---- rmmod while migrations run -----------------------------------------------------------
 for kind in -t -T; do
 	echo 2 >$M/mtcopy/threads
