@@ -114,6 +114,9 @@ def chrome():
               "--disable-component-update", "--no-first-run", "--window-size=1280,2400"):
         opts.add_argument(a)
     opts.binary_location = shutil.which("chromium")
+    # return once the DOM is parsed: the tests wait for what they need themselves, and a loaded
+    # 2-core machine (VMs under TCG) can otherwise time out waiting for the renderer
+    opts.page_load_strategy = "eager"
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
 
