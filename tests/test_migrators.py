@@ -83,3 +83,14 @@ def test_stock_kernel_offers_only_the_kernel_copy():
     assert ctl.describe()["migrators"] == ["kernel"] and ctl.counters() == {}
     with pytest.raises(WorkbenchError, match="threads 4 cannot be set"):
         ctl.configure(KnobGuard(FakeFS()), "kernel", threads=4)
+
+
+def test_a_loadable_mtcopy_offers_its_threads_knob(monkeypatch):
+    """Host-side checks run before the trial loads the module: the knob must be offered."""
+    fs = unified_tree(with_mtcopy=False)
+    ctl = migrators.detect(fs)
+    monkeypatch.setattr(ctl, "loadable", lambda: ["mtcopy"])
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert ctl.knobs()["threads"] == (1, 2)
+    monkeypatch.setattr(ctl, "_loadable_cache", [])
+    assert ctl.knobs()["threads"] is None  # neither loaded nor loadable

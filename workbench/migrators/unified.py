@@ -34,7 +34,9 @@ class UnifiedMigration(MigrationControl):
 
     def knobs(self):
         threads = None
-        if self.fs.exists(f"{MTCOPY}/threads"):
+        # mtcopy's knob exists once the module is loaded; a trial loads it on demand, so a
+        # loadable mtcopy offers the knob too (bounds: 1..online CPUs, as the module has)
+        if self.fs.exists(f"{MTCOPY}/threads") or "mtcopy" in self._loadable():
             import os
             threads = (1, os.cpu_count() or 1)
         channels = (1, 16) if self.fs.exists(f"{ROOT}/dcbm/channels") else None
@@ -48,6 +50,11 @@ class UnifiedMigration(MigrationControl):
         if channels is not None:
             guard.set(f"{ROOT}/dcbm/channels", str(channels))
         guard.set(f"{ROOT}/migrator", migrator)
+
+    def _loadable(self) -> list[str]:
+        if not hasattr(self, "_loadable_cache"):
+            self._loadable_cache = self.loadable()
+        return self._loadable_cache
 
     # direct changes, for churn tests (the caller's guard must hold the originals)
     def select(self, migrator: str):
