@@ -14,6 +14,8 @@ import pytest
 
 DATA = Path(__file__).parent / "data"
 REQUIRE = os.environ.get("WORKBENCH_REQUIRE_VM") == "1"
+#: VM names of the tests start with this, so two checkouts can test side by side
+VM_PREFIX = os.environ.get("WORKBENCH_TEST_VM_PREFIX", "pytest")
 
 
 def need(condition: bool, reason: str):
@@ -60,7 +62,7 @@ def _boot(kernel: str, name: str):
 @pytest.fixture(scope="session")
 def vm_target():
     """One VM (stock Debian 6.12, 2 nodes) for the whole session, torn down after."""
-    target = _boot("stock", "pytest")
+    target = _boot("stock", VM_PREFIX)
     yield target
     target.vm.down()
 
@@ -81,7 +83,7 @@ class ConsoleWatch:
 @pytest.fixture(scope="session")
 def patched_vm():
     """The kernel series (kernel/build.sh) in a 2-node VM."""
-    target = _boot("patched", "pytest-patched")
+    target = _boot("patched", f"{VM_PREFIX}-patched")
     yield target
     target.vm.down()
 

@@ -105,9 +105,10 @@ def test_vm_that_cannot_boot_reports_its_console(tmp_path):
     need(shutil.which("qemu-system-x86_64") is not None, "QEMU is not installed")
     bogus = tmp_path / "bzImage"
     bogus.write_bytes(b"not a kernel" * 100)
-    vm = VM("pytest-bad-boot")
+    from .conftest import VM_PREFIX
+    vm = VM(f"{VM_PREFIX}-bad-boot")
     with pytest.raises(WorkbenchError) as e:
-        vm.up(VMConfig(kernel=str(bogus), name="pytest-bad-boot", boot_timeout=120))
+        vm.up(VMConfig(kernel=str(bogus), name=vm.name, boot_timeout=120))
     assert "failed to boot" in str(e.value) and "\n" not in str(e.value)
     assert e.value.detail  # the console tail
     assert not vm.running()
