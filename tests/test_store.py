@@ -59,3 +59,11 @@ def test_load_runs_concatenates_runs(tmp_path):
     df = store.load_runs(tmp_path)
     assert df.groupby("run_id").size().to_dict() == {a.id: 2, b.id: 4}
     assert isinstance(df, pd.DataFrame) and not df["functional"].any()
+
+
+def test_trial_keys_name_every_knob():
+    from workbench.trial import TrialSpec
+    base = TrialSpec(folio_size=2 << 20, total_size=64 << 20)
+    assert base.key() == "kernel-2M-64M-n0to1-s1-r0"
+    assert TrialSpec(folio_size=4096, total_size=1 << 20, migrator="mtcopy", threads=2, batch_size=64,
+                     first_folio=True, repeat=2).key() == "mtcopy-t2-b64-4K-1M-n0to1-s1-r2-ff"

@@ -117,7 +117,7 @@ def cmd_run(args):
     params = RunParams(folio_sizes=parse_size_list(args.folio_size, "folio size"),
                        total_size=parse_size(args.size, "size"), src=args.src, dst=args.dst,
                        repeats=args.repeats, seed=args.seed, migrator=args.migrator, threads=args.threads,
-                       channels=args.channels, batch_size=args.batch_size)
+                       channels=args.channels, batch_size=args.batch_size, first_folio=args.first_folio_latency)
     target = make_target(args, quiet=args.json)
     the_run = runner.run(target, params, root=args.runs_dir, resume=args.resume, label=args.label or args.target,
                          progress=not args.json)
@@ -245,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, help="mtcopy worker threads (patched kernel)")
     r.add_argument("--channels", type=int, help="dcbm DMA channels (patched kernel)")
     r.add_argument("--batch-size", type=int, help="migrate_pages() batch limit in base pages (patched kernel)")
+    r.add_argument("--first-folio-latency", action="store_true",
+                   help="also time until the first folio is on the destination (a polling thread)")
     r.add_argument("--label", help="a name for the run directory")
     r.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run, skipping finished trials")
     r.add_argument("--runs-dir", help="where runs are stored (default data/runs)")

@@ -22,6 +22,7 @@ class RunParams:
     threads: int | None = None
     channels: int | None = None
     batch_size: int | None = None
+    first_folio: bool = False
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -79,5 +80,6 @@ def expand(params: RunParams) -> list[TrialSpec]:
     """Repeats outermost, so slow drift of the machine spreads over every folio size."""
     return [TrialSpec(folio_size=size, total_size=params.total_size, src=params.src, dst=params.dst,
                       seed=params.seed, repeat=r, migrator=params.migrator, threads=params.threads,
-                      channels=params.channels, batch_size=params.batch_size, extra=dict(params.extra))
+                      channels=params.channels, batch_size=params.batch_size, first_folio=params.first_folio,
+                      extra=dict(params.extra))
             for r in range(params.repeats) for size in params.folio_sizes]
