@@ -61,11 +61,7 @@ def folio_count(directory: Path | None = None) -> pd.DataFrame:
 
 def copy_share(directory: Path | None = None) -> pd.DataFrame:
     """The cover letter's share of folio_copy() in move_pages() time (Amdahl's F)."""
-    df = pd.read_csv(Path(directory or DIR) / "rfc-v3-copy-share.csv", dtype={"folio": str})
-    df["source"] = V3_SOURCE
-    df["hardware"] = V3_HARDWARE
-    df["other_hardware"] = True
-    return df
+    return _read("rfc-v3-copy-share.csv", V3_SOURCE, V3_HARDWARE, directory)
 
 
 def v5(directory: Path | None = None) -> pd.DataFrame:
