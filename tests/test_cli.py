@@ -42,6 +42,10 @@ def one_line_error(err):
     (["--target", "vm", "--distance", "0-1=20"], "distance '0-1=20' is not SRC,DST=VAL"),
     (["--target", "vm", "--accel", "hvf"], "accelerator 'hvf' is not one of auto, kvm, tcg"),
     (["--target", "vm", "--kernel", "/no/such/bzImage"], "kernel '/no/such/bzImage' is neither stock"),
+    (["--target", "fake", "--set", "fail_every"], "--set 'fail_every' is not PATH=VALUE"),
+    (["--target", "fake", "--set", "/etc/passwd=1"], "setting '/etc/passwd' is not a sysfs path; "
+                                                     "allowed: absolute paths under /sys/"),
+    (["--target", "fake", "--dma-engine", "../x"], "DMA engine '../x' is not a module name"),
 ])
 def test_bad_run_input(capsys, tmp_path, argv, expect):
     rc, out, err = run_cli(capsys, "run", "--runs-dir", str(tmp_path), "--vm-name", "pytest-bad-input", *argv)
@@ -80,3 +84,22 @@ def test_good_run_prints_the_seed_table_and_json(capsys, tmp_path):
     assert rc == 0 and len(doc["records"]) == 3 and os.path.isdir(doc["dir"])
     rc, out, err = run_cli(capsys, "summary", "--runs-dir", str(tmp_path))
     assert rc == 0 and "kernel" in out and "±" in out
+
+
+def test_set_takes_path_equals_value():
+    from workbench.cli import parse_settings
+    from workbench.errors import WorkbenchError
+    assert parse_settings(None) is None
+    assert parse_settings(["/sys/a/b=7", "/sys/c=x=y"]) == {"/sys/a/b": "7", "/sys/c": "x=y"}
+    with pytest.raises(WorkbenchError, match=r"--set 'fail_every' is not PATH=VALUE"):
+        parse_settings(["fail_every"])
+
+
+def test_dcbm_in_a_vm_runs_on_the_test_engine_and_says_so():
+    from workbench.plan import RunParams, with_defaults
+    p = RunParams(folio_sizes=[4096], total_size=1 << 20, migrator="dcbm")
+    assert with_defaults(p, "vm").dma_engine == "test_dma_engine"
+    assert with_defaults(p, "local").dma_engine is None, "a real machine keeps its own DMA engine"
+    mine = RunParams(folio_sizes=[4096], total_size=1 << 20, migrator="dcbm", dma_engine="ioatdma")
+    assert with_defaults(mine, "vm").dma_engine == "ioatdma"
+    assert with_defaults(RunParams(folio_sizes=[4096], total_size=1 << 20), "vm").dma_engine is None

@@ -94,3 +94,61 @@ def test_a_loadable_mtcopy_offers_its_threads_knob(monkeypatch):
     assert ctl.knobs()["threads"] == (1, 2)
     monkeypatch.setattr(ctl, "_loadable_cache", [])
     assert ctl.knobs()["threads"] is None  # neither loaded nor loadable
+
+
+def dcbm_tree(free_channels: int) -> FakeFS:
+    """The unified tree with dcbm loaded (kernel patch 0010): selecting dcbm takes
+    ``channels`` DMA channels, and fails with ENODEV when fewer are free."""
+    import errno
+
+    from workbench.kernelfs import choice_rule
+    fs = unified_tree()
+    fs.files[f"{ROOT}/migrator"] = "[kernel] mtcopy dcbm"
+    fs.add(f"{ROOT}/dcbm/channels", "1", rule=int_rule(1, 16))
+    fs.add(f"{ROOT}/dcbm/timeout_ms", "10000", rule=int_rule(1, 60000))
+    fs.add(f"{ROOT}/dcbm/held", "", readonly=True)
+    for c in ("batches", "folios", "bytes", "copy_ns", "batch_ns", "fallbacks",
+              "folios_migrated", "folios_failures", "timeouts"):
+        fs.add(f"{ROOT}/stats/dcbm/{c}", "0", rule=reset_rule)
+
+    def select(current, value):
+        if value.strip() == "dcbm" and int(fs.files[f"{ROOT}/dcbm/channels"]) > free_channels:
+            raise OSError(errno.ENODEV, "no free DMA memcpy channel")
+        return choice_rule(current, value)
+    fs.add_rule(f"{ROOT}/migrator", select)
+    return fs
+
+
+def test_dcbm_offers_channels_and_its_own_counters():
+    fs = dcbm_tree(free_channels=4)
+    fs.add("/sys/module/test_dma_engine/parameters/failed", "0")
+    for c in ("descriptors", "corrupted", "hung"):
+        fs.add(f"/sys/module/test_dma_engine/parameters/{c}", "0")
+    ctl = migrators.detect(fs)
+    assert ctl.knobs()["channels"] == (1, 16)
+    before = dict(fs.files)
+    with KnobGuard(fs) as g:
+        ctl.configure(g, "dcbm", channels=4)
+        assert ctl.active() == "dcbm" and fs.read(f"{ROOT}/dcbm/channels") == "4"
+    assert fs.files == before
+    c0 = ctl.counters()
+    fs.files[f"{ROOT}/stats/dcbm/folios_failures"] = "3"
+    fs.files[f"{ROOT}/stats/dcbm/fallbacks"] = "3"
+    fs.files["/sys/module/test_dma_engine/parameters/failed"] = "3"
+    c1 = ctl.counters()
+    delta = {k: c1[k] - c0[k] for k in c1}
+    assert delta["dcbm.folios_failures"] == delta["dcbm.fallbacks"] == delta["test_dma_engine.failed"] == 3
+    assert {"dcbm.folios_migrated", "dcbm.timeouts", "test_dma_engine.hung"} <= set(c1)
+
+
+def test_dcbm_without_free_channels_says_what_to_load():
+    fs = dcbm_tree(free_channels=1)
+    ctl = migrators.detect(fs)
+    before = dict(fs.files)
+    with pytest.raises(WorkbenchError) as e:
+        with KnobGuard(fs) as g:
+            ctl.configure(g, "dcbm", channels=2)
+    msg = str(e.value)
+    assert "\n" not in msg and "No such device" in msg
+    assert "no free DMA memcpy channel (it wants 2)" in msg and "--dma-engine test_dma_engine" in msg
+    assert fs.files == before, "the channel count written before the refusal is put back"

@@ -111,13 +111,26 @@ def cmd_vm(args):
     return 0
 
 
+def parse_settings(items: list[str] | None) -> dict | None:
+    """--set PATH=VALUE (repeatable) into {path: value}."""
+    out = {}
+    for item in items or ():
+        path, sep, value = item.partition("=")
+        if not sep or not path:
+            raise WorkbenchError(f"--set {item!r} is not PATH=VALUE; for example "
+                                 f"--set /sys/module/test_dma_engine/parameters/fail_every=7")
+        out[path] = value
+    return out or None
+
+
 def cmd_run(args):
     from . import runner, stats
     from .plan import RunParams
     params = RunParams(folio_sizes=parse_size_list(args.folio_size, "folio size"),
                        total_size=parse_size(args.size, "size"), src=args.src, dst=args.dst,
                        repeats=args.repeats, seed=args.seed, migrator=args.migrator, threads=args.threads,
-                       channels=args.channels, batch_size=args.batch_size, first_folio=args.first_folio_latency)
+                       channels=args.channels, batch_size=args.batch_size, first_folio=args.first_folio_latency,
+                       dma_engine=args.dma_engine, settings=parse_settings(args.set))
     target = make_target(args, quiet=args.json)
     the_run = runner.run(target, params, root=args.runs_dir, resume=args.resume, label=args.label or args.target,
                          progress=not args.json)
@@ -245,6 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, help="mtcopy worker threads (patched kernel)")
     r.add_argument("--channels", type=int, help="dcbm DMA channels (patched kernel)")
     r.add_argument("--batch-size", type=int, help="migrate_pages() batch limit in base pages (patched kernel)")
+    r.add_argument("--dma-engine", metavar="MODULE",
+                   help="module with DMA memcpy channels to load for dcbm (default in a VM: test_dma_engine, "
+                        "a test-only engine whose channels are kernel threads)")
+    r.add_argument("--set", action="append", metavar="PATH=VALUE",
+                   help="one more sysfs setting per trial, restored after it (repeatable), e.g. "
+                        "/sys/module/test_dma_engine/parameters/fail_every=7")
     r.add_argument("--first-folio-latency", action="store_true",
                    help="also time until the first folio is on the destination (a polling thread)")
     r.add_argument("--label", help="a name for the run directory")

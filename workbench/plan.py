@@ -23,10 +23,27 @@ class RunParams:
     channels: int | None = None
     batch_size: int | None = None
     first_folio: bool = False
+    #: module providing DMA memcpy channels for dcbm (see TrialSpec.dma_engine)
+    dma_engine: str | None = None
+    #: more sysfs settings per trial, {path: value}, restored after each trial
+    settings: dict | None = None
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+#: A VM has no DMA engine: dcbm there runs on the test-only engine of kernel patch 0011
+VM_DMA_ENGINE = "test_dma_engine"
+
+
+def with_defaults(params: RunParams, target_kind: str) -> RunParams:
+    """Fill in what the target implies: dcbm in a VM gets the test-only DMA engine,
+    which the records then name (column ``dma_engine``)."""
+    if params.migrator == "dcbm" and params.dma_engine is None and target_kind == "vm":
+        from dataclasses import replace
+        return replace(params, dma_engine=VM_DMA_ENGINE)
+    return params
 
 
 def validate(params: RunParams, facts: dict, target_kind: str) -> None:
@@ -66,6 +83,13 @@ def validate(params: RunParams, facts: dict, target_kind: str) -> None:
                                  f"migration interface ({facts.get('interface')}) has no {name} knob")
         if not bounds[0] <= value <= bounds[1]:
             raise WorkbenchError(f"{name} {value} is out of range; allowed: {bounds[0]}..{bounds[1]}")
+    for path in params.settings or {}:
+        if not str(path).startswith("/sys/") or ".." in str(path):
+            raise WorkbenchError(f"setting {path!r} is not a sysfs path; allowed: absolute paths under /sys/")
+    if params.dma_engine is not None and (not params.dma_engine or "/" in params.dma_engine
+                                          or params.dma_engine.startswith("-")):
+        raise WorkbenchError(f"DMA engine {params.dma_engine!r} is not a module name; allowed: a name such as "
+                             f"{VM_DMA_ENGINE} or ioatdma")
     if params.repeats < 1:
         raise WorkbenchError(f"repeats {params.repeats} must be at least 1")
     by_node = {n["node"]: n.get("mem_total_kb") for n in facts["numa"]["nodes"]}
@@ -81,5 +105,6 @@ def expand(params: RunParams) -> list[TrialSpec]:
     return [TrialSpec(folio_size=size, total_size=params.total_size, src=params.src, dst=params.dst,
                       seed=params.seed, repeat=r, migrator=params.migrator, threads=params.threads,
                       channels=params.channels, batch_size=params.batch_size, first_folio=params.first_folio,
+                      dma_engine=params.dma_engine, settings=dict(params.settings) if params.settings else None,
                       extra=dict(params.extra))
             for r in range(params.repeats) for size in params.folio_sizes]

@@ -40,6 +40,7 @@ def manifest_for(target: Target, params: plan.RunParams, facts: dict, label: str
 def run(target: Target, params: plan.RunParams, root=None, resume: str | None = None, label: str = "run",
         progress: bool = True) -> store.Run:
     facts = target.facts()
+    params = plan.with_defaults(params, target.kind)
     plan.validate(params, facts, target.kind)
     trials = plan.expand(params)
     if resume:

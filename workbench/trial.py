@@ -40,6 +40,12 @@ class TrialSpec:
     batch_size: int | None = None
     #: also measure first-folio latency (a polling thread; perturbs throughput a little)
     first_folio: bool = False
+    #: kernel module that provides DMA memcpy channels, loaded before the migrator is
+    #: selected (dcbm needs one; in a VM only "test_dma_engine", a test-only engine, exists)
+    dma_engine: str | None = None
+    #: more sysfs settings for this trial, {path: value}, written after the migrator is
+    #: selected and restored after the trial (fault injection, dcbm's timeout_ms, ...)
+    settings: dict | None = None
     #: test hook: flip one byte after the migration, {"page": p, "offset": o}, so the
     #: verification's report can be checked end to end
     inject_corruption: dict | None = None
@@ -53,8 +59,13 @@ class TrialSpec:
         """Stable identity of this trial within a run (used to resume)."""
         knobs = "".join(f"-{tag}{v}" for tag, v in (("t", self.threads), ("c", self.channels),
                                                       ("b", self.batch_size)) if v is not None)
+        extra = ("-ff" if self.first_folio else "") + (f"-e{self.dma_engine}" if self.dma_engine else "")
+        if self.settings:
+            import hashlib
+            import json
+            extra += "-set" + hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()[:8]
         return (f"{self.migrator}{knobs}-{format_size(self.folio_size)}-{format_size(self.total_size)}"
-                f"-n{self.src}to{self.dst}-s{self.seed}-r{self.repeat}" + ("-ff" if self.first_folio else ""))
+                f"-n{self.src}to{self.dst}-s{self.seed}-r{self.repeat}" + extra)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrialSpec":
@@ -122,15 +133,22 @@ def run_trial(spec: TrialSpec, fs: KernelFS) -> dict:
                     "trial_seed": spec.trial_seed, "migrator": spec.migrator,
                     "threads": spec.threads, "channels": spec.channels, "batch_size": spec.batch_size,
                     "folio_size": spec.folio_size, "folio": format_size(spec.folio_size),
-                    "total_bytes": spec.total_size, "src": spec.src, "dst": spec.dst}
+                    "total_bytes": spec.total_size, "src": spec.src, "dst": spec.dst,
+                    "dma_engine": spec.dma_engine,
+                    "settings": " ".join(f"{k}={v}" for k, v in sorted((spec.settings or {}).items())) or None}
     npages = spec.total_size // PAGE
     nfolios = spec.total_size // spec.folio_size
     guard = KnobGuard(fs)
     try:
         thp.enable_only(fs, guard, spec.folio_size)
         control = migrators.detect(fs)
+        if spec.dma_engine:
+            control.load(spec.dma_engine, what="DMA engine module")
         control.configure(guard, spec.migrator, threads=spec.threads, channels=spec.channels,
                           batch_size=spec.batch_size)
+        for path, value in (spec.settings or {}).items():
+            guard.set(path, str(value))
+        record["dma_channels_held"] = control.held_channels() if spec.migrator == "dcbm" else None
         with AnonRegion(spec.total_size, max(spec.folio_size, PAGE)) as region:
             region.madvise(MADV_HUGEPAGE if spec.folio_size > PAGE else MADV_NOHUGEPAGE)
             region.bind(spec.src)

@@ -90,10 +90,14 @@ class MigrationControl:
     def _configure(self, guard, migrator, threads, channels, batch_size):
         raise NotImplementedError
 
-    def load(self, module: str) -> None:
+    def load(self, module: str, what: str = "migrator module") -> None:
         res = subprocess.run(["modprobe", module], capture_output=True, text=True)
         if res.returncode != 0:
-            raise WorkbenchError(f"cannot load migrator module {module!r}: {res.stderr.strip() or 'modprobe failed'}")
+            raise WorkbenchError(f"cannot load {what} {module!r}: {res.stderr.strip() or 'modprobe failed'}")
+
+    def held_channels(self) -> str | None:
+        """The DMA channels the DMA migrator holds, when the interface says."""
+        return None
 
     # counters --------------------------------------------------------------------
     def counters(self) -> dict[str, int]:

@@ -7,12 +7,17 @@ copy-time counters. See kernel/README.md for every file and its rules.
 
 from __future__ import annotations
 
-from ..kernelfs import parse_choices
+from ..kernelfs import KnobRejected, parse_choices
 from .base import MigrationControl, register
 
 ROOT = "/sys/kernel/mm/migration"
 COUNTERS = ("batches", "folios", "bytes", "copy_ns", "batch_ns", "fallbacks")
 MTCOPY = f"{ROOT}/mtcopy"
+DCBM = f"{ROOT}/dcbm"
+#: the test-only DMA engine of patch 0011 (drivers/dma/test-dma-engine.c): what it did
+TEST_DMA_ENGINE = "test_dma_engine"
+TEST_ENGINE_PARAMS = f"/sys/module/{TEST_DMA_ENGINE}/parameters"
+TEST_ENGINE_COUNTERS = ("descriptors", "failed", "corrupted", "hung")
 HPAGE_PUD_NR = 262144
 
 
@@ -39,7 +44,8 @@ class UnifiedMigration(MigrationControl):
         if self.fs.exists(f"{MTCOPY}/threads") or "mtcopy" in self._loadable():
             import os
             threads = (1, os.cpu_count() or 1)
-        channels = (1, 16) if self.fs.exists(f"{ROOT}/dcbm/channels") else None
+        # dcbm (patch 0010): 1..16 channels; a loadable dcbm offers the knob too
+        channels = (1, 16) if self.fs.exists(f"{DCBM}/channels") or "dcbm" in self._loadable() else None
         return {"threads": threads, "channels": channels, "batch_size": (1, HPAGE_PUD_NR)}
 
     def _configure(self, guard, migrator, threads, channels, batch_size):
@@ -48,8 +54,20 @@ class UnifiedMigration(MigrationControl):
         if threads is not None:
             guard.set(f"{MTCOPY}/threads", str(threads))
         if channels is not None:
-            guard.set(f"{ROOT}/dcbm/channels", str(channels))
-        guard.set(f"{ROOT}/migrator", migrator)
+            guard.set(f"{DCBM}/channels", str(channels))
+        try:
+            guard.set(f"{ROOT}/migrator", migrator)
+        except KnobRejected as exc:
+            if migrator != "dcbm":
+                raise
+            raise KnobRejected(f"{exc}: dcbm found no free DMA memcpy channel (it wants "
+                               f"{self.fs.read(f'{DCBM}/channels').strip()}); load a DMA engine driver first "
+                               f"(in a VM: --dma-engine {TEST_DMA_ENGINE}, a test-only engine)") from None
+
+    def held_channels(self) -> str | None:
+        """The DMA channels dcbm holds, by name (None without dcbm)."""
+        path = f"{DCBM}/held"
+        return self.fs.read(path).strip() if self.fs.exists(path) else None
 
     def _loadable(self) -> list[str]:
         if not hasattr(self, "_loadable_cache"):
@@ -69,12 +87,17 @@ class UnifiedMigration(MigrationControl):
         if not self.fs.isdir(base):
             return out
         for mig in self.fs.listdir(base):
-            for c in COUNTERS:
+            # the framework's six first, then a migrator's own (dcbm's folios_migrated, ...)
+            names = list(COUNTERS) + [n for n in self.fs.listdir(f"{base}/{mig}") if n not in COUNTERS]
+            for c in names:
                 path = f"{base}/{mig}/{c}"
                 if self.fs.exists(path):
                     out[f"{mig}.{c}"] = self.fs.read_int(path)
         if self.fs.exists(f"{MTCOPY}/thread_ns"):
             out["mtcopy.thread_ns"] = self.fs.read_int(f"{MTCOPY}/thread_ns")
+        if self.fs.isdir(TEST_ENGINE_PARAMS):
+            for c in TEST_ENGINE_COUNTERS:
+                out[f"{TEST_DMA_ENGINE}.{c}"] = self.fs.read_int(f"{TEST_ENGINE_PARAMS}/{c}")
         return out
 
     def copy_share(self, delta, migrator):
