@@ -72,7 +72,7 @@ def test_knobs_are_restored_after_a_run(patched):
 
 # (an empty write never reaches the kernel's store(); a bare newline, as `echo > file`, does)
 BAD_WRITES = [
-    ("migrator", ["dcbm", "\n", "[kernel]", "KERNEL", "kernel mtcopy"]),
+    ("migrator", ["nosuch", "\n", "[kernel]", "KERNEL", "kernel mtcopy"]),
     ("batch_size", ["0", "262145", "-1", "abc", "\n", "1.5"]),
     ("reasons", ["bogus", "syscall,bogus", "\n"]),
     ("stats/kernel/copy_ns", ["1", "abc", "-1"]),

@@ -68,6 +68,11 @@ def execute(plan: dict, emit: Emit, fs=None) -> None:
         else:
             emit({"type": "error", "message": f"unknown plan op {op!r}; allowed: probe, trials, snapshot, stress, sysfs, bench_verify, "
                                               "shutdown"})
+    except WorkbenchError as exc:
+        emit({"type": "error", "message": str(exc)})
+    except Exception as exc:  # an op that breaks must not take the agent (and a VM) down with it
+        emit({"type": "error", "message": f"{op} failed: {exc.__class__.__name__}: {exc}",
+              "traceback": traceback.format_exc()})
     finally:
         emit({"type": "done"})
 

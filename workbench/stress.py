@@ -3,9 +3,14 @@ the migrator, its threads and the module itself change underneath them.
 
 Each worker fills its own region with its own pattern, then loops: move every folio to
 the other node, check every page arrived, verify every byte. The controller meanwhile
-switches the migrator and its thread count, and (optionally) unloads and reloads
-migrator modules. Any corruption, misplaced page or failed call is counted; the
-kernel's console is for the caller to scan (a WARN or oops is a failure too).
+switches the migrator, its thread and channel counts, and (optionally) unloads and
+reloads modules: every few seconds the ``unload`` modules are removed in the order given
+and loaded again in reverse, so ``["dcbm", "test_dma_engine"]`` takes the migrator away
+in the middle of its batches and then the DMA engine under it. Before each such round
+dcbm, when offered, is selected and each module that is not a migrator (a DMA engine)
+is removed once while dcbm holds its channels: the kernel must refuse that.
+Any corruption, misplaced page or failed call is counted; the kernel's console is for
+the caller to scan (a WARN or oops is a failure too).
 """
 
 from __future__ import annotations
@@ -34,9 +39,11 @@ def _worker(idx: int, size: int, folio_size: int, nodes: tuple[int, int], deadli
             region.bind(nodes[0])
             words = region.words()
             pattern.fill(words, seed)
-            addrs = region.addr + np.arange(size // folio_size, dtype=np.uint64) * np.uint64(folio_size)
-            moves = [MovePages(addrs, nodes[1]), MovePages(addrs, nodes[0])]
+            # every base page, not one address per folio: a large folio that the kernel
+            # split on the way (no large folio free on the other node) still moves whole
             npages = size // PAGE
+            addrs = region.addr + np.arange(npages, dtype=np.uint64) * np.uint64(PAGE)
+            moves = [MovePages(addrs, nodes[1]), MovePages(addrs, nodes[0])]
             while time.time() < deadline:
                 target = moves[stats["rounds"] % 2]
                 try:
@@ -68,19 +75,24 @@ def run(fs: KernelFS, seconds: float = 60, size: int = 16 << 20, folio_size: int
     if not isinstance(control, UnifiedMigration):
         raise WorkbenchError(f"the churn test needs the workbench kernel interface; this kernel has {control.name}")
     unload = list(unload or [])
-    for mod in unload:
+    # every migrator the kernel can offer takes part, loaded or not yet
+    for mod in dict.fromkeys(control.loadable() + unload):
         if mod not in control.migrators():
             control.load(mod)
     deadline = time.time() + seconds
     ctx = mp.get_context("fork")
     out = ctx.Queue()
     guard = KnobGuard(fs)
-    result = {"switches": 0, "thread_changes": 0, "unloads": 0, "unload_busy": 0, "reloads": 0}
+    result = {"switches": 0, "thread_changes": 0, "channel_changes": 0, "unloads": 0, "unload_busy": 0,
+              "reloads": 0, "unloaded": {m: 0 for m in unload},
+              "provider_unload_while_held": {"refused": 0, "succeeded": 0}}
+    providers = [m for m in unload if m not in control.modules]
     try:
         thp.enable_only(fs, guard, folio_size)
         # let the guard hold the originals of every knob the loop below changes
-        threads = control.knobs().get("threads")
-        control.configure(guard, "kernel", threads=threads[0] if threads else None)
+        knobs = control.knobs()
+        control.configure(guard, "kernel", threads=knobs["threads"][0] if knobs.get("threads") else None,
+                          channels=1 if knobs.get("channels") else None)
         procs = [ctx.Process(target=_worker, args=(i, size, folio_size, nodes, deadline, seed + i, out))
                  for i in range(workers)]
         for p in procs:
@@ -103,20 +115,39 @@ def run(fs: KernelFS, seconds: float = 60, size: int = 16 << 20, folio_size: int
                     result["thread_changes"] += 1
                 except Exception:
                     pass
+            if "dcbm" in offered and control.knobs().get("channels"):
+                try:
+                    control.set_channels(rng.randint(1, 2))
+                    result["channel_changes"] += 1
+                except Exception:
+                    pass  # no free channel, or dcbm went away: fine
             if unload and time.time() - last_unload > 3:
                 last_unload = time.time()
+                if providers and "dcbm" in control.migrators():
+                    try:
+                        control.select("dcbm")
+                    except Exception:
+                        pass
+                    if control.held_channels():
+                        for mod in providers:
+                            ok = _modprobe(["rmmod", mod]) == 0
+                            result["provider_unload_while_held"]["succeeded" if ok else "refused"] += 1
+                            if ok:
+                                _modprobe(["modprobe", mod])
                 for mod in unload:
                     if _modprobe(["rmmod", mod]) == 0:
                         result["unloads"] += 1
+                        result["unloaded"][mod] += 1
                     else:
                         result["unload_busy"] += 1
+                for mod in reversed(unload):
                     if _modprobe(["modprobe", mod]) == 0:
                         result["reloads"] += 1
         workers_out = [out.get(timeout=120) for _ in procs]
         for p in procs:
             p.join(30)
     finally:
-        for mod in unload:
+        for mod in reversed(unload):
             if mod not in control.migrators():
                 _modprobe(["modprobe", mod])
         problems = guard.restore()

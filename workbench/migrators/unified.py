@@ -81,6 +81,9 @@ class UnifiedMigration(MigrationControl):
     def set_threads(self, threads: int):
         self.fs.write(f"{MTCOPY}/threads", str(threads))
 
+    def set_channels(self, channels: int):
+        self.fs.write(f"{DCBM}/channels", str(channels))
+
     def counters(self):
         out = {}
         base = f"{ROOT}/stats"
