@@ -54,6 +54,8 @@ def _boot(kernel: str, name: str):
         import warnings
         saved = target.vm.console.with_suffix(".failed-boot.log")
         shutil.copy(target.vm.console, saved)
+        if target.vm.qemu_log.exists():
+            shutil.copy(target.vm.qemu_log, target.vm.qemu_log.with_suffix(".failed-boot.log"))
         warnings.warn(f"VM {name} failed to boot once ({first}); console kept in {saved}; retrying")
         target.ensure_up()
     return target

@@ -110,5 +110,9 @@ def test_vm_that_cannot_boot_reports_its_console(tmp_path):
     with pytest.raises(WorkbenchError) as e:
         vm.up(VMConfig(kernel=str(bogus), name=vm.name, boot_timeout=120))
     assert "failed to boot" in str(e.value) and "\n" not in str(e.value)
-    assert e.value.detail  # the console tail
+    assert e.value.detail  # the console tail, then what vng/QEMU said on their stderr
+    assert "--- vng/QEMU stderr" in e.value.detail and vm.qemu_log.exists()
+    qemu_part = e.value.detail.split("--- vng/QEMU stderr", 1)[1]
+    assert "qemu" in qemu_part.lower(), "QEMU's own complaint (e.g. 'invalid kernel header') is shown"
+    assert str(vm.qemu_log) in str(e.value)
     assert not vm.running()

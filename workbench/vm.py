@@ -115,6 +115,8 @@ class VM:
         self.dir = paths.cache_dir() / "vm" / name
         self.spool = self.dir / "spool"
         self.console = self.dir / "console.log"
+        #: what vng and QEMU themselves say (their stderr), apart from the guest's console
+        self.qemu_log = self.dir / "qemu.log"
         self.state_file = self.dir / "state.json"
 
     # -- state ---------------------------------------------------------------------
@@ -146,6 +148,15 @@ class VM:
             return "\n".join(self.console.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no console log)"
+
+    def failure_detail(self, lines: int = 25) -> str:
+        """The console's tail, then what vng/QEMU wrote to their stderr (the guest's
+        console cannot say why QEMU itself went away)."""
+        try:
+            qemu = "\n".join(self.qemu_log.read_text(errors="replace").splitlines()[-lines:]) or "(nothing)"
+        except OSError:
+            qemu = "(no log)"
+        return f"{self.console_tail(lines)}\n--- vng/QEMU stderr ({self.qemu_log}) ---\n{qemu}"
 
     def console_problems(self, since: int = 0) -> list[str]:
         """Kernel WARN/BUG/oops lines on the console (from byte offset ``since``)."""
@@ -202,8 +213,8 @@ class VM:
         cmd = self.command(config, image, token)
         env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
         self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.console, "wb") as console:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
+        with open(self.console, "wb") as console, open(self.qemu_log, "wb") as qemu_log:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=console, stderr=qemu_log,
                                     env=env, start_new_session=True, cwd=str(paths.REPO))
         state = {"pid": proc.pid, "token": token, "config": asdict(config), "kernel": asdict(image),
                  "kernel_config_hash": image.config_hash(), "accelerator": config.accelerator(),
@@ -221,7 +232,8 @@ class VM:
                 why = "exited" if proc.poll() is not None else f"was not ready after {config.boot_timeout:.0f} s"
                 self.down(quiet=True)
                 raise WorkbenchError(f"VM {self.name!r} failed to boot kernel {config.kernel!r}: QEMU {why} "
-                                     f"(console: {self.console})", detail=self.console_tail())
+                                     f"(console: {self.console}, QEMU's own messages: {self.qemu_log})",
+                                     detail=self.failure_detail())
             if progress:
                 progress(time.time() - state["started"])
             time.sleep(0.5)
@@ -286,8 +298,8 @@ class VM:
                         if event.get("type") == "done":
                             return
             if not _alive(st["pid"]):
-                raise WorkbenchError(f"VM {self.name!r} died during a plan (console: {self.console})",
-                                     detail=self.console_tail())
+                raise WorkbenchError(f"VM {self.name!r} died during a plan (console: {self.console}, "
+                                     f"QEMU's own messages: {self.qemu_log})", detail=self.failure_detail())
             time.sleep(0.2)
 
 
