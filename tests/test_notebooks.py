@@ -18,9 +18,9 @@ NOTEBOOKS = sorted((paths.REPO / "notebooks").glob("*.ipynb"))
 pm = pytest.importorskip("papermill")
 
 
-def test_the_four_notebooks_exist():
+def test_the_notebooks_exist():
     assert [p.name for p in NOTEBOOKS] == ["01-quickstart.ipynb", "02-explore.ipynb", "03-sweep.ipynb",
-                                           "04-report.ipynb"]
+                                           "04-report.ipynb", "05-dma-offload.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -259,3 +259,21 @@ def test_quickstart_on_the_vm(vm_target, tmp_path):
     assert f"run {run.id}: 2M" in out
     if vm_target.accelerator() == "tcg":
         assert "TCG: functional, not performance" in out
+
+
+@pytest.mark.vm
+def test_dma_offload_notebook_on_the_patched_vm(patched, tmp_path):
+    """05-dma-offload on the patched VM: dcbm per channel count against the kernel copy,
+    then each injected fault lined up with dcbm's counters and the verification."""
+    execute("05-dma-offload.ipynb", tmp_path, kernel=patched.config.kernel, vm_name=patched.config.name,
+            runs_root=str(tmp_path / "runs"), channels=[1, 2], folio_sizes=["64K"], total_size="2M",
+            fault_folio="64K", faults={"fail_every": 5, "corrupt_every": 7})
+    df = store.load_runs(tmp_path / "runs")
+    assert sorted(df["label"].unique()) == ["dcbm-c1", "dcbm-c2", "dcbm-corrupt", "dcbm-fail", "kernel"]
+    clean = df[df["label"].isin(["kernel", "dcbm-c1", "dcbm-c2"])]
+    assert clean["verified"].all()
+    fail = df[df["label"] == "dcbm-fail"].iloc[0]
+    assert fail["verified"] and fail["mig_dcbm_fallbacks"] == fail["mig_test_dma_engine_failed"] > 0
+    bad = df[df["label"] == "dcbm-corrupt"].iloc[0]
+    assert not bad["verified"] and bad["verify_bad_pages"] == bad["mig_test_dma_engine_corrupted"] > 0
+    assert bad["verify_first_bad_offset"] == 0x123

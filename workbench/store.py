@@ -109,5 +109,9 @@ def load_runs(root: Path | None = None, run_ids: list[str] | None = None) -> pd.
             if col not in df.columns:
                 df[col] = m.get(col)
         df["functional"] = df["accelerator"].eq("tcg")
+        if "run_id" not in df.columns:
+            df["run_id"] = run.id
+        if "label" not in df.columns:
+            df["label"] = m.get("label")
         frames.append(df)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
