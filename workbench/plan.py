@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from .errors import WorkbenchError
+from .migrators.unified import TEST_DMA_ENGINE
 from .thp import describe_sizes
 from .trial import TrialSpec
 from .units import format_size
@@ -34,7 +35,7 @@ class RunParams:
 
 
 #: A VM has no DMA engine: dcbm there runs on the test-only engine of kernel patch 0011
-VM_DMA_ENGINE = "test_dma_engine"
+VM_DMA_ENGINE = TEST_DMA_ENGINE
 
 
 def with_defaults(params: RunParams, target_kind: str) -> RunParams:

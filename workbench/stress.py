@@ -1,8 +1,9 @@
 """Migration under churn: processes move memory back and forth between two nodes while
 the migrator, its threads and the module itself change underneath them.
 
-Each worker fills its own region with its own pattern, then loops: move every folio to
-the other node, check every page arrived, verify every byte. The controller meanwhile
+Each worker fills its own region with its own pattern, then loops: move every base page
+to the other node (so a folio the kernel split on the way still moves whole), check every
+page arrived, verify every byte. The controller meanwhile
 switches the migrator, its thread and channel counts, and (optionally) unloads and
 reloads modules: every few seconds the ``unload`` modules are removed in the order given
 and loaded again in reverse, so ``["dcbm", "test_dma_engine"]`` takes the migrator away
