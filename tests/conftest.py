@@ -31,15 +31,15 @@ def need(condition: bool, reason: str):
 def recorded_fs():
     """The THP and NUMA sysfs of Debian's 6.12 kernel in a 2-node QEMU guest, recorded
     with `workbench sysfs snapshot` and replayed with the kernel's value rules."""
-    from workbench.kernelfs import FakeFS
+    from workbench.agent.kernelfs import FakeFS
     return FakeFS.from_snapshot(DATA / "sysfs-debian-6.12-vm.json")
 
 
 def _boot(kernel: str, name: str):
-    from workbench import kernels
+    from workbench.targets import kernel_images as kernels
     from workbench.errors import WorkbenchError
     from workbench.targets.vm import VMTarget
-    from workbench.vm import VMConfig
+    from workbench.targets.qemu import VMConfig
     need(shutil.which("qemu-system-x86_64") is not None, "QEMU is not installed (apt-get install qemu-system-x86)")
     try:
         kernels.resolve(kernel)

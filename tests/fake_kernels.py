@@ -1,7 +1,7 @@
 """Fake sysfs trees of the kernels the public RFC series posted, with their value rules.
 
 ``fake_tree("v3")`` and friends return a :class:`FakeKernel`: a
-:class:`~workbench.kernelfs.FakeFS` holding the version's control files (paths and values
+:class:`~workbench.agent.kernelfs.FakeFS` holding the version's control files (paths and values
 from ``/work/shared/reference/rfc-series-facts.md``, "User-space control, by version")
 that also models what user space cannot read back: which migrator the copy
 ``static_call`` points at (:attr:`FakeKernel.offload`). Every driver's ``offloading``
@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import errno
 
-from workbench.kernelfs import FakeFS, bool_rule, int_rule
+from workbench.agent.kernelfs import FakeFS, bool_rule, int_rule
 
 DCBM = "/sys/kernel/dcbm"
 CPU_MT = "/sys/kernel/cpu_mt"

@@ -1,8 +1,8 @@
 """The agent answers every plan with events and a final "done", even when an op breaks:
 in a VM the agent is the guest's only process, and its death powers the VM off."""
 
-from workbench.agent import execute
-from workbench.kernelfs import FakeFS
+from workbench.agent.main import execute
+from workbench.agent.kernelfs import FakeFS
 
 
 def run(plan):

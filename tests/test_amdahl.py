@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench import amdahl, reference, store
+from workbench.host import amdahl, reference, store
 
 
 def test_worked_example_dma_512_x_2M():

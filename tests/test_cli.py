@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from workbench import cli
+from workbench.host import cli
 
 from . import fake_target  # noqa: F401  (registers the 'fake' target)
 
@@ -55,8 +55,8 @@ def test_bad_run_input(capsys, tmp_path, argv, expect):
 
 
 def test_local_single_node_host_points_to_vm(capsys, tmp_path):
-    from workbench import numa
-    from workbench.kernelfs import RealFS
+    from workbench.agent import numa
+    from workbench.agent.kernelfs import RealFS
     if len(numa.memory_nodes(RealFS())) != 1:
         pytest.skip("this host has several NUMA nodes; the one-node error cannot happen here")
     rc, out, err = run_cli(capsys, "run", "--target", "local", "--runs-dir", str(tmp_path))
@@ -87,7 +87,7 @@ def test_good_run_prints_the_seed_table_and_json(capsys, tmp_path):
 
 
 def test_set_takes_path_equals_value():
-    from workbench.cli import parse_settings
+    from workbench.host.cli import parse_settings
     from workbench.errors import WorkbenchError
     assert parse_settings(None) is None
     assert parse_settings(["/sys/a/b=7", "/sys/c=x=y"]) == {"/sys/a/b": "7", "/sys/c": "x=y"}
@@ -96,7 +96,7 @@ def test_set_takes_path_equals_value():
 
 
 def test_dcbm_in_a_vm_runs_on_the_test_engine_and_says_so():
-    from workbench.plan import RunParams, with_defaults
+    from workbench.host.plan import RunParams, with_defaults
     p = RunParams(folio_sizes=[4096], total_size=1 << 20, migrator="dcbm")
     assert with_defaults(p, "vm").dma_engine == "test_dma_engine"
     assert with_defaults(p, "local").dma_engine is None, "a real machine keeps its own DMA engine"

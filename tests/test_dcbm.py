@@ -6,7 +6,7 @@ WARN, BUG or oops fails it). Timings are never asserted (TCG)."""
 
 import pytest
 
-from workbench.trial import TrialSpec
+from workbench.agent.trial import TrialSpec
 
 pytestmark = pytest.mark.vm
 ROOT = "/sys/kernel/mm/migration"

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from workbench import faults
+from workbench.host import faults
 from workbench.errors import WorkbenchError
 
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from workbench import numa, thp
+from workbench.agent import numa, thp
 from workbench.errors import WorkbenchError
-from workbench.kernelfs import (FakeFS, KnobGuard, KnobPermission, KnobRejected, RecordingFS, int_rule,
+from workbench.agent.kernelfs import (FakeFS, KnobGuard, KnobPermission, KnobRejected, RecordingFS, int_rule,
                                 parse_choices, reset_rule, snapshot)
 
 THP = "/sys/kernel/mm/transparent_hugepage"

@@ -2,11 +2,11 @@
 
 import pytest
 
-from workbench import migrators
+from workbench.agent import migrators
 from workbench.errors import WorkbenchError
-from workbench.kernelfs import FakeFS, KnobGuard, int_rule, reset_rule
-from workbench.migrators.base import KernelCopyOnly
-from workbench.migrators.unified import UnifiedMigration
+from workbench.agent.kernelfs import FakeFS, KnobGuard, int_rule, reset_rule
+from workbench.agent.migrators.base import KernelCopyOnly
+from workbench.agent.migrators.mm_migration import UnifiedMigration
 
 ROOT = "/sys/kernel/mm/migration"
 
@@ -101,7 +101,7 @@ def dcbm_tree(free_channels: int) -> FakeFS:
     ``channels`` DMA channels, and fails with ENODEV when fewer are free."""
     import errno
 
-    from workbench.kernelfs import choice_rule
+    from workbench.agent.kernelfs import choice_rule
     fs = unified_tree()
     fs.files[f"{ROOT}/migrator"] = "[kernel] mtcopy dcbm"
     fs.add(f"{ROOT}/dcbm/channels", "1", rule=int_rule(1, 16))

@@ -9,7 +9,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from workbench import paths, report, store
+from workbench import paths
+from workbench.host import report, store
 
 from .conftest import need
 from .test_report import KNOWN, MANIFEST, SWEEP, make_runs

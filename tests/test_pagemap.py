@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from workbench.pagemap import KPF_COMPOUND_HEAD as H, KPF_COMPOUND_TAIL as T, classify
+from workbench.agent.pagemap import KPF_COMPOUND_HEAD as H, KPF_COMPOUND_TAIL as T, classify
 
 
 def folio(pfn, n):

@@ -5,13 +5,13 @@ import copy
 import pandas as pd
 import pytest
 
-from workbench import store
-from workbench.trial import TrialSpec
+from workbench.host import store
+from workbench.agent.trial import TrialSpec
 
 from .fake_target import FACTS, FakeTarget
 
 pytest.importorskip("ipywidgets")
-from workbench import panel as P  # noqa: E402
+from workbench.host import panel as P  # noqa: E402
 
 PATCHED = {**copy.deepcopy(FACTS), "interface": "workbench /sys/kernel/mm/migration",
            "migrators": ["kernel", "mtcopy"], "offered": ["kernel", "mtcopy", "dcbm"],

@@ -3,9 +3,9 @@ any WARN, BUG or oops fails it. Timings are never asserted (TCG)."""
 
 import pytest
 
-from workbench import runner
-from workbench.plan import RunParams
-from workbench.trial import TrialSpec
+from workbench.host import runner
+from workbench.host.plan import RunParams
+from workbench.agent.trial import TrialSpec
 
 from .conftest import VM_PREFIX, ConsoleWatch, _boot
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from workbench import pattern
+from workbench.agent import pattern
 
 PAGES = 64
 

@@ -1,4 +1,4 @@
-"""The public RFC series' controls (workbench.migrators.rfc) against fake trees built
+"""The public RFC series' controls (workbench.agent.migrators.rfc) against fake trees built
 from the reference file's paths and value rules (tests/fake_kernels.py)."""
 
 from contextlib import nullcontext
@@ -7,12 +7,12 @@ import pytest
 
 from tests.fake_kernels import FakeKernel, fake_tree
 from tests.test_migrators import unified_tree
-from workbench import migrators, vmstat
+from workbench.agent import migrators, vmstat
 from workbench.errors import WorkbenchError
-from workbench.kernelfs import FakeFS, KnobGuard, KnobPermission, KnobRejected, RecordingFS
-from workbench.migrators.base import KernelCopyOnly
-from workbench.migrators.rfc import PadataMtCopy, RfcV1, RfcV2V3, RfcV4, RfcV6
-from workbench.migrators.unified import UnifiedMigration
+from workbench.agent.kernelfs import FakeFS, KnobGuard, KnobPermission, KnobRejected, RecordingFS
+from workbench.agent.migrators.base import KernelCopyOnly
+from workbench.agent.migrators.rfc import PadataMtCopy, RfcV1, RfcV2V3, RfcV4, RfcV6
+from workbench.agent.migrators.mm_migration import UnifiedMigration
 
 RFC = (RfcV6, RfcV4, PadataMtCopy, RfcV2V3, RfcV1)
 

@@ -6,7 +6,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from workbench import paths, reference
+from workbench import paths
+from workbench.host import reference
 
 SEEDS = paths.REPO.parent / "shared" / "seeds"
 FACTS = paths.REPO.parent / "shared" / "reference" / "rfc-series-facts.md"

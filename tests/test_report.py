@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from workbench import report, store
+from workbench.host import report, store
 
 MANIFEST = {"target": "fake", "accelerator": "tcg", "kernel_release": "6.12.117-test"}
 TOTAL = 4 << 20

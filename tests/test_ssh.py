@@ -76,8 +76,8 @@ def test_unknown_host_key_is_refused_not_accepted(sshd):
 
 
 def test_run_over_ssh_gives_the_node_check(sshd, tmp_path):
-    from workbench import runner
-    from workbench.plan import RunParams
+    from workbench.host import runner
+    from workbench.host.plan import RunParams
     t = target(sshd)
     nodes = t.facts()["numa"]["memory_nodes"]
     if len(nodes) >= 2:

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from workbench.stats import pm, seed_table, summarize, welch
+from workbench.host.stats import pm, seed_table, summarize, welch
 
 
 def frame():

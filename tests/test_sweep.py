@@ -5,7 +5,7 @@ import json
 import pytest
 import yaml
 
-from workbench import cli_notebooks, store, sweep
+from workbench.host import cli_notebooks, store, sweep
 from workbench.errors import WorkbenchError
 
 pytest.importorskip("papermill")

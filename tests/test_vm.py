@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from workbench import runner
+from workbench.host import runner
 from workbench.errors import WorkbenchError
-from workbench.plan import RunParams
-from workbench.trial import TrialSpec
+from workbench.host.plan import RunParams
+from workbench.agent.trial import TrialSpec
 
 pytestmark = pytest.mark.vm
 THP = "/sys/kernel/mm/transparent_hugepage"
@@ -99,7 +99,7 @@ def test_numba_kernels_are_cached_for_the_guest_cpu(vm_target):
 
 
 def test_vm_that_cannot_boot_reports_its_console(tmp_path):
-    from workbench.vm import VM, VMConfig
+    from workbench.targets.qemu import VM, VMConfig
     from .conftest import need
     import shutil
     need(shutil.which("qemu-system-x86_64") is not None, "QEMU is not installed")

@@ -36,4 +36,4 @@ def get_target(spec: str, **options) -> Target:
 
 
 def _load_builtin():
-    from . import local, ssh, vm  # noqa: F401  (they register themselves)
+    from . import local, ssh, vm  # noqa: F401  (they register themselves

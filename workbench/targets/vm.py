@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..vm import VM, VMConfig
+from .qemu import VM, VMConfig
 from . import register
 from .base import Target
 

@@ -15,8 +15,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import paths
-from .errors import WorkbenchError
+from .. import paths
+from ..errors import WorkbenchError
 
 STOCK_PATTERN = re.compile(r"^linux-image-(6\.12\.\d+\+deb12-amd64)-unsigned$")
 

@@ -26,9 +26,9 @@ import ipywidgets as W
 import pandas as pd
 
 from . import amdahl, runner, stats, store
-from .errors import WorkbenchError
+from ..errors import WorkbenchError
 from .plan import RunParams
-from .units import format_size, parse_size
+from ..units import format_size, parse_size
 
 KNOB_OF = {"mtcopy": "threads", "dcbm": "channels"}
 SIZES = ["2M", "4M", "8M", "16M", "32M", "64M", "128M", "256M", "512M", "1G"]
@@ -40,10 +40,10 @@ SEED_F, SEED_S = 0.97, 7.5
 def default_factory(spec: str, kernel: str = "stock", vm_name: str = "default"):
     """Make the target the panel names: a VM with the chosen kernel, or any registered spec."""
     if spec == "vm":
-        from .targets.vm import VMTarget
-        from .vm import VMConfig
+        from ..targets.vm import VMTarget
+        from ..targets.qemu import VMConfig
         return VMTarget(VMConfig(kernel=kernel, name=vm_name))
-    from .targets import get_target
+    from ..targets import get_target
     return get_target(spec)
 
 

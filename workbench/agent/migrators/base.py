@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from ..errors import WorkbenchError
+from ...errors import WorkbenchError
 from ..kernelfs import KernelFS, KnobGuard
 
 INTERFACES: list[type["MigrationControl"]] = []

@@ -39,10 +39,11 @@ from pathlib import Path
 import yaml
 from tqdm.auto import tqdm
 
-from . import paths, runner
-from .errors import WorkbenchError
+from .. import paths
+from . import runner
+from ..errors import WorkbenchError
 from .plan import RunParams
-from .units import parse_size, parse_size_list
+from ..units import parse_size, parse_size_list
 
 NOTEBOOK = paths.REPO / "notebooks" / "03-sweep.ipynb"
 KNOWN = {"name", "target", "kernel", "vm_name", "folio_sizes", "migrators", "threads", "channels", "batch_sizes",

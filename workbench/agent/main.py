@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import probe
-from .errors import WorkbenchError
+from ..errors import WorkbenchError
 from .kernelfs import RealFS
 from .trial import TrialSpec, run_trial
 
@@ -63,7 +63,7 @@ def execute(plan: dict, emit: Emit, fs=None) -> None:
         elif op == "sysfs":
             emit({"type": "sysfs", "results": _sysfs_ops(fs, plan.get("writes", []), plan.get("reads", []))})
         elif op == "bench_verify":
-            from .bench import verify_speed
+            from .verify_speed import verify_speed
             emit({"type": "bench", "result": verify_speed(**plan.get("args", {}))})
         else:
             emit({"type": "error", "message": f"unknown plan op {op!r}; allowed: probe, trials, snapshot, stress, sysfs, bench_verify, "
@@ -161,7 +161,3 @@ def main(argv=None) -> int:
     else:
         serve(args.spool, args.token)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -21,12 +21,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import amdahl, paths, reference, stats, store
-from .errors import WorkbenchError
-from .units import parse_size
+from . import amdahl, reference, stats, store
+from .. import paths
+from ..errors import WorkbenchError
+from ..units import parse_size
 
 NOTEBOOK = paths.REPO / "notebooks" / "04-report.ipynb"
-STATIC = Path(__file__).parent / "static"
+STATIC = Path(__file__).resolve().parent.parent / "static"
 #: @jupyter-widgets/html-manager's standalone bundle (BSD-3-Clause, see static/LICENSE-html-manager)
 EMBED_JS = STATIC / "html-manager-1.0.15-embed.js"
 WORKERS = "threads/channels"

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ..errors import WorkbenchError
+from ...errors import WorkbenchError
 from ..kernelfs import KnobRejected
-from . import unified  # noqa: F401  (registered before these, whichever module is imported first)
+from . import mm_migration as unified  # noqa: F401  (registered before these, whichever module is imported first
 from .base import register
-from .rfc_common import (NO_BATCH_SIZE, NO_COPY_TIME, NO_COUNTERS, NO_REASONS, NO_SELECTOR,
-                         NO_THREAD_TIME, Driver, RfcControl)
+from .rfc_common import (NO_BATCH_SIZE, NO_COPY_TIME, NO_COUNTERS, NO_REASONS, NO_SELECTOR, NO_THREAD_TIME, Driver, RfcControl)
 
 DCBM = "/sys/kernel/dcbm"
 CPU_MT = "/sys/kernel/cpu_mt"

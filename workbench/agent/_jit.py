@@ -19,7 +19,7 @@ import os
 def _cache_dir() -> str:
     import llvmlite.binding as llvm  # light: does not load numba
 
-    from . import paths
+    from .. import paths
 
     cpu = llvm.get_host_cpu_name()
     features = llvm.get_host_cpu_features().flatten()

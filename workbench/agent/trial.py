@@ -21,7 +21,7 @@ import numpy as np
 from . import migrators, pagemap, pattern, thp, vmstat
 from .kernelfs import KernelFS, KnobGuard
 from .syscalls import MADV_HUGEPAGE, MADV_NOHUGEPAGE, AnonRegion, MovePages, NullCall, page_nodes
-from .units import format_size
+from ..units import format_size
 
 PAGE = 4096
 

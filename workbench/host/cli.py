@@ -6,9 +6,11 @@ import argparse
 import json
 import sys
 
-from . import kernels, paths, store
-from .errors import WorkbenchError
-from .units import format_size, parse_size, parse_size_list
+from ..targets import kernel_images as kernels
+from .. import paths
+from . import store
+from ..errors import WorkbenchError
+from ..units import format_size, parse_size, parse_size_list
 
 
 def _target_args(p: argparse.ArgumentParser, default: str = "vm"):
@@ -30,7 +32,7 @@ def _target_args(p: argparse.ArgumentParser, default: str = "vm"):
 
 
 def _vm_config(args):
-    from .vm import VMConfig
+    from ..targets.qemu import VMConfig
     nodes = []
     for part in args.nodes.split(","):
         mem, _, cpus = part.partition(":")
@@ -62,7 +64,7 @@ def _progress_boot(elapsed: float):
 
 
 def make_target(args, quiet: bool = False):
-    from .targets import get_target
+    from ..targets import get_target
     options = {}
     if args.target.startswith("ssh"):
         options = {"identity": args.ssh_identity, "known_hosts": args.ssh_known_hosts,
@@ -89,7 +91,7 @@ def cmd_doctor(args):
 
 
 def cmd_vm(args):
-    from .vm import VM
+    from ..targets.qemu import VM
     vm = VM(args.vm_name)
     if args.action == "up":
         st = vm.up(_vm_config(args), progress=_progress_boot)

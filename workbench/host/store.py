@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import paths
-from .errors import WorkbenchError
+from .. import paths
+from ..errors import WorkbenchError
 
 #: manifest fields copied onto every row by load_runs
 CONTEXT = ("target", "accelerator", "kernel_release", "kernel_config_hash", "kernel")

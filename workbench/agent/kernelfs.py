@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from .errors import WorkbenchError
+from ..errors import WorkbenchError
 
 
 class KnobRejected(WorkbenchError):

@@ -64,7 +64,7 @@ def add_parsers(sub) -> None:
 
 def main(argv=None) -> int:
     """Run the two subcommands on their own (``python -m workbench.cli_notebooks ...``)."""
-    from .errors import WorkbenchError
+    from ..errors import WorkbenchError
     p = argparse.ArgumentParser(prog="workbench")
     add_parsers(p.add_subparsers(dest="command", required=True))
     args = p.parse_args(argv)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import WorkbenchError
+from ...errors import WorkbenchError
 from ..kernelfs import KnobRejected
 from .base import MigrationControl
 

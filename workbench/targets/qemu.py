@@ -25,9 +25,10 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import kernels, paths
-from .errors import WorkbenchError
-from .units import format_size, parse_size
+from . import kernel_images as kernels
+from .. import paths
+from ..errors import WorkbenchError
+from ..units import format_size, parse_size
 
 CONSOLE_PROBLEMS = ("WARNING:", "BUG:", "Oops", "Kernel panic", "general protection fault", "Call Trace:")
 
@@ -88,14 +89,14 @@ class VMConfig:
 
     @property
     def ncpus(self) -> int:
-        from .numa import parse_cpulist
+        from ..agent.numa import parse_cpulist
         return len({c for _, cpus in self.nodes for c in parse_cpulist(str(cpus))})
 
     def sockets(self) -> int:
         """One socket per node with CPUs when they split evenly. QEMU's default puts every
         CPU in one socket sharing one LLC across nodes, which the kernel WARNs about at
         boot (topology_sane: "llc-sibling ... is not on the same node")."""
-        from .numa import parse_cpulist
+        from ..agent.numa import parse_cpulist
         per_node = [len(parse_cpulist(str(c))) for _, c in self.nodes if c]
         if per_node and len(set(per_node)) == 1 and sum(per_node) == self.ncpus:
             return len(per_node)

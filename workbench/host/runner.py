@@ -7,9 +7,10 @@ import time
 
 from tqdm.auto import tqdm
 
-from . import __version__, paths, plan, store
-from .errors import WorkbenchError
-from .targets.base import Target
+from .. import __version__, paths
+from . import plan, store
+from ..errors import WorkbenchError
+from ..targets.base import Target
 
 
 def git_revision() -> str:

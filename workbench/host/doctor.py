@@ -7,10 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import kernels, vm
-from .kernelfs import RealFS
-from .probe import collect
-from .thp import describe_sizes
+from ..targets import kernel_images as kernels, qemu as vm
+from ..agent.kernelfs import RealFS
+from ..agent.probe import collect
+from ..agent.thp import describe_sizes
 
 
 def host_report() -> dict:

@@ -24,8 +24,8 @@ import time
 import numpy as np
 
 from . import migrators, pattern, thp
-from .errors import WorkbenchError
-from .migrators.unified import UnifiedMigration
+from ..errors import WorkbenchError
+from .migrators.mm_migration import UnifiedMigration
 from .kernelfs import KernelFS, KnobGuard
 from .syscalls import MADV_HUGEPAGE, AnonRegion, MovePages, page_nodes
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from .kernelfs import KernelFS, KnobGuard
-from .units import format_size
+from ..units import format_size
 
 THP_DIR = "/sys/kernel/mm/transparent_hugepage"
 BASE_PAGE = 4096

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from .errors import WorkbenchError
-from .migrators.unified import TEST_DMA_ENGINE
-from .thp import describe_sizes
-from .trial import TrialSpec
-from .units import format_size
+from ..errors import WorkbenchError
+from ..agent.migrators.mm_migration import TEST_DMA_ENGINE
+from ..agent.thp import describe_sizes
+from ..agent.trial import TrialSpec
+from ..units import format_size
 
 
 @dataclass

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from .units import parse_size
+from ..units import parse_size
 
 
 def summarize(df: pd.DataFrame, by=("migrator", "folio"), value: str = "gbps") -> pd.DataFrame:

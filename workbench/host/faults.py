@@ -13,8 +13,8 @@ from __future__ import annotations
 import pandas as pd
 
 from . import runner
-from .errors import WorkbenchError
-from .migrators.unified import DCBM, TEST_DMA_ENGINE, TEST_ENGINE_PARAMS
+from ..errors import WorkbenchError
+from ..agent.migrators.mm_migration import DCBM, TEST_DMA_ENGINE, TEST_ENGINE_PARAMS
 from .plan import RunParams
 
 #: fault knob -> the engine counter that says how often it fired

@@ -12,8 +12,8 @@ from .base import INTERFACES, KernelCopyOnly, MigrationControl, register  # noqa
 
 
 def detect(fs: KernelFS) -> MigrationControl:
-    from . import unified  # noqa: F401  (registers itself; ours is tried first)
-    from . import rfc  # noqa: F401  (the public RFC series' interfaces, in their detection order)
+    from . import mm_migration as unified  # noqa: F401  (registers itself; ours is tried first
+    from . import rfc  # noqa: F401  (the public RFC series' interfaces, in their detection order
     for cls in INTERFACES:
         if cls.detect(fs):
             return cls(fs)
