@@ -40,7 +40,7 @@ class FakeTarget(Target):
                     yield {"type": "done"}
                     return
                 self.seen.append(t)
-                from workbench.agent.trial import TrialSpec
+                from workbench.protocol import TrialSpec
                 spec = TrialSpec.from_dict(t)
                 gbps = 1.0 + spec.folio_size / (1 << 20) + spec.repeat * 0.1
                 yield {"type": "record", "record": {

@@ -32,8 +32,9 @@ def one_line_error(err):
     (["--target", "fake", "--size", "12Q"], "size '12Q' is not a size"),
     (["--target", "fake", "--migrator", "dcbm"], "migrator 'dcbm' is not offered by this kernel; it offers: kernel"),
     (["--target", "fake", "--repeats", "0"], "repeats 0 must be at least 1"),
-    (["--target", "fake", "--threads", "4"], "threads 4 cannot be set on kernel 6.12.0-fake: its migration "
-                                             "interface (none) has no threads knob"),
+    (["--target", "fake", "--threads", "4"], "threads 4 does not apply to migrator 'kernel'; threads are for mtcopy"),
+    (["--target", "fake", "--migrator", "mtcopy", "--channels", "2"],
+     "channels 2 does not apply to migrator 'mtcopy'; channels are for dcbm"),
     (["--target", "fake", "--size", "1G"], "size 1G does not fit node 0"),
     (["--target", "ssh://host:xx"], "ssh port 'xx' is not a number"),
     (["--target", "vm", "--nodes", "1536X:0"], "node memory in '1536X:0' (MEM[:CPUS], e.g. 1536M:0) '1536X' is not a size"),
@@ -46,12 +47,25 @@ def one_line_error(err):
     (["--target", "fake", "--set", "/etc/passwd=1"], "setting '/etc/passwd' is not a sysfs path; "
                                                      "allowed: absolute paths under /sys/"),
     (["--target", "fake", "--dma-engine", "../x"], "DMA engine '../x' is not a module name"),
+    # judged before a VM boots (these would otherwise cost a boot of one to two minutes)
+    (["--target", "vm", "--folio-size", "3M", "--size", "12M"], "folio size 3M is not a power of two"),
+    (["--target", "vm", "--set", "/etc/passwd=1"], "setting '/etc/passwd' is not a sysfs path"),
+    (["--target", "vm", "--migrator", "kernel", "--threads", "2"], "threads 2 does not apply to migrator 'kernel'"),
+    (["--target", "vm", "--migrator", "dcbm", "--threads", "2"], "threads 2 does not apply to migrator 'dcbm'"),
+    (["--target", "vm", "--src", "0", "--dst", "0"], "source and destination are both node 0"),
+    (["--target", "ssh://h", "--kernel", "patched"], "--kernel does not apply to target 'ssh'"),
+    (["--target", "local", "--ssh-identity", "k"], "--ssh-identity does not apply to target 'local'"),
+    (["--target", "vm:patched", "--kernel", "stock"], "target vm:patched and --kernel stock name two kernels"),
 ])
 def test_bad_run_input(capsys, tmp_path, argv, expect):
-    rc, out, err = run_cli(capsys, "run", "--runs-dir", str(tmp_path), "--vm-name", "pytest-bad-input", *argv)
+    # a VM row gets a VM name of its own, so that nothing can touch a VM in use
+    vm = ["--vm-name", "pytest-bad-input"] if argv[1].startswith("vm") else []
+    rc, out, err = run_cli(capsys, "run", "--runs-dir", str(tmp_path), *vm, *argv)
     assert rc == 2
     assert expect in one_line_error(err)
     assert not list(tmp_path.glob("*/records/*.parquet"))
+    from workbench import paths
+    assert not (paths.cache_dir() / "vm" / "pytest-bad-input" / "state.json").exists(), "no VM was started"
 
 
 def test_local_single_node_host_points_to_vm(capsys, tmp_path):
@@ -103,3 +117,14 @@ def test_dcbm_in_a_vm_runs_on_the_test_engine_and_says_so():
     mine = RunParams(folio_sizes=[4096], total_size=1 << 20, migrator="dcbm", dma_engine="ioatdma")
     assert with_defaults(mine, "vm").dma_engine == "ioatdma"
     assert with_defaults(RunParams(folio_sizes=[4096], total_size=1 << 20), "vm").dma_engine is None
+
+
+def test_knob_bounds_come_from_the_target():
+    from workbench.errors import WorkbenchError
+    from workbench.protocol import check_knob_bounds
+    with pytest.raises(WorkbenchError, match=r"^threads 4 cannot be set on kernel 6.12.0-fake: its migration "
+                                             r"interface \(none\) has no threads knob$"):
+        check_knob_bounds({"threads": 4}, {"threads": None}, "none", "6.12.0-fake")
+    with pytest.raises(WorkbenchError, match=r"^channels 17 is out of range; allowed: 1..16$"):
+        check_knob_bounds({"channels": 17, "threads": None}, {"channels": (1, 16)}, "ours")
+    check_knob_bounds({"channels": 16, "batch_size": None}, {"channels": (1, 16)}, "ours")

@@ -6,7 +6,7 @@ WARN, BUG or oops fails it). Timings are never asserted (TCG)."""
 
 import pytest
 
-from workbench.agent.trial import TrialSpec
+from workbench.protocol import TrialSpec
 
 pytestmark = pytest.mark.vm
 ROOT = "/sys/kernel/mm/migration"

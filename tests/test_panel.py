@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from workbench.host import store
-from workbench.agent.trial import TrialSpec
+from workbench.protocol import TrialSpec
 
 from .fake_target import FACTS, FakeTarget
 

@@ -5,7 +5,7 @@ import pytest
 
 from workbench.host import runner
 from workbench.host.plan import RunParams
-from workbench.agent.trial import TrialSpec
+from workbench.protocol import TrialSpec
 
 from .conftest import VM_PREFIX, ConsoleWatch, _boot
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from workbench.errors import WorkbenchError
-from workbench.targets import get_target
+from workbench.targets import make_target
 
 from .conftest import need
 
@@ -58,7 +58,7 @@ UsePAM no
 
 
 def target(sshd, known="known_hosts"):
-    return get_target(f"ssh://root@127.0.0.1:{sshd['port']}", identity=str(sshd["dir"] / "client_key"),
+    return make_target(f"ssh://root@127.0.0.1:{sshd['port']}", identity=str(sshd["dir"] / "client_key"),
                       known_hosts=str(sshd["dir"] / known), remote_python=sys.executable)
 
 

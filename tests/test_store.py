@@ -62,7 +62,7 @@ def test_load_runs_concatenates_runs(tmp_path):
 
 
 def test_trial_keys_name_every_knob():
-    from workbench.agent.trial import TrialSpec
+    from workbench.protocol import TrialSpec
     base = TrialSpec(folio_size=2 << 20, total_size=64 << 20)
     assert base.key() == "kernel-2M-64M-n0to1-s1-r0"
     assert TrialSpec(folio_size=4096, total_size=1 << 20, migrator="mtcopy", threads=2, batch_size=64,

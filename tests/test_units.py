@@ -18,3 +18,15 @@ def test_bad_sizes_name_the_value(bad):
     with pytest.raises(WorkbenchError) as e:
         parse_size(bad, "folio size")
     assert repr(bad) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_vm_config_differs_only_in_what_was_asked_for():
+    from workbench.targets.qemu import VMConfig
+    up = {"config": {"kernel": "patched", "nodes": [["1536M", "0"], ["1536M", "1"]], "distances": []},
+          "accelerator": "tcg"}
+    assert VMConfig().differences(up) == []
+    assert VMConfig(accel="auto").differences(up) == []
+    assert VMConfig(kernel="patched", nodes=[["1536M", "0"], ["1536M", "1"]], accel="tcg").differences(up) == []
+    assert VMConfig(kernel="stock").differences(up) == ["kernel 'patched', not 'stock'"]
+    assert VMConfig(accel="kvm").differences(up) == ["accelerator tcg, not kvm"]
+    assert VMConfig().resolved().kernel == "stock" and VMConfig().resolved().accel == "auto"

@@ -10,7 +10,7 @@ import pytest
 from workbench.host import runner
 from workbench.errors import WorkbenchError
 from workbench.host.plan import RunParams
-from workbench.agent.trial import TrialSpec
+from workbench.protocol import TrialSpec
 
 pytestmark = pytest.mark.vm
 THP = "/sys/kernel/mm/transparent_hugepage"
@@ -116,3 +116,16 @@ def test_vm_that_cannot_boot_reports_its_console(tmp_path):
     assert "qemu" in qemu_part.lower(), "QEMU's own complaint (e.g. 'invalid kernel header') is shown"
     assert str(vm.qemu_log) in str(e.value)
     assert not vm.running()
+
+
+def test_a_vm_that_is_up_is_used_without_naming_its_kernel(vm_target):
+    """`vm up --kernel K` then `run` without --kernel uses that VM and says which kernel it
+    runs; an explicit, different --kernel is refused rather than silently ignored."""
+    from workbench.targets import make_target
+    notes = []
+    again = make_target("vm", vm_name=vm_target.vm.name, notify=notes.append)
+    assert again.ensure_up()["token"] == vm_target.vm.state()["token"]
+    assert notes and f"using VM {vm_target.vm.name!r}, already up: kernel stock (6.12." in notes[0]
+    with pytest.raises(WorkbenchError, match=r"already up with kernel 'stock', not 'vanilla': run `workbench vm down"):
+        make_target("vm", vm_name=vm_target.vm.name, kernel="vanilla").ensure_up()
+    assert vm_target.vm.running()

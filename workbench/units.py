@@ -1,4 +1,5 @@
-"""Parsing and printing of sizes as kernel people write them (4K, 64K, 2M, 1G)."""
+"""Parsing and printing of sizes as kernel people write them (4K, 64K, 2M, 1G), and of the
+kernel's cpu/node lists (0-2,5)."""
 
 from .errors import WorkbenchError
 
@@ -33,3 +34,17 @@ def parse_size_list(text, what: str = "size") -> list[int]:
     if isinstance(text, (list, tuple)):
         return [parse_size(t, what) for t in text]
     return [parse_size(t, what) for t in str(text).split(",") if t.strip()]
+
+
+def parse_cpulist(text: str) -> list[int]:
+    """'0-2,5' -> [0, 1, 2, 5] (the kernel's cpulist/nodelist format)."""
+    out: list[int] = []
+    for part in text.strip().split(","):
+        if not part:
+            continue
+        if "-" in part:
+            lo, hi = part.split("-")
+            out.extend(range(int(lo), int(hi) + 1))
+        else:
+            out.append(int(part))
+    return out

@@ -27,7 +27,8 @@ from typing import Callable
 from . import probe
 from ..errors import WorkbenchError
 from .kernelfs import RealFS
-from .trial import TrialSpec, run_trial
+from ..protocol import TrialSpec
+from .trial import run_trial
 
 Emit = Callable[[dict], None]
 
@@ -44,6 +45,7 @@ def execute(plan: dict, emit: Emit, fs=None) -> None:
             for spec in plan["trials"]:
                 trial = TrialSpec.from_dict(spec)
                 try:
+                    trial.check()
                     record = run_trial(trial, fs)
                 except WorkbenchError as exc:
                     emit({"type": "error", "message": str(exc), "trial_key": trial.key()})

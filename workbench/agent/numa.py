@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
+from ..units import parse_cpulist
 from .kernelfs import KernelFS
 
 NODE_DIR = "/sys/devices/system/node"
-
-
-def parse_cpulist(text: str) -> list[int]:
-    """'0-2,5' -> [0, 1, 2, 5] (the kernel's cpulist/nodelist format)."""
-    out: list[int] = []
-    for part in text.strip().split(","):
-        if not part:
-            continue
-        if "-" in part:
-            lo, hi = part.split("-")
-            out.extend(range(int(lo), int(hi) + 1))
-        else:
-            out.append(int(part))
-    return out
 
 
 def online_nodes(fs: KernelFS) -> list[int]:

@@ -14,65 +14,14 @@ This runs on the target (inside the agent). The order of a repeat:
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..protocol import PAGE, TrialSpec
+from ..units import format_size
 from . import migrators, pagemap, pattern, thp, vmstat
 from .kernelfs import KernelFS, KnobGuard
 from .syscalls import MADV_HUGEPAGE, MADV_NOHUGEPAGE, AnonRegion, MovePages, NullCall, page_nodes
-from ..units import format_size
-
-PAGE = 4096
-
-
-@dataclass
-class TrialSpec:
-    folio_size: int
-    total_size: int
-    src: int = 0
-    dst: int = 1
-    seed: int = 1
-    repeat: int = 0
-    migrator: str = "kernel"
-    threads: int | None = None
-    channels: int | None = None
-    batch_size: int | None = None
-    #: also measure first-folio latency (a polling thread; perturbs throughput a little)
-    first_folio: bool = False
-    #: kernel module that provides DMA memcpy channels, loaded before the migrator is
-    #: selected (dcbm needs one; in a VM only "test_dma_engine", a test-only engine, exists)
-    dma_engine: str | None = None
-    #: more sysfs settings for this trial, {path: value}, written after the migrator is
-    #: selected and restored after the trial (fault injection, dcbm's timeout_ms, ...)
-    settings: dict | None = None
-    #: test hook: flip one byte after the migration, {"page": p, "offset": o}, so the
-    #: verification's report can be checked end to end
-    inject_corruption: dict | None = None
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def trial_seed(self) -> int:
-        return (self.seed * 1_000_003 + self.repeat) & ((1 << 63) - 1)
-
-    def key(self) -> str:
-        """Stable identity of this trial within a run (used to resume)."""
-        knobs = "".join(f"-{tag}{v}" for tag, v in (("t", self.threads), ("c", self.channels),
-                                                      ("b", self.batch_size)) if v is not None)
-        extra = ("-ff" if self.first_folio else "") + (f"-e{self.dma_engine}" if self.dma_engine else "")
-        if self.settings:
-            import hashlib
-            import json
-            extra += "-set" + hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()[:8]
-        return (f"{self.migrator}{knobs}-{format_size(self.folio_size)}-{format_size(self.total_size)}"
-                f"-n{self.src}to{self.dst}-s{self.seed}-r{self.repeat}" + extra)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrialSpec":
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def timer_overhead_ns(tries: int = 25) -> int:

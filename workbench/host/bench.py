@@ -1,20 +1,11 @@
-"""Speed checks that print ratios (benchmarks, never tests)."""
+"""Benchmarks that print ratios, never tests: the host side of ``workbench bench``
+(the verification-speed check itself runs on the target: :mod:`workbench.agent.verify_speed`)."""
 
 from __future__ import annotations
 
 
 
-def _events(target, plan: dict, kind: str) -> dict:
-    from ..errors import WorkbenchError
-    for event in target.run_plan(plan):
-        if event["type"] == "error":
-            raise WorkbenchError(event["message"])
-        if event["type"] == kind:
-            return event
-    raise WorkbenchError(f"target {target.label} did not answer {plan['op']}")
-
-
-def migrators(target, size: int = 64 << 20, repeats: int = 3, root=None, progress: bool = True) -> dict:
+def migrator_speedups(target, size: int = 64 << 20, repeats: int = 3, root=None, progress: bool = True) -> dict:
     """2M folios on the patched kernel, in one boot: mtcopy (1 and 2 threads) against the
     kernel copy, for the copy phase (from the kernel's copy_ns counters) and the whole
     call; and the batched kernel-copy path against the serial one (``reasons`` = none,
@@ -31,15 +22,15 @@ def migrators(target, size: int = 64 << 20, repeats: int = 3, root=None, progres
         run = runner.run(target, RunParams(folio_sizes=[2 << 20], total_size=size, repeats=repeats, **knobs),
                          root=root, label=f"bench-{label.replace(' ', '-')}", progress=progress)
         frames[label] = run.records()
-    original = _events(target, {"op": "sysfs", "reads": [reasons]}, "sysfs")["results"]["reads"][reasons]
+    original = target.ask({"op": "sysfs", "reads": [reasons]})["results"]["reads"][reasons]
     enabled = ",".join(w[1:-1] for w in original.split() if w.startswith("[")) or "none"
-    _events(target, {"op": "sysfs", "writes": [[reasons, "none"]]}, "sysfs")
+    target.ask({"op": "sysfs", "writes": [[reasons, "none"]]})
     try:
         run = runner.run(target, RunParams(folio_sizes=[2 << 20], total_size=size, repeats=repeats), root=root,
                          label="bench-kernel-serial", progress=progress)
         frames["kernel (serial path)"] = run.records()
     finally:
-        _events(target, {"op": "sysfs", "writes": [[reasons, enabled]]}, "sysfs")
+        target.ask({"op": "sysfs", "writes": [[reasons, enabled]]})
 
     def copy_ns_per_byte(df, mig):
         return (df[f"mig_{mig}_copy_ns"] / df[f"mig_{mig}_bytes"]).mean()

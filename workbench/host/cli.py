@@ -13,65 +13,52 @@ from ..errors import WorkbenchError
 from ..units import format_size, parse_size, parse_size_list
 
 
-def _target_args(p: argparse.ArgumentParser, default: str = "vm"):
+def _target_args(p: argparse.ArgumentParser, default: str | None = "vm"):
     g = p.add_argument_group("target")
     g.add_argument("--target", default=default,
-                   help="local, vm, or ssh://[user@]host[:port] (default: %(default)s)")
-    g.add_argument("--kernel", default="stock",
-                   help="VM kernel: stock, patched, vanilla, or a path to an image or built tree (default: stock)")
-    g.add_argument("--vm-name", default="default", help="name of the VM (its state lives in the cache)")
-    g.add_argument("--nodes", default="1536M:0,1536M:1",
+                   help="local, vm, vm:KERNEL, or ssh://[user@]host[:port] (default: %(default)s)")
+    g.add_argument("--kernel",
+                   help="VM kernel: stock, patched, vanilla, or a path to an image or built tree (default: the "
+                        "kernel of the VM that is up, else stock)")
+    g.add_argument("--vm-name", help="name of the VM (its state lives in the cache; default: default)")
+    g.add_argument("--nodes",
                    help="VM NUMA nodes as MEM[:CPUS],... (CPUS like 0 or 0-1; none = a memory-only node, "
-                        "like CXL memory; default %(default)s)")
-    g.add_argument("--distance", action="append", default=[], metavar="SRC,DST=VAL",
+                        "like CXL memory; default 1536M:0,1536M:1)")
+    g.add_argument("--distance", action="append", metavar="SRC,DST=VAL",
                    help="VM node distance, repeatable")
-    g.add_argument("--accel", default="auto", help="VM accelerator: auto, kvm or tcg (default: auto)")
+    g.add_argument("--accel", help="VM accelerator: auto, kvm or tcg (default: auto)")
     g.add_argument("--ssh-identity", help="ssh target: private key file")
     g.add_argument("--ssh-known-hosts", help="ssh target: known_hosts file to check the host key against")
-    g.add_argument("--remote-python", default="python3", help="ssh target: python with this package installed")
+    g.add_argument("--remote-python", help="ssh target: python with this package installed (default python3)")
 
 
-def _vm_config(args):
-    from ..targets.qemu import VMConfig
-    nodes = []
-    for part in args.nodes.split(","):
-        mem, _, cpus = part.partition(":")
-        nodes.append([format_size(parse_size(mem, f"node memory in {part!r} (MEM[:CPUS], e.g. 1536M:0)")), cpus])
-    distances = []
-    for d in args.distance:
-        try:
-            pair, val = d.split("=")
-            src, dst = pair.split(",")
-            distances.append([int(src), int(dst), int(val)])
-        except ValueError:
-            raise WorkbenchError(f"distance {d!r} is not SRC,DST=VAL (e.g. 0,1=20)") from None
-    cfg = VMConfig(kernel=args.kernel, nodes=nodes, distances=distances, accel=args.accel, name=args.vm_name)
-    cfg.validate()
-    return cfg
-
-
-_last_boot_note = [-1.0]
-
-
-def _progress_boot(elapsed: float):
+class BootProgress:
     """Boot progress: redrawn in place on a terminal, one line every 15 s in a log."""
-    if sys.stderr.isatty():
-        sys.stderr.write(f"\rbooting VM ... {elapsed:5.0f} s")
-    elif elapsed - _last_boot_note[0] >= 15 or _last_boot_note[0] < 0:
-        _last_boot_note[0] = elapsed
-        sys.stderr.write(f"booting VM ... {elapsed:.0f} s\n")
-    sys.stderr.flush()
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.last = -1.0
+
+    def __call__(self, elapsed: float):
+        if self.stream.isatty():
+            self.stream.write(f"\rbooting VM ... {elapsed:5.0f} s")
+        elif self.last < 0 or elapsed - self.last >= 15:
+            self.last = elapsed
+            self.stream.write(f"booting VM ... {elapsed:.0f} s\n")
+        self.stream.flush()
 
 
-def make_target(args, quiet: bool = False):
-    from ..targets import get_target
-    options = {}
-    if args.target.startswith("ssh"):
-        options = {"identity": args.ssh_identity, "known_hosts": args.ssh_known_hosts,
-                   "remote_python": args.remote_python}
-    elif args.target == "vm":
-        options = {"config": _vm_config(args), "progress": None if quiet else _progress_boot}
-    return get_target(args.target, **options)
+def _note(text: str):
+    sys.stderr.write(text + "\n")
+
+
+def target_from_args(args, quiet: bool = False, spec: str | None = None, kernel: str | None = None):
+    """The target the command line names (``spec``/``kernel`` override the flags)."""
+    from ..targets import make_target
+    return make_target(spec or args.target, kernel=kernel or args.kernel, vm_name=args.vm_name, nodes=args.nodes,
+                       distances=args.distance, accel=args.accel, identity=args.ssh_identity,
+                       known_hosts=args.ssh_known_hosts, remote_python=args.remote_python,
+                       progress=None if quiet else BootProgress(), notify=None if quiet else _note)
 
 
 def cmd_doctor(args):
@@ -79,7 +66,7 @@ def cmd_doctor(args):
     report = host_report()
     target_facts = None
     if args.target != "none":
-        target_facts = make_target(args, quiet=args.json).facts()
+        target_facts = target_from_args(args, quiet=args.json).facts()
         report["target"] = target_facts
     if args.json:
         print(json.dumps(report, indent=1, default=str))
@@ -92,11 +79,13 @@ def cmd_doctor(args):
 
 def cmd_vm(args):
     from ..targets.qemu import VM
-    vm = VM(args.vm_name)
+    name = args.vm_name or "default"
+    vm = VM(name)
     if args.action == "up":
-        st = vm.up(_vm_config(args), progress=_progress_boot)
+        target = target_from_args(args, spec="vm")
+        st = target.ensure_up()
         sys.stderr.write("\n")
-        print(f"VM {args.vm_name!r} up: kernel {st['facts']['kernel_release']} ({st['config']['kernel']}), "
+        print(f"VM {name!r} up: kernel {st['facts']['kernel_release']} ({st['config']['kernel']}), "
               f"{st['accelerator']}, nodes {st['facts']['numa']['memory_nodes']}, booted in "
               f"{st.get('boot_seconds', 0):.0f} s")
     elif args.action == "status":
@@ -109,7 +98,7 @@ def cmd_vm(args):
         else:
             print(f"VM {status['name']!r} is down")
     else:
-        print(f"VM {args.vm_name!r} " + ("stopped" if vm.down() else "was not running"))
+        print(f"VM {name!r} " + ("stopped" if vm.down() else "was not running"))
     return 0
 
 
@@ -133,7 +122,8 @@ def cmd_run(args):
                        repeats=args.repeats, seed=args.seed, migrator=args.migrator, threads=args.threads,
                        channels=args.channels, batch_size=args.batch_size, first_folio=args.first_folio_latency,
                        dma_engine=args.dma_engine, settings=parse_settings(args.set))
-    target = make_target(args, quiet=args.json)
+    params.check()  # everything that can be judged before a VM boots
+    target = target_from_args(args, quiet=args.json)
     the_run = runner.run(target, params, root=args.runs_dir, resume=args.resume, label=args.label or args.target,
                          progress=not args.json)
     df = the_run.records()
@@ -178,28 +168,24 @@ def cmd_kernel(args):
 
 
 def cmd_bench(args):
-    if args.target is None:  # verify measures this host's numba; migrators need the patched VM
-        args.target = "local" if args.what == "verify" else "vm"
+    # verify measures this host's numba unless told otherwise; migrators need the patched VM
+    spec = args.target or ("local" if args.what == "verify" else "vm")
     if args.what == "verify":
-        target = make_target(args)
-        for event in target.run_plan({"op": "bench_verify", "args": {"size": parse_size(args.size)}}):
-            if event["type"] == "error":
-                raise WorkbenchError(event["message"])
-            if event["type"] == "bench":
-                r = event["result"]
-                acc = target.accelerator()
-                print(f"target {target.label} ({acc}{', functional only' if acc == 'tcg' else ''}), "
-                      f"{format_size(r['bytes'])} buffer")
-                print(f"streaming read (numba sum)  {r['sum_gbps']:7.2f} GB/s")
-                print(f"verify every byte (numba)   {r['verify_gbps']:7.2f} GB/s")
-                print(f"ratio verify/read           {r['ratio']:7.2f}   (goal >= {r['goal']})")
+        target = target_from_args(args, spec=spec)
+        r = target.ask({"op": "bench_verify", "args": {"size": parse_size(args.size)}})["result"]
+        acc = target.accelerator()
+        print(f"target {target.label} ({acc}{', functional only' if acc == 'tcg' else ''}), "
+              f"{format_size(r['bytes'])} buffer")
+        print(f"streaming read (numba sum)  {r['sum_gbps']:7.2f} GB/s")
+        print(f"verify every byte (numba)   {r['verify_gbps']:7.2f} GB/s")
+        print(f"ratio verify/read           {r['ratio']:7.2f}   (goal >= {r['goal']})")
         return 0
     if args.what == "migrators":
         from . import bench
-        if args.target == "vm" and args.kernel == "stock":
-            args.kernel = "patched"
-        target = make_target(args)
-        r = bench.migrators(target, size=parse_size(args.size, "size"), repeats=args.repeats, root=args.runs_dir)
+        kernel = args.kernel or ("patched" if spec == "vm" else None)
+        target = target_from_args(args, spec=spec, kernel=kernel)
+        r = bench.migrator_speedups(target, size=parse_size(args.size, "size"), repeats=args.repeats,
+                                    root=args.runs_dir)
         acc = r["accelerator"]
         print(f"\n2M folios, {format_size(r['size'])} x {r['repeats']} repeats on {target.label}, accelerator {acc}"
               + ("  [TCG: functional only, ratios say little]" if acc == "tcg" else ""))
@@ -214,13 +200,8 @@ def cmd_bench(args):
 
 
 def cmd_sysfs(args):
-    target = make_target(args)
-    snap = None
-    for event in target.run_plan({"op": "snapshot", "roots": args.root}):
-        if event["type"] == "error":
-            raise WorkbenchError(event["message"])
-        if event["type"] == "snapshot":
-            snap = event["snapshot"]
+    target = target_from_args(args)
+    snap = target.ask({"op": "snapshot", "roots": args.root})["snapshot"]
     snap["kernel_release"] = target.facts()["kernel_release"]
     text = json.dumps(snap, indent=1, sort_keys=True)
     if args.out == "-":

@@ -37,30 +37,11 @@ BATCHES = [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 32768, 26214
 SEED_F, SEED_S = 0.97, 7.5
 
 
-def default_factory(spec: str, kernel: str = "stock", vm_name: str = "default"):
-    """Make the target the panel names: a VM with the chosen kernel, or any registered spec."""
-    if spec == "vm":
-        from ..targets.vm import VMTarget
-        from ..targets.qemu import VMConfig
-        return VMTarget(VMConfig(kernel=kernel, name=vm_name))
-    from ..targets import get_target
-    return get_target(spec)
-
-
-class _Ticking:
-    """A target wrapper that calls ``tick(record)`` for each record as it streams in."""
-
-    def __init__(self, target, tick: Callable[[dict], None]):
-        self._t, self._tick = target, tick
-
-    def __getattr__(self, name):
-        return getattr(self._t, name)
-
-    def run_plan(self, plan):
-        for event in self._t.run_plan(plan):
-            if event.get("type") == "record":
-                self._tick(event["record"])
-            yield event
+def default_factory(spec: str, kernel: str | None = None):
+    """The target the controls name (:func:`workbench.targets.make_target`); the kernel
+    control applies to the VM only."""
+    from ..targets import make_target, parse_spec
+    return make_target(spec, kernel=kernel if parse_spec(spec)[0] == "vm" else None)
 
 
 class Panel:
@@ -214,8 +195,8 @@ class Panel:
             self.w_status.value = (f"trial {self.w_progress.value}/{n}: {record.get('folio')} "
                                    f"{record.get('gbps', float('nan')):.2f} GB/s")
         try:
-            the_run = runner.run(_Ticking(self.target, tick), params, root=self.root, label="explore",
-                                 progress=False)
+            the_run = runner.run(self.target, params, root=self.root, label="explore", progress=False,
+                                 on_record=tick)
         finally:
             self.w_run.disabled = False
         self.runs.append(the_run)

@@ -1,37 +1,46 @@
-"""Run parameters: checked against what the target offers, expanded into trials."""
+"""Run parameters: a trial's knobs (:class:`workbench.protocol.Knobs`) plus the folio sizes
+and repeats a run covers; checked on their own, then against what the target offers,
+then expanded into trials."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 
-from ..errors import WorkbenchError
 from ..agent.migrators.mm_migration import TEST_DMA_ENGINE
 from ..agent.thp import describe_sizes
-from ..agent.trial import TrialSpec
+from ..errors import WorkbenchError
+from ..protocol import Knobs, TrialSpec, check_folio_size, check_knob_bounds
 from ..units import format_size
 
 
-@dataclass
-class RunParams:
+@dataclass(kw_only=True)
+class RunParams(Knobs):
     folio_sizes: list[int]
-    total_size: int
-    src: int = 0
-    dst: int = 1
     repeats: int = 3
-    seed: int = 1
-    migrator: str = "kernel"
-    threads: int | None = None
-    channels: int | None = None
-    batch_size: int | None = None
-    first_folio: bool = False
-    #: module providing DMA memcpy channels for dcbm (see TrialSpec.dma_engine)
-    dma_engine: str | None = None
-    #: more sysfs settings per trial, {path: value}, restored after each trial
-    settings: dict | None = None
-    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def check(self) -> None:
+        """What can be judged before a target is reached (a VM booted): one line each."""
+        super().check()
+        if not self.folio_sizes:
+            raise WorkbenchError("no folio size given; for example --folio-size 4K,64K,2M")
+        for size in self.folio_sizes:
+            check_folio_size(size)
+            if self.total_size % size or self.total_size < size:
+                raise WorkbenchError(f"size {format_size(self.total_size)} is not a multiple of the folio size "
+                                     f"{format_size(size)}")
+        if not isinstance(self.repeats, int) or self.repeats < 1:
+            raise WorkbenchError(f"repeats {self.repeats} must be at least 1")
+
+    def trials(self) -> list[TrialSpec]:
+        """Repeats outermost, so slow drift of the machine spreads over every folio size."""
+        knobs = self.knob_values()
+        for key in ("settings", "extra"):
+            knobs[key] = dict(knobs[key]) if knobs[key] else knobs[key]
+        return [TrialSpec(**knobs, folio_size=size, repeat=r)
+                for r in range(self.repeats) for size in self.folio_sizes]
 
 
 #: A VM has no DMA engine: dcbm there runs on the test-only engine of kernel patch 0011
@@ -42,57 +51,34 @@ def with_defaults(params: RunParams, target_kind: str) -> RunParams:
     """Fill in what the target implies: dcbm in a VM gets the test-only DMA engine,
     which the records then name (column ``dma_engine``)."""
     if params.migrator == "dcbm" and params.dma_engine is None and target_kind == "vm":
-        from dataclasses import replace
         return replace(params, dma_engine=VM_DMA_ENGINE)
     return params
 
 
 def validate(params: RunParams, facts: dict, target_kind: str) -> None:
     """Raise a one-line WorkbenchError for the first thing the target cannot do."""
+    params.check()
+    where = facts.get("target", target_kind)
     nodes = facts["numa"]["memory_nodes"]
     if len(nodes) < 2:
         hint = "; use --target vm for a VM with two nodes" if target_kind == "local" else ""
-        raise WorkbenchError(f"target {facts.get('target', target_kind)} has {len(nodes)} NUMA node with memory "
+        raise WorkbenchError(f"target {where} has {len(nodes)} NUMA node with memory "
                              f"(node {', '.join(map(str, nodes))}); move_pages needs two{hint}")
     for role, node in (("source", params.src), ("destination", params.dst)):
         if node not in nodes:
-            raise WorkbenchError(f"{role} node {node} does not exist on {facts.get('target', target_kind)}; "
+            raise WorkbenchError(f"{role} node {node} does not exist on {where}; "
                                  f"nodes with memory: {', '.join(map(str, nodes))}")
-    if params.src == params.dst:
-        raise WorkbenchError(f"source and destination are both node {params.src}; choose two different nodes")
     offered = facts["folio_sizes"]
     for size in params.folio_sizes:
         if size not in offered:
             raise WorkbenchError(f"folio size {format_size(size)} is not offered by kernel "
                                  f"{facts.get('kernel_release')}; it offers: {describe_sizes(offered)}")
-        if params.total_size % size or params.total_size < size:
-            raise WorkbenchError(f"size {format_size(params.total_size)} is not a multiple of the folio size "
-                                 f"{format_size(size)}")
     migrators = facts.get("offered") or facts.get("migrators", ["kernel"])
     if params.migrator not in migrators:
         raise WorkbenchError(f"migrator {params.migrator!r} is not offered by this kernel; it offers: "
                              f"{', '.join(migrators)}")
-    knobs = facts.get("knobs") or {}
-    for knob in ("threads", "channels", "batch_size"):
-        value = getattr(params, knob)
-        if value is None:
-            continue
-        bounds = knobs.get(knob)
-        name = knob.replace("_", " ")
-        if not bounds:
-            raise WorkbenchError(f"{name} {value} cannot be set on kernel {facts.get('kernel_release')}: its "
-                                 f"migration interface ({facts.get('interface')}) has no {name} knob")
-        if not bounds[0] <= value <= bounds[1]:
-            raise WorkbenchError(f"{name} {value} is out of range; allowed: {bounds[0]}..{bounds[1]}")
-    for path in params.settings or {}:
-        if not str(path).startswith("/sys/") or ".." in str(path):
-            raise WorkbenchError(f"setting {path!r} is not a sysfs path; allowed: absolute paths under /sys/")
-    if params.dma_engine is not None and (not params.dma_engine or "/" in params.dma_engine
-                                          or params.dma_engine.startswith("-")):
-        raise WorkbenchError(f"DMA engine {params.dma_engine!r} is not a module name; allowed: a name such as "
-                             f"{VM_DMA_ENGINE} or ioatdma")
-    if params.repeats < 1:
-        raise WorkbenchError(f"repeats {params.repeats} must be at least 1")
+    check_knob_bounds({k: getattr(params, k) for k in ("threads", "channels", "batch_size")},
+                      facts.get("knobs") or {}, facts.get("interface"), facts.get("kernel_release"))
     by_node = {n["node"]: n.get("mem_total_kb") for n in facts["numa"]["nodes"]}
     for node in (params.src, params.dst):
         kb = by_node.get(node)
@@ -102,10 +88,4 @@ def validate(params: RunParams, facts: dict, target_kind: str) -> None:
 
 
 def expand(params: RunParams) -> list[TrialSpec]:
-    """Repeats outermost, so slow drift of the machine spreads over every folio size."""
-    return [TrialSpec(folio_size=size, total_size=params.total_size, src=params.src, dst=params.dst,
-                      seed=params.seed, repeat=r, migrator=params.migrator, threads=params.threads,
-                      channels=params.channels, batch_size=params.batch_size, first_folio=params.first_folio,
-                      dma_engine=params.dma_engine, settings=dict(params.settings) if params.settings else None,
-                      extra=dict(params.extra))
-            for r in range(params.repeats) for size in params.folio_sizes]
+    return params.trials()

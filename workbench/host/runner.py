@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import time
+from typing import Callable
 
 from tqdm.auto import tqdm
 
 from .. import __version__, paths
 from . import plan, store
 from ..errors import WorkbenchError
+from ..protocol import Event, trials_plan
 from ..targets.base import Target
 
 
@@ -39,7 +41,10 @@ def manifest_for(target: Target, params: plan.RunParams, facts: dict, label: str
 
 
 def run(target: Target, params: plan.RunParams, root=None, resume: str | None = None, label: str = "run",
-        progress: bool = True) -> store.Run:
+        progress: bool = True, on_record: Callable[[dict], None] | None = None) -> store.Run:
+    """Run ``params`` on ``target`` and store every trial as it finishes; ``on_record``
+    hears each record once it is saved (the panel's progress)."""
+    params.check()  # before the target is reached: a VM boot takes minutes
     facts = target.facts()
     params = plan.with_defaults(params, target.kind)
     plan.validate(params, facts, target.kind)
@@ -60,15 +65,18 @@ def run(target: Target, params: plan.RunParams, root=None, resume: str | None = 
                unit="trial", disable=not progress)
     try:
         if todo:
-            for event in target.run_plan({"op": "trials", "trials": [t.to_dict() for t in todo]}):
-                if event["type"] == "record":
+            for event in target.stream(trials_plan(todo)):
+                if event["type"] == Event.RECORD:
                     the_run.append({**event["record"], **context})
                     bar.update(1)
                     bar.set_postfix_str(f"{event['record']['folio']} {event['record']['gbps']:.2f} GB/s")
-                elif event["type"] == "error":
-                    raise WorkbenchError(f"{event['message']} ({the_run.count()} finished trials are saved in "
-                                         f"{the_run.dir}; resume with --resume {the_run.id})",
-                                         detail=event.get("traceback"))
+                    if on_record:
+                        on_record(event["record"])
+    except WorkbenchError as exc:
+        # whatever stopped the plan (the trial failed, the VM died, the link dropped):
+        # what finished is on disk, and the message says how to carry on
+        raise WorkbenchError(f"{exc} ({the_run.count()} finished trials are saved in {the_run.dir}; resume with "
+                             f"--resume {the_run.id})", detail=exc.detail) from None
     finally:
         bar.close()
     the_run.update_manifest(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), trials=the_run.count())

@@ -48,7 +48,7 @@ from ..units import parse_size, parse_size_list
 NOTEBOOK = paths.REPO / "notebooks" / "03-sweep.ipynb"
 KNOWN = {"name", "target", "kernel", "vm_name", "folio_sizes", "migrators", "threads", "channels", "batch_sizes",
          "total_size", "repeats", "src", "dst", "seed", "imports"}
-DEFAULTS = {"target": "vm", "kernel": "stock", "vm_name": "default", "folio_sizes": ["4K", "2M"],
+DEFAULTS = {"target": "vm", "kernel": None, "vm_name": None, "folio_sizes": ["4K", "2M"],
             "migrators": ["kernel"], "threads": [None], "channels": None, "batch_sizes": [None],
             "total_size": "16M", "repeats": 3, "src": 0, "dst": 1, "seed": 1, "imports": []}
 
@@ -130,11 +130,6 @@ def config_hash(cfg: dict) -> str:
 
 
 # -- inside the notebook -------------------------------------------------------------
-
-def make_target(target: str, kernel: str = "stock", vm_name: str = "default"):
-    from .panel import default_factory
-    return default_factory(target, kernel, vm_name)
-
 
 def combinations(migrators, threads=(None,), channels=None, batch_sizes=(None,)) -> list[dict]:
     """migrator x workers x batch size; the kernel's own copy takes no workers."""

@@ -1,14 +1,17 @@
-"""The interface every target implements."""
+"""The interface every target implements, and the one way to talk to its agent."""
 
 from __future__ import annotations
 
 from typing import Iterator
 
 from ..errors import WorkbenchError
+from ..protocol import ANSWER, Event, Op
 
 
 class Target:
     kind = "?"
+    #: the :func:`workbench.targets.make_target` options this target takes
+    OPTIONS: tuple[str, ...] = ()
 
     @classmethod
     def from_spec(cls, rest: str, **options) -> "Target":
@@ -25,19 +28,38 @@ class Target:
         return "native"
 
     def run_plan(self, plan: dict) -> Iterator[dict]:
-        """Send a plan to the agent and yield its events as they arrive."""
+        """Send a plan to the agent and yield its events as they arrive (raw: error events
+        are yielded too). Each target implements this; callers use :meth:`stream` or :meth:`ask`."""
         raise NotImplementedError
+
+    def stream(self, plan: dict) -> Iterator[dict]:
+        """The plan's events up to ``done``; an ``error`` event raises it as a one-line
+        :class:`WorkbenchError` (its traceback, if any, as the detail)."""
+        for event in self.run_plan(plan):
+            kind = event.get("type")
+            if kind == Event.ERROR:
+                raise WorkbenchError(event["message"], detail=event.get("traceback"))
+            if kind == Event.DONE:
+                return
+            yield event
+
+    def ask(self, plan: dict) -> dict:
+        """Send a plan that has one answer (``probe``, ``sysfs``, ...) and return that event."""
+        want = ANSWER[plan["op"]]
+        answer = None
+        for event in self.stream(plan):
+            if event.get("type") == want and answer is None:
+                answer = event
+        if answer is None:
+            raise WorkbenchError(f"target {self.label} did not answer the {plan['op']} plan")
+        return answer
 
     def facts(self) -> dict:
         if getattr(self, "_facts", None) is None:
-            facts = None
-            for event in self.run_plan({"op": "probe"}):
-                if event["type"] == "facts":
-                    facts = event["facts"]
-                elif event["type"] == "error":
-                    raise WorkbenchError(f"target {self.label}: {event['message']}")
-            if facts is None:
-                raise WorkbenchError(f"target {self.label} answered the probe without facts")
+            try:
+                facts = self.ask({"op": Op.PROBE})["facts"]
+            except WorkbenchError as exc:
+                raise WorkbenchError(f"target {self.label}: {exc}", detail=exc.detail) from None
             facts["accelerator"] = self.accelerator()
             facts["target"] = self.label
             self._facts = facts

@@ -22,13 +22,13 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from . import kernel_images as kernels
 from .. import paths
 from ..errors import WorkbenchError
-from ..units import format_size, parse_size
+from ..units import format_size, parse_cpulist, parse_size
 
 CONSOLE_PROBLEMS = ("WARNING:", "BUG:", "Oops", "Kernel panic", "general protection fault", "Call Trace:")
 
@@ -47,31 +47,89 @@ def kvm_usable() -> tuple[bool, str]:
     return True, "kvm usable"
 
 
+#: two nodes of 1536M with one CPU each: the layout the series' benchmark needs, small
+DEFAULT_NODES = (("1536M", "0"), ("1536M", "1"))
+ACCELERATORS = ("auto", "kvm", "tcg")
+
+
+def parse_nodes(text: str) -> list:
+    """'1536M:0,1536M:1' (MEM[:CPUS] per node; no CPUS = a memory-only node) -> [[mem, cpus], ...]."""
+    nodes = []
+    for part in str(text).split(","):
+        mem, _, cpus = part.partition(":")
+        nodes.append([format_size(parse_size(mem, f"node memory in {part!r} (MEM[:CPUS], e.g. 1536M:0)")), cpus])
+    return nodes
+
+
+def parse_distances(items) -> list:
+    """['0,1=30', ...] -> [[0, 1, 30], ...]."""
+    out = []
+    for d in items or ():
+        try:
+            pair, val = d.split("=")
+            src, dst = pair.split(",")
+            out.append([int(src), int(dst), int(val)])
+        except ValueError:
+            raise WorkbenchError(f"distance {d!r} is not SRC,DST=VAL (e.g. 0,1=20)") from None
+    return out
+
+
 @dataclass
 class VMConfig:
-    kernel: str = "stock"
-    #: one (memory, cpu list) per node, e.g. ("1536M", "0")
-    nodes: list = field(default_factory=lambda: [["1536M", "0"], ["1536M", "1"]])
+    """What a VM is booted with. A field left None was not asked for: a VM that is
+    already up is used as it is, and a VM booted anew gets the default."""
+
+    #: stock, patched, vanilla, or a path to an image or built tree (default stock)
+    kernel: str | None = None
+    #: one (memory, cpu list) per node, e.g. ("1536M", "0") (default: DEFAULT_NODES)
+    nodes: list | None = None
     #: [src, dst, distance] triples; empty means QEMU's defaults (10 local, 20 remote)
-    distances: list = field(default_factory=list)
-    accel: str = "auto"
+    distances: list | None = None
+    #: auto, kvm or tcg (default auto: KVM only where it really works)
+    accel: str | None = None
     name: str = "default"
     boot_timeout: float = 900.0
 
+    def resolved(self) -> "VMConfig":
+        """This config with every field that was not asked for at its default."""
+        return replace(self, kernel=self.kernel or "stock",
+                       nodes=[list(n) for n in (self.nodes or DEFAULT_NODES)],
+                       distances=list(self.distances or []), accel=self.accel or "auto")
+
+    def differences(self, state: dict) -> list[str]:
+        """What was asked for explicitly and differs from the VM that is up (its state)."""
+        up = state["config"]
+        out = []
+        if self.kernel is not None and self.kernel != up["kernel"]:
+            out.append(f"kernel {up['kernel']!r}, not {self.kernel!r}")
+        if self.nodes is not None and [list(n) for n in self.nodes] != up["nodes"]:
+            out.append(f"nodes {up['nodes']}, not {[list(n) for n in self.nodes]}")
+        if self.distances is not None and list(self.distances) != up["distances"]:
+            out.append(f"distances {up['distances']}, not {list(self.distances)}")
+        if self.accel is not None and self.accel != "auto" and self.accel != state.get("accelerator"):
+            out.append(f"accelerator {state.get('accelerator')}, not {self.accel}")
+        return out
+
     def validate(self):
-        if self.accel not in ("auto", "kvm", "tcg"):
-            raise WorkbenchError(f"accelerator {self.accel!r} is not one of auto, kvm, tcg")
-        if len(self.nodes) < 1:
+        accel = self.accel or "auto"
+        if accel not in ACCELERATORS:
+            raise WorkbenchError(f"accelerator {accel!r} is not one of {', '.join(ACCELERATORS)}")
+        nodes = self._nodes
+        if len(nodes) < 1:
             raise WorkbenchError("a VM needs at least one NUMA node")
-        for mem, cpus in self.nodes:
+        for mem, cpus in nodes:
             parse_size(mem, "node memory")
             if cpus and not all(p.replace("-", "").isdigit() for p in str(cpus).split(",")):
                 raise WorkbenchError(f"node cpus {cpus!r} is not a cpu list like 0 or 0-1")
         if self.ncpus == 0:
             raise WorkbenchError("no VM node has CPUs; give at least one node MEM:CPUS (e.g. 1536M:0)")
-        for d in self.distances:
+        for d in self.distances or ():
             if len(d) != 3 or not all(isinstance(x, int) for x in d) or d[2] < 10:
                 raise WorkbenchError(f"node distance {d!r} must be [src, dst, value>=10]")
+
+    @property
+    def _nodes(self) -> list:
+        return [list(n) for n in (self.nodes or DEFAULT_NODES)]
 
     def all_distances(self) -> list:
         """The given distances, completed with 20 for every other pair: QEMU wants a
@@ -79,31 +137,29 @@ class VMConfig:
         if not self.distances:
             return []
         given = {(min(s, d), max(s, d)) for s, d, _ in self.distances}
-        n = len(self.nodes)
+        n = len(self._nodes)
         return list(self.distances) + [[i, j, 20] for i in range(n) for j in range(i + 1, n)
                                        if (i, j) not in given]
 
     @property
     def memory(self) -> int:
-        return sum(parse_size(m) for m, _ in self.nodes)
+        return sum(parse_size(m) for m, _ in self._nodes)
 
     @property
     def ncpus(self) -> int:
-        from ..agent.numa import parse_cpulist
-        return len({c for _, cpus in self.nodes for c in parse_cpulist(str(cpus))})
+        return len({c for _, cpus in self._nodes for c in parse_cpulist(str(cpus))})
 
     def sockets(self) -> int:
         """One socket per node with CPUs when they split evenly. QEMU's default puts every
         CPU in one socket sharing one LLC across nodes, which the kernel WARNs about at
         boot (topology_sane: "llc-sibling ... is not on the same node")."""
-        from ..agent.numa import parse_cpulist
-        per_node = [len(parse_cpulist(str(c))) for _, c in self.nodes if c]
+        per_node = [len(parse_cpulist(str(c))) for _, c in self._nodes if c]
         if per_node and len(set(per_node)) == 1 and sum(per_node) == self.ncpus:
             return len(per_node)
         return 1
 
     def accelerator(self) -> str:
-        if self.accel != "auto":
+        if self.accel not in (None, "auto"):
             return self.accel
         return "kvm" if kvm_usable()[0] else "tcg"
 
@@ -131,9 +187,7 @@ class VM:
         st = self.state()
         if not st:
             return False
-        try:
-            os.kill(st["pid"], 0)
-        except OSError:
+        if not _alive(st["pid"]):
             return False
         ready = self.ready()
         return ready is not None and ready.get("token") == st["token"]
@@ -193,16 +247,25 @@ class VM:
             cmd += ["--numa-distance", f"{src},{dst}={val}"]
         return cmd + ["--exec", agent]
 
-    def up(self, config: VMConfig, progress=None) -> dict:
-        """Boot (or reuse) the VM; returns its state. Raises with the console tail on failure."""
+    def up(self, config: VMConfig, progress=None, notify=None) -> dict:
+        """Boot (or reuse) the VM; returns its state. Raises with the console tail on failure.
+
+        A VM that is up is reused when nothing asked for differs from it (a field of
+        ``config`` left None asks for nothing); ``notify`` then hears which kernel it runs."""
         config.validate()
         st = self.state()
         if self.running():
-            if st["config"]["kernel"] != config.kernel or st["config"]["nodes"] != config.nodes \
-                    or st["config"]["distances"] != config.distances:
-                raise WorkbenchError(f"VM {self.name!r} is already up with kernel {st['config']['kernel']!r} and "
-                                     f"nodes {st['config']['nodes']}: run `workbench vm down` first")
+            diff = config.differences(st)
+            if diff:
+                raise WorkbenchError(f"VM {self.name!r} is already up with {'; '.join(diff)}: run "
+                                     f"`workbench vm down --vm-name {self.name}` first, or leave the option out "
+                                     "to use it as it is")
+            if notify:
+                facts = st.get("facts", {})
+                notify(f"using VM {self.name!r}, already up: kernel {st['config']['kernel']} "
+                       f"({facts.get('kernel_release', '?')}), {st.get('accelerator')}")
             return st  # the image it booted stays what it is, even if the tree is rebuilt meanwhile
+        config = config.resolved()
         image = kernels.resolve(config.kernel)
         self.down(quiet=True)
         for d in (self.spool / "requests", self.spool / "responses"):

@@ -15,10 +15,13 @@ from .local import stream_agent
 
 @register("ssh")
 class SSHTarget(Target):
+    OPTIONS = ("identity", "known_hosts", "remote_python")
+
     def __init__(self, host: str, port: int | None = None, identity: str | None = None,
-                 known_hosts: str | None = None, remote_python: str = "python3", **_ignored):
+                 known_hosts: str | None = None, remote_python: str | None = None):
         self.host, self.port = host, port
-        self.identity, self.known_hosts, self.remote_python = identity, known_hosts, remote_python
+        self.identity, self.known_hosts = identity, known_hosts
+        self.remote_python = remote_python or "python3"
 
     @classmethod
     def from_spec(cls, rest: str, **options):
@@ -30,7 +33,7 @@ class SSHTarget(Target):
             if not p.isdigit():
                 raise WorkbenchError(f"ssh port {p!r} is not a number (ssh://[user@]host[:port])")
             port = int(p)
-        return cls(host, port, **{k: v for k, v in options.items() if v is not None})
+        return cls(host, port, **options)
 
     @property
     def label(self):

@@ -1,19 +1,39 @@
-"""The QEMU VM target (the embedded default): see :mod:`workbench.vm`."""
+"""The QEMU VM target (the embedded default): see :mod:`workbench.targets.qemu`."""
 
 from __future__ import annotations
 
-from .qemu import VM, VMConfig
+from ..errors import WorkbenchError
 from . import register
 from .base import Target
+from .qemu import VM, VMConfig, parse_distances, parse_nodes
 
 
 @register("vm")
 class VMTarget(Target):
-    def __init__(self, config: VMConfig | None = None, auto_up: bool = True, progress=None, **_ignored):
+    OPTIONS = ("kernel", "vm_name", "nodes", "distances", "accel", "progress", "notify")
+
+    def __init__(self, config: VMConfig | None = None, auto_up: bool = True, progress=None, notify=None):
         self.config = config or VMConfig()
         self.vm = VM(self.config.name)
         self.auto_up = auto_up
         self.progress = progress
+        self.notify = notify
+
+    @classmethod
+    def from_spec(cls, rest: str, kernel=None, vm_name=None, nodes=None, distances=None, accel=None,
+                  progress=None, notify=None):
+        """``vm`` or ``vm:KERNEL``; nodes as '1536M:0,1536M:1' or [[mem, cpus], ...],
+        distances as ['0,1=30', ...] or [[0, 1, 30], ...]."""
+        if rest and kernel and rest != kernel:
+            raise WorkbenchError(f"target vm:{rest} and --kernel {kernel} name two kernels; give one")
+        if isinstance(nodes, str):
+            nodes = parse_nodes(nodes)
+        if distances and all(isinstance(d, str) for d in distances):
+            distances = parse_distances(distances)
+        config = VMConfig(kernel=rest or kernel, nodes=nodes, distances=distances, accel=accel,
+                          name=vm_name or "default")
+        config.validate()
+        return cls(config, progress=progress, notify=notify)
 
     @property
     def label(self):
@@ -21,7 +41,7 @@ class VMTarget(Target):
 
     def ensure_up(self) -> dict:
         if self.auto_up or not self.vm.running():
-            return self.vm.up(self.config, progress=self.progress)
+            return self.vm.up(self.config, progress=self.progress, notify=self.notify)
         return self.vm.state()
 
     def accelerator(self):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 
 from ...errors import WorkbenchError
+from ...protocol import check_knob_bounds
 from ..kernelfs import KernelFS, KnobGuard
 
 INTERFACES: list[type["MigrationControl"]] = []
@@ -75,16 +76,8 @@ class MigrationControl:
         if migrator not in self.migrators():
             raise WorkbenchError(f"migrator {migrator!r} is not offered by this kernel ({self.name}); "
                                  f"it offers: {', '.join(self.migrators())}")
-        for knob, value in (("threads", threads), ("channels", channels), ("batch_size", batch_size)):
-            if value is None:
-                continue
-            bounds = self.knobs().get(knob)
-            if bounds is None:
-                raise WorkbenchError(f"{knob.replace('_', ' ')} {value} cannot be set: this kernel's interface "
-                                     f"({self.name}) has no such knob")
-            lo, hi = bounds
-            if not lo <= value <= hi:
-                raise WorkbenchError(f"{knob.replace('_', ' ')} {value} is out of range; allowed: {lo}..{hi}")
+        check_knob_bounds({"threads": threads, "channels": channels, "batch_size": batch_size},
+                          self.knobs(), self.name)
         self._configure(guard, migrator, threads, channels, batch_size)
 
     def _configure(self, guard, migrator, threads, channels, batch_size):

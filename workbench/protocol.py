@@ -1,0 +1,208 @@
+"""The one thing host and target share about a plan.
+
+The host (:mod:`workbench.host`) sends a plan, a JSON object with an ``op``; the agent
+(:mod:`workbench.agent`, on the target) answers with JSON events, one per line, and always
+ends with ``done``. This module names the ops and events, says which event answers which
+op, and defines the knobs of a trial **once**: :class:`Knobs` is the base of both the
+host's run parameters (:class:`workbench.host.plan.RunParams`: several folio sizes and
+repeats) and the target's :class:`TrialSpec` (one folio size, one repeat), so adding a
+knob is one field here. :meth:`Knobs.check` judges everything that can be judged without
+the target (before a VM boots); :func:`check_knob_bounds` judges a knob against the
+bounds a target reported. Both sides call them.
+
+=================  ====================================================  ==============
+op                 plan fields                                           answered by
+=================  ====================================================  ==============
+``probe``          -                                                     ``facts``
+``trials``         ``trials``: [TrialSpec dicts], ``warmup``: bool       ``record`` each
+``snapshot``       ``roots``: [dirs]                                     ``snapshot``
+``stress``         ``args``: churn arguments                             ``stress``
+``sysfs``          ``writes``: [[path, value]], ``reads``: [paths]      ``sysfs``
+``bench_verify``   ``args``: {size, repeats}                             ``bench``
+``shutdown``       - (the VM's agent only: it stops serving)            -
+=================  ====================================================  ==============
+
+Any op may answer ``error`` (``message``: one line, ``traceback``: optional detail,
+``trial_key``: the trial it stopped at), after which nothing but ``done`` follows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+
+from .errors import WorkbenchError
+from .units import format_size
+
+PAGE = 4096
+
+
+class Op:
+    PROBE = "probe"
+    TRIALS = "trials"
+    SNAPSHOT = "snapshot"
+    STRESS = "stress"
+    SYSFS = "sysfs"
+    BENCH_VERIFY = "bench_verify"
+    SHUTDOWN = "shutdown"
+
+
+class Event:
+    FACTS = "facts"
+    RECORD = "record"
+    SNAPSHOT = "snapshot"
+    STRESS = "stress"
+    SYSFS = "sysfs"
+    BENCH = "bench"
+    ERROR = "error"
+    DONE = "done"
+
+
+#: the event that carries an op's answer (``trials`` answers with many ``record`` events)
+ANSWER = {Op.PROBE: Event.FACTS, Op.SNAPSHOT: Event.SNAPSHOT, Op.STRESS: Event.STRESS,
+          Op.SYSFS: Event.SYSFS, Op.BENCH_VERIFY: Event.BENCH, Op.TRIALS: Event.RECORD}
+
+#: which migrator takes which worker knob: mtcopy's CPU threads, dcbm's DMA channels
+#: (the kernel's own copy takes neither). The one place this is said.
+WORKER_KNOB = {"mtcopy": "threads", "dcbm": "channels"}
+
+
+def worker_knob(migrator: str) -> str | None:
+    """'threads', 'channels' or None (the kernel's own copy has no workers)."""
+    return WORKER_KNOB.get(migrator)
+
+
+def workers_of(migrator: str, threads=None, channels=None):
+    """The worker count a trial used: its threads or channels, whichever its migrator takes."""
+    knob = worker_knob(migrator)
+    return threads if knob == "threads" else channels if knob == "channels" else None
+
+
+def worker_fields(migrator: str, workers) -> dict:
+    """{'threads': n, 'channels': None} (or the other way round) for ``workers`` of a migrator."""
+    knob = worker_knob(migrator)
+    return {"threads": workers if knob == "threads" else None,
+            "channels": workers if knob == "channels" else None}
+
+
+def check_folio_size(size: int) -> None:
+    if size < PAGE or size & (size - 1):
+        raise WorkbenchError(f"folio size {format_size(size)} is not a power of two of at least 4K; "
+                             "allowed: 4K, 8K, 16K, ... 2M (what the target offers)")
+
+
+def check_knob_bounds(knobs: dict, bounds: dict, interface: str, kernel: str | None = None) -> None:
+    """``knobs`` {name: value or None} against ``bounds`` {name: (lo, hi) or None}, as a
+    target's migration interface reports them."""
+    for name, value in knobs.items():
+        if value is None:
+            continue
+        words = name.replace("_", " ")
+        b = bounds.get(name)
+        if not b:
+            whose = f" on kernel {kernel}: its migration interface" if kernel else ": this kernel's interface"
+            raise WorkbenchError(f"{words} {value} cannot be set{whose} ({interface}) has no {words} knob")
+        if not b[0] <= value <= b[1]:
+            raise WorkbenchError(f"{words} {value} is out of range; allowed: {b[0]}..{b[1]}")
+
+
+@dataclass(kw_only=True)
+class Knobs:
+    """What a trial is asked to do, besides its folio size and repeat number."""
+
+    total_size: int
+    src: int = 0
+    dst: int = 1
+    seed: int = 1
+    migrator: str = "kernel"
+    threads: int | None = None
+    channels: int | None = None
+    batch_size: int | None = None
+    #: also measure first-folio latency (a polling thread; perturbs throughput a little)
+    first_folio: bool = False
+    #: kernel module that provides DMA memcpy channels, loaded before the migrator is
+    #: selected (dcbm needs one; in a VM only "test_dma_engine", a test-only engine, exists)
+    dma_engine: str | None = None
+    #: more sysfs settings per trial, {path: value}, written after the migrator is
+    #: selected and restored after the trial (fault injection, dcbm's timeout_ms, ...)
+    settings: dict | None = None
+    extra: dict = field(default_factory=dict)
+
+    def knob_values(self) -> dict:
+        """This object's :class:`Knobs` fields only (what a run passes on to each trial)."""
+        return {f.name: getattr(self, f.name) for f in fields(Knobs)}
+
+    def check(self) -> None:
+        """Everything that can be judged without the target, one line per problem."""
+        if not isinstance(self.total_size, int) or self.total_size <= 0:
+            raise WorkbenchError(f"size {self.total_size!r} must be a positive number of bytes")
+        for role, node in (("source", self.src), ("destination", self.dst)):
+            if not isinstance(node, int) or node < 0:
+                raise WorkbenchError(f"{role} node {node!r} is not a node number (0, 1, ...)")
+        if self.src == self.dst:
+            raise WorkbenchError(f"source and destination are both node {self.src}; choose two different nodes")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise WorkbenchError(f"seed {self.seed!r} must be a non-negative integer")
+        if not self.migrator or not str(self.migrator).replace("_", "").isalnum():
+            raise WorkbenchError(f"migrator {self.migrator!r} is not a migrator name such as kernel, mtcopy or dcbm")
+        for knob in ("threads", "channels", "batch_size"):
+            value = getattr(self, knob)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise WorkbenchError(f"{knob.replace('_', ' ')} {value!r} must be a positive integer")
+        takes = worker_knob(self.migrator)
+        for knob in ("threads", "channels"):
+            if getattr(self, knob) is not None and takes != knob:
+                users = [m for m, k in WORKER_KNOB.items() if k == knob]
+                raise WorkbenchError(f"{knob} {getattr(self, knob)} does not apply to migrator {self.migrator!r}; "
+                                     f"{knob} are for {', '.join(users)}")
+        for path in self.settings or {}:
+            if not str(path).startswith("/sys/") or ".." in str(path):
+                raise WorkbenchError(f"setting {path!r} is not a sysfs path; allowed: absolute paths under /sys/")
+        if self.dma_engine is not None and (not self.dma_engine or "/" in self.dma_engine
+                                            or self.dma_engine.startswith("-") or " " in self.dma_engine):
+            raise WorkbenchError(f"DMA engine {self.dma_engine!r} is not a module name; allowed: a name such as "
+                                 "test_dma_engine or ioatdma")
+
+
+@dataclass(kw_only=True)
+class TrialSpec(Knobs):
+    """One repeat at one folio size: what the host sends in a ``trials`` plan."""
+
+    folio_size: int
+    repeat: int = 0
+    #: test hook: flip one byte after the migration, {"page": p, "offset": o}, so the
+    #: verification's report can be checked end to end
+    inject_corruption: dict | None = None
+
+    def check(self) -> None:
+        super().check()
+        check_folio_size(self.folio_size)
+        if self.total_size % self.folio_size:
+            raise WorkbenchError(f"size {format_size(self.total_size)} is not a multiple of the folio size "
+                                 f"{format_size(self.folio_size)}")
+
+    @property
+    def trial_seed(self) -> int:
+        return (self.seed * 1_000_003 + self.repeat) & ((1 << 63) - 1)
+
+    def key(self) -> str:
+        """Stable identity of this trial within a run (used to resume)."""
+        knobs = "".join(f"-{tag}{v}" for tag, v in (("t", self.threads), ("c", self.channels),
+                                                      ("b", self.batch_size)) if v is not None)
+        extra = ("-ff" if self.first_folio else "") + (f"-e{self.dma_engine}" if self.dma_engine else "")
+        if self.settings:
+            extra += "-set" + hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()[:8]
+        return (f"{self.migrator}{knobs}-{format_size(self.folio_size)}-{format_size(self.total_size)}"
+                f"-n{self.src}to{self.dst}-s{self.seed}-r{self.repeat}" + extra)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrialSpec":
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def trials_plan(specs, warmup: bool = True) -> dict:
+    return {"op": Op.TRIALS, "trials": [s.to_dict() for s in specs], "warmup": warmup}
