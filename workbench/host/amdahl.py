@@ -54,6 +54,8 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
+from . import stats
+
 PAGE = 4096
 H = 2.0
 PMD_SIZE = 2 << 20
@@ -153,13 +155,7 @@ def _points(df: pd.DataFrame, value: str) -> pd.DataFrame:
     """Normalise a frame of measurements: migrator, workers, folio_size, total_bytes, batch, value."""
     d = pd.DataFrame({"migrator": df["migrator"].astype(str).values,
                       "folio_size": df["folio_size"].astype(float).values})
-    if "workers" in df.columns:
-        w = df["workers"]
-    else:
-        w = pd.Series(np.nan, index=df.index)
-        for col in ("threads", "channels"):
-            if col in df.columns:
-                w = w.fillna(pd.to_numeric(df[col], errors="coerce"))
+    w = df["workers"] if "workers" in df.columns else stats.workers(df)
     d["workers"] = pd.to_numeric(w, errors="coerce").fillna(1).astype(float).values
     tb = df["total_bytes"] if "total_bytes" in df.columns else pd.Series(1 << 30, index=df.index)
     d["total_bytes"] = tb.astype(float).values

@@ -27,10 +27,10 @@ import pandas as pd
 
 from . import amdahl, runner, stats, store
 from ..errors import WorkbenchError
+from ..protocol import worker_fields, worker_knob
 from .plan import RunParams
 from ..units import format_size, parse_size
 
-KNOB_OF = {"mtcopy": "threads", "dcbm": "channels"}
 SIZES = ["2M", "4M", "8M", "16M", "32M", "64M", "128M", "256M", "512M", "1G"]
 BATCHES = [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 32768, 262144]
 #: the cover letter's figures, used as slider defaults only when records have no counters
@@ -156,7 +156,7 @@ class Panel:
         return facts
 
     def _migrator_changed(self):
-        knob = KNOB_OF.get(self.w_migrator.value)
+        knob = worker_knob(self.w_migrator.value)
         bounds = ((self.facts or {}).get("knobs") or {}).get(knob) if knob else None
         if bounds:
             lo, hi = bounds
@@ -171,13 +171,11 @@ class Panel:
         """The run the controls describe."""
         if not self.w_folios.value:
             raise WorkbenchError("no folio size selected; pick one or more of those the target offers")
-        knob = KNOB_OF.get(self.w_migrator.value)
         workers = None if self.w_workers.disabled else int(self.w_workers.value)
         return RunParams(folio_sizes=list(self.w_folios.value),
                          total_size=parse_size(self.w_size.value, "total size"), repeats=int(self.w_repeats.value),
                          migrator=self.w_migrator.value,
-                         threads=workers if knob == "threads" else None,
-                         channels=workers if knob == "channels" else None,
+                         **worker_fields(self.w_migrator.value, workers),
                          batch_size=self.w_batch.value or None)     # 0: the kernel's default
 
     def run(self) -> store.Run:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import paths
+from . import stats
 
 DIR = paths.REPO / "data" / "reference"
 
@@ -36,7 +37,7 @@ def _read(name: str, source: str, hardware: str, directory: Path | None = None) 
         if col in df.columns:
             df[col] = df[col].astype("Int64")
     if "threads" in df.columns:
-        df["workers"] = df["threads"].fillna(df["channels"]).fillna(1).astype(int)
+        df["workers"] = stats.workers(df).fillna(1).astype(int)
     df["source"] = source
     df["hardware"] = hardware
     df["other_hardware"] = True

@@ -54,7 +54,7 @@ def prepare(df: pd.DataFrame) -> pd.DataFrame:
     if df["total_bytes"].isna().any() and {"seconds", "gbps"} <= set(df.columns):
         # gbps = bytes / seconds / 1e9, so the amount moved follows from the two
         df["total_bytes"] = df["total_bytes"].fillna((df["seconds"] * df["gbps"] * 1e9).round())
-    w = pd.to_numeric(df["threads"], errors="coerce").fillna(pd.to_numeric(df["channels"], errors="coerce"))
+    w = stats.workers(df)
     df["workers_n"] = w.fillna(1).astype(int)
     df[WORKERS] = w.map(lambda v: "-" if pd.isna(v) else str(int(v)))
     df["batch"] = pd.to_numeric(df["batch_size"], errors="coerce").map(lambda v: "-" if pd.isna(v) else str(int(v)))

@@ -8,7 +8,21 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from ..protocol import WORKER_KNOB
 from ..units import parse_size
+
+
+def workers(df: pd.DataFrame) -> pd.Series:
+    """Each row's worker count: its threads or channels, whichever its migrator takes
+    (:data:`workbench.protocol.WORKER_KNOB`); NaN for the kernel's own copy."""
+    out = pd.Series(np.nan, index=df.index, dtype=float)
+    if "migrator" not in df.columns:
+        return out
+    for migrator, knob in WORKER_KNOB.items():
+        if knob in df.columns:
+            rows = df["migrator"].astype(str) == migrator
+            out[rows] = pd.to_numeric(df.loc[rows, knob], errors="coerce").astype(float)
+    return out
 
 
 def summarize(df: pd.DataFrame, by=("migrator", "folio"), value: str = "gbps") -> pd.DataFrame:

@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 from .. import paths
 from . import runner
 from ..errors import WorkbenchError
+from ..protocol import worker_fields, worker_knob
 from .plan import RunParams
 from ..units import parse_size, parse_size_list
 
@@ -132,18 +133,15 @@ def config_hash(cfg: dict) -> str:
 # -- inside the notebook -------------------------------------------------------------
 
 def combinations(migrators, threads=(None,), channels=None, batch_sizes=(None,)) -> list[dict]:
-    """migrator x workers x batch size; the kernel's own copy takes no workers."""
+    """migrator x workers x batch size; each migrator takes the worker knob it has
+    (:func:`workbench.protocol.worker_knob`: mtcopy threads, dcbm channels, which default to
+    the ``threads`` list), the kernel's own copy none."""
     out = []
     for mig in migrators:
-        if mig == "mtcopy":
-            workers = [("threads", t) for t in threads]
-        elif mig == "dcbm":
-            workers = [("channels", c) for c in (channels if channels is not None else threads)]
-        else:
-            workers = [(None, None)]
-        for (knob, k), b in itertools.product(dict.fromkeys(workers), batch_sizes):
-            out.append({"migrator": mig, "threads": k if knob == "threads" else None,
-                        "channels": k if knob == "channels" else None, "batch_size": b})
+        knob = worker_knob(mig)
+        counts = (channels if knob == "channels" and channels is not None else threads) if knob else [None]
+        for k, b in itertools.product(dict.fromkeys(counts), batch_sizes):
+            out.append({"migrator": mig, **worker_fields(mig, k), "batch_size": b})
     return out
 
 
