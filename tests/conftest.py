@@ -36,13 +36,13 @@ def recorded_fs():
 
 
 def _boot(kernel: str, name: str):
-    from workbench.targets import kernel_images as kernels
+    from workbench.targets import kernel_images
     from workbench.errors import WorkbenchError
     from workbench.targets.vm import VMTarget
     from workbench.targets.qemu import VMConfig
     need(shutil.which("qemu-system-x86_64") is not None, "QEMU is not installed (apt-get install qemu-system-x86)")
     try:
-        kernels.resolve(kernel)
+        kernel_images.resolve(kernel)
     except WorkbenchError as exc:
         need(False, f"no {kernel} kernel: {exc}")
     target = VMTarget(VMConfig(kernel=kernel, name=name))

@@ -1,9 +1,8 @@
 """Fake sysfs trees of the kernels the public RFC series posted, with their value rules.
 
 ``fake_tree("v3")`` and friends return a :class:`FakeKernel`: a
-:class:`~workbench.agent.kernelfs.FakeFS` holding the version's control files (paths and values
-from ``/work/shared/reference/rfc-series-facts.md``, "User-space control, by version")
-that also models what user space cannot read back: which migrator the copy
+:class:`~workbench.agent.kernelfs.FakeFS` holding the control files that version's posting added (the
+paths and value rules :mod:`workbench.agent.migrators.rfc` states per class) that also models what user space cannot read back: which migrator the copy
 ``static_call`` points at (:attr:`FakeKernel.offload`). Every driver's ``offloading``
 store handler calls ``start_offloading()`` on 1 (that driver becomes active, whoever was
 before) and ``stop_offloading()`` on 0 (back to the kernel's copy, whoever was active);

@@ -25,7 +25,7 @@ class FakeTarget(Target):
     #: what a FakeTarget made by the CLI does (tests monkeypatch it)
     default_fail_after = None
 
-    def __init__(self, facts=None, fail_after=None, **_):
+    def __init__(self, facts=None, fail_after=None):
         self._facts_template = copy.deepcopy(facts or FACTS)
         self.fail_after = fail_after if fail_after is not None else self.default_fail_after
         self.seen: list[dict] = []

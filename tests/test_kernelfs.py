@@ -99,3 +99,43 @@ def test_snapshot_round_trip(recorded_fs):
 def test_parse_choices():
     assert parse_choices("always [madvise] never") == (["always", "madvise", "never"], "madvise")
     assert parse_choices("42") == (["42"], None)
+
+
+def test_modules_load_and_unload_through_the_layer_and_are_recorded():
+    from workbench.agent.kernelfs import ModuleError
+    fs = FakeFS({"/sys/kernel/mm/migration/migrator": "[kernel]"})
+    fs.add_module("mtcopy", {"/sys/kernel/mm/migration/mtcopy/threads": "4"})
+    rec = RecordingFS(fs)
+    assert rec.module_loadable("mtcopy") and not rec.module_loadable("nosuch")
+    assert not rec.exists("/sys/kernel/mm/migration/mtcopy/threads")
+    rec.load_module("mtcopy")
+    assert rec.read("/sys/kernel/mm/migration/mtcopy/threads") == "4"
+    fs.busy.add("mtcopy")
+    with pytest.raises(ModuleError, match=r"cannot remove module 'mtcopy': .*in use"):
+        rec.unload_module("mtcopy")
+    fs.busy.clear()
+    rec.unload_module("mtcopy")
+    assert not rec.exists("/sys/kernel/mm/migration/mtcopy/threads")
+    with pytest.raises(ModuleError, match=r"cannot load module 'nosuch': .*not found"):
+        rec.load_module("nosuch")
+    assert [(e["op"], e["path"], "error" in e) for e in rec.log if e["op"] in ("modprobe", "rmmod")] == [
+        ("modprobe", "mtcopy", False), ("rmmod", "mtcopy", True), ("rmmod", "mtcopy", False),
+        ("modprobe", "nosuch", True)]
+
+
+def test_a_migrator_module_is_found_and_loaded_through_the_layer():
+    from workbench.agent import migrators
+    from workbench.agent.kernelfs import KnobGuard
+    fs = FakeFS({"/sys/kernel/mm/migration/migrator": "[kernel]", "/sys/kernel/mm/migration/batch_size": "512"})
+    fs.add_module("mtcopy", {"/sys/kernel/mm/migration/mtcopy/threads": "2"})
+    ctl = migrators.detect(fs)
+    assert ctl.loadable() == ["mtcopy"]
+    # loading makes the module's files appear; its registration is the kernel's part, faked here
+    ctl.load("mtcopy")
+    fs.files["/sys/kernel/mm/migration/migrator"] = "[kernel] mtcopy"
+    assert ctl.loadable() == [] and ctl.migrators() == ["kernel", "mtcopy"]
+    guard = KnobGuard(fs)
+    ctl.configure(guard, "mtcopy", threads=1)
+    assert fs.read("/sys/kernel/mm/migration/mtcopy/threads") == "1"
+    guard.restore()
+    assert fs.read("/sys/kernel/mm/migration/mtcopy/threads") == "2"

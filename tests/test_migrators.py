@@ -6,7 +6,7 @@ from workbench.agent import migrators
 from workbench.errors import WorkbenchError
 from workbench.agent.kernelfs import FakeFS, KnobGuard, int_rule, reset_rule
 from workbench.agent.migrators.base import KernelCopyOnly
-from workbench.agent.migrators.mm_migration import UnifiedMigration
+from workbench.agent.migrators.mm_migration import MmMigrationInterface
 
 ROOT = "/sys/kernel/mm/migration"
 
@@ -28,7 +28,7 @@ def unified_tree(with_mtcopy=True) -> FakeFS:
 
 
 def test_detects_the_unified_interface_or_none():
-    assert isinstance(migrators.detect(unified_tree()), UnifiedMigration)
+    assert isinstance(migrators.detect(unified_tree()), MmMigrationInterface)
     assert isinstance(migrators.detect(FakeFS({"/proc/vmstat": ""})), KernelCopyOnly)
 
 

@@ -64,4 +64,4 @@ def test_first_page_offset_continues_the_sequence():
 
 def test_stream_sum_matches_numpy(filled):
     with np.errstate(over="ignore"):
-        assert int(pattern.kernels().stream_sum(filled)) == int(filled.sum(dtype=np.uint64))
+        assert int(pattern.numba_kernels().stream_sum(filled)) == int(filled.sum(dtype=np.uint64))

@@ -12,7 +12,7 @@ from workbench.errors import WorkbenchError
 from workbench.agent.kernelfs import FakeFS, KnobGuard, KnobPermission, KnobRejected, RecordingFS
 from workbench.agent.migrators.base import KernelCopyOnly
 from workbench.agent.migrators.rfc import PadataMtCopy, RfcV1, RfcV2V3, RfcV4, RfcV6
-from workbench.agent.migrators.mm_migration import UnifiedMigration
+from workbench.agent.migrators.mm_migration import MmMigrationInterface
 
 RFC = (RfcV6, RfcV4, PadataMtCopy, RfcV2V3, RfcV1)
 
@@ -56,14 +56,14 @@ def test_v3_is_told_from_v2_only_by_cpuselect():
 
 
 def test_our_tree_and_stock_trees_are_not_taken_for_a_published_one(recorded_fs):
-    assert type(migrators.detect(unified_tree())) is UnifiedMigration
+    assert type(migrators.detect(unified_tree())) is MmMigrationInterface
     assert type(migrators.detect(recorded_fs)) is KernelCopyOnly  # Debian 6.12, recorded
     assert type(migrators.detect(FakeKernel("stock"))) is KernelCopyOnly
     # ours is tried first even if a tree also had a published interface's files
     both = unified_tree()
     for path, content in fake_tree("v3").files.items():
         both.add(path, content)
-    assert type(migrators.detect(both)) is UnifiedMigration
+    assert type(migrators.detect(both)) is MmMigrationInterface
     # a dcbm module with other parameters is not V6
     other = FakeFS({"/sys/module/dcbm/parameters/debug": "0"})
     assert type(migrators.detect(other)) is KernelCopyOnly

@@ -102,7 +102,7 @@ def test_v5_rows_match_the_facts_file():
 def test_copy_share_and_reference_table_layout():
     cs = reference.copy_share().set_index(["folio", "pages"])["copy_share"]
     assert cs[("2M", 512)] == 0.97 and cs[("4K", 512)] == 0.35 and cs[("2M", 1)] == 0.66
-    text = reference.seed_table(reference.throughput(), title="RFC V3 (other hardware)")
+    text = reference.series_table(reference.throughput(), title="RFC V3 (other hardware)")
     lines = text.splitlines()
     assert lines[0] == "RFC V3 (other hardware)"
     assert lines[1].split("|")[1].strip() == "4K" and lines[1].split("|")[-2].strip() == "2M"

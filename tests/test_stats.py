@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from workbench.host.stats import pm, seed_table, summarize, welch
+from workbench.host.stats import mean_pm_std, series_table, summarize, welch
 
 
 def frame():
@@ -41,13 +41,13 @@ def test_welch_against_hand_computation():
 
 
 def test_pm_layout():
-    assert pm(10.67, 0.36) == "10.67±0.36"
-    assert pm(5.9, float("nan")) == "5.90"
-    assert pm(float("nan"), 1.0) == "-"
+    assert mean_pm_std(10.67, 0.36) == "10.67±0.36"
+    assert mean_pm_std(5.9, float("nan")) == "5.90"
+    assert mean_pm_std(float("nan"), 1.0) == "-"
 
 
 def test_seed_table_layout():
-    text = seed_table(frame(), title="GB/s")
+    text = series_table(frame(), title="GB/s")
     lines = text.splitlines()
     assert lines[0] == "GB/s"
     assert [c.strip() for c in lines[1].split("|")][:4] == ["migrator", "4K", "64K", "2M"]

@@ -67,3 +67,13 @@ def test_trial_keys_name_every_knob():
     assert base.key() == "kernel-2M-64M-n0to1-s1-r0"
     assert TrialSpec(folio_size=4096, total_size=1 << 20, migrator="mtcopy", threads=2, batch_size=64,
                      first_folio=True, repeat=2).key() == "mtcopy-t2-b64-4K-1M-n0to1-s1-r2-ff"
+
+
+def test_an_unknown_run_lists_recent_run_ids(tmp_path):
+    made = [runner.run(FakeTarget(), params(repeats=1), root=tmp_path, label=f"r{i}", progress=False).id
+            for i in range(2)]
+    with pytest.raises(WorkbenchError) as e:
+        store.open_run("nosuchrun", tmp_path)
+    msg = str(e.value)
+    assert "recent runs: " in msg and "manifest.json" not in msg
+    assert all(run_id in msg for run_id in made)

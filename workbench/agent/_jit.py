@@ -1,12 +1,12 @@
 """Every numba kernel of the workbench, in one place, compiled lazily.
 
-Import this module only through :func:`workbench.pattern.kernels` so that the CLI and
+Import this module only through :func:`workbench.agent.pattern.numba_kernels` so that the CLI and
 the test-suite start without paying for numba. Compiled code is cached on disk in a
 directory keyed by numba's version and the CPU's name and features: a VM guest
 (QEMU's TCG CPU) and its host get separate caches, so neither loads code built for
 the other, and a second boot of the same guest reuses its own.
 
-Each kernel has a numpy reference in :mod:`workbench.pattern` and a test that
+Each kernel has a numpy reference in :mod:`workbench.agent.pattern` and a test that
 compares the two.
 """
 

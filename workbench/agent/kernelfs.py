@@ -1,6 +1,9 @@
-"""The single layer for sysfs and procfs text I/O, able to record and replay.
+"""The single layer for sysfs and procfs text I/O, and for loading kernel modules, able to
+record and replay.
 
-Every kernel knob the workbench reads or writes goes through a :class:`KernelFS`:
+Every kernel knob the workbench reads or writes, every module it loads or removes
+(``modprobe``/``rmmod``: loading a migrator makes its sysfs files appear) and every
+procfs text it reads (``/proc/cpuinfo``) goes through a :class:`KernelFS`:
 
 * :class:`RealFS` talks to the running kernel;
 * :class:`RecordingFS` wraps another and keeps a log of every operation;
@@ -19,6 +22,7 @@ import errno
 import json
 import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Callable
 
@@ -31,6 +35,10 @@ class KnobRejected(WorkbenchError):
 
 class KnobPermission(WorkbenchError):
     """Not allowed to write a knob (not root, or a read-only file)."""
+
+
+class ModuleError(WorkbenchError):
+    """A module could not be loaded or removed (missing, in use, not root)."""
 
 
 def parse_choices(text: str) -> tuple[list[str], str | None]:
@@ -60,6 +68,18 @@ class KernelFS:
         raise NotImplementedError
 
     def isdir(self, path: str) -> bool:
+        raise NotImplementedError
+
+    def module_loadable(self, name: str) -> bool:
+        """Whether ``modprobe NAME`` would find the module (``modprobe -n``)."""
+        raise NotImplementedError
+
+    def load_module(self, name: str) -> None:
+        """``modprobe NAME``; raises :class:`ModuleError` with the reason."""
+        raise NotImplementedError
+
+    def unload_module(self, name: str) -> None:
+        """``rmmod NAME``; raises :class:`ModuleError` (in use, not loaded, ...)."""
         raise NotImplementedError
 
     # helpers shared by every implementation
@@ -100,6 +120,28 @@ class RealFS(KernelFS):
         # sysfs is full of symlink loops (node1/subsystem/devices/node1/...): never follow
         return os.path.isdir(path) and not os.path.islink(path)
 
+    def module_loadable(self, name):
+        try:
+            return subprocess.run(["modprobe", "-n", name], capture_output=True).returncode == 0
+        except OSError:
+            return False
+
+    def load_module(self, name):
+        self._module_command(["modprobe", name], "load")
+
+    def unload_module(self, name):
+        self._module_command(["rmmod", name], "remove")
+
+    @staticmethod
+    def _module_command(argv: list[str], verb: str):
+        try:
+            res = subprocess.run(argv, capture_output=True, text=True)
+        except OSError as exc:
+            raise ModuleError(f"cannot {verb} module {argv[-1]!r}: {exc}") from None
+        if res.returncode != 0:
+            why = (res.stderr.strip().splitlines() or [f"{argv[0]} exited {res.returncode}"])[-1]
+            raise ModuleError(f"cannot {verb} module {argv[-1]!r}: {why}")
+
 
 class RecordingFS(KernelFS):
     """Passes through to ``inner`` and logs (op, path, value, outcome)."""
@@ -132,6 +174,15 @@ class RecordingFS(KernelFS):
 
     def isdir(self, path):
         return self.inner.isdir(path)
+
+    def module_loadable(self, name):
+        return self.inner.module_loadable(name)
+
+    def load_module(self, name):
+        return self._do("modprobe", name, None, lambda: self.inner.load_module(name))
+
+    def unload_module(self, name):
+        return self._do("rmmod", name, None, lambda: self.inner.unload_module(name))
 
     def writes(self) -> list[tuple[str, str]]:
         return [(e["path"], e["value"]) for e in self.log if e["op"] == "write" and "error" not in e]
@@ -189,6 +240,10 @@ class FakeFS(KernelFS):
     """
 
     def __init__(self, files: dict[str, str] | None = None, root: bool = True):
+        #: modules modprobe can find: name -> (the files loading it adds, loaded?)
+        self.modules: dict[str, dict] = {}
+        #: modules rmmod refuses (in use)
+        self.busy: set[str] = set()
         self.files: dict[str, str] = {}
         self.rules: dict[str, Rule] = {}
         self.regex_rules: list[tuple[re.Pattern, Rule]] = []
@@ -210,10 +265,6 @@ class FakeFS(KernelFS):
             self.rules[path] = rule
         if readonly:
             self.readonly.add(path)
-
-    def remove_tree(self, prefix: str):
-        for path in [p for p in self.files if p == prefix or p.startswith(prefix.rstrip("/") + "/")]:
-            del self.files[path]
 
     def add_rule(self, path_or_pattern: str, rule: Rule, regex: bool = False):
         if regex:
@@ -257,6 +308,36 @@ class FakeFS(KernelFS):
     def isdir(self, path):
         prefix = path.rstrip("/") + "/"
         return any(p.startswith(prefix) for p in self.files)
+
+    def add_module(self, name: str, files: dict[str, str] | None = None, loaded: bool = False):
+        """A module modprobe can find; loading it adds ``files`` (removing it takes them away)."""
+        self.modules[name] = {"files": dict(files or {}), "loaded": False}
+        if loaded:
+            self.load_module(name)
+
+    def module_loadable(self, name):
+        return name in self.modules
+
+    def load_module(self, name):
+        if name not in self.modules:
+            raise ModuleError(f"cannot load module {name!r}: modprobe: FATAL: Module {name} not found")
+        if not self.root:
+            raise ModuleError(f"cannot load module {name!r}: Operation not permitted")
+        mod = self.modules[name]
+        if not mod["loaded"]:
+            mod["loaded"] = True
+            for path, content in mod["files"].items():
+                self.files.setdefault(path, content)
+
+    def unload_module(self, name):
+        mod = self.modules.get(name)
+        if not mod or not mod["loaded"]:
+            raise ModuleError(f"cannot remove module {name!r}: ERROR: Module {name} is not currently loaded")
+        if name in self.busy:
+            raise ModuleError(f"cannot remove module {name!r}: ERROR: Module {name} is in use")
+        mod["loaded"] = False
+        for path in mod["files"]:
+            self.files.pop(path, None)
 
     def listdir(self, path):
         prefix = path.rstrip("/") + "/"

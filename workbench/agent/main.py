@@ -105,7 +105,7 @@ def _warm_up() -> dict:
     w = np.zeros(512, dtype=np.uint64)
     pattern.fill(w, 1)
     pattern.verify(w, 1)
-    k = pattern.kernels()
+    k = pattern.numba_kernels()
     k.stream_sum(w)
     fns = (k.fill, k.verify, k.stream_sum)
     return {"numba_cache_dir": os.environ.get("NUMBA_CACHE_DIR"),

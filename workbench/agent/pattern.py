@@ -3,7 +3,7 @@
 The pattern is a per-page key (splitmix64 of seed and page index) plus a per-word
 progression, so a flipped byte, a page swapped with another, a page shifted within
 itself and a page left zero are all caught and located. The fast path is numba
-(:mod:`workbench._jit`, loaded on first use); :func:`reference_fill` and
+(:mod:`workbench.agent._jit`, loaded on first use); :func:`reference_fill` and
 :func:`reference_verify` are the numpy definitions the numba kernels are tested against.
 """
 
@@ -19,7 +19,7 @@ _M64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
 
 
-def kernels():
+def numba_kernels():
     """The numba module, imported (and compiled from cache) on first call."""
     from . import _jit
     return _jit
@@ -83,8 +83,8 @@ def reference_verify(words: np.ndarray, seed: int, first_page: int = 0) -> Verif
 
 
 def fill(words: np.ndarray, seed: int, first_page: int = 0) -> None:
-    kernels().fill(words, np.uint64(seed), np.uint64(first_page))
+    numba_kernels().fill(words, np.uint64(seed), np.uint64(first_page))
 
 
 def verify(words: np.ndarray, seed: int, first_page: int = 0) -> Verification:
-    return _located(*kernels().verify(words, np.uint64(seed), np.uint64(first_page)))
+    return _located(*numba_kernels().verify(words, np.uint64(seed), np.uint64(first_page)))

@@ -23,15 +23,23 @@ def kernel_config_hash(release: str) -> str | None:
     return None
 
 
-def cpu_model() -> str:
+def cpu_model(fs: KernelFS) -> str:
     try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+        for line in fs.read("/proc/cpuinfo").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def cpu_flags(fs: KernelFS) -> list[str]:
+    """The first CPU's flags in /proc/cpuinfo (vmx/svm say whether KVM can run a guest)."""
+    try:
+        return next((ln.split(":", 1)[1].split() for ln in fs.read("/proc/cpuinfo").splitlines()
+                     if ln.startswith("flags")), [])
+    except OSError:
+        return []
 
 
 def migration_interfaces(fs: KernelFS) -> dict:
@@ -49,7 +57,7 @@ def collect(fs: KernelFS) -> dict:
         "hostname": os.uname().nodename,
         "kernel_release": release,
         "kernel_config_hash": kernel_config_hash(release),
-        "cpu_model": cpu_model(),
+        "cpu_model": cpu_model(fs),
         "cpus": os.cpu_count(),
         "numa": numa.topology(fs),
         "thp": thp.has_thp(fs),

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import random
-import subprocess
 import time
 
 import numpy as np
 
 from . import migrators, pattern, thp
 from ..errors import WorkbenchError
-from .migrators.mm_migration import UnifiedMigration
+from .migrators.mm_migration import MmMigrationInterface
 from .kernelfs import KernelFS, KnobGuard
 from .syscalls import MADV_HUGEPAGE, AnonRegion, MovePages, page_nodes
 
@@ -66,14 +65,23 @@ def _worker(idx: int, size: int, folio_size: int, nodes: tuple[int, int], deadli
     out.put(stats)
 
 
-def _modprobe(args: list[str]) -> int:
-    return subprocess.run(args, capture_output=True).returncode
+def _attempt(result: dict, what: str, fn) -> bool:
+    """Try one change the churn makes; the kernel may refuse it (a module went away between
+    reading and writing, no free DMA channel, a module in use) and that is counted by
+    kind, with the last reason, never hidden. Anything else is a bug and propagates."""
+    try:
+        fn()
+        return True
+    except WorkbenchError as exc:
+        result["refused"][what] = result["refused"].get(what, 0) + 1
+        result["last_refusal"][what] = str(exc)
+        return False
 
 
 def run(fs: KernelFS, seconds: float = 60, size: int = 16 << 20, folio_size: int = 2 << 20, workers: int = 2,
         switch_every: float = 0.5, unload: list[str] | None = None, seed: int = 11, nodes=(0, 1)) -> dict:
     control = migrators.detect(fs)
-    if not isinstance(control, UnifiedMigration):
+    if not isinstance(control, MmMigrationInterface):
         raise WorkbenchError(f"the churn test needs the workbench kernel interface; this kernel has {control.name}")
     unload = list(unload or [])
     # every migrator the kernel can offer takes part, loaded or not yet
@@ -86,7 +94,7 @@ def run(fs: KernelFS, seconds: float = 60, size: int = 16 << 20, folio_size: int
     guard = KnobGuard(fs)
     result = {"switches": 0, "thread_changes": 0, "channel_changes": 0, "unloads": 0, "unload_busy": 0,
               "reloads": 0, "unloaded": {m: 0 for m in unload},
-              "provider_unload_while_held": {"refused": 0, "succeeded": 0}}
+              "provider_unload_while_held": {"refused": 0, "succeeded": 0}, "refused": {}, "last_refusal": {}}
     providers = [m for m in unload if m not in control.modules]
     try:
         thp.enable_only(fs, guard, folio_size)
@@ -104,45 +112,33 @@ def run(fs: KernelFS, seconds: float = 60, size: int = 16 << 20, folio_size: int
             time.sleep(switch_every)
             offered = control.migrators()
             choice = rng.choice(offered)
-            try:
-                control.select(choice)
+            if _attempt(result, "select", lambda: control.select(choice)):
                 result["switches"] += 1
-            except Exception:
-                pass  # the module went away between reading and writing: fine
             bounds = control.knobs().get("threads")
             if bounds and "mtcopy" in offered:
-                try:
-                    control.set_threads(rng.randint(*bounds))
+                if _attempt(result, "threads", lambda: control.set_threads(rng.randint(*bounds))):
                     result["thread_changes"] += 1
-                except Exception:
-                    pass
             if "dcbm" in offered and control.knobs().get("channels"):
-                try:
-                    control.set_channels(rng.randint(1, 2))
+                if _attempt(result, "channels", lambda: control.set_channels(rng.randint(1, 2))):
                     result["channel_changes"] += 1
-                except Exception:
-                    pass  # no free channel, or dcbm went away: fine
             if unload and time.time() - last_unload > 3:
                 last_unload = time.time()
                 if providers and "dcbm" in control.migrators():
-                    try:
-                        control.select("dcbm")
-                    except Exception:
-                        pass
+                    _attempt(result, "select", lambda: control.select("dcbm"))
                     if control.held_channels():
                         for mod in providers:
-                            ok = _modprobe(["rmmod", mod]) == 0
+                            ok = _attempt(result, "provider_unload", lambda: fs.unload_module(mod))
                             result["provider_unload_while_held"]["succeeded" if ok else "refused"] += 1
                             if ok:
-                                _modprobe(["modprobe", mod])
+                                fs.load_module(mod)
                 for mod in unload:
-                    if _modprobe(["rmmod", mod]) == 0:
+                    if _attempt(result, "unload", lambda: fs.unload_module(mod)):
                         result["unloads"] += 1
                         result["unloaded"][mod] += 1
                     else:
                         result["unload_busy"] += 1
                 for mod in reversed(unload):
-                    if _modprobe(["modprobe", mod]) == 0:
+                    if _attempt(result, "reload", lambda: fs.load_module(mod)):
                         result["reloads"] += 1
         workers_out = [out.get(timeout=120) for _ in procs]
         for p in procs:
@@ -150,7 +146,7 @@ def run(fs: KernelFS, seconds: float = 60, size: int = 16 << 20, folio_size: int
     finally:
         for mod in reversed(unload):
             if mod not in control.migrators():
-                _modprobe(["modprobe", mod])
+                _attempt(result, "reload", lambda: fs.load_module(mod))
         problems = guard.restore()
     result.update({"workers": workers_out, "restore_problems": problems,
                    "rounds": sum(w["rounds"] for w in workers_out),

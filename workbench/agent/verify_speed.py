@@ -22,7 +22,7 @@ def _best(fn, repeats: int) -> float:
 
 def verify_speed(size: int = 256 << 20, repeats: int = 5, seed: int = 3) -> dict:
     """Verification GB/s over a numba streaming read (sum) of the same buffer; goal >= 0.9."""
-    k = pattern.kernels()
+    k = pattern.numba_kernels()
     with AnonRegion(size, 4096) as region:
         region.madvise(MADV_NOHUGEPAGE)
         words = region.words()

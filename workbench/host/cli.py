@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from ..targets import kernel_images as kernels
+from ..targets import kernel_images
 from .. import paths
 from . import store
 from ..errors import WorkbenchError
@@ -134,7 +134,7 @@ def cmd_run(args):
     m = the_run.manifest
     print(f"\nrun {the_run.id}: {m['target']}, kernel {m['kernel_release']}, accelerator {m['accelerator']}"
           + ("  [TCG: timings are functional, not performance]" if m["accelerator"] == "tcg" else ""))
-    print(stats.seed_table(df, rows=("migrator",), title="move_pages() throughput, GB/s (mean±std)"))
+    print(stats.series_table(df, rows=("migrator",), title="move_pages() throughput, GB/s (mean±std)"))
     bad = df[~df["verified"]]
     print(f"verified: {len(df) - len(bad)}/{len(df)} trials byte-exact with every page on node {args.dst}; "
           f"folio sizes obtained: {df['folio_match_share'].mean():.0%} of folios as asked")
@@ -151,17 +151,17 @@ def cmd_summary(args):
     df = store.load_runs(args.runs_dir, args.runs or None)
     if df.empty:
         raise WorkbenchError(f"no runs in {args.runs_dir or paths.runs_dir()}")
-    print(stats.seed_table(df, rows=tuple(args.rows.split(",")), value=args.value))
+    print(stats.series_table(df, rows=tuple(args.rows.split(",")), value=args.value))
     return 0
 
 
 def cmd_kernel(args):
     if args.action == "fetch-stock":
-        image = kernels.fetch_stock(progress=lambda m: sys.stderr.write(m + "\n"))
+        image = kernel_images.fetch_stock(progress=lambda m: sys.stderr.write(m + "\n"))
         print(f"stock kernel {image.release}: {image.run_arg}")
         return 0
     if args.action == "build":
-        tree = kernels.build(ksrc=args.ksrc, vanilla=args.vanilla)
+        tree = kernel_images.build(ksrc=args.ksrc, vanilla=args.vanilla)
         print(f"{'vanilla' if args.vanilla else 'patched'} kernel tree: {tree}")
         return 0
     raise WorkbenchError(f"kernel action {args.action!r} is not known; allowed: fetch-stock, build")

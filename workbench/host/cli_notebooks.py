@@ -1,6 +1,6 @@
 """``workbench sweep`` and ``workbench report``: the notebook-driven subcommands.
 
-Wired into :func:`workbench.cli.build_parser` with ``cli_notebooks.add_parsers(sub)``;
+Wired into :func:`workbench.host.cli.build_parser` with ``cli_notebooks.add_parsers(sub)``;
 each subcommand sets ``fn`` like the others, returns the exit status, and raises
 :class:`~workbench.errors.WorkbenchError` for bad input (one line, status 2).
 """
@@ -14,7 +14,7 @@ import sys
 def cmd_sweep(args) -> int:
     from . import sweep
     status = sweep.run_sweep(args.grid, runs_root=args.runs_dir, out_root=args.out_dir,
-                             kernel_name=args.jupyter_kernel, progress=not args.quiet,
+                             jupyter_kernel=args.jupyter_kernel, progress=not args.quiet,
                              timeout=args.timeout)
     configs = status["configurations"]
     failed = {n: c for n, c in configs.items() if c.get("state") != "done"}
@@ -31,7 +31,7 @@ def cmd_sweep(args) -> int:
 def cmd_report(args) -> int:
     from . import report
     path = report.render(args.runs, runs_root=args.runs_dir, out=args.out, out_root=args.out_dir,
-                         kernel_name=args.jupyter_kernel)
+                         jupyter_kernel=args.jupyter_kernel)
     print(f"report: {path}")
     return 0
 
@@ -63,7 +63,7 @@ def add_parsers(sub) -> None:
 
 
 def main(argv=None) -> int:
-    """Run the two subcommands on their own (``python -m workbench.cli_notebooks ...``)."""
+    """Run the two subcommands on their own (``python -m workbench.host.cli_notebooks ...``)."""
     from ..errors import WorkbenchError
     p = argparse.ArgumentParser(prog="workbench")
     add_parsers(p.add_subparsers(dest="command", required=True))
@@ -72,6 +72,8 @@ def main(argv=None) -> int:
         return args.fn(args)
     except WorkbenchError as exc:
         sys.stderr.write(f"\nworkbench: error: {exc}\n")
+        if exc.detail:
+            sys.stderr.write(exc.detail.rstrip() + "\n")
         return 2
 
 

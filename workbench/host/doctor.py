@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..targets import kernel_images as kernels, qemu as vm
+from ..targets import kernel_images, qemu
 from ..agent.kernelfs import RealFS
 from ..agent.probe import collect
 from ..agent.thp import describe_sizes
@@ -16,7 +16,7 @@ from ..agent.thp import describe_sizes
 def host_report() -> dict:
     fs = RealFS()
     facts = collect(fs)
-    ok, why = vm.kvm_usable()
+    ok, why = qemu.kvm_usable()
     qemu = shutil.which("qemu-system-x86_64")
     vng = shutil.which("vng", path=f"{Path(sys.executable).parent}:/usr/bin:/usr/local/bin")
     qemu_version = None
@@ -26,9 +26,9 @@ def host_report() -> dict:
         "host": facts,
         "accelerator": {"kvm": ok, "why": why, "vm_default": "kvm" if ok else "tcg"},
         "qemu": qemu_version, "vng": vng,
-        "kernels": {"stock": [k.run_arg for k in kernels.installed_stock()],
-                    "patched": getattr(kernels.built_tree(False), "run_arg", None),
-                    "vanilla": getattr(kernels.built_tree(True), "run_arg", None)},
+        "kernels": {"stock": [k.run_arg for k in kernel_images.installed_stock()],
+                    "patched": getattr(kernel_images.built_tree(False), "run_arg", None),
+                    "vanilla": getattr(kernel_images.built_tree(True), "run_arg", None)},
     }
 
 

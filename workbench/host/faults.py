@@ -25,7 +25,7 @@ TCG_NOTE = "TCG: timings are functional, not performance"
 def channel_sweep(target, channels: list[int], folio_sizes: list[int], total_size: int, repeats: int = 1,
                   dma_engine: str | None = None, root=None, progress: bool = False) -> pd.DataFrame:
     """dcbm at each channel count (one stored run each), plus the kernel copy as the
-    baseline; records ready for :func:`workbench.report.text_tables` and its figures."""
+    baseline; records ready for :func:`workbench.host.report.text_tables` and its figures."""
     frames = []
     configs = [("kernel", None)] + [("dcbm", c) for c in channels]
     for migrator, c in configs:

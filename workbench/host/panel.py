@@ -3,7 +3,7 @@
 Controls: target (and VM kernel), migrator and folio sizes — only those the target
 offers —, batch size, threads or channels (as the migrator's knob says), total size and
 repeats. Nothing runs when a control moves: the **Run** button runs one
-:func:`workbench.runner.run`, with a progress bar that ticks per finished trial. The
+:func:`workbench.host.runner.run`, with a progress bar that ticks per finished trial. The
 results (every run made from the panel, one row per repeat) are shown as the series'
 text table and a plot of measured throughput beside the Amdahl prediction; the Amdahl
 sliders default to the measured copy share ``F`` (patched kernel's counters) and the
@@ -22,11 +22,15 @@ import io
 import traceback
 from typing import Callable
 
-import ipywidgets as W
 import pandas as pd
 
-from . import amdahl, runner, stats, store
 from ..errors import WorkbenchError
+from .notebooks import require
+
+require("ipywidgets", "matplotlib", what="the explore panel")
+import ipywidgets as W  # noqa: E402
+
+from . import amdahl, runner, stats, store
 from ..protocol import worker_fields, worker_knob
 from .plan import RunParams
 from ..units import format_size, parse_size
@@ -229,7 +233,7 @@ class Panel:
         title = "move_pages() throughput, GB/s (mean±std)"
         if df.get("functional", pd.Series(dtype=bool)).any():
             title += " [TCG: functional, not performance]"
-        text = stats.seed_table(df, rows=keys, title=title)
+        text = stats.series_table(df, rows=keys, title=title)
         ok = int(df["verified"].fillna(False).astype(bool).sum()) if "verified" in df.columns else 0
         text += f"\nverified: {ok}/{len(df)} trials byte-exact"
         self.table.value = f"<pre>{html.escape(text)}</pre>"

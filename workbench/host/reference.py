@@ -80,21 +80,13 @@ def all_throughput(directory: Path | None = None) -> pd.DataFrame:
     return pd.concat([a, b], ignore_index=True)
 
 
-def as_records(df: pd.DataFrame) -> pd.DataFrame:
-    """The reference rows shaped like :func:`workbench.stats.summarize` output
-    (``mean``, ``std``, ``n`` unknown), for tables and plots beside our summaries."""
-    out = df.rename(columns={"gbps_mean": "mean", "gbps_std": "std"}).copy()
-    out["n"] = pd.NA
-    return out
-
-
-def seed_table(df: pd.DataFrame | None = None, rows=("migrator", "workers"), title: str | None = None) -> str:
+def series_table(df: pd.DataFrame | None = None, rows=("migrator", "workers"), title: str | None = None) -> str:
     """The reference numbers back in the series' text layout (folio sizes across)."""
-    from .stats import pm
+    from .stats import mean_pm_std
     df = throughput() if df is None else df
     folios = [f for f in FOLIO_ORDER if f in set(df["folio"])]
     rows = list(rows)
-    df = df.assign(cell=[pm(m, s) for m, s in zip(df["gbps_mean"], df["gbps_std"])])
+    df = df.assign(cell=[mean_pm_std(m, s) for m, s in zip(df["gbps_mean"], df["gbps_std"])])
     grid = df.pivot_table(index=rows, columns="folio", values="cell", aggfunc="first", sort=False)
     grid = grid.reindex(columns=folios)
     head = " x ".join(rows)

@@ -3,7 +3,7 @@
 Text tables in the series' layout (value±std, folio sizes across, migrator x
 threads/channels down) that paste into a mailing-list post; seaborn plots of throughput
 against folio size, speedup against threads/channels, measured against predicted
-(the extended model of :mod:`workbench.amdahl`), our runs beside the RFC's published
+(the extended model of :mod:`workbench.host.amdahl`), our runs beside the RFC's published
 figures (labelled as other hardware), and first-folio latency against batch size when
 the runs set batch sizes. :func:`render` executes the notebook with papermill and
 exports HTML with nbconvert, the widget state embedded and every script inlined, so the
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import amdahl, reference, stats, store
+from . import amdahl, notebooks, reference, stats, store
 from .. import paths
 from ..errors import WorkbenchError
 from ..units import parse_size
@@ -85,7 +85,7 @@ def text_tables(df: pd.DataFrame, value: str = "gbps") -> str:
         title = f"move_pages() throughput, GB/s (mean±std) — {setup}"
         if g["functional"].any():
             title += f" [{TCG_NOTE}]"
-        table = stats.seed_table(g, rows=row_keys(g), value=value, title=title)
+        table = stats.series_table(g, rows=row_keys(g), value=value, title=title)
         n = len(g)
         ok = int(g["verified"].fillna(False).astype(bool).sum()) if "verified" in g.columns else 0
         total = g["total_bytes"].dropna()
@@ -105,7 +105,7 @@ def ordered(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def reference_table() -> str:
-    return reference.seed_table(reference.throughput(),
+    return reference.series_table(reference.throughput(),
                                 title=f"RFC V3 published figures, GB/s — {reference.V3_HARDWARE}")
 
 
@@ -284,14 +284,6 @@ def fig_latency(df: pd.DataFrame):
     return fig
 
 
-def figure_png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    return buf.getvalue()
-
-
 def tabs(df: pd.DataFrame):
     """An ipywidgets Tab per setup with its table: the report's interactive part, which
     nbconvert embeds as widget state (it works in the offline HTML)."""
@@ -317,24 +309,21 @@ def tabs(df: pd.DataFrame):
 # -- rendering -----------------------------------------------------------------------
 
 def render(run_ids=None, runs_root=None, out: Path | None = None, out_root: Path | None = None,
-           kernel_name: str = "python3", timeout: float | None = 600) -> Path:
+           jupyter_kernel: str = "python3", timeout: float | None = 600) -> Path:
     """Execute 04-report for the runs and write a self-contained HTML file; returns its path."""
-    import papermill as pm
-    from .sweep import papermill_runs_dir
-
+    notebooks.require(what="workbench report")
     run_ids = list(run_ids or [])
     load(run_ids, runs_root)                      # a clear error before starting a kernel
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    directory = Path(out_root or papermill_runs_dir()) / f"{time.strftime('%Y%m%d')}-report"
+    directory = Path(out_root or notebooks.papermill_runs_dir()) / f"{time.strftime('%Y%m%d')}-report"
     directory.mkdir(parents=True, exist_ok=True)
     executed = directory / f"report-{stamp}.ipynb"
     try:
-        pm.execute_notebook(str(NOTEBOOK), str(executed), kernel_name=kernel_name, cwd=str(paths.REPO),
-                            parameters={"run_ids": run_ids, "runs_root": str(runs_root or "")},
-                            progress_bar=False, execution_timeout=timeout)
-    except Exception as e:  # noqa: BLE001
-        from .sweep import _error_line
-        raise WorkbenchError(f"the report notebook failed: {_error_line(e)} (executed notebook: {executed})") from None
+        notebooks.execute(NOTEBOOK, executed, {"run_ids": run_ids, "runs_root": str(runs_root or "")},
+                          jupyter_kernel=jupyter_kernel, timeout=timeout)
+    except Exception as e:  # noqa: BLE001 - papermill raises many kinds; the user gets one line
+        raise WorkbenchError(f"the report notebook failed: {notebooks.error_line(e)} "
+                             f"(executed notebook: {executed})") from None
     out = Path(out) if out else directory / f"report-{stamp}.html"
     out.write_text(to_html(executed))
     return out

@@ -56,7 +56,7 @@ def welch(a, b) -> dict:
             "t": float(t), "p": float(p)}
 
 
-def pm(mean: float, std: float, digits: int = 2) -> str:
+def mean_pm_std(mean: float, std: float, digits: int = 2) -> str:
     """'10.67±0.36' as the series writes it; a single measurement has no ±."""
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "-"
@@ -65,7 +65,7 @@ def pm(mean: float, std: float, digits: int = 2) -> str:
     return f"{mean:.{digits}f}±{std:.{digits}f}"
 
 
-def seed_table(df: pd.DataFrame, rows=("migrator",), value: str = "gbps", digits: int = 2,
+def series_table(df: pd.DataFrame, rows=("migrator",), value: str = "gbps", digits: int = 2,
                title: str | None = None) -> str:
     """The series' table layout: folio size across, ``rows`` down, cells mean±std.
 
@@ -73,7 +73,7 @@ def seed_table(df: pd.DataFrame, rows=("migrator",), value: str = "gbps", digits
     rows = list(rows)
     s = summarize(df, by=rows + ["folio"], value=value)
     folios = sorted(s["folio"].unique(), key=parse_size)
-    s["cell"] = [pm(m, sd, digits) for m, sd in zip(s["mean"], s["std"])]
+    s["cell"] = [mean_pm_std(m, sd, digits) for m, sd in zip(s["mean"], s["std"])]
     grid = s.pivot_table(index=rows, columns="folio", values="cell", aggfunc="first", sort=False)
     grid = grid.reindex(columns=folios)
     head = " x ".join(rows)

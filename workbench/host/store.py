@@ -86,7 +86,7 @@ def open_run(run_id: str, root: Path | None = None) -> Run:
     root = Path(root or paths.runs_dir())
     run = Run(root / run_id)
     if not (run.dir / "manifest.json").exists():
-        known = ", ".join(sorted(p.name for p in root.glob("*/manifest.json"))[-5:]) if root.exists() else ""
+        known = ", ".join(sorted(p.parent.name for p in root.glob("*/manifest.json"))[-5:]) if root.exists() else ""
         raise WorkbenchError(f"no run {run_id!r} in {root}" + (f"; recent runs: {known}" if known else ""))
     return run
 

@@ -40,7 +40,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from .. import paths
-from . import runner
+from . import notebooks, runner
 from ..errors import WorkbenchError
 from ..protocol import worker_fields, worker_knob
 from .plan import RunParams
@@ -52,11 +52,6 @@ KNOWN = {"name", "target", "kernel", "vm_name", "folio_sizes", "migrators", "thr
 DEFAULTS = {"target": "vm", "kernel": None, "vm_name": None, "folio_sizes": ["4K", "2M"],
             "migrators": ["kernel"], "threads": [None], "channels": None, "batch_sizes": [None],
             "total_size": "16M", "repeats": 3, "src": 0, "dst": 1, "seed": 1, "imports": []}
-
-
-def papermill_runs_dir() -> Path:
-    import os
-    return Path(os.environ.get("WORKBENCH_PAPERMILL_RUNS", paths.REPO / "papermill-runs"))
 
 
 # -- the grid file -------------------------------------------------------------------
@@ -170,14 +165,13 @@ def sweep_dir(name: str, out_root: Path) -> Path:
     return earlier[-1] if earlier else out_root / f"{time.strftime('%Y%m%d')}-{name}"
 
 
-def run_sweep(grid_path, runs_root=None, out_root=None, kernel_name: str = "python3", progress: bool = True,
+def run_sweep(grid_path, runs_root=None, out_root=None, jupyter_kernel: str = "python3", progress: bool = True,
               timeout: float | None = None) -> dict:
     """Execute 03-sweep once per configuration; returns the sweep's status (also in sweep.json)."""
-    import papermill as pm
-
+    notebooks.require(what="workbench sweep")
     grid = load_grid(grid_path)
     digest = config_hash(grid)
-    out_root = Path(out_root or papermill_runs_dir())
+    out_root = Path(out_root or notebooks.papermill_runs_dir())
     directory = sweep_dir(grid["name"], out_root)
     directory.mkdir(parents=True, exist_ok=True)
     status_file = directory / "sweep.json"
@@ -206,12 +200,11 @@ def run_sweep(grid_path, runs_root=None, out_root=None, kernel_name: str = "pyth
             entry = {"notebook": out_nb.name, "parameters": params, "config_hash": config_hash(cfg),
                      "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
             try:
-                pm.execute_notebook(str(NOTEBOOK), str(out_nb), parameters=params, kernel_name=kernel_name,
-                                    cwd=str(paths.REPO), progress_bar=False, execution_timeout=timeout)
+                notebooks.execute(NOTEBOOK, out_nb, params, jupyter_kernel=jupyter_kernel, timeout=timeout)
                 done = json.loads(result.read_text())
                 entry.update(state="done", run_ids=done["run_ids"])
             except Exception as e:  # noqa: BLE001 - a failing configuration must not stop the sweep
-                line = _error_line(e)
+                line = notebooks.error_line(e)
                 entry.update(state="failed", error=line)
                 bar.write(f"sweep {grid['name']}: configuration {cfg['name']} failed: {line} (see {out_nb})")
             entry["seconds"] = round(time.time() - started, 1)
@@ -223,10 +216,3 @@ def run_sweep(grid_path, runs_root=None, out_root=None, kernel_name: str = "pyth
     status_file.write_text(json.dumps(status, indent=1, default=str))
     status["dir"] = str(directory)
     return status
-
-
-def _error_line(exc: Exception) -> str:
-    ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)
-    if ename:
-        return f"{ename}: {evalue}".splitlines()[0]
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -25,7 +25,7 @@ import uuid
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from . import kernel_images as kernels
+from . import kernel_images
 from .. import paths
 from ..errors import WorkbenchError
 from ..units import format_size, parse_cpulist, parse_size
@@ -33,15 +33,16 @@ from ..units import format_size, parse_cpulist, parse_size
 CONSOLE_PROBLEMS = ("WARNING:", "BUG:", "Oops", "Kernel panic", "general protection fault", "Call Trace:")
 
 
-def kvm_usable() -> tuple[bool, str]:
+def kvm_usable(fs=None) -> tuple[bool, str]:
+    """Whether KVM can run a guest on this host: /dev/kvm usable *and* the CPU shows vmx or
+    svm (a paravirtual /dev/kvm without them fails with "KVM internal error")."""
+    from ..agent.kernelfs import RealFS
+    from ..agent.probe import cpu_flags
     if not os.path.exists("/dev/kvm"):
         return False, "no /dev/kvm"
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return False, "/dev/kvm is not accessible to this user"
-    try:
-        flags = next((ln for ln in open("/proc/cpuinfo") if ln.startswith("flags")), "").split()
-    except OSError:
-        flags = []
+    flags = cpu_flags(fs or RealFS())
     if "vmx" not in flags and "svm" not in flags:
         return False, "/dev/kvm exists but the CPU shows neither vmx nor svm (paravirtual KVM cannot run a guest)"
     return True, "kvm usable"
@@ -228,7 +229,7 @@ class VM:
             return 0
 
     # -- lifecycle -----------------------------------------------------------------
-    def command(self, config: VMConfig, image: kernels.KernelImage, token: str) -> list[str]:
+    def command(self, config: VMConfig, image: kernel_images.KernelImage, token: str) -> list[str]:
         vng = shutil.which("vng", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
         if not vng:
             raise WorkbenchError("vng (virtme-ng) is not installed: pip install virtme-ng (the setup does this)")
@@ -266,7 +267,7 @@ class VM:
                        f"({facts.get('kernel_release', '?')}), {st.get('accelerator')}")
             return st  # the image it booted stays what it is, even if the tree is rebuilt meanwhile
         config = config.resolved()
-        image = kernels.resolve(config.kernel)
+        image = kernel_images.resolve(config.kernel)
         self.down(quiet=True)
         for d in (self.spool / "requests", self.spool / "responses"):
             shutil.rmtree(d, ignore_errors=True)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-
 from ...errors import WorkbenchError
 from ...protocol import check_knob_bounds
-from ..kernelfs import KernelFS, KnobGuard
+from ..kernelfs import KernelFS, KnobGuard, ModuleError
 
 INTERFACES: list[type["MigrationControl"]] = []
 
@@ -56,17 +54,7 @@ class MigrationControl:
     def loadable(self) -> list[str]:
         """Migrator modules that are not loaded but could be (``modprobe -n`` says so)."""
         have = set(self.migrators())
-        out = []
-        for mod in self.modules:
-            if mod in have:
-                continue
-            try:
-                ok = subprocess.run(["modprobe", "-n", mod], capture_output=True).returncode == 0
-            except OSError:
-                ok = False
-            if ok:
-                out.append(mod)
-        return out
+        return [mod for mod in self.modules if mod not in have and self.fs.module_loadable(mod)]
 
     # changing it (every change goes through the guard, which puts it back) ------
     def configure(self, guard: KnobGuard, migrator: str, threads: int | None = None,
@@ -84,9 +72,10 @@ class MigrationControl:
         raise NotImplementedError
 
     def load(self, module: str, what: str = "migrator module") -> None:
-        res = subprocess.run(["modprobe", module], capture_output=True, text=True)
-        if res.returncode != 0:
-            raise WorkbenchError(f"cannot load {what} {module!r}: {res.stderr.strip() or 'modprobe failed'}")
+        try:
+            self.fs.load_module(module)
+        except ModuleError as exc:
+            raise ModuleError(str(exc).replace("cannot load module", f"cannot load {what}", 1)) from None
 
     def held_channels(self) -> str | None:
         """The DMA channels the DMA migrator holds, when the interface says."""

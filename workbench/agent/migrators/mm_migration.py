@@ -22,7 +22,7 @@ HPAGE_PUD_NR = 262144
 
 
 @register
-class UnifiedMigration(MigrationControl):
+class MmMigrationInterface(MigrationControl):
     name = "workbench /sys/kernel/mm/migration"
     brought_by = "migration workbench kernel series (kernel/patches), Linux 6.12.117"
     modules = ("mtcopy", "dcbm")

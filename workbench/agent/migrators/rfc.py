@@ -1,8 +1,9 @@
 """The user-space controls the public RFC series posted, one class per version.
 
-Paths and values: ``/work/shared/reference/rfc-series-facts.md``, "User-space control, by
-version". Each class is registered here, in this order, which is the detection order
-(after the workbench's own interface, which :func:`workbench.migrators.detect` tries
+Paths and values are the ones each posting of "Accelerate page migration with batch
+copying and hardware offload" (linux-mm, RFC V1 2024-06 to RFC V6 2026-06) added, as
+each class below spells out. Each class is registered here, in this order, which is the detection order
+(after the workbench's own interface, which :func:`workbench.agent.migrators.detect` tries
 first); every predicate is also written to exclude the others, so the order only
 matters for trees no posted kernel has:
 

@@ -12,11 +12,11 @@ last driver turned on wins and turning any driver off goes back to the kernel's 
 2. turning every *other* driver that is on, off,
 3. turning the chosen driver on last;
 
-and :class:`~workbench.kernelfs.KnobGuard` undoes it in reverse order, which turns the
+and :class:`~workbench.agent.kernelfs.KnobGuard` undoes it in reverse order, which turns the
 chosen driver off before the previously active one is turned back on.
 
-The version-specific classes are in :mod:`.rfc`; paths and values are those of
-``/work/shared/reference/rfc-series-facts.md`` ("User-space control, by version").
+The version-specific classes are in :mod:`.rfc`, each with the paths and values its
+posting added.
 """
 
 from __future__ import annotations
