@@ -54,7 +54,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
-from . import stats
+from . import clocks, stats
 
 PAGE = 4096
 H = 2.0
@@ -113,6 +113,7 @@ def measured_inputs(df: pd.DataFrame, migrator: str, baseline: str = "kernel") -
     out = {"F": None, "S": None}
     if df is None or df.empty or "copy_share" not in df.columns:
         return out
+    clocks.require_one_clock(df, "Amdahl's F and S from these records")
     base = df[df["migrator"] == baseline]
     shares = pd.to_numeric(base["copy_share"], errors="coerce").dropna()
     if len(shares):

@@ -26,7 +26,8 @@ def _target_args(p: argparse.ArgumentParser, default: str | None = "vm"):
                         "like CXL memory; default 1536M:0,1536M:1)")
     g.add_argument("--distance", action="append", metavar="SRC,DST=VAL",
                    help="VM node distance, repeatable")
-    g.add_argument("--accel", help="VM accelerator: auto, kvm or tcg (default: auto)")
+    g.add_argument("--accel", help="VM accelerator: auto, kvm, tcg, or icount (TCG with an instruction-counted "
+                                   "clock: deterministic path cost, not speed; auto never picks it; default auto)")
     g.add_argument("--ssh-identity", help="ssh target: private key file")
     g.add_argument("--ssh-known-hosts", help="ssh target: known_hosts file to check the host key against")
     g.add_argument("--remote-python", help="ssh target: python with this package installed (default python3)")
@@ -115,7 +116,7 @@ def parse_settings(items: list[str] | None) -> dict | None:
 
 
 def cmd_run(args):
-    from . import runner, stats
+    from . import clocks, runner, stats
     from .plan import RunParams
     params = RunParams(folio_sizes=parse_size_list(args.folio_size, "folio size"),
                        total_size=parse_size(args.size, "size"), src=args.src, dst=args.dst,
@@ -132,8 +133,9 @@ def cmd_run(args):
                           "records": json.loads(df.to_json(orient="records"))}, default=str))
         return 0 if bool(df["verified"].all()) else 1
     m = the_run.manifest
-    print(f"\nrun {the_run.id}: {m['target']}, kernel {m['kernel_release']}, accelerator {m['accelerator']}"
-          + ("  [TCG: timings are functional, not performance]" if m["accelerator"] == "tcg" else ""))
+    note = clocks.note(m["accelerator"], m.get("clock"))
+    print(f"\nrun {the_run.id}: {m['target']}, kernel {m['kernel_release']}, accelerator {m['accelerator']}, "
+          f"clock {m.get('clock', 'wall')}" + (f"  [{note}]" if note else ""))
     print(stats.series_table(df, rows=("migrator",), title="move_pages() throughput, GB/s (mean±std)"))
     bad = df[~df["verified"]]
     print(f"verified: {len(df) - len(bad)}/{len(df)} trials byte-exact with every page on node {args.dst}; "
@@ -168,13 +170,14 @@ def cmd_kernel(args):
 
 
 def cmd_bench(args):
+    from . import clocks
     # verify measures this host's numba unless told otherwise; migrators need the patched VM
     spec = args.target or ("local" if args.what == "verify" else "vm")
     if args.what == "verify":
         target = target_from_args(args, spec=spec)
         r = target.ask({"op": "bench_verify", "args": {"size": parse_size(args.size)}})["result"]
-        acc = target.accelerator()
-        print(f"target {target.label} ({acc}{', functional only' if acc == 'tcg' else ''}), "
+        note = clocks.note(target.accelerator(), target.clock())
+        print(f"target {target.label} ({target.accelerator()}" + (f"; {note}" if note else "") + "), "
               f"{format_size(r['bytes'])} buffer")
         print(f"streaming read (numba sum)  {r['sum_gbps']:7.2f} GB/s")
         print(f"verify every byte (numba)   {r['verify_gbps']:7.2f} GB/s")
@@ -186,9 +189,9 @@ def cmd_bench(args):
         target = target_from_args(args, spec=spec, kernel=kernel)
         r = bench.migrator_speedups(target, size=parse_size(args.size, "size"), repeats=args.repeats,
                                     root=args.runs_dir)
-        acc = r["accelerator"]
-        print(f"\n2M folios, {format_size(r['size'])} x {r['repeats']} repeats on {target.label}, accelerator {acc}"
-              + ("  [TCG: functional only, ratios say little]" if acc == "tcg" else ""))
+        note = clocks.note(r["accelerator"], target.clock())
+        print(f"\n2M folios, {format_size(r['size'])} x {r['repeats']} repeats on {target.label}, accelerator "
+              f"{r['accelerator']}" + (f"  [{note}]" if note else ""))
         print(f"{'ratio':<56} {'copy phase':>10} {'whole call':>10}")
         for row in r["rows"]:
             cp = f"{row['copy_phase']:.2f}x" if row["copy_phase"] is not None else "-"

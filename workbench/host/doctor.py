@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..targets import kernel_images, qemu
+from . import clocks
 from ..agent.kernelfs import RealFS
 from ..agent.probe import collect
 from ..agent.thp import describe_sizes
@@ -17,14 +18,16 @@ def host_report() -> dict:
     fs = RealFS()
     facts = collect(fs)
     ok, why = qemu.kvm_usable()
-    qemu = shutil.which("qemu-system-x86_64")
+    icount, icount_why = qemu.icount_supported()
+    qemu_bin = shutil.which("qemu-system-x86_64")
     vng = shutil.which("vng", path=f"{Path(sys.executable).parent}:/usr/bin:/usr/local/bin")
     qemu_version = None
-    if qemu:
-        qemu_version = subprocess.run([qemu, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    if qemu_bin:
+        qemu_version = subprocess.run([qemu_bin, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
     return {
         "host": facts,
-        "accelerator": {"kvm": ok, "why": why, "vm_default": "kvm" if ok else "tcg"},
+        "accelerator": {"kvm": ok, "why": why, "vm_default": "kvm" if ok else "tcg",
+                        "icount": icount, "icount_why": icount_why},
         "qemu": qemu_version, "vng": vng,
         "kernels": {"stock": [k.run_arg for k in kernel_images.installed_stock()],
                     "patched": getattr(kernel_images.built_tree(False), "run_arg", None),
@@ -41,6 +44,9 @@ def format_report(report: dict, target_facts: dict | None = None) -> str:
         f"THP            {'yes' if h['thp'] else 'no'}; folio sizes: {describe_sizes(h['folio_sizes'])}",
         f"migrators      {', '.join(h['offered'])}  (interface: {h['interface']})",
         f"accelerator    VMs use {report['accelerator']['vm_default']} ({report['accelerator']['why']})",
+        f"icount clock   " + ("yes: --accel icount (" + report['accelerator']['icount_why'] + "): instruction-time, "
+                              "deterministic path cost, not speed" if report['accelerator']['icount']
+                              else f"no: {report['accelerator']['icount_why']}"),
         f"qemu           {report['qemu'] or 'not found: apt-get install qemu-system-x86'}",
         f"vng            {report['vng'] or 'not found: pip install virtme-ng'}",
         f"kernels        stock: {', '.join(report['kernels']['stock']) or 'not fetched (workbench kernel fetch-stock)'}",
@@ -50,7 +56,9 @@ def format_report(report: dict, target_facts: dict | None = None) -> str:
     if target_facts:
         t = target_facts
         lines += [
-            f"target         {t['target']} ({t['accelerator']}{', functional timings only' if t['accelerator'] == 'tcg' else ''})",
+            f"target         {t['target']} ({t['accelerator']}, clock {t.get('clock', 'wall')}"
+            + (f"; {clocks.note(t['accelerator'], t.get('clock'))}" if clocks.note(t['accelerator'], t.get('clock'))
+               else "") + ")",
             f"  kernel       {t['kernel_release']}",
             f"  NUMA nodes   {t['numa']['memory_nodes']}; distances "
             + "; ".join(f"{n['node']}: {' '.join(map(str, n['distances']))}" for n in t['numa']['nodes']),

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import pandas as pd
 
-from . import runner
+from . import clocks, runner
 from ..errors import WorkbenchError
 from ..agent.migrators.mm_migration import DCBM, TEST_DMA_ENGINE, TEST_ENGINE_PARAMS
 from .plan import RunParams
 
 #: fault knob -> the engine counter that says how often it fired
 FAULTS = {"fail_every": "failed", "corrupt_every": "corrupted", "hang_every": "hung", "reverse": None}
-TCG_NOTE = "TCG: timings are functional, not performance"
 
 
 def channel_sweep(target, channels: list[int], folio_sizes: list[int], total_size: int, repeats: int = 1,
@@ -98,9 +97,9 @@ def fig_faults(df: pd.DataFrame):
     bars = t.set_index("fault")[["injected", "cpu fallbacks", "bad pages"]]
     fig, ax = plt.subplots(figsize=(7, 3.5))
     bars.plot.bar(ax=ax, rot=0, color=["#d62728", "#1f77b4", "#7f7f7f"])
-    functional = "accelerator" in df and (df["accelerator"] == "tcg").any()
+    note = clocks.frame_note(df)
     ax.set(ylabel="folios / pages", xlabel="",
            title="dcbm on the test DMA engine: injected faults, CPU fallbacks, bad pages"
-                 + (f"\n({TCG_NOTE})" if functional else ""))
+                 + (f"\n({note})" if note else ""))
     fig.tight_layout()
     return fig

@@ -30,7 +30,7 @@ from .notebooks import require
 require("ipywidgets", "matplotlib", what="the explore panel")
 import ipywidgets as W  # noqa: E402
 
-from . import amdahl, runner, stats, store
+from . import amdahl, clocks, runner, stats, store
 from ..protocol import worker_fields, worker_knob
 from .plan import RunParams
 from ..units import format_size, parse_size
@@ -153,7 +153,8 @@ class Panel:
         self.w_batch.value = 0
         self._migrator_changed()
         acc = facts.get("accelerator", "?")
-        note = " — TCG: timings are functional, not performance" if acc == "tcg" else ""
+        note = clocks.note(acc, facts.get("clock"))
+        note = f" — {note}" if note else ""
         self.w_status.value = (f"{html.escape(self.target.label)}: kernel {html.escape(str(facts.get('kernel_release')))}, "
                                f"accelerator {acc}{note}; migrators {', '.join(offered)}")
         self.w_run.disabled = False
@@ -205,9 +206,8 @@ class Panel:
         self.w_progress.bar_style = "success"
         df = store.load_runs(self.root, [the_run.id])
         self.results = pd.concat([self.results, df], ignore_index=True) if not self.results.empty else df
-        functional = bool(self.results.get("functional", pd.Series(dtype=bool)).any())
-        self.w_status.value = (f"run {the_run.id}: {the_run.count()} trials saved"
-                               + (" — TCG: timings are functional, not performance" if functional else ""))
+        note = clocks.frame_note(self.results)
+        self.w_status.value = f"run {the_run.id}: {the_run.count()} trials saved" + (f" — {note}" if note else "")
         self.show_results()
         self.set_amdahl_defaults()
         return the_run
@@ -231,8 +231,8 @@ class Panel:
         for col in keys[1:]:
             df[col] = df[col].map(lambda v: "-" if pd.isna(v) else str(int(v)))
         title = "move_pages() throughput, GB/s (mean±std)"
-        if df.get("functional", pd.Series(dtype=bool)).any():
-            title += " [TCG: functional, not performance]"
+        if clocks.frame_note(df):
+            title += f" [{clocks.frame_note(df)}]"
         text = stats.series_table(df, rows=keys, title=title)
         ok = int(df["verified"].fillna(False).astype(bool).sum()) if "verified" in df.columns else 0
         text += f"\nverified: {ok}/{len(df)} trials byte-exact"
@@ -285,8 +285,8 @@ class Panel:
         ax.plot(p["folio"], p["predicted"], "k--", marker="x",
                 label=f"Amdahl F={self.w_F.value:.2f} S={self.w_S.value:.1f}")
         title = "throughput vs folio size"
-        if df.get("functional", pd.Series(dtype=bool)).any():
-            title += " (TCG: functional, not performance)"
+        if clocks.frame_note(df):
+            title += f"\n({clocks.frame_note(df)})"
         ax.set(xlabel="folio size", ylabel="GB/s", title=title)
         ax.legend(fontsize=8)
         fig.tight_layout()

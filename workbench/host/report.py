@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import amdahl, notebooks, reference, stats, store
+from . import amdahl, clocks, notebooks, reference, stats, store
 from .. import paths
 from ..errors import WorkbenchError
+from ..targets.base import clock_of
 from ..units import parse_size
 
 NOTEBOOK = paths.REPO / "notebooks" / "04-report.ipynb"
@@ -31,7 +32,6 @@ STATIC = Path(__file__).resolve().parent.parent / "static"
 #: @jupyter-widgets/html-manager's standalone bundle (BSD-3-Clause, see static/LICENSE-html-manager)
 EMBED_JS = STATIC / "html-manager-1.0.15-embed.js"
 WORKERS = "threads/channels"
-TCG_NOTE = "TCG: timings are functional, not performance"
 
 
 # -- data --------------------------------------------------------------------------
@@ -60,6 +60,8 @@ def prepare(df: pd.DataFrame) -> pd.DataFrame:
     df["batch"] = pd.to_numeric(df["batch_size"], errors="coerce").map(lambda v: "-" if pd.isna(v) else str(int(v)))
     if "functional" not in df.columns:
         df["functional"] = df.get("accelerator", pd.Series("", index=df.index)).eq("tcg")
+    if "clock" not in df.columns:
+        df["clock"] = [clock_of(a) for a in df.get("accelerator", pd.Series("", index=df.index))]
     df["setup"] = [f"{t}, kernel {k}, {a}" for t, k, a in
                    zip(df.get("target", "?"), df.get("kernel_release", "?"), df.get("accelerator", "?"))]
     return df
@@ -83,8 +85,8 @@ def text_tables(df: pd.DataFrame, value: str = "gbps") -> str:
     for setup, g in df.groupby("setup", sort=False):
         g = ordered(g)
         title = f"move_pages() throughput, GB/s (mean±std) — {setup}"
-        if g["functional"].any():
-            title += f" [{TCG_NOTE}]"
+        if clocks.frame_note(g):
+            title += f" [{clocks.frame_note(g)}]"
         table = stats.series_table(g, rows=row_keys(g), value=value, title=title)
         n = len(g)
         ok = int(g["verified"].fillna(False).astype(bool).sum()) if "verified" in g.columns else 0
@@ -109,6 +111,23 @@ def reference_table() -> str:
                                 title=f"RFC V3 published figures, GB/s — {reference.V3_HARDWARE}")
 
 
+def summary_line(df: pd.DataFrame) -> str:
+    """How many runs and trials, of which setups, and what their timings mean (Markdown)."""
+    notes = sorted({n for n in (clocks.note(a, c) for a, c in zip(df["accelerator"], df["clock"])) if n})
+    return (f"**{df['run_id'].nunique()} runs, {len(df)} trials**: " + "; ".join(sorted(df["setup"].unique()))
+            + "".join(f"  \n**{n[0].upper() + n[1:]}.**" for n in notes))
+
+
+def figure(fn, df: pd.DataFrame):
+    """Draw ``fn(df)``; a figure that cannot be drawn for these runs (mixed clocks, ...)
+    says why in one line instead of stopping the report."""
+    try:
+        return fn(df)
+    except WorkbenchError as exc:
+        print(f"{fn.__name__}: {exc}")
+        return None
+
+
 # -- plots ---------------------------------------------------------------------------
 
 def _sns():
@@ -122,7 +141,8 @@ def _folio_order(df):
 
 
 def _title(base, g):
-    return base + (f"\n({TCG_NOTE})" if g["functional"].any() else "")
+    note = clocks.frame_note(g)
+    return base + (f"\n({note})" if note else "")
 
 
 def fig_throughput(df: pd.DataFrame):
@@ -231,6 +251,7 @@ def fig_reference(df: pd.DataFrame):
     """Our throughput beside the RFC V3 figures, in separate panels: other hardware."""
     sns = _sns()
     import matplotlib.pyplot as plt
+    clocks.require_one_clock(df, "this plot of all runs beside the published figures")
     ref = reference.all_throughput()
     ref = ref[(ref["workers"] == 16) | (ref["migrator"] == "kernel")]
     ref = ref.assign(config=ref["series"] + " " + ref["migrator"] + np.where(ref["migrator"] != "kernel", " x16", ""))
@@ -271,6 +292,7 @@ def fig_latency(df: pd.DataFrame):
     lat = latency(df)
     if lat is None:
         return None
+    clocks.require_one_clock(lat, "the first-folio latency plot")
     sns = _sns()
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6.5, 4))

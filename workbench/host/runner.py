@@ -29,7 +29,7 @@ def git_revision() -> str:
 def manifest_for(target: Target, params: plan.RunParams, facts: dict, label: str) -> dict:
     return {
         "label": label, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "target": target.label, "accelerator": target.accelerator(),
+        "target": target.label, "accelerator": target.accelerator(), "clock": target.clock(),
         "functional_only": target.accelerator() == "tcg",
         "kernel_release": facts.get("kernel_release"), "kernel_config_hash": facts.get("kernel_config_hash"),
         "kernel": (facts.get("vm_config") or {}).get("kernel"),
@@ -59,7 +59,7 @@ def run(target: Target, params: plan.RunParams, root=None, resume: str | None = 
     else:
         the_run = store.create_run(manifest_for(target, params, facts, label), root)
         todo = trials
-    context = {"target": target.label, "accelerator": target.accelerator(),
+    context = {"target": target.label, "accelerator": target.accelerator(), "clock": target.clock(),
                "kernel_release": facts.get("kernel_release")}
     bar = tqdm(total=len(trials), initial=len(trials) - len(todo), desc=f"trials ({the_run.id})",
                unit="trial", disable=not progress)

@@ -9,6 +9,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from ..protocol import WORKER_KNOB
+from . import clocks
 from ..units import parse_size
 
 
@@ -71,6 +72,7 @@ def series_table(df: pd.DataFrame, rows=("migrator",), value: str = "gbps", digi
 
     Plain text that pastes into a mailing-list post."""
     rows = list(rows)
+    clocks.require_one_clock(df, "this table")
     s = summarize(df, by=rows + ["folio"], value=value)
     folios = sorted(s["folio"].unique(), key=parse_size)
     s["cell"] = [mean_pm_std(m, sd, digits) for m, sd in zip(s["mean"], s["std"])]

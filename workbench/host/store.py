@@ -20,7 +20,7 @@ from .. import paths
 from ..errors import WorkbenchError
 
 #: manifest fields copied onto every row by load_runs
-CONTEXT = ("target", "accelerator", "kernel_release", "kernel_config_hash", "kernel")
+CONTEXT = ("target", "accelerator", "clock", "kernel_release", "kernel_config_hash", "kernel")
 
 
 def new_run_id(label: str = "run") -> str:
@@ -108,6 +108,7 @@ def load_runs(root: Path | None = None, run_ids: list[str] | None = None) -> pd.
         for col in CONTEXT:
             if col not in df.columns:
                 df[col] = m.get(col)
+        df["clock"] = df["clock"].fillna("wall")   # runs from before clocks were recorded
         df["functional"] = df["accelerator"].eq("tcg")
         if "run_id" not in df.columns:
             df["run_id"] = run.id

@@ -8,6 +8,12 @@ from ..errors import WorkbenchError
 from ..protocol import ANSWER, Event, Op
 
 
+def clock_of(accelerator: str) -> str:
+    """The clock a result was measured with: 'icount' (instruction-counted guest time:
+    deterministic path cost, not speed) or 'wall'."""
+    return "icount" if accelerator == "icount" else "wall"
+
+
 class Target:
     kind = "?"
     #: the :func:`workbench.targets.make_target` options this target takes
@@ -26,6 +32,10 @@ class Target:
     def accelerator(self) -> str:
         """'native' on bare metal; 'kvm' or 'tcg' for a VM (tcg results are functional only)."""
         return "native"
+
+    def clock(self) -> str:
+        """'wall' (real time) or 'icount' (a VM whose clock counts executed instructions)."""
+        return clock_of(self.accelerator())
 
     def run_plan(self, plan: dict) -> Iterator[dict]:
         """Send a plan to the agent and yield its events as they arrive (raw: error events
@@ -61,10 +71,11 @@ class Target:
             except WorkbenchError as exc:
                 raise WorkbenchError(f"target {self.label}: {exc}", detail=exc.detail) from None
             facts["accelerator"] = self.accelerator()
+            facts["clock"] = self.clock()
             facts["target"] = self.label
             self._facts = facts
         return self._facts
 
     def describe(self) -> dict:
         """What a run's manifest records about the target."""
-        return {"target": self.label, "kind": self.kind, "accelerator": self.accelerator()}
+        return {"target": self.label, "kind": self.kind, "accelerator": self.accelerator(), "clock": self.clock()}

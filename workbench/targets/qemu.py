@@ -26,11 +26,29 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from . import kernel_images
+from .base import clock_of
 from .. import paths
 from ..errors import WorkbenchError
 from ..units import format_size, parse_cpulist, parse_size
 
 CONSOLE_PROBLEMS = ("WARNING:", "BUG:", "Oops", "Kernel panic", "general protection fault", "Call Trace:")
+
+
+def icount_supported(qemu: str = "qemu-system-x86_64") -> tuple[bool, str]:
+    """Whether this QEMU can run the instruction-counted clock (``-icount`` and TCG)."""
+    exe = shutil.which(qemu)
+    if not exe:
+        return False, f"{qemu} not found (apt-get install qemu-system-x86)"
+    try:
+        helptext = subprocess.run([exe, "-help"], capture_output=True, text=True, timeout=30).stdout
+        accels = subprocess.run([exe, "-accel", "help"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f"{qemu} did not answer: {exc}"
+    if "-icount" not in helptext:
+        return False, f"{qemu} has no -icount option"
+    if "tcg" not in accels.split():
+        return False, f"{qemu} has no TCG accelerator (icount needs it)"
+    return True, "-icount shift=0 with single-threaded TCG"
 
 
 def kvm_usable(fs=None) -> tuple[bool, str]:
@@ -50,7 +68,12 @@ def kvm_usable(fs=None) -> tuple[bool, str]:
 
 #: two nodes of 1536M with one CPU each: the layout the series' benchmark needs, small
 DEFAULT_NODES = (("1536M", "0"), ("1536M", "1"))
-ACCELERATORS = ("auto", "kvm", "tcg")
+ACCELERATORS = ("auto", "kvm", "tcg", "icount")
+#: QEMU options of the instruction-counted clock: single-threaded TCG, the guest's clock
+#: advancing one nanosecond per executed guest instruction (shift=0), and no real-time
+#: sleeping when every vCPU is idle (sleep=off: the clock jumps to the next timer), so
+#: guest time is a function of the instructions executed, the same on every run
+ICOUNT_QEMU_OPTS = "-accel tcg,thread=single -icount shift=0,sleep=off"
 
 
 def parse_nodes(text: str) -> list:
@@ -86,7 +109,8 @@ class VMConfig:
     nodes: list | None = None
     #: [src, dst, distance] triples; empty means QEMU's defaults (10 local, 20 remote)
     distances: list | None = None
-    #: auto, kvm or tcg (default auto: KVM only where it really works)
+    #: auto, kvm, tcg or icount (default auto: KVM only where it really works, else TCG;
+    #: icount, never chosen by auto, is TCG with an instruction-counted clock)
     accel: str | None = None
     name: str = "default"
     boot_timeout: float = 900.0
@@ -237,16 +261,22 @@ class VM:
                  f"--spool {shlex.quote(str(self.spool))} --token {token}")
         cmd = [vng, "--run", image.run_arg, "-v", "--memory", format_size(config.memory),
                "--cpus", str(config.ncpus), f"--rwdir={paths.cache_dir()}", "--cwd", str(paths.REPO)]
-        if config.accelerator() == "tcg":
+        accel = config.accelerator()
+        if accel in ("tcg", "icount"):
             cmd.append("--disable-kvm")
         for mem, cpus in config.nodes:
             cmd += ["--numa", f"{format_size(parse_size(mem))}" + (f",cpus={cpus}" if cpus else "")]
-        sockets = config.sockets()
-        if sockets > 1:
-            cmd.append(f"--qemu-opts=-smp {config.ncpus},sockets={sockets},cores={config.ncpus // sockets},threads=1")
         for src, dst, val in config.all_distances():
             cmd += ["--numa-distance", f"{src},{dst}={val}"]
-        return cmd + ["--exec", agent]
+        qemu_opts = []
+        sockets = config.sockets()
+        if sockets > 1:
+            qemu_opts.append(f"-smp {config.ncpus},sockets={sockets},cores={config.ncpus // sockets},threads=1")
+        if accel == "icount":
+            qemu_opts.append(ICOUNT_QEMU_OPTS)
+        cmd += ["--exec", agent]
+        # vng takes --qemu-opts last (it swallows what follows)
+        return cmd + ([f"--qemu-opts={' '.join(qemu_opts)}"] if qemu_opts else [])
 
     def up(self, config: VMConfig, progress=None, notify=None) -> dict:
         """Boot (or reuse) the VM; returns its state. Raises with the console tail on failure.
@@ -283,6 +313,7 @@ class VM:
                                     env=env, start_new_session=True, cwd=str(paths.REPO))
         state = {"pid": proc.pid, "token": token, "config": asdict(config), "kernel": asdict(image),
                  "kernel_config_hash": image.config_hash(), "accelerator": config.accelerator(),
+                 "clock": clock_of(config.accelerator()),
                  "started": time.time(), "command": cmd}
         self.state_file.write_text(json.dumps(state, indent=1, default=str))
         deadline = time.time() + config.boot_timeout
