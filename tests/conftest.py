@@ -35,7 +35,7 @@ def recorded_fs():
     return FakeFS.from_snapshot(DATA / "sysfs-debian-6.12-vm.json")
 
 
-def _boot(kernel: str, name: str):
+def _boot(kernel: str, name: str, accel: str | None = None):
     from workbench.targets import kernel_images
     from workbench.errors import WorkbenchError
     from workbench.targets.vm import VMTarget
@@ -45,7 +45,11 @@ def _boot(kernel: str, name: str):
         kernel_images.resolve(kernel)
     except WorkbenchError as exc:
         need(False, f"no {kernel} kernel: {exc}")
-    target = VMTarget(VMConfig(kernel=kernel, name=name))
+    if accel == "icount":
+        from workbench.targets.qemu import icount_supported
+        ok, why = icount_supported()
+        need(ok, f"this QEMU cannot run the icount clock: {why}")
+    target = VMTarget(VMConfig(kernel=kernel, name=name, accel=accel))
     try:
         target.ensure_up()
     except WorkbenchError as first:
@@ -96,3 +100,11 @@ def patched(patched_vm):
     watch = ConsoleWatch(patched_vm)
     yield patched_vm
     watch.check()
+
+
+@pytest.fixture(scope="session")
+def icount_vm():
+    """Stock Debian 6.12 under the instruction-counted clock (--accel icount)."""
+    target = _boot("stock", f"{VM_PREFIX}-icount", accel="icount")
+    yield target
+    target.vm.down()

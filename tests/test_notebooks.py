@@ -21,7 +21,7 @@ pm = pytest.importorskip("papermill")
 
 def test_the_notebooks_exist():
     assert [p.name for p in NOTEBOOKS] == ["01-quickstart.ipynb", "02-explore.ipynb", "03-sweep.ipynb",
-                                           "04-report.ipynb", "05-dma-offload.ipynb"]
+                                           "04-report.ipynb", "05-dma-offload.ipynb", "06-cost.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -57,6 +57,24 @@ def text_of(nb):
         for o in c.get("outputs", []):
             parts.append(o.get("text", "") + json.dumps(o.get("data", {})))
     return "\n".join(parts)
+
+
+def test_cost_notebook_plots_stored_cost_runs(tmp_path):
+    """06-cost from stored runs of the cost benchmark (made here against a fake icount
+    target): the table, cost against batch size, and Amdahl with the measured F."""
+    from workbench.host import cost
+
+    from .test_cost import IcountFake
+    runs = tmp_path / "runs"
+    df = cost.measure(folio_sizes=[4096, 2 << 20], size=4 << 20, repeats=2, boots=2, batch_sizes=(16, 512),
+                      root=runs, progress=False, target_factory=IcountFake)
+    ids = sorted(set(df["run_id"]))
+    nb = execute("06-cost.ipynb", tmp_path, run_ids=ids, runs_root=str(runs))
+    out = text_of(nb)
+    assert "instruction-time (icount): deterministic path cost, not speed" in out
+    assert "patched, defaults" in out and "no difference" in out and "F = 0.500" in out
+    assert sum(o.get("output_type") == "display_data" and "image/png" in o.get("data", {})
+               for c in nb.cells for o in c.get("outputs", [])) == 2
 
 
 def test_quickstart_runs_one_verified_migration(tmp_path):

@@ -163,8 +163,8 @@ def cmd_kernel(args):
         print(f"stock kernel {image.release}: {image.run_arg}")
         return 0
     if args.action == "build":
-        tree = kernel_images.build(ksrc=args.ksrc, vanilla=args.vanilla)
-        print(f"{'vanilla' if args.vanilla else 'patched'} kernel tree: {tree}")
+        tree = kernel_images.build(ksrc=args.ksrc, vanilla=args.vanilla, profile=args.profile)
+        print(f"{'vanilla' if args.vanilla else 'patched'} kernel tree ({args.profile} build): {tree}")
         return 0
     raise WorkbenchError(f"kernel action {args.action!r} is not known; allowed: fetch-stock, build")
 
@@ -175,7 +175,7 @@ def cmd_bench(args):
     spec = args.target or ("local" if args.what == "verify" else "vm")
     if args.what == "verify":
         target = target_from_args(args, spec=spec)
-        r = target.ask({"op": "bench_verify", "args": {"size": parse_size(args.size)}})["result"]
+        r = target.ask({"op": "bench_verify", "args": {"size": parse_size(args.size or "256M")}})["result"]
         note = clocks.note(target.accelerator(), target.clock())
         print(f"target {target.label} ({target.accelerator()}" + (f"; {note}" if note else "") + "), "
               f"{format_size(r['bytes'])} buffer")
@@ -187,7 +187,7 @@ def cmd_bench(args):
         from . import bench
         kernel = args.kernel or ("patched" if spec == "vm" else None)
         target = target_from_args(args, spec=spec, kernel=kernel)
-        r = bench.migrator_speedups(target, size=parse_size(args.size, "size"), repeats=args.repeats,
+        r = bench.migrator_speedups(target, size=parse_size(args.size or "64M", "size"), repeats=args.repeats,
                                     root=args.runs_dir)
         note = clocks.note(r["accelerator"], target.clock())
         print(f"\n2M folios, {format_size(r['size'])} x {r['repeats']} repeats on {target.label}, accelerator "
@@ -199,7 +199,20 @@ def cmd_bench(args):
             print(f"{row['what']:<56} {cp:>10} {row['whole_call']:>9.2f}x{goal}")
         print("every trial verified byte-exact" if r["verified"] else "SOME TRIALS FAILED VERIFICATION")
         return 0 if r["verified"] else 1
-    raise WorkbenchError(f"benchmark {args.what!r} is not known; allowed: verify, migrators")
+    if args.what == "cost":
+        from . import cost
+        for flag in ("target", "kernel", "accel"):
+            if getattr(args, flag):
+                raise WorkbenchError(f"bench cost boots its own VMs (vanilla-bench and patched-bench, --accel "
+                                     f"icount); --{flag} does not apply")
+        batch_sizes = [int(b) for b in str(args.batch_sizes).split(",") if b.strip()]
+        df = cost.measure(folio_sizes=parse_size_list(args.folio_size, "folio size"),
+                          size=parse_size(args.size or "8M", "size"), repeats=args.repeats, boots=args.boots,
+                          batch_sizes=batch_sizes, root=args.runs_dir, progress=not args.json)
+        summary = cost.summarize(df)
+        print(json.dumps(summary, indent=1, default=str) if args.json else cost.format_text(summary))
+        return 0 if summary["verified"] else 1
+    raise WorkbenchError(f"benchmark {args.what!r} is not known; allowed: verify, migrators, cost")
 
 
 def cmd_sysfs(args):
@@ -276,17 +289,27 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("action", choices=["fetch-stock", "build"])
     k.add_argument("--ksrc", help="build: a kernel tree to use instead of Debian's linux-source-6.12")
     k.add_argument("--vanilla", action="store_true", help="build: the same tree without our patches")
+    k.add_argument("--profile", default="test", choices=kernel_images.PROFILES,
+                   help="build: test (debug checks on; default) or bench (without the debug options that change "
+                        "the migration path's cost; boot it as --kernel patched-bench / vanilla-bench)")
     k.set_defaults(fn=cmd_kernel)
 
     from . import cli_notebooks
     cli_notebooks.add_parsers(sub)  # sweep, report
 
     b = sub.add_parser("bench", help="benchmarks that print ratios")
-    b.add_argument("what", choices=["verify", "migrators"])
+    b.add_argument("what", choices=["verify", "migrators", "cost"],
+                   help="verify: verification speed; migrators: mtcopy/batched ratios (patched VM); cost: "
+                        "instruction-time per folio of the series against vanilla (icount VMs, bench builds)")
     _target_args(b, default=None)
-    b.add_argument("--size", default="256M", help="verify: buffer size; migrators: bytes per trial (use 64M)")
+    b.add_argument("--size", help="verify: buffer size (default 256M); migrators: bytes per trial (default 64M); "
+                                  "cost: bytes per trial (default 8M)")
     b.add_argument("--repeats", type=int, default=3)
-    b.add_argument("--runs-dir", help="migrators: where its runs are stored (default data/runs)")
+    b.add_argument("--folio-size", default="4K,64K,2M", help="cost: folio sizes (default %(default)s)")
+    b.add_argument("--batch-sizes", default="1,16,64,512", help="cost: batched kernel copy batch sizes")
+    b.add_argument("--boots", type=int, default=2, help="cost: fresh boots of each tree (default %(default)s)")
+    b.add_argument("--json", action="store_true", help="cost: the figures as JSON")
+    b.add_argument("--runs-dir", help="migrators, cost: where their runs are stored (default data/runs)")
     b.set_defaults(fn=cmd_bench)
     return p
 

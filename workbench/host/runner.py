@@ -41,9 +41,11 @@ def manifest_for(target: Target, params: plan.RunParams, facts: dict, label: str
 
 
 def run(target: Target, params: plan.RunParams, root=None, resume: str | None = None, label: str = "run",
-        progress: bool = True, on_record: Callable[[dict], None] | None = None) -> store.Run:
+        progress: bool = True, on_record: Callable[[dict], None] | None = None,
+        manifest_extra: dict | None = None) -> store.Run:
     """Run ``params`` on ``target`` and store every trial as it finishes; ``on_record``
-    hears each record once it is saved (the panel's progress)."""
+    hears each record once it is saved (the panel's progress); ``manifest_extra`` is kept
+    in the run's manifest (what a benchmark needs to find its runs again)."""
     params.check()  # before the target is reached: a VM boot takes minutes
     facts = target.facts()
     params = plan.with_defaults(params, target.kind)
@@ -57,7 +59,7 @@ def run(target: Target, params: plan.RunParams, root=None, resume: str | None = 
         done = the_run.completed_keys()
         todo = [t for t in trials if t.key() not in done]
     else:
-        the_run = store.create_run(manifest_for(target, params, facts, label), root)
+        the_run = store.create_run({**manifest_for(target, params, facts, label), **(manifest_extra or {})}, root)
         todo = trials
     context = {"target": target.label, "accelerator": target.accelerator(), "clock": target.clock(),
                "kernel_release": facts.get("kernel_release")}

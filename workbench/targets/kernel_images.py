@@ -87,7 +87,20 @@ def fetch_stock(progress=print) -> KernelImage:
     return installed_stock()[-1]
 
 
-def build(ksrc: str | None = None, vanilla: bool = False) -> Path:
+#: build profiles of kernel/build.sh: the test build (debug checks on, the default) and
+#: "bench", the same tree without the debug options that change the migration path's
+#: cost (for instruction-time measurements)
+PROFILES = ("test", "bench")
+#: the series' trees by name: patched and vanilla, each in both profiles
+BUILT = {"patched": (False, "test"), "vanilla": (True, "test"),
+         "patched-bench": (False, "bench"), "vanilla-bench": (True, "bench")}
+
+
+def _build_args(vanilla: bool, profile: str) -> list[str]:
+    return (["--vanilla"] if vanilla else []) + (["--profile", profile] if profile != "test" else [])
+
+
+def build(ksrc: str | None = None, vanilla: bool = False, profile: str = "test") -> Path:
     """Run kernel/build.sh (cached by source, patches and config); its progress goes to
     stderr, its last stdout line is the built tree."""
     script = paths.REPO / "kernel" / "build.sh"
@@ -95,7 +108,9 @@ def build(ksrc: str | None = None, vanilla: bool = False) -> Path:
         raise WorkbenchError(f"{script} is missing: this checkout has no kernel series")
     if ksrc and not Path(ksrc).is_dir():
         raise WorkbenchError(f"kernel source {ksrc!r} is not a directory")
-    args = ["bash", str(script)] + (["--ksrc", ksrc] if ksrc else []) + (["--vanilla"] if vanilla else [])
+    if profile not in PROFILES:
+        raise WorkbenchError(f"build profile {profile!r} is not one of {', '.join(PROFILES)}")
+    args = ["bash", str(script)] + (["--ksrc", ksrc] if ksrc else []) + _build_args(vanilla, profile)
     res = subprocess.run(args, stdout=subprocess.PIPE, text=True)
     lines = res.stdout.strip().splitlines()
     if res.returncode != 0 or not lines:
@@ -104,12 +119,12 @@ def build(ksrc: str | None = None, vanilla: bool = False) -> Path:
     return Path(lines[-1])
 
 
-def built_tree(vanilla: bool) -> KernelImage | None:
+def built_tree(vanilla: bool, profile: str = "test") -> KernelImage | None:
     """The tree kernel/build.sh last produced for these inputs, if any (kernel series)."""
     script = paths.REPO / "kernel" / "build.sh"
     if not script.exists():
         return None
-    args = ["bash", str(script), "--print-dir"] + (["--vanilla"] if vanilla else [])
+    args = ["bash", str(script), "--print-dir"] + _build_args(vanilla, profile)
     res = subprocess.run(args, capture_output=True, text=True)
     if res.returncode != 0 or not res.stdout.strip():
         return None
@@ -117,23 +132,25 @@ def built_tree(vanilla: bool) -> KernelImage | None:
     if not (tree / "arch/x86/boot/bzImage").exists():
         return None
     release = (tree / "include/config/kernel.release")
-    return KernelImage("vanilla" if vanilla else "patched", str(tree),
+    name = ("vanilla" if vanilla else "patched") + ("" if profile == "test" else f"-{profile}")
+    return KernelImage(name, str(tree),
                        release.read_text().strip() if release.exists() else None, tree / ".config")
 
 
 def resolve(spec: str) -> KernelImage:
-    """'stock' | 'patched' | 'vanilla' | a path -> a bootable image."""
+    """'stock' | 'patched' | 'vanilla' | 'patched-bench' | 'vanilla-bench' | a path -> a bootable image."""
     if spec == "stock":
         have = installed_stock()
         if not have:
             raise WorkbenchError("the stock Debian 6.12 kernel is not fetched yet: run `workbench kernel fetch-stock`")
         return have[-1]
-    if spec in ("patched", "vanilla"):
-        image = built_tree(spec == "vanilla")
+    if spec in BUILT:
+        vanilla, profile = BUILT[spec]
+        image = built_tree(vanilla, profile)
         if image is None:
-            flag = " --vanilla" if spec == "vanilla" else ""
+            flags = " ".join(_build_args(vanilla, profile))
             raise WorkbenchError(f"no {spec} kernel is built for the current patches and config: "
-                                 f"run `workbench kernel build{flag}`")
+                                 f"run `workbench kernel build{' ' + flags if flags else ''}`")
         return image
     path = Path(spec).expanduser()
     if path.is_dir():
@@ -143,4 +160,4 @@ def resolve(spec: str) -> KernelImage:
         return KernelImage("path", str(path), rel.read_text().strip() if rel.exists() else None, path / ".config")
     if path.is_file():
         return KernelImage("path", str(path))
-    raise WorkbenchError(f"kernel {spec!r} is neither stock, patched, vanilla nor an existing image or tree")
+    raise WorkbenchError(f"kernel {spec!r} is neither stock, {', '.join(BUILT)} nor an existing image or tree")

@@ -12,6 +12,10 @@ from .base import MigrationControl, register
 
 ROOT = "/sys/kernel/mm/migration"
 COUNTERS = ("batches", "folios", "bytes", "copy_ns", "batch_ns", "fallbacks")
+#: 1: the kernel migrator copies through the batched path too (default 0: the unchanged
+#: serial path unless an offload migrator is active), so the batch path's own cost can be
+#: measured (kernel series v2)
+BATCH_KERNEL_COPY = f"{ROOT}/batch_kernel_copy"
 MTCOPY = f"{ROOT}/mtcopy"
 DCBM = f"{ROOT}/dcbm"
 #: the test-only DMA engine of patch 0011 (drivers/dma/test-dma-engine.c): what it did

@@ -1,0 +1,88 @@
+"""The cost benchmark's arithmetic and plumbing against a fake icount target (the real
+one is `workbench bench cost`, a benchmark that prints ratios, never a test)."""
+
+import copy
+
+import pandas as pd
+import pytest
+
+from workbench.errors import WorkbenchError
+from workbench.host import cost
+from workbench.protocol import TrialSpec
+
+from .fake_target import FACTS, FakeTarget
+
+#: instruction-time per folio of each (kernel, migrator, batch) in the fake: patched with
+#: defaults costs what vanilla costs; the batched copy costs more at small batches
+BASE_NS = {4096: 10_000, 2 << 20: 400_000}
+
+
+class IcountFake(FakeTarget):
+    def __init__(self, kernel, boot):
+        facts = copy.deepcopy(FACTS)
+        facts.update(interface="ours", offered=["kernel", "mtcopy", "dcbm"], migrators=["kernel", "mtcopy", "dcbm"],
+                     knobs={"threads": [1, 2], "channels": [1, 16], "batch_size": [1, 262144]},
+                     kernel_release=f"6.12.117-{kernel}")
+        super().__init__(facts=facts)
+        self.kernel, self.boot = kernel, boot
+
+    def accelerator(self):
+        return "icount"
+
+    def run_plan(self, plan):
+        for event in super().run_plan(plan):
+            if event["type"] == "record":
+                spec = TrialSpec.from_dict(self.seen[-1])
+                ns = BASE_NS.get(spec.folio_size, 50_000)
+                if spec.settings:       # the batched kernel copy: a per-batch cost
+                    ns *= 1 + 0.5 / spec.batch_size
+                if spec.migrator == "mtcopy":
+                    ns *= 1.10 * spec.threads
+                ns *= 1 + 0.0002 * spec.repeat + 0.0001 * self.boot      # a tiny, realistic spread
+                folios = spec.total_size // spec.folio_size
+                event["record"].update({"seconds": ns * folios / 1e9, "folios": folios, "batch_size": spec.batch_size,
+                                        "threads": spec.threads, "channels": spec.channels,
+                                        "first_folio_ns": 1000 * (spec.batch_size or 1) if spec.first_folio else None,
+                                        "copy_share": 0.5, "harness_overhead_share": 1e-4})
+            yield event
+
+
+def test_cost_per_folio_ratios_and_no_difference(tmp_path):
+    made = []
+
+    def factory(kernel, boot):
+        made.append((kernel, boot))
+        return IcountFake(kernel, boot)
+    df = cost.measure(folio_sizes=[4096, 2 << 20], size=4 << 20, repeats=3, boots=2, batch_sizes=(1, 512),
+                      root=tmp_path, progress=False, target_factory=factory)
+    assert made == [("vanilla", 0), ("patched", 0), ("vanilla", 1), ("patched", 1)]
+    s = cost.summarize(df)
+    rows = {(r["config"], r["folio"]): r for r in s["rows"]}
+    assert rows[("vanilla", "4K")]["cost_ns_per_folio"] == pytest.approx(10_000 * 1.00025, rel=1e-3)
+    same = rows[("patched, defaults", "4K")]
+    assert same["ratio"] == pytest.approx(1.0) and same["difference"] == "no difference" and same["goal_met"]
+    b1 = rows[("batched kernel copy, batch 1", "2M")]
+    assert b1["ratio"] == pytest.approx(1.5, rel=1e-3) and b1["difference"] == "+50.00%"
+    assert rows[("batched kernel copy, batch 512", "4K")]["goal_met"]
+    assert rows[("mtcopy, 2 threads", "4K")]["ratio"] == pytest.approx(2.2, rel=1e-3)
+    # spread: repeats 0..2 differ by 0.04%, boots by 0.01%
+    assert same["spread_repeats"] == pytest.approx(0.0004, rel=0.05)
+    assert same["spread_boots"] == pytest.approx(0.0001, rel=0.05)
+    lat = {(r["batch_size"], r["folio"]): r for r in s["latency"]}
+    assert lat[(512, "4K")]["first_folio_us"] == pytest.approx(512.0)
+    text = cost.format_text(s)
+    assert "instruction-time (icount): deterministic path cost, not speed" in text
+    assert "goal within 0.5%: met" in text and "first-folio latency" in text and "F = 0.500" in text
+    assert s["verified"] and s["boots"] == 2
+
+
+def test_cost_refuses_a_wall_clock_target(tmp_path):
+    with pytest.raises(WorkbenchError, match="needs the icount clock; target fake has wall"):
+        cost.measure(folio_sizes=[4096], size=1 << 20, repeats=1, boots=1, root=tmp_path, progress=False,
+                     target_factory=lambda kernel, boot: FakeTarget())
+
+
+def test_bench_cost_takes_no_target(capsys):
+    from workbench.host import cli
+    assert cli.main(["bench", "cost", "--target", "local"]) == 2
+    assert "bench cost boots its own VMs" in capsys.readouterr().err

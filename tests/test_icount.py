@@ -1,0 +1,53 @@
+"""The instruction-counted clock in a real VM: it boots, its results say icount wherever
+they go, they verify byte-exact, and they are never compared with wall-clock results.
+No test asserts on a time."""
+
+import pytest
+
+from workbench.errors import WorkbenchError
+from workbench.host import clocks, report, runner, stats, store
+from workbench.host.plan import RunParams
+
+pytestmark = pytest.mark.vm
+SIZE = 4 << 20
+
+
+@pytest.fixture(scope="module")
+def icount_run(icount_vm, tmp_path_factory):
+    root = tmp_path_factory.mktemp("icount-runs")
+    run = runner.run(icount_vm, RunParams(folio_sizes=[4096, 64 << 10, 2 << 20], total_size=SIZE, repeats=1),
+                     root=root, label="icount", progress=False)
+    return root, run
+
+
+def test_the_icount_vm_boots_with_an_instruction_counted_clock(icount_vm):
+    st = icount_vm.vm.state()
+    assert st["accelerator"] == "icount" and st["clock"] == "icount"
+    assert "-icount shift=0,sleep=off" in " ".join(st["command"]) and "thread=single" in " ".join(st["command"])
+    facts = icount_vm.facts()
+    assert facts["accelerator"] == "icount" and facts["clock"] == "icount"
+    assert icount_vm.vm.console_problems(0) == []
+
+
+def test_default_trials_verify_and_say_icount(icount_run):
+    root, run = icount_run
+    m = run.manifest
+    assert m["clock"] == "icount" and m["accelerator"] == "icount" and not m["functional_only"]
+    df = store.load_runs(root, [run.id])
+    assert len(df) == 3 and df["verified"].all() and (df["folio_match_share"] == 1.0).all()
+    assert (df["pages_moved"] == SIZE // 4096).all()
+    assert set(df["clock"]) == {"icount"} and set(df["accelerator"]) == {"icount"}
+
+
+def test_the_report_labels_icount_and_refuses_to_mix_clocks(icount_run, vm_target):
+    root, run = icount_run
+    wall = runner.run(vm_target, RunParams(folio_sizes=[4096], total_size=SIZE, repeats=1), root=root,
+                      label="wall", progress=False)
+    assert wall.manifest["clock"] == "wall"
+    df = report.load([run.id], root)
+    text = report.text_tables(df)
+    assert "[instruction-time (icount): deterministic path cost, not speed]" in text
+    both = store.load_runs(root, [run.id, wall.id])
+    with pytest.raises(WorkbenchError, match=r"^this table mixes clocks \(icount, wall\)"):
+        stats.series_table(both)
+    assert clocks.ICOUNT_NOTE in report.summary_line(report.prepare(both))

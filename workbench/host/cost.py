@@ -1,0 +1,279 @@
+"""``workbench bench cost``: what the series costs, in instruction-time.
+
+Under QEMU's instruction-counted clock (``--accel icount``) the guest's time is the
+number of guest instructions executed, reproducible to a fraction of a percent on a
+loaded machine. That is not speed (no memory system, no parallel speedup: vCPUs take
+turns, so helper threads add their instructions instead of finishing sooner), but it
+is exactly the work a code path does, which is what the series' overhead questions are
+about. The benchmark boots the vanilla and the patched tree of the *bench* build
+profile (the same source and config without the debug options that change these
+paths' cost), twice each, and measures per folio size:
+
+1. the patched kernel as shipped (the kernel migrator, default knobs);
+2. the batched kernel copy forced on, at several batch sizes;
+3. mtcopy with 1 and 2 threads (total work: the helpers' instructions count too);
+4. dcbm with 1 channel on the test DMA engine;
+
+each as instruction-time per moved folio and its ratio to vanilla. The spread of a
+configuration is the larger of its spread across repeats (within a boot) and across
+boots, relative to its median; a ratio whose distance from 1 is under three times the
+spread of the two configurations is "no difference". It also measures first-folio
+latency against batch size and the copy share F from the series' own counters, in
+instruction-time. Every trial is a stored run, so nothing measured is lost.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from ..agent.migrators.mm_migration import BATCH_KERNEL_COPY
+from ..errors import WorkbenchError
+from ..units import format_size
+from . import clocks, runner, store
+from .plan import RunParams
+
+GOALS = {"patched, defaults": 0.005, "batched kernel copy, batch 512": 0.02}
+
+
+@dataclass
+class CostConfig:
+    """One configuration of the benchmark: a kernel tree and the knobs of its trials."""
+
+    label: str
+    kernel: str                     # "vanilla" or "patched"
+    knobs: dict = field(default_factory=dict)
+    first_folio: bool = False       # a latency trial (its polling thread adds instructions)
+
+    def params(self, folio_sizes, size, repeats) -> RunParams:
+        return RunParams(folio_sizes=list(folio_sizes), total_size=size, repeats=repeats,
+                         first_folio=self.first_folio, **self.knobs)
+
+
+def configurations(batch_sizes=(1, 16, 64, 512), threads=(1, 2), channels=(1,), latency=True) -> list[CostConfig]:
+    out = [CostConfig("vanilla", "vanilla"), CostConfig("patched, defaults", "patched")]
+    for b in batch_sizes:
+        out.append(CostConfig(f"batched kernel copy, batch {b}", "patched",
+                              {"batch_size": b, "settings": {BATCH_KERNEL_COPY: "1"}}))
+    out += [CostConfig(f"mtcopy, {t} thread{'s' if t > 1 else ''}", "patched", {"migrator": "mtcopy", "threads": t})
+            for t in threads]
+    out += [CostConfig(f"dcbm, {c} channel{'s' if c > 1 else ''}", "patched", {"migrator": "dcbm", "channels": c})
+            for c in channels]
+    if latency:
+        out += [CostConfig(f"first-folio latency, batch {b}", "patched",
+                           {"batch_size": b, "settings": {BATCH_KERNEL_COPY: "1"}}, first_folio=True)
+                for b in batch_sizes]
+    return out
+
+
+def default_target_factory(kernel: str, boot: int):
+    """The icount VM of one tree (bench profile), booted afresh for each boot."""
+    from ..targets import make_target
+    target = make_target("vm", kernel=f"{kernel}-bench", vm_name=f"cost-{kernel}", accel="icount")
+    target.vm.down()
+    return target
+
+
+def measure(folio_sizes=(4096, 64 << 10, 2 << 20), size: int = 8 << 20, repeats: int = 3, boots: int = 2,
+            batch_sizes=(1, 16, 64, 512), root=None, progress: bool = True, target_factory=None,
+            configs: list[CostConfig] | None = None) -> pd.DataFrame:
+    """Run every configuration, ``boots`` times on fresh boots; returns their records
+    (columns ``config``, ``boot``, ``cost_ns`` per folio besides the usual ones)."""
+    factory = target_factory or default_target_factory
+    configs = configs or configurations(batch_sizes)
+    ids = []
+    for boot in range(boots):
+        for kernel in ("vanilla", "patched"):
+            mine = [c for c in configs if c.kernel == kernel]
+            if not mine:
+                continue
+            target = factory(kernel, boot)
+            if target.clock() != "icount":
+                raise WorkbenchError(f"the cost benchmark needs the icount clock; target {target.label} has "
+                                     f"{target.clock()}")
+            # one untimed trial first: the first migration after boot also warms the allocator
+            runner.run(target, RunParams(folio_sizes=[folio_sizes[0]], total_size=size, repeats=1), root=root,
+                       label=f"cost-warmup-{kernel}-boot{boot}", progress=False)
+            for cfg in mine:
+                meta = {"cost": {"config": cfg.label, "kernel_tree": kernel, "boot": boot,
+                                 "latency_trial": cfg.first_folio}}
+                run = runner.run(target, cfg.params(folio_sizes, size, repeats), root=root, progress=progress,
+                                 label=f"cost-boot{boot}-{cfg.label.replace(', ', '-').replace(' ', '')}",
+                                 manifest_extra=meta)
+                ids.append(run.id)
+            if hasattr(target, "vm"):
+                target.vm.down()
+    return load(ids, root)
+
+
+def load(run_ids=None, root=None) -> pd.DataFrame:
+    """The records of stored cost runs (default: every run the benchmark made), with the
+    columns ``config``, ``kernel_tree``, ``boot``, ``latency_trial`` and ``cost_ns``
+    (instruction-time per moved folio)."""
+    runs = [store.open_run(r, root) for r in run_ids] if run_ids else store.list_runs(root)
+    frames = []
+    for run in runs:
+        meta = run.manifest.get("cost")
+        if not meta or not run.count():
+            continue
+        df = store.load_runs(root, [run.id])
+        frames.append(df.assign(config=meta["config"], kernel_tree=meta["kernel_tree"], boot=meta["boot"],
+                                latency_trial=meta["latency_trial"]))
+    if not frames:
+        raise WorkbenchError("no cost benchmark runs " + (f"among {', '.join(run_ids)}" if run_ids else
+                                                           "stored: run `workbench bench cost`"))
+    df = pd.concat(frames, ignore_index=True)
+    clocks.require_one_clock(df, "the cost benchmark")
+    df["cost_ns"] = df["seconds"] * 1e9 / df["folios"]
+    return df
+
+
+def _spread(g: pd.DataFrame, value: str) -> tuple[float, float, float]:
+    """(median, spread across repeats within a boot, spread across boots), relative."""
+    med = float(g[value].median())
+    within = max(((b[value].max() - b[value].min()) for _, b in g.groupby("boot")), default=0.0) / med
+    boots = g.groupby("boot")[value].median()
+    across = float(boots.max() - boots.min()) / med if len(boots) > 1 else math.nan
+    return med, within, across
+
+
+def summarize(df: pd.DataFrame) -> dict:
+    """The benchmark's figures: a row per (configuration, folio size), latency rows and F."""
+    cost = df[~df["latency_trial"]]
+    rows = []
+    base = {}
+    for (cfg, folio_size), g in cost.groupby(["config", "folio_size"], sort=False):
+        med, within, across = _spread(g, "cost_ns")
+        spread = max(within, 0.0 if math.isnan(across) else across)
+        share = pd.to_numeric(g.get("copy_share"), errors="coerce").dropna() if "copy_share" in g else pd.Series()
+        row = {"config": cfg, "kernel": g["kernel_tree"].iloc[0], "migrator": g["migrator"].iloc[0],
+               "folio_size": int(folio_size), "folio": format_size(int(folio_size)),
+               "batch_size": None if pd.isna(g["batch_size"].iloc[0]) else int(g["batch_size"].iloc[0]),
+               "cost_ns_per_folio": med, "spread": spread, "spread_repeats": within, "spread_boots": across,
+               "n": len(g), "copy_share": float(share.median()) if len(share) else None,
+               "verified": bool(g["verified"].all())}
+        if cfg == "vanilla":
+            base[folio_size] = row
+        rows.append(row)
+    for row in rows:
+        v = base.get(row["folio_size"])
+        if v is None:
+            row.update(ratio=None, difference="no vanilla row")
+            continue
+        row["ratio"] = row["cost_ns_per_folio"] / v["cost_ns_per_folio"]
+        bound = 3 * max(row["spread"], v["spread"])
+        change = row["ratio"] - 1
+        row["noise_bound"] = bound
+        row["difference"] = "no difference" if abs(change) < bound or row is v else f"{change:+.2%}"
+        goal = GOALS.get(row["config"])
+        if goal is not None:
+            row["goal"] = f"within {goal:.1%}"
+            row["goal_met"] = abs(change) <= goal
+    lat = df[df["latency_trial"]]
+    latency = []
+    for (cfg, folio_size), g in lat.groupby(["config", "folio_size"], sort=False):
+        ns = pd.to_numeric(g["first_folio_ns"], errors="coerce").dropna()
+        latency.append({"config": cfg, "folio": format_size(int(folio_size)), "folio_size": int(folio_size),
+                        "batch_size": int(g["batch_size"].iloc[0]),
+                        "first_folio_us": float(ns.median()) / 1e3 if len(ns) else None,
+                        "call_us": float(g["seconds"].median()) * 1e6, "n": len(ns)})
+    overhead = pd.to_numeric(df.get("harness_overhead_share"), errors="coerce").dropna() \
+        if "harness_overhead_share" in df else pd.Series(dtype=float)
+    return {"rows": rows, "latency": latency, "verified": bool(df["verified"].all()),
+            "harness_overhead_share": float(overhead.median()) if len(overhead) else None,
+            "trials": len(df), "boots": int(df["boot"].nunique()),
+            "kernels": sorted(set(df["kernel_release"].dropna())) if "kernel_release" in df else []}
+
+
+def format_text(summary: dict) -> str:
+    lines = ["instruction-time (icount): deterministic path cost, not speed",
+             f"{summary['trials']} trials over {summary['boots']} boot(s) of each tree "
+             f"({', '.join(summary['kernels'])}); every trial verified byte-exact: {summary['verified']}"]
+    if summary.get("harness_overhead_share") is not None:
+        lines.append(f"harness overhead inside the timed call (median): {summary['harness_overhead_share']:.4%} "
+                     "(goal < 1%)")
+    lines.append("")
+    head = f"{'configuration':<34} {'folio':>5} {'ns/folio':>12} {'ratio':>8} {'spread':>8}  vs vanilla"
+    lines += [head, "-" * len(head)]
+    for r in summary["rows"]:
+        ratio = f"{r['ratio']:.4f}" if r.get("ratio") is not None else "-"
+        goal = ""
+        if "goal" in r:
+            goal = f"   (goal {r['goal']}: {'met' if r['goal_met'] else 'NOT met'})"
+        lines.append(f"{r['config']:<34} {r['folio']:>5} {r['cost_ns_per_folio']:>12.0f} {ratio:>8} "
+                     f"{r['spread']:>7.2%}  {r['difference']}{goal}")
+    shares = [r for r in summary["rows"] if r.get("copy_share") is not None]
+    if shares:
+        lines += ["", "copy share F = copy_ns / batch_ns (the series' counters, instruction-time):"]
+        lines += [f"  {r['config']:<34} {r['folio']:>5}  F = {r['copy_share']:.3f}" for r in shares]
+    if summary["latency"]:
+        lines += ["", "first-folio latency against batch size (its polling thread's instructions included):"]
+        lines += [f"  batch {r['batch_size']:>6} {r['folio']:>5}: first folio after {r['first_folio_us']:.1f} us "
+                  f"of a {r['call_us']:.1f} us call" if r["first_folio_us"] is not None else
+                  f"  batch {r['batch_size']:>6} {r['folio']:>5}: not seen" for r in summary["latency"]]
+    return "\n".join(lines)
+
+
+# -- plots (notebooks/06-cost) ----------------------------------------------------------
+
+def _fixed_configs(rows: pd.DataFrame) -> list[str]:
+    return [c for c in dict.fromkeys(rows["config"]) if not c.startswith("batched kernel copy")]
+
+
+def fig_cost(summary: dict):
+    """Instruction-time per folio against batch size, one panel per folio size: the
+    batched kernel copy as a line over its batch sizes, every other configuration (vanilla,
+    patched defaults, mtcopy, dcbm) as a level, the vanilla band at three times its spread."""
+    import matplotlib.pyplot as plt
+    rows = pd.DataFrame(summary["rows"])
+    folios = list(dict.fromkeys(rows.sort_values("folio_size")["folio"]))
+    fig, axes = plt.subplots(1, len(folios), figsize=(5.2 * len(folios), 4), squeeze=False)
+    for ax, folio in zip(axes[0], folios):
+        g = rows[rows["folio"] == folio]
+        batched = g[g["config"].str.startswith("batched kernel copy")].sort_values("batch_size")
+        if not batched.empty:
+            ax.errorbar(batched["batch_size"], batched["cost_ns_per_folio"] / 1e3,
+                        yerr=batched["spread"] * batched["cost_ns_per_folio"] / 1e3, marker="o", capsize=3,
+                        label="batched kernel copy", color="C0")
+        for i, cfg in enumerate(_fixed_configs(g)):
+            r = g[g["config"] == cfg].iloc[0]
+            ax.axhline(r["cost_ns_per_folio"] / 1e3, ls="--" if cfg != "vanilla" else "-", lw=1.2,
+                       color="black" if cfg == "vanilla" else f"C{i + 1}", label=cfg)
+            if cfg == "vanilla":
+                band = 3 * r["spread"] * r["cost_ns_per_folio"] / 1e3
+                ax.axhspan(r["cost_ns_per_folio"] / 1e3 - band, r["cost_ns_per_folio"] / 1e3 + band,
+                           color="grey", alpha=0.2, lw=0)
+        ax.set_xscale("log", base=2)
+        ax.set(xlabel="batch size (base pages)", ylabel="instruction-time per folio, µs",
+               title=f"{folio} folios\n(instruction-time (icount): path cost, not speed)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def fig_amdahl(summary: dict, speedups=(1, 1.5, 2, 4, 8, 16, 64)):
+    """Amdahl beside the measurement: whole-call speedup against copy speedup S for the
+    copy share F the series' counters measured in instruction-time, per folio size."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .amdahl import max_speedup, speedup
+    rows = [r for r in summary["rows"] if r.get("copy_share") is not None
+            and r["config"].startswith("batched kernel copy")]
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    s = np.geomspace(1, max(speedups), 64)
+    seen = set()
+    for r in sorted(rows, key=lambda r: (r["folio_size"], -(r["batch_size"] or 0))):
+        if r["folio"] in seen:
+            continue        # the largest batch of each folio size: the series' default shape
+        seen.add(r["folio"])
+        F = r["copy_share"]
+        ax.plot(s, speedup(F, s), label=f"{r['folio']}: F = {F:.2f} (limit {max_speedup(F):.1f}x)")
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="copy speedup S", ylabel="predicted move_pages() speedup",
+           title="Amdahl with F measured in instruction-time\n(what an engine S times faster at copying would buy)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
