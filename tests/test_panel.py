@@ -111,7 +111,7 @@ def test_errors_are_shown_in_the_panel(tmp_path):
 def test_target_spec_goes_through_the_factory(tmp_path):
     made = []
 
-    def factory(spec, kernel):
+    def factory(spec, kernel=None, accel=None):
         made.append((spec, kernel))
         return FakeTarget()
     p = P.Panel(spec="fake", kernel="patched", root=tmp_path, factory=factory)

@@ -41,17 +41,18 @@ BATCHES = [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 32768, 26214
 SEED_F, SEED_S = 0.97, 7.5
 
 
-def default_factory(spec: str, kernel: str | None = None):
+def default_factory(spec: str, kernel: str | None = None, accel: str | None = None):
     """The target the controls name (:func:`workbench.targets.make_target`); the kernel
-    control applies to the VM only."""
+    and accelerator controls apply to the VM only."""
     from ..targets import make_target, parse_spec
-    return make_target(spec, kernel=kernel if parse_spec(spec)[0] == "vm" else None)
+    vm = parse_spec(spec)[0] == "vm"
+    return make_target(spec, kernel=kernel if vm else None, accel=accel if vm and accel != "auto" else None)
 
 
 class Panel:
     def __init__(self, target=None, spec: str = "vm", kernel: str = "stock", root=None,
                  factory: Callable = default_factory, specs=("vm", "local")):
-        """``factory(spec, kernel) -> Target`` makes the target the controls name."""
+        """``factory(spec, kernel=..., accel=...) -> Target`` makes the target the controls name."""
         self.factory, self.root = factory, root
         self.target = target
         self.facts: dict | None = None
@@ -62,7 +63,11 @@ class Panel:
         opts = list(dict.fromkeys([spec, *specs]))
         self.w_target = W.Combobox(value=spec, options=opts, description="target", ensure_option=False,
                                    placeholder="vm, local, ssh://user@host")
-        self.w_kernel = W.Dropdown(options=["stock", "patched", "vanilla"], value=kernel, description="kernel")
+        self.w_kernel = W.Dropdown(options=["stock", "patched", "vanilla", "patched-bench", "vanilla-bench"],
+                                   value=kernel, description="kernel")
+        self.w_accel = W.Dropdown(options=["auto", "kvm", "tcg", "icount"], value="auto", description="clock",
+                                  tooltip="icount: TCG with an instruction-counted clock (deterministic path cost, "
+                                          "not speed)")
         self.w_connect = W.Button(description="Connect", icon="plug", tooltip="read what the target offers")
         self.w_migrator = W.Dropdown(options=["kernel"], value="kernel", description="migrator")
         self.w_folios = W.SelectMultiple(options=[], description="folio sizes", rows=4)
@@ -87,6 +92,7 @@ class Panel:
         self.w_migrator.observe(lambda _c: self._guard(self._migrator_changed), names="value")
         self.w_target.observe(lambda _c: self._target_changed(), names="value")
         self.w_kernel.observe(lambda _c: self._target_changed(), names="value")
+        self.w_accel.observe(lambda _c: self._target_changed(), names="value")
         for w in (self.w_F, self.w_S):
             w.observe(lambda _c: self._guard(self.update_amdahl), names="value")
         self._target_changed(keep=target is not None)
@@ -94,7 +100,7 @@ class Panel:
 
     # layout ------------------------------------------------------------------------
     def widget(self) -> W.Widget:
-        controls = W.VBox([W.HBox([self.w_target, self.w_kernel, self.w_connect]),
+        controls = W.VBox([W.HBox([self.w_target, self.w_kernel, self.w_accel, self.w_connect]),
                            W.HBox([self.w_migrator, self.w_workers, self.w_batch]),
                            W.HBox([self.w_folios, W.VBox([self.w_size, self.w_repeats])]),
                            W.HBox([self.w_run, self.w_progress]), self.w_status])
@@ -125,6 +131,7 @@ class Panel:
 
     def _target_changed(self, keep: bool = False):
         self.w_kernel.layout.display = "" if self.w_target.value == "vm" else "none"
+        self.w_accel.layout.display = self.w_kernel.layout.display
         if not keep:
             self.target, self.facts = None, None
             self.w_run.disabled = True
@@ -135,7 +142,7 @@ class Panel:
             spec = (self.w_target.value or "").strip()
             if not spec:
                 raise WorkbenchError("no target given; write vm, local or ssh://[user@]host[:port]")
-            self.target = self.factory(spec, self.w_kernel.value)
+            self.target = self.factory(spec, kernel=self.w_kernel.value, accel=self.w_accel.value)
         self.w_status.value = f"reading {html.escape(self.target.label)} ..."
         self.facts = facts = self.target.facts()
         offered = list(facts.get("offered") or facts.get("migrators") or ["kernel"])

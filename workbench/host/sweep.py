@@ -6,6 +6,7 @@ A grid file (YAML)::
     defaults:                      # every configuration starts from these
       target: vm
       kernel: patched
+      accel: icount                # optional: auto, kvm, tcg or icount (the clock)
       folio_sizes: [4K, 64K, 2M]
       total_size: 16M
       repeats: 3
@@ -47,9 +48,9 @@ from .plan import RunParams
 from ..units import parse_size, parse_size_list
 
 NOTEBOOK = paths.REPO / "notebooks" / "03-sweep.ipynb"
-KNOWN = {"name", "target", "kernel", "vm_name", "folio_sizes", "migrators", "threads", "channels", "batch_sizes",
+KNOWN = {"name", "target", "kernel", "vm_name", "accel", "folio_sizes", "migrators", "threads", "channels", "batch_sizes",
          "total_size", "repeats", "src", "dst", "seed", "imports"}
-DEFAULTS = {"target": "vm", "kernel": None, "vm_name": None, "folio_sizes": ["4K", "2M"],
+DEFAULTS = {"target": "vm", "kernel": None, "vm_name": None, "accel": None, "folio_sizes": ["4K", "2M"],
             "migrators": ["kernel"], "threads": [None], "channels": None, "batch_sizes": [None],
             "total_size": "16M", "repeats": 3, "src": 0, "dst": 1, "seed": 1, "imports": []}
 
