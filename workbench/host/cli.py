@@ -157,6 +157,21 @@ def cmd_summary(args):
     return 0
 
 
+def cmd_compare(args):
+    from . import compare
+    base, news = compare.load_sides(args.base, args.new, by=args.by, root=args.runs_dir)
+    tables = [compare.compare(base, new, by=args.by, value=args.value, alpha=args.alpha,
+                              across_accelerators=args.across_accelerators) for new in news]
+    if args.json:
+        print(json.dumps([{"base": args.base, "new": n, "rows": json.loads(t.to_json(orient="records"))}
+                          for n, t in zip(args.new, tables)], indent=1))
+        return 0
+    for name, table in zip(args.new, tables):
+        print(compare.format_text(table, args.base, name))
+        print()
+    return 0
+
+
 def cmd_kernel(args):
     if args.action == "fetch-stock":
         image = kernel_images.fetch_stock(progress=lambda m: sys.stderr.write(m + "\n"))
@@ -277,6 +292,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--value", default="gbps")
     s.add_argument("--runs-dir")
     s.set_defaults(fn=cmd_summary)
+
+    c = sub.add_parser("compare", help="compare runs configuration by configuration (Welch's t-test)",
+                       description="For each configuration both sides measured: mean ±%%std of each side, the "
+                                   "change in %%, and * where Welch's t-test says it is significant (LKP ncompare "
+                                   "layout). Sides are run ids, or values of --by.")
+    c.add_argument("base", help="the base side: a run id, or a value of --by")
+    c.add_argument("new", nargs="+", help="one or more sides to compare with the base")
+    c.add_argument("--by", default="run", help="what a side names: run (default), kernel_release, kernel, target, "
+                                               "accelerator, migrator, label, workload")
+    c.add_argument("--value", default="gbps", help="the column compared (default %(default)s)")
+    c.add_argument("--alpha", type=float, default=0.05, help="significance level (default %(default)s)")
+    c.add_argument("--across-accelerators", action="store_true",
+                   help="compare runs of different accelerators (never different clocks)")
+    c.add_argument("--runs-dir")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(fn=cmd_compare)
 
     f = sub.add_parser("sysfs", help="record a target's sysfs/procfs tree for replay in tests")
     f.add_argument("action", choices=["snapshot"])

@@ -128,6 +128,27 @@ def figure(fn, df: pd.DataFrame):
         return None
 
 
+def comparisons(df: pd.DataFrame, by: str = "kernel_release", base: str | None = None) -> str:
+    """Each other value of ``by`` against ``base`` (default: the first), configuration by
+    configuration, in :mod:`workbench.host.compare`'s layout; one line saying why when the
+    runs cannot be compared (one side only, mixed clocks or accelerators)."""
+    from . import compare
+    if by not in df.columns:
+        return f"no comparison: these runs have no {by} column"
+    values = list(dict.fromkeys(df[by].dropna().astype(str)))
+    if len(values) < 2:
+        return f"no comparison: every run has the same {by} ({', '.join(values) or '-'})"
+    base = base or values[0]
+    out = []
+    for other in (v for v in values if v != base):
+        try:
+            table = compare.compare(compare.select(df, base, by), compare.select(df, other, by), by=by)
+            out.append(compare.format_text(table, base, other))
+        except WorkbenchError as exc:
+            out.append(f"{base} against {other}: {exc}")
+    return "\n\n".join(out)
+
+
 # -- plots ---------------------------------------------------------------------------
 
 def _sns():
