@@ -129,16 +129,17 @@ def figure(fn, df: pd.DataFrame):
 
 
 def comparisons(df: pd.DataFrame, by: str = "kernel_release", base: str | None = None) -> str:
-    """Each other value of ``by`` against ``base`` (default: the first), configuration by
+    """Each other value of ``by`` against ``base`` (default: the one that names a vanilla
+    or stock kernel, else the first in sort order), configuration by
     configuration, in :mod:`workbench.host.compare`'s layout; one line saying why when the
     runs cannot be compared (one side only, mixed clocks or accelerators)."""
     from . import compare
     if by not in df.columns:
         return f"no comparison: these runs have no {by} column"
-    values = list(dict.fromkeys(df[by].dropna().astype(str)))
+    values = sorted(set(df[by].dropna().astype(str)))
     if len(values) < 2:
         return f"no comparison: every run has the same {by} ({', '.join(values) or '-'})"
-    base = base or values[0]
+    base = base or next((v for v in values if "vanilla" in v or "stock" in v), values[0])
     out = []
     for other in (v for v in values if v != base):
         try:
