@@ -108,3 +108,11 @@ def icount_vm():
     target = _boot("stock", f"{VM_PREFIX}-icount", accel="icount")
     yield target
     target.vm.down()
+
+
+@pytest.fixture(scope="session")
+def patched_icount_vm():
+    """The kernel series under the instruction-counted clock."""
+    target = _boot("patched", f"{VM_PREFIX}-patched-icount", accel="icount")
+    yield target
+    target.vm.down()

@@ -51,3 +51,12 @@ def test_the_report_labels_icount_and_refuses_to_mix_clocks(icount_run, vm_targe
     with pytest.raises(WorkbenchError, match=r"^this table mixes clocks \(icount, wall\)"):
         stats.series_table(both)
     assert clocks.ICOUNT_NOTE[1:] in report.summary_line(report.prepare(both))
+
+
+def test_the_patched_kernel_runs_the_default_trials_byte_exact_under_icount(patched_icount_vm, tmp_path):
+    run = runner.run(patched_icount_vm, RunParams(folio_sizes=[4096, 64 << 10, 2 << 20], total_size=SIZE, repeats=1),
+                     root=tmp_path, label="icount-patched", progress=False)
+    df = run.records()
+    assert run.manifest["clock"] == "icount" and run.manifest["migration_interface"].startswith("workbench")
+    assert len(df) == 3 and df["verified"].all() and (df["pages_moved"] == SIZE // 4096).all()
+    assert patched_icount_vm.vm.console_problems(0) == []
