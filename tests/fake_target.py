@@ -25,10 +25,37 @@ class FakeTarget(Target):
     #: what a FakeTarget made by the CLI does (tests monkeypatch it)
     default_fail_after = None
 
-    def __init__(self, facts=None, fail_after=None):
+    def __init__(self, facts=None, fail_after=None, name: str = ""):
         self._facts_template = copy.deepcopy(facts or FACTS)
         self.fail_after = fail_after if fail_after is not None else self.default_fail_after
         self.seen: list[dict] = []
+        self.name = name
+
+    @classmethod
+    def from_spec(cls, rest, **options):
+        """'fake' or 'fake:NAME' (several fake machines in one sweep)."""
+        return cls(name=rest, **options)
+
+    @property
+    def label(self):
+        return f"fake:{self.name}" if self.name else "fake"
+
+    def _trial_hooks(self):
+        """For sweep tests in other processes: WORKBENCH_FAKE_TRIAL_DELAY makes each trial
+        take that long; WORKBENCH_FAKE_PIDDIR gets, per attempt, the pid of the process
+        that started this notebook's papermill (the Dask worker), for a test to kill."""
+        import os
+        import time
+        piddir = os.environ.get("WORKBENCH_FAKE_PIDDIR")
+        if piddir and not getattr(self, "_pid_written", False):
+            self._pid_written = True
+            papermill = int(open(f"/proc/{os.getppid()}/stat").read().split(") ", 1)[1].split()[1])
+            n = len([p for p in os.listdir(piddir) if p.startswith(f"{self.name}-")])
+            with open(os.path.join(piddir, f"{self.name}-{n}.pid"), "w") as f:
+                f.write(str(papermill))
+        delay = float(os.environ.get("WORKBENCH_FAKE_TRIAL_DELAY", "0"))
+        if delay:
+            time.sleep(delay)
 
     def run_plan(self, plan):
         if plan["op"] == "probe":
@@ -39,6 +66,7 @@ class FakeTarget(Target):
                     yield {"type": "error", "message": "trial exploded"}
                     yield {"type": "done"}
                     return
+                self._trial_hooks()
                 self.seen.append(t)
                 from workbench.protocol import TrialSpec
                 spec = TrialSpec.from_dict(t)

@@ -94,3 +94,126 @@ def test_sweep_keeps_failures_goes_on_and_skips_what_is_done(tmp_path, capsys):
 def test_report_command_names_missing_runs(tmp_path, capsys):
     assert cli_notebooks.main(["report", "--runs-dir", str(tmp_path)]) == 2
     assert "no runs to report" in capsys.readouterr().err
+
+
+def test_grid_with_targets_crosses_them_with_every_configuration():
+    g = sweep.expand_grid({"name": "multi", "targets": ["vm:stock", "vm:patched",
+                                                         {"spec": "ssh://root@box-a", "identity": "/k"}],
+                           "configurations": [{"name": "base"}, {"name": "mt", "migrators": ["mtcopy"]}]})
+    names = [c["name"] for c in g["configurations"]]
+    assert names == ["vm-stock-base", "vm-stock-mt", "vm-patched-base", "vm-patched-mt", "ssh-root-box-a-base",
+                     "ssh-root-box-a-mt"]
+    by = {c["name"]: c for c in g["configurations"]}
+    assert by["vm-patched-mt"]["target"] == "vm:patched" and by["vm-patched-mt"]["vm_name"] == "sweep-vm-patched"
+    assert sweep.target_key(by["vm-stock-base"]) == "vm:sweep-vm-stock"
+    assert by["ssh-root-box-a-mt"]["target_options"] == {"identity": "/k"}
+    assert sweep.target_key(by["ssh-root-box-a-mt"]) == "ssh://root@box-a"
+    with pytest.raises(WorkbenchError, match=r"target entry \{'spec': 'vm', 'colour': 1\}: give a spec"):
+        sweep.expand_grid({"targets": [{"spec": "vm", "colour": 1}]})
+
+
+def _grid(tmp_path, name, targets, configurations, repeats=2):
+    grid = tmp_path / f"{name}.yaml"
+    grid.write_text(yaml.safe_dump({"name": name, "targets": targets,
+                                    "defaults": {"imports": ["tests.fake_target"], "folio_sizes": ["4K"],
+                                                 "total_size": "1M", "repeats": repeats},
+                                    "configurations": configurations}))
+    return grid
+
+
+def test_targets_run_in_parallel_never_two_on_one_machine(tmp_path, monkeypatch):
+    """Two fake machines, two configurations each, on the local Dask cluster: every
+    configuration once; the machines' trials overlap in time, one machine's never do."""
+    monkeypatch.setenv("WORKBENCH_FAKE_TRIAL_DELAY", "0.4")
+    grid = _grid(tmp_path, "par", ["fake:a", "fake:b"], [{"name": "one"}, {"name": "two", "seed": 2}])
+    status = sweep.run_sweep(grid, runs_root=tmp_path / "runs", out_root=tmp_path / "pm", progress=False)
+    assert {n: c["state"] for n, c in status["configurations"].items()} == {
+        "fake-a-one": "done", "fake-a-two": "done", "fake-b-one": "done", "fake-b-two": "done"}
+    df = store.load_runs(tmp_path / "runs")
+    assert len(df) == 4 * 2 and df["verified"].all() and df.groupby("label").size().eq(2).all()
+    spans = {t: sorted(zip(g["host_started"], g["host_finished"])) for t, g in df.groupby("target")}
+    assert set(spans) == {"fake:a", "fake:b"}
+    for t, s in spans.items():   # one machine: each trial ends before the next one starts
+        assert all(end <= nxt_start + 1e-6 for (_, end), (nxt_start, _) in zip(s, s[1:])), (t, s)
+    a, b = spans["fake:a"], spans["fake:b"]
+    assert any(sa < eb and sb < ea for sa, ea in a for sb, eb in b), "the two machines never ran at the same time"
+
+
+def test_a_killed_worker_is_retried_once_then_the_configuration_fails(tmp_path, monkeypatch):
+    import os
+    import signal
+    import threading
+    import time
+    piddir = tmp_path / "pids"
+    piddir.mkdir()
+    monkeypatch.setenv("WORKBENCH_FAKE_PIDDIR", str(piddir))
+    monkeypatch.setenv("WORKBENCH_FAKE_TRIAL_DELAY", "1.5")
+    grid = _grid(tmp_path, "kill", ["fake:once", "fake:twice"], [{"name": "c"}], repeats=3)
+    kills = {"once": 1, "twice": 2}
+    killed = []
+
+    def killer():
+        deadline = time.time() + 600
+        while time.time() < deadline and len(killed) < 3:
+            for f in sorted(piddir.glob("*.pid")):
+                name, attempt = f.stem.rsplit("-", 1)
+                if int(attempt) < kills[name] and f.name not in killed:
+                    time.sleep(0.5)      # inside the first trial
+                    os.kill(int(f.read_text()), signal.SIGKILL)
+                    killed.append(f.name)
+            time.sleep(0.2)
+    th = threading.Thread(target=killer, daemon=True)
+    th.start()
+    status = sweep.run_sweep(grid, runs_root=tmp_path / "runs", out_root=tmp_path / "pm", progress=False)
+    th.join(5)
+    assert sorted(killed) == ["once-0.pid", "twice-0.pid", "twice-1.pid"]
+    once, twice = status["configurations"]["fake-once-c"], status["configurations"]["fake-twice-c"]
+    assert once["state"] == "done"
+    assert twice["state"] == "failed" and "its worker died 2 times" in twice["error"]
+    assert (tmp_path / "pm").glob("*-kill/fake-twice-c.ipynb")
+    df = store.load_runs(tmp_path / "runs")
+    done = df[df["target"] == "fake:once"]
+    assert len(done) == 3 and done["trial_key"].is_unique, "the retried attempt resumed, nothing twice"
+
+
+def test_a_scheduler_that_is_not_there_is_one_line(tmp_path, capsys):
+    grid = _grid(tmp_path, "nosched", ["fake:a"], [{"name": "c"}])
+    argv = ["sweep", str(grid), "--scheduler", "tcp://127.0.0.1:9", "--runs-dir", str(tmp_path / "r"),
+            "--out-dir", str(tmp_path / "pm"), "--quiet"]
+    assert cli_notebooks.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("workbench: error: no Dask scheduler answers at 'tcp://127.0.0.1:9'")
+
+
+@pytest.mark.vm
+def test_two_vm_targets_at_once_on_the_local_cluster(tmp_path):
+    """The vanilla and the patched kernel, two VMs with their own names, swept together:
+    every configuration once, the two VMs' trials overlap, neither ever runs two."""
+    from workbench.targets import kernel_images
+    from workbench.targets.qemu import VM
+
+    from .conftest import VM_PREFIX, need
+    for kernel in ("vanilla", "patched"):
+        try:
+            kernel_images.resolve(kernel)
+        except WorkbenchError as exc:
+            need(False, f"no {kernel} kernel: {exc}")
+    targets = [{"spec": f"vm:{k}", "vm_name": f"{VM_PREFIX}-sweep-{k}"} for k in ("vanilla", "patched")]
+    grid = _grid(tmp_path, "twovms", targets, [{"name": "a"}, {"name": "b", "folio_sizes": ["2M"]}])
+    try:
+        status = sweep.run_sweep(grid, runs_root=tmp_path / "runs", out_root=tmp_path / "pm", progress=False,
+                                 notebook_timeout=2400)
+    finally:
+        for t in targets:
+            VM(t["vm_name"]).down()
+    assert all(c["state"] == "done" for c in status["configurations"].values()), status["configurations"]
+    assert len(status["configurations"]) == 4
+    df = store.load_runs(tmp_path / "runs")
+    assert df["verified"].all() and len(df) == 4 * 2 and df.groupby("label").size().eq(2).all()
+    spans = {t: sorted(zip(g["host_started"], g["host_finished"])) for t, g in df.groupby("target")}
+    assert len(spans) == 2
+    for s in spans.values():
+        assert all(end <= nxt + 1e-6 for (_, end), (nxt, _) in zip(s, s[1:]))
+    (a, b) = spans.values()
+    # each VM boots inside its first configuration; the two boots and sweeps run side by side
+    assert min(e for _, e in a) > min(s for s, _ in b) and min(e for _, e in b) > min(s for s, _ in a)

@@ -15,7 +15,8 @@ def cmd_sweep(args) -> int:
     from . import sweep
     status = sweep.run_sweep(args.grid, runs_root=args.runs_dir, out_root=args.out_dir,
                              jupyter_kernel=args.jupyter_kernel, progress=not args.quiet,
-                             timeout=args.timeout)
+                             timeout=args.timeout, notebook_timeout=args.notebook_timeout,
+                             scheduler=args.scheduler, retries=args.retries)
     configs = status["configurations"]
     failed = {n: c for n, c in configs.items() if c.get("state") != "done"}
     runs = sum(len(c.get("run_ids", [])) for c in configs.values())
@@ -39,15 +40,23 @@ def cmd_report(args) -> int:
 def add_parsers(sub) -> None:
     """Add ``sweep`` and ``report`` to the ``workbench`` subparsers."""
     s = sub.add_parser("sweep", help="run a grid of configurations through notebooks/03-sweep.ipynb (papermill)",
-                       description="Execute notebooks/03-sweep.ipynb once per configuration of GRID.yaml into "
-                                   "papermill-runs/<date>-<name>/; results go to the runs directory. A failing "
-                                   "configuration keeps its executed notebook and the sweep goes on; rerunning "
-                                   "the same grid skips the configurations that finished.")
+                       description="Execute notebooks/03-sweep.ipynb once per configuration (x target) of GRID.yaml "
+                                   "into papermill-runs/<date>-<name>/, on Dask distributed: one configuration at a "
+                                   "time per target, the targets in parallel; results go to the runs directory. A "
+                                   "failing configuration keeps its executed notebook and the sweep goes on; "
+                                   "rerunning the same grid skips the configurations that finished.")
     s.add_argument("grid", help="grid file (YAML: name, defaults, matrix, configurations)")
     s.add_argument("--runs-dir", help="where runs are stored (default data/runs)")
     s.add_argument("--out-dir", help="where executed notebooks go (default papermill-runs/)")
     s.add_argument("--jupyter-kernel", default="python3", help="Jupyter kernel to execute with (default %(default)s)")
     s.add_argument("--timeout", type=float, help="seconds one notebook cell may take (default: no limit)")
+    s.add_argument("--notebook-timeout", type=float,
+                   help="seconds one configuration's notebook may take in all (default: no limit)")
+    s.add_argument("--scheduler", metavar="ADDRESS",
+                   help="an existing Dask scheduler (tcp://host:8786) whose workers offer one resource per target "
+                        "(default: a local cluster, one worker per target, started and stopped by the sweep)")
+    s.add_argument("--retries", type=int, default=1,
+                   help="how often a configuration whose worker died is retried on a fresh one (default 1)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_sweep)
 

@@ -13,7 +13,7 @@ from ..errors import WorkbenchError
 
 #: what executing and rendering notebooks needs beyond the core package (the ``notebooks`` extra)
 NOTEBOOK_MODULES = ("papermill", "nbformat", "nbclient", "nbconvert", "ipykernel", "ipywidgets", "matplotlib",
-                    "seaborn")
+                    "seaborn", "dask", "distributed")
 INSTALL_HINT = 'pip install -e ".[notebooks]" (scripts/setup.sh installs it)'
 
 

@@ -42,10 +42,15 @@ def manifest_for(target: Target, params: plan.RunParams, facts: dict, label: str
 
 def run(target: Target, params: plan.RunParams, root=None, resume: str | None = None, label: str = "run",
         progress: bool = True, on_record: Callable[[dict], None] | None = None,
-        manifest_extra: dict | None = None) -> store.Run:
+        manifest_extra: dict | None = None, on_start: Callable[[str], None] | None = None) -> store.Run:
     """Run ``params`` on ``target`` and store every trial as it finishes; ``on_record``
     hears each record once it is saved (the panel's progress); ``manifest_extra`` is kept
-    in the run's manifest (what a benchmark needs to find its runs again)."""
+    in the run's manifest (what a benchmark needs to find its runs again); ``on_start``
+    hears the run's id as soon as it exists (a sweep's journal, to resume it).
+
+    Each record gets the host's wall-clock ``host_started``/``host_finished`` (Unix time):
+    a trial starts when the plan is sent or the previous trial's record arrived, and ends
+    when its own record arrives, so runs on several targets can be laid on one time line."""
     params.check()  # before the target is reached: a VM boot takes minutes
     facts = target.facts()
     params = plan.with_defaults(params, target.kind)
@@ -61,15 +66,20 @@ def run(target: Target, params: plan.RunParams, root=None, resume: str | None = 
     else:
         the_run = store.create_run({**manifest_for(target, params, facts, label), **(manifest_extra or {})}, root)
         todo = trials
+    if on_start:
+        on_start(the_run.id)
     context = {"target": target.label, "accelerator": target.accelerator(), "clock": target.clock(),
                "kernel_release": facts.get("kernel_release")}
     bar = tqdm(total=len(trials), initial=len(trials) - len(todo), desc=f"trials ({the_run.id})",
                unit="trial", disable=not progress)
     try:
         if todo:
+            since = time.time()
             for event in target.stream(trials_plan(todo)):
                 if event["type"] == Event.RECORD:
-                    the_run.append({**event["record"], **context})
+                    now = time.time()
+                    the_run.append({**event["record"], **context, "host_started": since, "host_finished": now})
+                    since = now
                     bar.update(1)
                     bar.set_postfix_str(f"{event['record']['folio']} {event['record']['gbps']:.2f} GB/s")
                     if on_record:

@@ -20,9 +20,17 @@ Within one configuration the notebook runs every migrator x workers x batch size
 combination as one stored run (``threads`` are mtcopy's threads and dcbm's channels,
 unless ``channels`` is given); folio sizes and repeats are inside each run.
 
-Executed notebooks go to ``papermill-runs/<date>-<name>/<configuration>.ipynb`` (a
-failing one keeps its error and the sweep goes on), results into the runs directory
-(default ``data/runs``). A configuration that finished is recorded in ``sweep.json``
+A grid may name several targets, each with options of its own; every configuration then
+runs on every target, and each VM target is a VM of its own name::
+
+    targets: [vm:stock, vm:patched, {spec: "ssh://root@box-a", identity: ~/.ssh/lab}]
+
+Configurations run on Dask distributed (:mod:`workbench.host.distributed`): one at a time
+per target, the targets in parallel, on a local cluster started and stopped by the sweep
+or on an existing one (``--scheduler``). Executed notebooks go to
+``papermill-runs/<date>-<name>/<configuration>.ipynb`` (a failing one keeps its error and
+the sweep goes on), results into the runs directory (default ``data/runs``) as each run
+finishes. A configuration that finished is recorded in ``sweep.json``
 with its run ids and a hash of its parameters; rerunning a grid of the same name reuses
 that directory and skips every configuration that finished with the same parameters
 (so editing one configuration reruns only that one).
@@ -33,7 +41,11 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -41,16 +53,16 @@ import yaml
 from tqdm.auto import tqdm
 
 from .. import paths
-from . import notebooks, runner
+from . import distributed, notebooks, runner
 from ..errors import WorkbenchError
 from ..protocol import worker_fields, worker_knob
 from .plan import RunParams
 from ..units import parse_size, parse_size_list
 
 NOTEBOOK = paths.REPO / "notebooks" / "03-sweep.ipynb"
-KNOWN = {"name", "target", "kernel", "vm_name", "accel", "folio_sizes", "migrators", "threads", "channels", "batch_sizes",
+KNOWN = {"name", "target", "target_options", "kernel", "vm_name", "accel", "folio_sizes", "migrators", "threads", "channels", "batch_sizes",
          "total_size", "repeats", "src", "dst", "seed", "imports"}
-DEFAULTS = {"target": "vm", "kernel": None, "vm_name": None, "accel": None, "folio_sizes": ["4K", "2M"],
+DEFAULTS = {"target": "vm", "target_options": {}, "kernel": None, "vm_name": None, "accel": None, "folio_sizes": ["4K", "2M"],
             "migrators": ["kernel"], "threads": [None], "channels": None, "batch_sizes": [None],
             "total_size": "16M", "repeats": 3, "src": 0, "dst": 1, "seed": 1, "imports": []}
 
@@ -80,10 +92,10 @@ def load_grid(path) -> dict:
 def expand_grid(spec: dict, default_name: str = "sweep") -> dict:
     if not isinstance(spec, dict):
         raise WorkbenchError("a grid file is a mapping with name, defaults, matrix and/or configurations")
-    unknown = set(spec) - {"name", "defaults", "matrix", "configurations"}
+    unknown = set(spec) - {"name", "defaults", "matrix", "configurations", "targets"}
     if unknown:
         raise WorkbenchError(f"unknown grid key(s) {', '.join(sorted(unknown))}; "
-                             "use name, defaults, matrix, configurations")
+                             "use name, defaults, matrix, configurations, targets")
     base = {**DEFAULTS, **(spec.get("defaults") or {})}
     matrix = spec.get("matrix") or {}
     combos = [dict(zip(matrix, values)) for values in itertools.product(*(_listify(v) for v in matrix.values()))] \
@@ -105,7 +117,44 @@ def expand_grid(spec: dict, default_name: str = "sweep") -> dict:
                 cfg["name"] = f"{cfg['name']}-{len(configs) + 1}"
             seen.add(cfg["name"])
             configs.append(normalise(cfg))
+    targets = [_target_entry(x) for x in _listify(spec["targets"])] if spec.get("targets") else None
+    if targets:
+        configs = [normalise({**c, **tgt, "name": _slug(f"{tgt['target']}-{c['name']}")})
+                   for tgt in targets for c in configs]
     return {"name": _slug(spec.get("name") or default_name), "configurations": configs}
+
+
+#: what a grid's ``targets`` entry may say besides its spec
+TARGET_KEYS = {"spec", "kernel", "vm_name", "accel", "nodes", "distances", "identity", "known_hosts",
+               "remote_python", "imports"}
+
+
+def _target_entry(item) -> dict:
+    """A ``targets`` entry ('vm:patched', or {spec: ..., option: ...}) as configuration keys;
+    a VM target gets a VM of its own, named after the spec."""
+    from ..targets import parse_spec
+    entry = {"spec": item} if isinstance(item, str) else dict(item or {})
+    bad = set(entry) - TARGET_KEYS
+    if bad or "spec" not in entry:
+        raise WorkbenchError(f"target entry {item!r}: give a spec (vm:patched, ssh://host) and only "
+                             f"{', '.join(sorted(TARGET_KEYS - {'spec'}))}")
+    spec = str(entry.pop("spec"))
+    out = {"target": spec}
+    for key in ("kernel", "vm_name", "accel", "imports"):
+        if key in entry:
+            out[key] = entry.pop(key)
+    if parse_spec(spec)[0] == "vm" and "vm_name" not in out:
+        out["vm_name"] = _slug(f"sweep-{spec}")
+    out["target_options"] = entry
+    return out
+
+
+def target_key(cfg: dict) -> str:
+    """The machine a configuration runs on: its VM (by name) or its target spec."""
+    from ..targets import parse_spec
+    if parse_spec(cfg["target"])[0] == "vm":
+        return f"vm:{cfg.get('vm_name') or 'default'}"
+    return cfg["target"]
 
 
 def normalise(cfg: dict) -> dict:
@@ -119,6 +168,7 @@ def normalise(cfg: dict) -> dict:
         out[key] = _listify(cfg[key])
     out["channels"] = None if cfg.get("channels") is None else _listify(cfg["channels"])
     out["repeats"] = int(cfg["repeats"])
+    out["target_options"] = dict(cfg.get("target_options") or {})
     return out
 
 
@@ -143,9 +193,15 @@ def combinations(migrators, threads=(None,), channels=None, batch_sizes=(None,))
 
 def run_grid(target, folio_sizes, migrators, threads=(None,), channels=None, batch_sizes=(None,),
              total_size="16M", repeats=3, src=0, dst=1, seed=1, root=None, label="sweep",
-             progress=True) -> list[str]:
-    """Run every combination on ``target``; returns the run ids. Stops at the first error."""
+             progress=True, journal: str | Path | None = None) -> list[str]:
+    """Run every combination on ``target``; returns the run ids. Stops at the first error.
+
+    ``journal`` (a JSON file) remembers the run of each combination as it starts: an
+    attempt that is repeated (its worker died) resumes those runs instead of measuring
+    their finished trials twice."""
     ids = []
+    journal = Path(journal) if journal else None
+    started = json.loads(journal.read_text()) if journal and journal.exists() else {}
     for combo in combinations(migrators, threads, channels, batch_sizes):
         params = RunParams(folio_sizes=parse_size_list(folio_sizes, "folio size"),
                            total_size=parse_size(str(total_size), "total size"), src=src, dst=dst,
@@ -153,9 +209,23 @@ def run_grid(target, folio_sizes, migrators, threads=(None,), channels=None, bat
         tag = "-".join(str(v) for v in (combo["migrator"], combo["threads"] and f"t{combo['threads']}",
                                          combo["channels"] and f"c{combo['channels']}",
                                          combo["batch_size"] and f"b{combo['batch_size']}") if v)
-        run = runner.run(target, params, root=root, label=f"{label}-{tag}", progress=progress)
+        name = f"{label}-{tag}"
+        if name in started:
+            run = runner.run(target, params, root=root, resume=started[name], label=name, progress=progress)
+        else:
+            run = runner.run(target, params, root=root, label=name, progress=progress,
+                             on_start=lambda run_id, name=name: _journal(journal, started, name, run_id))
         ids.append(run.id)
     return ids
+
+
+def _journal(path: Path | None, started: dict, name: str, run_id: str):
+    if path is None:
+        return
+    started[name] = run_id
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(started))
+    tmp.rename(path)
 
 
 # -- the sweep -----------------------------------------------------------------------
@@ -166,9 +236,77 @@ def sweep_dir(name: str, out_root: Path) -> Path:
     return earlier[-1] if earlier else out_root / f"{time.strftime('%Y%m%d')}-{name}"
 
 
+def execute_configuration(cfg: dict, grid_name: str, directory: str, runs_root: str | None = None,
+                          jupyter_kernel: str = "python3", cell_timeout: float | None = None,
+                          notebook_timeout: float | None = None) -> dict:
+    """Execute 03-sweep for one configuration in a papermill process of its own (it dies
+    with the caller), within the timeouts; returns the configuration's entry for
+    sweep.json. A failing notebook is reported in the entry, never raised."""
+    directory = Path(directory)
+    out_nb = directory / f"{cfg['name']}.ipynb"
+    result = directory / f"{cfg['name']}.result.json"
+    result.unlink(missing_ok=True)
+    params = {k: v for k, v in cfg.items() if k != "name"}
+    params.update({"label": f"{grid_name}-{cfg['name']}", "runs_root": str(runs_root or ""),
+                   "result_path": str(result), "journal_path": str(directory / f"{cfg['name']}.journal.json")})
+    param_file = directory / f"{cfg['name']}.parameters.yaml"
+    param_file.write_text(yaml.safe_dump(params))
+    cmd = [sys.executable, "-m", "papermill", str(NOTEBOOK), str(out_nb), "-f", str(param_file), "-k", jupyter_kernel,
+           "--cwd", str(paths.REPO), "--no-progress-bar"]
+    if cell_timeout:
+        cmd += ["--execution-timeout", str(int(cell_timeout))]
+    started = time.time()
+    entry = {"notebook": out_nb.name, "parameters": params, "config_hash": config_hash(cfg),
+             "target": target_key(cfg), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=_die_with_parent)
+    try:
+        log, _ = proc.communicate(timeout=notebook_timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        entry.update(state="failed", error=f"the notebook took longer than {notebook_timeout:.0f} s (its cells so "
+                                           "far are kept)")
+    else:
+        if proc.returncode == 0 and result.exists():
+            entry.update(state="done", run_ids=json.loads(result.read_text())["run_ids"])
+        else:
+            entry.update(state="failed", error=_notebook_error(out_nb, log))
+    entry["seconds"] = round(time.time() - started, 1)
+    entry["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    return entry
+
+
+def _die_with_parent():
+    """In the notebook's process, before it starts: die when the process that started it
+    dies (a killed Dask worker must not leave a notebook measuring on the target while
+    its retry starts), in a process group of its own (a timeout kills the whole group)."""
+    import ctypes
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    os.setsid()
+
+
+def _notebook_error(notebook: Path, log: str) -> str:
+    """The executed notebook's error (ename: evalue), else the last line papermill printed."""
+    try:
+        import nbformat
+        nb = nbformat.read(str(notebook), as_version=4)
+        for cell in nb.cells:
+            for o in cell.get("outputs", []):
+                if o.get("output_type") == "error":
+                    return f"{o['ename']}: {o['evalue']}".splitlines()[0]
+    except Exception:  # noqa: BLE001 - a notebook that was never written says nothing
+        pass
+    lines = [ln for ln in (log or "").splitlines() if ln.strip()]
+    return lines[-1] if lines else "the notebook process failed without a message"
+
+
 def run_sweep(grid_path, runs_root=None, out_root=None, jupyter_kernel: str = "python3", progress: bool = True,
-              timeout: float | None = None) -> dict:
-    """Execute 03-sweep once per configuration; returns the sweep's status (also in sweep.json)."""
+              timeout: float | None = None, notebook_timeout: float | None = None, scheduler: str | None = None,
+              retries: int = 1) -> dict:
+    """Execute 03-sweep once per configuration on Dask distributed; returns the sweep's
+    status (also in sweep.json, written as each configuration finishes)."""
     notebooks.require(what="workbench sweep")
     grid = load_grid(grid_path)
     digest = config_hash(grid)
@@ -188,30 +326,22 @@ def run_sweep(grid_path, runs_root=None, out_root=None, jupyter_kernel: str = "p
                     and configs[c["name"]].get("config_hash") == config_hash(c))]
     bar = tqdm(total=len(grid["configurations"]), initial=len(grid["configurations"]) - len(todo),
                desc=f"sweep {grid['name']}", unit="config", disable=not progress)
+    say = bar.write if progress else (lambda _line: None)
     try:
-        for cfg in todo:
-            bar.set_postfix_str(cfg["name"])
-            out_nb = directory / f"{cfg['name']}.ipynb"
-            result = directory / f"{cfg['name']}.result.json"
-            result.unlink(missing_ok=True)
-            params = {k: v for k, v in cfg.items() if k != "name"}
-            params.update({"label": f"{grid['name']}-{cfg['name']}", "runs_root": str(runs_root or ""),
-                           "result_path": str(result)})
-            started = time.time()
-            entry = {"notebook": out_nb.name, "parameters": params, "config_hash": config_hash(cfg),
-                     "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
-            try:
-                notebooks.execute(NOTEBOOK, out_nb, params, jupyter_kernel=jupyter_kernel, timeout=timeout)
-                done = json.loads(result.read_text())
-                entry.update(state="done", run_ids=done["run_ids"])
-            except Exception as e:  # noqa: BLE001 - a failing configuration must not stop the sweep
-                line = notebooks.error_line(e)
-                entry.update(state="failed", error=line)
-                bar.write(f"sweep {grid['name']}: configuration {cfg['name']} failed: {line} (see {out_nb})")
-            entry["seconds"] = round(time.time() - started, 1)
-            configs[cfg["name"]] = entry
-            status_file.write_text(json.dumps(status, indent=1, default=str))
-            bar.update(1)
+        if todo:
+            kwargs = {"grid_name": grid["name"], "directory": str(directory), "runs_root": runs_root,
+                      "jupyter_kernel": jupyter_kernel, "cell_timeout": timeout, "notebook_timeout": notebook_timeout}
+            tasks = [(target_key(c), c) for c in todo]
+            for cfg, entry in distributed.execute(tasks, execute_configuration, kwargs, scheduler=scheduler,
+                                                  retries=retries, note=say):
+                entry.setdefault("config_hash", config_hash(cfg))
+                configs[cfg["name"]] = entry
+                if entry["state"] != "done":
+                    say(f"sweep {grid['name']}: configuration {cfg['name']} failed: {entry['error']} "
+                        f"(see {directory / entry['notebook']})")
+                status_file.write_text(json.dumps(status, indent=1, default=str))
+                bar.set_postfix_str(cfg["name"])
+                bar.update(1)
     finally:
         bar.close()
     status_file.write_text(json.dumps(status, indent=1, default=str))
