@@ -215,5 +215,4 @@ def test_two_vm_targets_at_once_on_the_local_cluster(tmp_path):
     for s in spans.values():
         assert all(end <= nxt + 1e-6 for (_, end), (nxt, _) in zip(s, s[1:]))
     (a, b) = spans.values()
-    # each VM boots inside its first configuration; the two boots and sweeps run side by side
-    assert min(e for _, e in a) > min(s for s, _ in b) and min(e for _, e in b) > min(s for s, _ in a)
+    assert any(sa < eb and sb < ea for sa, ea in a for sb, eb in b), "the two VMs never measured at the same time"
