@@ -34,7 +34,7 @@ class IcountFake(FakeTarget):
             if event["type"] == "record":
                 spec = TrialSpec.from_dict(self.seen[-1])
                 ns = BASE_NS.get(spec.folio_size, 50_000)
-                if spec.settings:       # the batched kernel copy: a per-batch cost
+                if spec.batch_kernel_copy:       # the batched kernel copy: a per-batch cost
                     ns *= 1 + 0.5 / spec.batch_size
                 if spec.migrator == "mtcopy":
                     ns *= 1.10 * spec.threads

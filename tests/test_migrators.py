@@ -1,12 +1,12 @@
-"""Migrator control against a fake tree with the rules of kernel/README.md."""
+"""Migrator control against a fake tree with the rules of kernel/README.md (series v2)."""
 
 import pytest
 
 from workbench.agent import migrators
 from workbench.errors import WorkbenchError
-from workbench.agent.kernelfs import FakeFS, KnobGuard, int_rule, reset_rule
+from workbench.agent.kernelfs import FakeFS, KnobGuard, bool_rule, int_rule, reset_rule
 from workbench.agent.migrators.base import KernelCopyOnly
-from workbench.agent.migrators.mm_migration import MmMigrationInterface
+from workbench.agent.migrators.mm_migration import COUNTERS, REASONS, MmMigrationInterface
 
 ROOT = "/sys/kernel/mm/migration"
 
@@ -16,14 +16,16 @@ def unified_tree(with_mtcopy=True) -> FakeFS:
     names = "[kernel] mtcopy" if with_mtcopy else "[kernel]"
     fs.add(f"{ROOT}/migrator", names)
     fs.add(f"{ROOT}/batch_size", "512", rule=int_rule(1, 262144))
+    fs.add(f"{ROOT}/batch_kernel_copy", "0", rule=bool_rule)
     fs.add(f"{ROOT}/reasons", "[compaction] [syscall] [demotion]")
     for mig in ("kernel", "mtcopy") if with_mtcopy else ("kernel",):
-        for c in ("batches", "folios", "bytes", "copy_ns", "batch_ns", "fallbacks"):
-            fs.add(f"{ROOT}/stats/{mig}/{c}", "0", rule=reset_rule)
+        own = ("cpu_ns",) if mig == "mtcopy" else ()
+        for where in ["", *(f"/{r}" for r in REASONS)]:
+            for c in COUNTERS + own:
+                fs.add(f"{ROOT}/stats/{mig}{where}/{c}", "0", rule=reset_rule)
     if with_mtcopy:
         fs.add(f"{ROOT}/mtcopy/threads", "2", rule=int_rule(1, 2))
         fs.add(f"{ROOT}/mtcopy/spread", "[none] node llc")
-        fs.add(f"{ROOT}/mtcopy/thread_ns", "0", rule=reset_rule)
     return fs
 
 
@@ -37,12 +39,17 @@ def test_configure_and_restore(monkeypatch):
     ctl = migrators.detect(fs)
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     assert ctl.migrators() == ["kernel", "mtcopy"] and ctl.active() == "kernel"
-    assert ctl.knobs() == {"threads": (1, 2), "channels": None, "batch_size": (1, 262144)}
+    assert ctl.knobs() == {"threads": (1, 2), "channels": None, "batch_size": (1, 262144),
+                           "batch_kernel_copy": (0, 1)}
     before = dict(fs.files)
     with KnobGuard(fs) as g:
         ctl.configure(g, "mtcopy", threads=1, batch_size=1024)
         assert ctl.active() == "mtcopy"
         assert fs.read(f"{ROOT}/mtcopy/threads") == "1" and fs.read(f"{ROOT}/batch_size") == "1024"
+    assert fs.files == before
+    with KnobGuard(fs) as g:
+        ctl.configure(g, "kernel", batch_kernel_copy=True)
+        assert fs.read(f"{ROOT}/batch_kernel_copy") == "1"
     assert fs.files == before
 
 
@@ -69,12 +76,16 @@ def test_counters_and_copy_share():
     ctl = migrators.detect(fs)
     c0 = ctl.counters()
     fs.files[f"{ROOT}/stats/mtcopy/copy_ns"] = "600"
+    fs.files[f"{ROOT}/stats/mtcopy/fallback_ns"] = "100"
     fs.files[f"{ROOT}/stats/mtcopy/batch_ns"] = "1000"
-    fs.files[f"{ROOT}/mtcopy/thread_ns"] = "1100"
+    fs.files[f"{ROOT}/stats/mtcopy/cpu_ns"] = "1100"
+    fs.files[f"{ROOT}/stats/mtcopy/syscall/copy_ns"] = "600"
     c1 = ctl.counters()
     delta = {k: c1[k] - c0[k] for k in c1}
-    assert delta["mtcopy.copy_ns"] == 600 and delta["mtcopy.thread_ns"] == 1100
+    assert delta["mtcopy.copy_ns"] == 600 and delta["mtcopy.cpu_ns"] == 1100
+    assert delta["mtcopy.syscall.copy_ns"] == 600 and delta["mtcopy.compaction.copy_ns"] == 0
     assert ctl.copy_share(delta, "mtcopy") == pytest.approx(0.6)
+    assert ctl.copy_share_all(delta, "mtcopy") == pytest.approx(0.7)
     assert ctl.copy_share(delta, "kernel") is None
 
 
@@ -107,8 +118,8 @@ def dcbm_tree(free_channels: int) -> FakeFS:
     fs.add(f"{ROOT}/dcbm/channels", "1", rule=int_rule(1, 16))
     fs.add(f"{ROOT}/dcbm/timeout_ms", "10000", rule=int_rule(1, 60000))
     fs.add(f"{ROOT}/dcbm/held", "", readonly=True)
-    for c in ("batches", "folios", "bytes", "copy_ns", "batch_ns", "fallbacks",
-              "folios_migrated", "folios_failures", "timeouts"):
+    for c in COUNTERS + ("folios_migrated", "folios_failures", "timeouts", "descriptors", "interrupts",
+                         "concurrent"):
         fs.add(f"{ROOT}/stats/dcbm/{c}", "0", rule=reset_rule)
 
     def select(current, value):

@@ -5,6 +5,7 @@ import pytest
 
 from workbench.host import runner
 from workbench.host.plan import RunParams
+from workbench.agent.migrators.mm_migration import REASONS
 from workbench.protocol import TrialSpec
 
 from .conftest import VM_PREFIX, ConsoleWatch, _boot
@@ -35,35 +36,59 @@ def test_the_series_is_there(patched):
     facts = patched.facts()
     assert facts["interface"].startswith("workbench")
     assert facts["migrators"][0] == "kernel" and "mtcopy" in facts["offered"]
-    assert facts["knobs"]["batch_size"] == [1, 262144]
+    assert facts["knobs"]["batch_size"] == [1, 262144] and facts["knobs"]["batch_kernel_copy"] == [0, 1]
+
+
+def test_no_change_by_default_the_kernel_migrator_keeps_the_serial_path(patched):
+    """Review item 1: with the kernel migrator and default knobs, no migration goes through
+    the batched path (no batch is counted anywhere)."""
+    r = trial(patched, folio_size=4096, total_size=SIZE)
+    assert r["verified"] and r["pages_moved"] == r["pages"]
+    assert r["mig_kernel_batches"] == r["mig_kernel_folios"] == 0
+    assert r["vmstat_pgmigrate_success"] == SIZE // 4096
 
 
 @pytest.mark.parametrize("folio", [4096, 64 << 10, 2 << 20])
-@pytest.mark.parametrize("migrator,threads", [("kernel", None), ("mtcopy", 1), ("mtcopy", 2)])
-def test_every_migrator_moves_every_page_byte_exact(patched, migrator, threads, folio):
-    r = trial(patched, folio_size=folio, total_size=SIZE, migrator=migrator, threads=threads)
+@pytest.mark.parametrize("migrator,threads,batched", [("kernel", None, True), ("mtcopy", 1, None),
+                                                      ("mtcopy", 2, None)])
+def test_every_migrator_moves_every_page_byte_exact(patched, migrator, threads, batched, folio):
+    r = trial(patched, folio_size=folio, total_size=SIZE, migrator=migrator, threads=threads,
+              batch_kernel_copy=batched)
     nfolios = SIZE // folio
     assert r["verified"] and r["pages_moved"] == r["pages"] and r["folio_match_share"] == 1.0
     m = f"mig_{migrator}_"
     assert r[m + "folios"] == nfolios, "every folio went through the batch copy of the chosen migrator"
     assert r[m + "bytes"] == SIZE
-    assert r[m + "batches"] >= 1 and r[m + "fallbacks"] == 0
+    assert r[m + "batches"] >= 1 and r[m + "fallbacks"] == 0 and r[m + "nomem_batches"] == 0
     assert 0 < r[m + "copy_ns"] <= r[m + "batch_ns"]
-    assert 0 < r["copy_share"] <= 1
+    assert 0 < r["copy_share"] <= r["copy_share_all"] <= 1
+    # counted under the reason move_pages(2) migrates for, and under no other
+    assert r[m + "syscall_folios"] == nfolios and r[m + "syscall_batches"] == r[m + "batches"]
+    assert not [k for k in r if any(k.startswith(f"{m}{x}_") for x in REASONS if x != "syscall")]
     other = "mtcopy" if migrator == "kernel" else "kernel"
     assert r.get(f"mig_{other}_folios", 0) == 0
     if migrator == "mtcopy":
-        assert r["mig_mtcopy_thread_ns"] > 0, "copy time of the worker threads is reported"
+        if threads == 1:
+            assert r["mig_mtcopy_cpu_ns"] == 0, "one thread copies inline: no helper time"
+        else:
+            assert r["mig_mtcopy_cpu_ns"] > 0, "the helpers' copy time is reported"
 
 
 def test_batch_size_cuts_batches(patched):
-    r = trial(patched, folio_size=4096, total_size=SIZE, batch_size=64)
+    r = trial(patched, folio_size=4096, total_size=SIZE, batch_size=64, batch_kernel_copy=True)
     assert r["verified"] and r["mig_kernel_folios"] == SIZE // 4096
     assert r["mig_kernel_batches"] >= (SIZE // 4096) // 64
 
 
+def test_a_reason_left_out_takes_the_serial_path(patched):
+    r = trial(patched, folio_size=4096, total_size=SIZE, batch_kernel_copy=True,
+              settings={f"{ROOT}/reasons": "compaction,demotion"})
+    assert r["verified"] and r["pages_moved"] == r["pages"]
+    assert r["mig_kernel_batches"] == 0, "syscall is not enabled: move_pages took the serial path"
+
+
 def test_knobs_are_restored_after_a_run(patched):
-    reads = [f"{ROOT}/migrator", f"{ROOT}/batch_size", f"{ROOT}/mtcopy/threads"]
+    reads = [f"{ROOT}/migrator", f"{ROOT}/batch_size", f"{ROOT}/batch_kernel_copy", f"{ROOT}/mtcopy/threads"]
     before = events(patched, {"op": "sysfs", "reads": reads}, "sysfs")["results"]["reads"]
     trial(patched, folio_size=2 << 20, total_size=SIZE, migrator="mtcopy", threads=1, batch_size=1024)
     after = events(patched, {"op": "sysfs", "reads": reads}, "sysfs")["results"]["reads"]
@@ -78,7 +103,9 @@ BAD_WRITES = [
     ("stats/kernel/copy_ns", ["1", "abc", "-1"]),
     ("mtcopy/threads", ["0", "3", "-2", "x"]),
     ("mtcopy/spread", ["die", "\n", "[none]"]),
-    ("mtcopy/thread_ns", ["5", "x"]),
+    ("batch_kernel_copy", ["2", "x", "\n", "-1"]),
+    ("stats/mtcopy/cpu_ns", ["5", "x"]),
+    ("stats/kernel/syscall/folios", ["3", "x"]),
 ]
 
 
@@ -120,6 +147,7 @@ def test_first_folio_latency_is_measured_per_batch_size(patched):
     """The reviewers' question: how long until the first folio lands, against the batch
     size. Only that it is measured is checked here (TCG: no timing is asserted)."""
     for batch in (16, 2048):
-        r = trial(patched, folio_size=4096, total_size=SIZE, batch_size=batch, first_folio=True)
+        r = trial(patched, folio_size=4096, total_size=SIZE, batch_size=batch, batch_kernel_copy=True,
+                  first_folio=True)
         assert r["verified"] and r["batch_size"] == batch
         assert r["first_folio_ns"] is not None and r["first_folio_ns"] > 0

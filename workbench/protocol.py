@@ -63,6 +63,9 @@ class Event:
 ANSWER = {Op.PROBE: Event.FACTS, Op.SNAPSHOT: Event.SNAPSHOT, Op.STRESS: Event.STRESS,
           Op.SYSFS: Event.SYSFS, Op.BENCH_VERIFY: Event.BENCH, Op.TRIALS: Event.RECORD}
 
+#: the knobs a kernel's migration interface may have (its ``knobs()`` gives their bounds)
+INTERFACE_KNOBS = ("threads", "channels", "batch_size", "batch_kernel_copy")
+
 #: which migrator takes which worker knob: mtcopy's CPU threads, dcbm's DMA channels
 #: (the kernel's own copy takes neither). The one place this is said.
 WORKER_KNOB = {"mtcopy": "threads", "dcbm": "channels"}
@@ -119,6 +122,9 @@ class Knobs:
     threads: int | None = None
     channels: int | None = None
     batch_size: int | None = None
+    #: the kernel's own copy through the batched path too (kernel series v2: by default the
+    #: kernel migrator keeps the unchanged serial path); None: the kernel's setting
+    batch_kernel_copy: bool | None = None
     #: also measure first-folio latency (a polling thread; perturbs throughput a little)
     first_folio: bool = False
     #: kernel module that provides DMA memcpy channels, loaded before the migrator is
@@ -128,6 +134,11 @@ class Knobs:
     #: selected and restored after the trial (fault injection, dcbm's timeout_ms, ...)
     settings: dict | None = None
     extra: dict = field(default_factory=dict)
+
+    def interface_knobs(self) -> dict:
+        """{knob: value} of the knobs the kernel's migration interface takes (None: not set)."""
+        return {k: (int(v) if isinstance(v, bool) else v) for k, v in
+                ((k, getattr(self, k)) for k in INTERFACE_KNOBS)}
 
     def knob_values(self) -> dict:
         """This object's :class:`Knobs` fields only (what a run passes on to each trial)."""
@@ -156,6 +167,9 @@ class Knobs:
                 users = [m for m, k in WORKER_KNOB.items() if k == knob]
                 raise WorkbenchError(f"{knob} {getattr(self, knob)} does not apply to migrator {self.migrator!r}; "
                                      f"{knob} are for {', '.join(users)}")
+        if self.batch_kernel_copy is not None and self.migrator != "kernel":
+            raise WorkbenchError(f"batch kernel copy applies to migrator 'kernel' only (an offload migrator always "
+                                 f"copies in batches); not to {self.migrator!r}")
         for path in self.settings or {}:
             if not str(path).startswith("/sys/") or ".." in str(path):
                 raise WorkbenchError(f"setting {path!r} is not a sysfs path; allowed: absolute paths under /sys/")
@@ -190,6 +204,8 @@ class TrialSpec(Knobs):
         """Stable identity of this trial within a run (used to resume)."""
         knobs = "".join(f"-{tag}{v}" for tag, v in (("t", self.threads), ("c", self.channels),
                                                       ("b", self.batch_size)) if v is not None)
+        if self.batch_kernel_copy is not None:
+            knobs += f"-bk{int(self.batch_kernel_copy)}"
         extra = ("-ff" if self.first_folio else "") + (f"-e{self.dma_engine}" if self.dma_engine else "")
         if self.settings:
             extra += "-set" + hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()[:8]

@@ -81,6 +81,7 @@ def run_trial(spec: TrialSpec, fs: KernelFS) -> dict:
     record: dict = {"trial_key": spec.key(), "repeat": spec.repeat, "seed": spec.seed,
                     "trial_seed": spec.trial_seed, "migrator": spec.migrator,
                     "threads": spec.threads, "channels": spec.channels, "batch_size": spec.batch_size,
+                    "batch_kernel_copy": spec.batch_kernel_copy,
                     "folio_size": spec.folio_size, "folio": format_size(spec.folio_size),
                     "total_bytes": spec.total_size, "src": spec.src, "dst": spec.dst,
                     "dma_engine": spec.dma_engine,
@@ -93,8 +94,7 @@ def run_trial(spec: TrialSpec, fs: KernelFS) -> dict:
         control = migrators.detect(fs)
         if spec.dma_engine:
             control.load(spec.dma_engine, what="DMA engine module")
-        control.configure(guard, spec.migrator, threads=spec.threads, channels=spec.channels,
-                          batch_size=spec.batch_size)
+        control.configure(guard, spec.migrator, **spec.interface_knobs())
         for path, value in (spec.settings or {}).items():
             guard.set(path, str(value))
         record["dma_channels_held"] = control.held_channels() if spec.migrator == "dcbm" else None
@@ -140,8 +140,11 @@ def run_trial(spec: TrialSpec, fs: KernelFS) -> dict:
             })
             record.update({f"vmstat_{k}": v for k, v in vmstat.delta(counters0, counters1).items()})
             offload = vmstat.delta(offload0, offload1)
-            record.update({f"mig_{k.replace('.', '_')}": v for k, v in offload.items()})
+            # totals always; a reason's own counters (<migrator>.<reason>.<counter>) where they moved
+            record.update({f"mig_{k.replace('.', '_')}": v for k, v in offload.items()
+                           if k.count(".") == 1 or v})
             record["copy_share"] = control.copy_share(offload, spec.migrator)
+            record["copy_share_all"] = control.copy_share_all(offload, spec.migrator)
             record["interface"] = control.name
 
             if spec.inject_corruption:

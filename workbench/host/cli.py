@@ -121,7 +121,8 @@ def cmd_run(args):
     params = RunParams(folio_sizes=parse_size_list(args.folio_size, "folio size"),
                        total_size=parse_size(args.size, "size"), src=args.src, dst=args.dst,
                        repeats=args.repeats, seed=args.seed, migrator=args.migrator, threads=args.threads,
-                       channels=args.channels, batch_size=args.batch_size, first_folio=args.first_folio_latency,
+                       channels=args.channels, batch_size=args.batch_size,
+                       batch_kernel_copy=args.batch_kernel_copy, first_folio=args.first_folio_latency,
                        dma_engine=args.dma_engine, settings=parse_settings(args.set))
     params.check()  # everything that can be judged before a VM boots
     target = target_from_args(args, quiet=args.json)
@@ -272,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, help="mtcopy worker threads (patched kernel)")
     r.add_argument("--channels", type=int, help="dcbm DMA channels (patched kernel)")
     r.add_argument("--batch-size", type=int, help="migrate_pages() batch limit in base pages (patched kernel)")
+    r.add_argument("--batch-kernel-copy", action=argparse.BooleanOptionalAction, default=None,
+                   help="migrator kernel: copy through the batched path too (patched kernel; by default it keeps "
+                        "the unchanged serial path), to measure the batch path's own cost")
     r.add_argument("--dma-engine", metavar="MODULE",
                    help="module with DMA memcpy channels to load for dcbm (default in a VM: test_dma_engine, "
                         "a test-only engine whose channels are kernel threads)")

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ..agent.migrators.mm_migration import BATCH_KERNEL_COPY
 from ..errors import WorkbenchError
 from ..units import format_size
 from . import clocks, runner, store
@@ -56,14 +55,14 @@ def configurations(batch_sizes=(1, 16, 64, 512), threads=(1, 2), channels=(1,), 
     out = [CostConfig("vanilla", "vanilla"), CostConfig("patched, defaults", "patched")]
     for b in batch_sizes:
         out.append(CostConfig(f"batched kernel copy, batch {b}", "patched",
-                              {"batch_size": b, "settings": {BATCH_KERNEL_COPY: "1"}}))
+                              {"batch_size": b, "batch_kernel_copy": True}))
     out += [CostConfig(f"mtcopy, {t} thread{'s' if t > 1 else ''}", "patched", {"migrator": "mtcopy", "threads": t})
             for t in threads]
     out += [CostConfig(f"dcbm, {c} channel{'s' if c > 1 else ''}", "patched", {"migrator": "dcbm", "channels": c})
             for c in channels]
     if latency:
         out += [CostConfig(f"first-folio latency, batch {b}", "patched",
-                           {"batch_size": b, "settings": {BATCH_KERNEL_COPY: "1"}}, first_folio=True)
+                           {"batch_size": b, "batch_kernel_copy": True}, first_folio=True)
                 for b in batch_sizes]
     return out
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...errors import WorkbenchError
-from ...protocol import check_knob_bounds
+from ...protocol import INTERFACE_KNOBS, check_knob_bounds
 from ..kernelfs import KernelFS, KnobGuard, ModuleError
 
 INTERFACES: list[type["MigrationControl"]] = []
@@ -38,8 +38,9 @@ class MigrationControl:
         raise NotImplementedError
 
     def knobs(self) -> dict:
-        """{'threads': (lo, hi) | None, 'channels': ..., 'batch_size': ...} for the UI and checks."""
-        return {"threads": None, "channels": None, "batch_size": None}
+        """{'threads': (lo, hi) | None, 'channels': ..., 'batch_size': ..., 'batch_kernel_copy': ...}
+        for the UI and checks."""
+        return {k: None for k in INTERFACE_KNOBS}
 
     def describe(self) -> dict:
         return {"interface": self.name, "brought_by": self.brought_by, "migrators": self.migrators(),
@@ -57,18 +58,23 @@ class MigrationControl:
         return [mod for mod in self.modules if mod not in have and self.fs.module_loadable(mod)]
 
     # changing it (every change goes through the guard, which puts it back) ------
-    def configure(self, guard: KnobGuard, migrator: str, threads: int | None = None,
-                  channels: int | None = None, batch_size: int | None = None) -> None:
+    def configure(self, guard: KnobGuard, migrator: str, **knobs) -> None:
+        """Select ``migrator`` and set ``knobs`` (:data:`workbench.protocol.INTERFACE_KNOBS`;
+        None: leave as it is), each checked against :meth:`knobs` first."""
+        unknown = set(knobs) - set(INTERFACE_KNOBS)
+        if unknown:
+            raise TypeError(f"configure() got unknown knob(s) {', '.join(sorted(unknown))}")
+        knobs = {k: (int(knobs[k]) if isinstance(knobs.get(k), bool) else knobs.get(k)) for k in INTERFACE_KNOBS}
         if migrator not in self.migrators() and migrator in self.modules:
             self.load(migrator)
         if migrator not in self.migrators():
             raise WorkbenchError(f"migrator {migrator!r} is not offered by this kernel ({self.name}); "
                                  f"it offers: {', '.join(self.migrators())}")
-        check_knob_bounds({"threads": threads, "channels": channels, "batch_size": batch_size},
-                          self.knobs(), self.name)
-        self._configure(guard, migrator, threads, channels, batch_size)
+        check_knob_bounds(knobs, self.knobs(), self.name)
+        self._configure(guard, migrator, knobs)
 
-    def _configure(self, guard, migrator, threads, channels, batch_size):
+    def _configure(self, guard, migrator: str, knobs: dict):
+        """Make the change through ``guard``; ``knobs`` has every INTERFACE_KNOBS key."""
         raise NotImplementedError
 
     def load(self, module: str, what: str = "migrator module") -> None:
@@ -85,6 +91,10 @@ class MigrationControl:
     def counters(self) -> dict[str, int]:
         """Flat {'<migrator>.<counter>': value}; empty when the kernel has none."""
         return {}
+
+    def copy_share_all(self, delta: dict[str, int], migrator: str) -> float | None:
+        """F of all copying (the migrator's and the CPU fallback's), when the interface says."""
+        return None
 
     def copy_share(self, delta: dict[str, int], migrator: str) -> float | None:
         """Amdahl's F from counter deltas, when the interface times the copy."""
@@ -111,5 +121,5 @@ class KernelCopyOnly(MigrationControl):
     def lacks(self):
         return ["no copy-offload interface: only the kernel's own folio-by-folio copy, no knobs, no counters"]
 
-    def _configure(self, guard, migrator, threads, channels, batch_size):
+    def _configure(self, guard, migrator, knobs):
         pass

@@ -1,8 +1,9 @@
 """This project's interface: /sys/kernel/mm/migration/ (kernel/patches, on 6.12.117).
 
 The unified file the RFC V3 cover letter proposed in its open question 1 and no posted
-version built, plus a run-time batch size, per-reason enablement and per-migrator
-copy-time counters. See kernel/README.md for every file and its rules.
+version built, plus a run-time batch size, per-reason enablement, the batched kernel
+copy on request, and per-migrator copy-time counters, in total and per migration reason.
+See kernel/README.md for every file and its rules (series v2).
 """
 
 from __future__ import annotations
@@ -11,7 +12,13 @@ from ..kernelfs import KnobRejected, parse_choices
 from .base import MigrationControl, register
 
 ROOT = "/sys/kernel/mm/migration"
-COUNTERS = ("batches", "folios", "bytes", "copy_ns", "batch_ns", "fallbacks")
+#: every migrator's counters, in stats/<migrator>/ (the sum over reasons) and in
+#: stats/<migrator>/<reason>/; wait_ns, fallback_ns, declined and nomem_batches came with v2
+COUNTERS = ("batches", "folios", "bytes", "copy_ns", "wait_ns", "batch_ns", "fallbacks", "fallback_ns", "declined",
+            "nomem_batches")
+#: migration reasons, as the kernel names them in `reasons` and stats/<migrator>/<reason>/
+REASONS = ("compaction", "memory_failure", "memory_hotplug", "syscall", "mempolicy_mbind", "numa_misplaced",
+           "contig_range", "longterm_pin", "demotion", "damon")
 #: 1: the kernel migrator copies through the batched path too (default 0: the unchanged
 #: serial path unless an offload migrator is active), so the batch path's own cost can be
 #: measured (kernel series v2)
@@ -22,7 +29,8 @@ DCBM = f"{ROOT}/dcbm"
 TEST_DMA_ENGINE = "test_dma_engine"
 TEST_ENGINE_PARAMS = f"/sys/module/{TEST_DMA_ENGINE}/parameters"
 TEST_ENGINE_COUNTERS = ("descriptors", "failed", "corrupted", "hung")
-HPAGE_PUD_NR = 262144
+#: batch_size's bound: 1 GiB of base pages (series v2), 262144 with x86-64's 4K pages
+MAX_BATCH_PAGES = (1 << 30) // 4096
 
 
 @register
@@ -50,15 +58,16 @@ class MmMigrationInterface(MigrationControl):
             threads = (1, os.cpu_count() or 1)
         # dcbm (patch 0010): 1..16 channels; a loadable dcbm offers the knob too
         channels = (1, 16) if self.fs.exists(f"{DCBM}/channels") or "dcbm" in self._loadable() else None
-        return {"threads": threads, "channels": channels, "batch_size": (1, HPAGE_PUD_NR)}
+        out = {"threads": threads, "channels": channels, "batch_size": (1, MAX_BATCH_PAGES)}
+        if self.fs.exists(BATCH_KERNEL_COPY):       # series v2
+            out["batch_kernel_copy"] = (0, 1)
+        return out
 
-    def _configure(self, guard, migrator, threads, channels, batch_size):
-        if batch_size is not None:
-            guard.set(f"{ROOT}/batch_size", str(batch_size))
-        if threads is not None:
-            guard.set(f"{MTCOPY}/threads", str(threads))
-        if channels is not None:
-            guard.set(f"{DCBM}/channels", str(channels))
+    def _configure(self, guard, migrator, knobs):
+        for knob, path in (("batch_size", f"{ROOT}/batch_size"), ("batch_kernel_copy", BATCH_KERNEL_COPY),
+                           ("threads", f"{MTCOPY}/threads"), ("channels", f"{DCBM}/channels")):
+            if knobs[knob] is not None:
+                guard.set(path, str(knobs[knob]))
         try:
             guard.set(f"{ROOT}/migrator", migrator)
         except KnobRejected as exc:
@@ -89,24 +98,39 @@ class MmMigrationInterface(MigrationControl):
         self.fs.write(f"{DCBM}/channels", str(channels))
 
     def counters(self):
+        """``<migrator>.<counter>`` (the sum over reasons) and ``<migrator>.<reason>.<counter>``."""
         out = {}
         base = f"{ROOT}/stats"
         if not self.fs.isdir(base):
             return out
         for mig in self.fs.listdir(base):
-            # the framework's six first, then a migrator's own (dcbm's folios_migrated, ...)
-            names = list(COUNTERS) + [n for n in self.fs.listdir(f"{base}/{mig}") if n not in COUNTERS]
-            for c in names:
-                path = f"{base}/{mig}/{c}"
-                if self.fs.exists(path):
-                    out[f"{mig}.{c}"] = self.fs.read_int(path)
-        if self.fs.exists(f"{MTCOPY}/thread_ns"):
-            out["mtcopy.thread_ns"] = self.fs.read_int(f"{MTCOPY}/thread_ns")
+            out.update(self._counters_in(f"{base}/{mig}", mig))
+            for reason in REASONS:
+                if self.fs.isdir(f"{base}/{mig}/{reason}"):
+                    out.update(self._counters_in(f"{base}/{mig}/{reason}", f"{mig}.{reason}"))
         if self.fs.isdir(TEST_ENGINE_PARAMS):
             for c in TEST_ENGINE_COUNTERS:
                 out[f"{TEST_DMA_ENGINE}.{c}"] = self.fs.read_int(f"{TEST_ENGINE_PARAMS}/{c}")
         return out
 
+    def _counters_in(self, directory: str, prefix: str) -> dict:
+        # the framework's first, then a migrator's own (dcbm's folios_migrated, mtcopy's cpu_ns, ...)
+        names = [n for n in self.fs.listdir(directory) if n not in REASONS]
+        out = {}
+        for c in [n for n in COUNTERS if n in names] + [n for n in names if n not in COUNTERS]:
+            path = f"{directory}/{c}"
+            if not self.fs.isdir(path):
+                out[f"{prefix}.{c}"] = self.fs.read_int(path)
+        return out
+
     def copy_share(self, delta, migrator):
+        """F of the migrator's copy: copy_ns / batch_ns (the per-folio CPU fallback copies
+        are apart, in fallback_ns: see :meth:`copy_share_all`)."""
         batch = delta.get(f"{migrator}.batch_ns", 0)
         return delta.get(f"{migrator}.copy_ns", 0) / batch if batch > 0 else None
+
+    def copy_share_all(self, delta, migrator):
+        """F of all copying in the batches: (copy_ns + fallback_ns) / batch_ns."""
+        batch = delta.get(f"{migrator}.batch_ns", 0)
+        return (delta.get(f"{migrator}.copy_ns", 0) + delta.get(f"{migrator}.fallback_ns", 0)) / batch \
+            if batch > 0 else None

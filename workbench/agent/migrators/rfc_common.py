@@ -144,10 +144,11 @@ class RfcControl(MigrationControl):
                                  f"after writing {value}; allowed: "
                                  f"{self.ALLOWED.get(knob) or '%d..%d' % self.bounds(knob)}")
 
-    def _configure(self, guard, migrator, threads, channels, batch_size):
+    def _configure(self, guard, migrator, knobs):
         # base.configure has checked the migrator is offered and each knob exists and is in bounds;
-        # batch_size is never set here (no version has the knob, so base.configure refused it)
-        for knob, value in (("threads", threads), ("channels", channels)):
+        # batch_size and batch_kernel_copy are never set here (no version has them, so
+        # base.configure refused them)
+        for knob, value in (("threads", knobs["threads"]), ("channels", knobs["channels"])):
             if value is not None:
                 self._set_knob(guard, knob, value)
         for d in self.present():
