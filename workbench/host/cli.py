@@ -350,7 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    return dispatch(build_parser().parse_args(argv))
+
+
+def dispatch(args) -> int:
+    """Run a parsed command: a WorkbenchError is one line (and its detail) and status 2."""
     try:
         return args.fn(args)
     except WorkbenchError as exc:

@@ -73,17 +73,10 @@ def add_parsers(sub) -> None:
 
 def main(argv=None) -> int:
     """Run the two subcommands on their own (``python -m workbench.host.cli_notebooks ...``)."""
-    from ..errors import WorkbenchError
+    from .cli import dispatch
     p = argparse.ArgumentParser(prog="workbench")
     add_parsers(p.add_subparsers(dest="command", required=True))
-    args = p.parse_args(argv)
-    try:
-        return args.fn(args)
-    except WorkbenchError as exc:
-        sys.stderr.write(f"\nworkbench: error: {exc}\n")
-        if exc.detail:
-            sys.stderr.write(exc.detail.rstrip() + "\n")
-        return 2
+    return dispatch(p.parse_args(argv))
 
 
 if __name__ == "__main__":
