@@ -2,14 +2,18 @@
 # Build a bootable (vng --run) Linux tree with the migration workbench
 # patches applied.
 #
-# usage: kernel/build.sh [--ksrc PATH] [--vanilla] [--print-dir]
+# usage: kernel/build.sh [--ksrc PATH] [--vanilla] [--profile NAME] [--print-dir]
 #
-#   --ksrc PATH   use this kernel source tree instead of Debian's
-#                 /usr/src/linux-source-6.12.tar.xz (it is copied into the
-#                 cache; the original is never modified)
-#   --vanilla     do not apply patches/series (and skip the config fragments
-#                 named *offload*.config, whose options only exist with it)
-#   --print-dir   only print the directory that would be built, build nothing
+#   --ksrc PATH     use this kernel source tree instead of Debian's
+#                   /usr/src/linux-source-6.12.tar.xz (it is copied into the
+#                   cache; the original is never modified)
+#   --vanilla       do not apply patches/series (and skip the config fragments
+#                   named *offload*.config, whose options only exist with it)
+#   --profile NAME  test (default): config/*.config + config/test/*.config,
+#                   with the debug checks the VM tests rely on;
+#                   bench: config/*.config + config/bench/*.config, without
+#                   the checks that change the cost of the measured paths
+#   --print-dir     only print the directory that would be built, build nothing
 #
 # The built tree lives in ${WORKBENCH_CACHE:-$HOME/.cache/migration-workbench}/kernel/.
 # Progress goes to stderr; the last line on stdout is the built tree's path.
@@ -27,27 +31,31 @@ jobs=${WORKBENCH_JOBS:-$(nproc)}
 
 ksrc=
 vanilla=0
+profile=test
 print_only=0
 
 log() { printf 'build.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
-usage() { sed -n '4,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit "${1:-2}"; }
+usage() { sed -n '4,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit "${1:-2}"; }
 
 while [ $# -gt 0 ]; do
 	case $1 in
 	--ksrc) [ $# -ge 2 ] || usage; ksrc=$2; shift 2 ;;
 	--ksrc=*) ksrc=${1#--ksrc=}; shift ;;
 	--vanilla) vanilla=1; shift ;;
+	--profile) [ $# -ge 2 ] || usage; profile=$2; shift 2 ;;
+	--profile=*) profile=${1#--profile=}; shift ;;
 	--print-dir) print_only=1; shift ;;
 	-h|--help) usage 0 ;;
 	*) log "unknown argument: $1"; usage ;;
 	esac
 done
 
-vng_bin=
-for c in "$here/../.venv/bin/virtme-configkernel" "$(command -v virtme-configkernel || true)"; do
-	if [ -n "$c" ] && [ -x "$c" ]; then vng_bin=$c; break; fi
-done
+case $profile in
+test|bench) ;;
+*) log "unknown profile: $profile (test, bench)"; usage ;;
+esac
+[ -d "$confdir/$profile" ] || die "missing $confdir/$profile"
 
 sha() { sha256sum | cut -c1-64; }
 
@@ -70,7 +78,9 @@ else
 fi
 src_key=$(printf '%s' "$src_id" | sha | cut -c1-12)
 flavour=$([ $vanilla = 1 ] && echo vanilla || echo patched)
-tree=$cache/trees/$src_key-$flavour
+# The test profile keeps the tree names it always had.
+suffix=$([ "$profile" = test ] && echo "" || echo "-$profile")
+tree=$cache/trees/$src_key-$flavour$suffix
 
 # ---- inputs: patches and config fragments --------------------------------
 patches=()
@@ -85,7 +95,7 @@ if [ $vanilla = 0 ]; then
 	done <"$patchdir/series"
 fi
 fragments=()
-for f in "$confdir"/*.config; do
+for f in "$confdir"/*.config "$confdir/$profile"/*.config; do
 	[ -e "$f" ] || continue
 	if [ $vanilla = 1 ] && [[ $(basename "$f") == *offload* ]]; then continue; fi
 	fragments+=("$f")
@@ -94,8 +104,9 @@ done
 key=$( {
 	echo "src $src_id"
 	echo "vanilla $vanilla"
+	echo "profile $profile"
 	for p in "${patches[@]+"${patches[@]}"}"; do echo "patch $(basename "$p") $(sha <"$p")"; done
-	for f in "${fragments[@]+"${fragments[@]}"}"; do echo "config $(basename "$f") $(sha <"$f")"; done
+	for f in "${fragments[@]+"${fragments[@]}"}"; do echo "config ${f#"$confdir/"} $(sha <"$f")"; done
 	echo "script $(sha <"${BASH_SOURCE[0]}")"
 } | sha)
 
@@ -121,13 +132,21 @@ gitq() { git -C "$tree" -c user.name=workbench -c user.email=workbench@localhost
 # ---- source tree ----------------------------------------------------------
 if [ ! -f "$tree/.workbench-base" ]; then
 	rm -rf "$tree" "$tree.tmp"
-	other=$cache/trees/$src_key-$([ $vanilla = 1 ] && echo patched || echo vanilla)
-	if [ -f "$other/.workbench-base" ]; then
-		# Same source, other flavour: start from a copy so that only what
-		# the patches touch gets rebuilt.
+	oflavour=$([ $vanilla = 1 ] && echo patched || echo vanilla)
+	other=
+	# Same source: the other flavour of this profile first (only what the
+	# patches touch is rebuilt), then any other tree (saves the unpacking).
+	for o in "$src_key-$oflavour$suffix" "$src_key-$flavour" "$src_key-$oflavour" \
+		"$src_key-$flavour-bench" "$src_key-$oflavour-bench"; do
+		if [ "$cache/trees/$o" != "$tree" ] && [ -f "$cache/trees/$o/.workbench-base" ]; then
+			other=$cache/trees/$o; break
+		fi
+	done
+	if [ -n "$other" ]; then
 		log "seeding $tree from $other"
 		cp -a "$other" "$tree.tmp"
 		rm -f "$tree.tmp/.workbench-key"
+		echo "$other" >"$tree.tmp/.workbench-seeded-from"
 	else
 		mkdir -p "$tree.tmp"
 		if [ -n "$ksrc" ]; then
@@ -183,24 +202,16 @@ done
 
 # ---- configuration -------------------------------------------------------------
 cd "$tree"
-log "configuring (virtme-ng minimal VM config + ${#fragments[@]} fragment(s))"
+log "configuring ($profile profile: allnoconfig + ${#fragments[@]} fragment(s))"
 cfg_tmp=$(mktemp -d)
 trap 'rm -rf "$cfg_tmp"' EXIT
 [ -f .config ] && cp -p .config "$cfg_tmp/old.config"
-if [ -n "$vng_bin" ]; then
-	# Call virtme-configkernel (what "vng --kconfig" runs) directly so that
-	# a user's ~/.config/virtme-ng/kernel.config cannot leak into the build.
-	"$vng_bin" --defconfig >"$cfg_tmp/vng.log" 2>&1 ||
-		{ cat "$cfg_tmp/vng.log" >&2; die "virtme-configkernel failed"; }
-else
-	log "virtme-configkernel not found; falling back to x86_64_defconfig"
-	make -s x86_64_defconfig >&2
-fi
-if [ ${#fragments[@]} -gt 0 ]; then
-	scripts/kconfig/merge_config.sh -m .config "${fragments[@]}" >"$cfg_tmp/merge.log" 2>&1 ||
-		{ cat "$cfg_tmp/merge.log" >&2; die "merge_config.sh failed"; }
-fi
-make -s olddefconfig >&2
+# allnoconfig with the fragments as KCONFIG_ALLCONFIG: what the fragments
+# set is set, everything else is off unless something selects it.  Nothing
+# from the host (virtme-ng's defaults, ~/.config) goes into the kernel.
+cat "${fragments[@]}" >"$cfg_tmp/all.config"
+make -s KCONFIG_ALLCONFIG="$cfg_tmp/all.config" allnoconfig >"$cfg_tmp/conf.log" 2>&1 ||
+	{ cat "$cfg_tmp/conf.log" >&2; die "make allnoconfig failed"; }
 # Check that every fragment option survived olddefconfig (dependencies).
 missing=0
 for f in "${fragments[@]+"${fragments[@]}"}"; do
@@ -221,9 +232,26 @@ if [ -f "$cfg_tmp/old.config" ] && cmp -s .config "$cfg_tmp/old.config"; then
 fi
 
 # ---- build ------------------------------------------------------------------------
-log "building bzImage and modules with -j$jobs (log: $tree/.workbench-build.log)"
 start=$(date +%s)
-if ! nice -n 10 make -j"$jobs" bzImage modules >"$tree/.workbench-build.log" 2>&1; then
+if [ -f .workbench-seeded-from ]; then
+	# objtool's own build records absolute paths, so the copy rebuilds it,
+	# and every object depends on the objtool binary: without this, a
+	# seeded tree would be rebuilt from scratch.  The patches do not touch
+	# tools/, so the rebuilt objtool is the one the copied objects went
+	# through: give what was rebuilt under tools/ (the binary and its own
+	# objects, so that it is not relinked) the old binary's mtime.
+	other=$(cat .workbench-seeded-from)
+	log "seeded tree: building objtool first (log: $tree/.workbench-build.log)"
+	nice -n 10 make -j"$jobs" prepare >"$tree/.workbench-build.log" 2>&1 ||
+		{ tail -20 "$tree/.workbench-build.log" >&2; die "make prepare failed"; }
+	old_objtool=$other/tools/objtool/objtool
+	if git diff --quiet wb-base -- tools/ && [ -f "$old_objtool" ] && [ -f tools/objtool/objtool ]; then
+		find tools -newer "$old_objtool" -exec touch -h -r "$old_objtool" {} +
+	fi
+	rm -f .workbench-seeded-from
+fi
+log "building bzImage and modules with -j$jobs, nice 10 (log: $tree/.workbench-build.log)"
+if ! nice -n 10 make -j"$jobs" bzImage modules >>"$tree/.workbench-build.log" 2>&1; then
 	grep -E 'error|Error' "$tree/.workbench-build.log" | head -40 >&2 || true
 	tail -20 "$tree/.workbench-build.log" >&2
 	die "kernel build failed"

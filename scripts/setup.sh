@@ -12,6 +12,7 @@ APT_PACKAGES=(
   openssh-server openssh-client
   linux-source-6.12 build-essential flex bison bc libelf-dev libssl-dev rsync
   python3-ply python3-git
+  gcc-aarch64-linux-gnu gcc-powerpc64le-linux-gnu
   chromium chromium-driver
 )
 

@@ -5,7 +5,7 @@
  * landed on the target node and that every byte survived.
  *
  * usage: migrate_smoke [-s MiB] [-t|-T] [-f NODE] [-n NODE] [-l LOOPS] [-S SEED]
- *                      [-F FILE]
+ *                      [-F FILE] [-M]
  *   -s MiB    size of the mapping (default 32)
  *   -t        madvise(MADV_HUGEPAGE) (THP / mTHP, as the sysfs settings allow)
  *   -T        madvise(MADV_NOHUGEPAGE) (4K folios only)
@@ -15,6 +15,8 @@
  *   -S SEED   pattern seed
  *   -F FILE   map FILE (created, on tmpfs: shmem page cache) MAP_SHARED
  *             instead of private anonymous memory
+ *   -M        migrate with mbind(MPOL_BIND, MPOL_MF_MOVE) (migration reason
+ *             mempolicy_mbind) instead of move_pages(2) (reason syscall)
  *
  * Folios are found with /proc/self/pagemap and /proc/kpageflags (root only);
  * without them every 4K page is passed.  Prints "PASS ..." and exits 0, or
@@ -143,10 +145,10 @@ int main(int argc, char **argv)
 	int *nodes, *status;
 	const char *file = NULL;
 	char *raw, *buf;
-	int fd = -1;
+	int fd = -1, use_mbind = 0;
 
 	page_size = sysconf(_SC_PAGESIZE);
-	while ((opt = getopt(argc, argv, "s:tTf:n:l:S:F:")) != -1) {
+	while ((opt = getopt(argc, argv, "s:tTf:n:l:S:F:M")) != -1) {
 		switch (opt) {
 		case 's': mib = atol(optarg); break;
 		case 't': advice = MADV_HUGEPAGE; break;
@@ -156,6 +158,7 @@ int main(int argc, char **argv)
 		case 'l': loops = atol(optarg); break;
 		case 'S': seed = strtoull(optarg, NULL, 0); break;
 		case 'F': file = optarg; break;
+		case 'M': use_mbind = 1; break;
 		default:
 			fprintf(stderr, "usage: %s [-s MiB] [-t|-T] [-f NODE] [-n NODE] [-l LOOPS] [-S SEED]\n",
 				argv[0]);
@@ -209,6 +212,19 @@ int main(int argc, char **argv)
 		for (i = 0; i < nr; i++)
 			nodes[i] = dst;
 		t = now();
+		if (use_mbind) {
+			/* Bind to the target only: mbind moves what is not there */
+			mask = 1UL << dst;
+			rc = syscall(SYS_mbind, buf, len, MPOL_BIND, &mask, 64,
+				     MPOL_MF_MOVE);
+			total_t += now() - t;
+			if (rc)
+				fail("errno %ld (loop %ld)", "mbind(MPOL_MF_MOVE)",
+				     errno, l);
+			check_nodes(buf, nr_pages, dst, pages, status);
+			check_data(buf, len, seed);
+			continue;
+		}
 		rc = syscall(SYS_move_pages, 0, nr, addrs, nodes, status,
 			     MPOL_MF_MOVE);
 		total_t += now() - t;
@@ -237,8 +253,8 @@ int main(int argc, char **argv)
 		close(fd);
 		unlink(file);
 	}
-	printf("PASS %s%ld MiB, %ld folios (%ld large, largest %ld pages), %ld move(s) %d->%d, %.3f s in move_pages, %.3f GB/s\n",
-	       file ? "file " : "", mib, nr, nr_large, max_pages, loops, from, to, total_t,
+	printf("PASS %s%s%ld MiB, %ld folios (%ld large, largest %ld pages), %ld move(s) %d->%d, %.9f s in move_pages, %.3f GB/s\n",
+	       file ? "file " : "", use_mbind ? "mbind " : "", mib, nr, nr_large, max_pages, loops, from, to, total_t,
 	       total_t > 0 ? len * (double)loops / total_t / 1e9 : 0.0);
 	return 0;
 }

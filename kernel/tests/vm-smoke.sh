@@ -24,12 +24,12 @@ echo "vm-smoke: booting $tree (console: $log)" >&2
 timeout "${SMOKE_TIMEOUT:-1800}" "$vng" --run "$tree" --disable-kvm -v -m 3G -p 2 \
 	--numa 1536M,cpus=0 --numa 1536M,cpus=1 \
 	--qemu-opts="-smp 2,sockets=2,cores=1,threads=1" \
-	--exec "SMOKE_QUICK=${SMOKE_QUICK:-0} MTCOPY_KO=$tree/mm/mtcopy.ko $here/smoke.sh; echo SMOKE-EXIT=\$?" \
+	--exec "SMOKE_QUICK=${SMOKE_QUICK:-0} TREE=$tree $here/smoke.sh; echo SMOKE-EXIT=\$?" \
 	>"$log" 2>&1 </dev/null || true
 
 grep -E '^(ok|not ok) - |^smoke: ' "$log" || true
 rc=0
-if grep -nE '\[ *[0-9]+\.[0-9]+\] .*(WARNING:|BUG:|Oops|Call Trace|general protection fault|Kernel panic)' "$log"; then
+if grep -nE '\[ *[0-9]+\.[0-9]+\] .*(WARNING:|BUG:|Oops|Call Trace|general protection fault|Kernel panic|blocked for more than)' "$log"; then
 	echo "vm-smoke: kernel console shows warnings (above)"
 	rc=1
 fi
