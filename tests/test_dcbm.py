@@ -13,8 +13,10 @@ ROOT = "/sys/kernel/mm/migration"
 ENGINE = "/sys/module/test_dma_engine/parameters"
 SIZE = 8 << 20
 PAGE = 4096
-#: where test-dma-engine flips a byte: len/2 + 0x123 of a descriptor (one per folio)
+#: where test-dma-engine flips a byte: len/2 + 0x123 of a descriptor (one per folio up to
+#: the engine's max_seg_size, 64K by default as on PCI DMA engines)
 CORRUPT_AT = 0x123
+MAX_SEG = 64 << 10
 
 
 def run_trials(target, *specs):
@@ -53,7 +55,10 @@ def test_dcbm_moves_every_page_byte_exact(patched, channels, folio):
     assert r["mig_dcbm_folios"] == nfolios and r["mig_dcbm_bytes"] == SIZE
     assert r["mig_dcbm_folios_migrated"] == nfolios, "every folio was copied by DMA"
     assert (r["mig_dcbm_fallbacks"], r["mig_dcbm_folios_failures"], r["mig_dcbm_timeouts"]) == (0, 0, 0)
-    assert r["mig_test_dma_engine_descriptors"] == nfolios, "one descriptor per folio"
+    pieces = max(1, folio // MAX_SEG)
+    assert r["mig_dcbm_descriptors"] == r["mig_test_dma_engine_descriptors"] == nfolios * pieces, \
+        "one descriptor per folio, or per 64K piece of a larger one"
+    assert 1 <= r["mig_dcbm_interrupts"] <= channels * r["mig_dcbm_batches"], "one interrupt per channel per batch"
     assert 0 < r["copy_share"] <= 1
     assert r.get("mig_kernel_folios", 0) == 0
 
@@ -134,7 +139,7 @@ def test_selecting_dcbm_without_enough_channels_fails_cleanly(patched):
 def test_unloading_dcbm_and_the_engine_during_migration(patched):
     res = None
     for event in patched.run_plan({"op": "stress", "args": {
-            "seconds": 45, "size": 8 << 20, "folio_size": 64 << 10, "workers": 2,
+            "seconds": 45, "size": 8 << 20, "folio_size": 64 << 10, "workers": 2, "min_switches": 5,
             "unload": ["dcbm", "test_dma_engine"]}}):
         assert event["type"] != "error", event
         if event["type"] == "stress":

@@ -120,7 +120,7 @@ def test_bad_writes_are_refused_and_change_nothing(patched, knob, values):
 
 
 def test_churn_switching_and_unloading_mtcopy(patched):
-    res = events(patched, {"op": "stress", "args": {"seconds": 60, "size": 8 << 20, "workers": 2,
+    res = events(patched, {"op": "stress", "args": {"seconds": 60, "size": 8 << 20, "workers": 2, "min_switches": 11,
                                                      "unload": ["mtcopy"]}}, "stress")["result"]
     assert res["rounds"] > 4, res
     assert res["switches"] > 10 and res["thread_changes"] > 10 and res["unloads"] + res["unload_busy"] > 0, res

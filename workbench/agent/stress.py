@@ -31,7 +31,7 @@ from .syscalls import MADV_HUGEPAGE, AnonRegion, MovePages, page_nodes
 PAGE = 4096
 
 
-def _worker(idx: int, size: int, folio_size: int, nodes: tuple[int, int], deadline: float, seed: int, out):
+def _worker(idx: int, size: int, folio_size: int, nodes: tuple[int, int], stop, seed: int, out):
     stats = {"worker": idx, "rounds": 0, "bad_pages": 0, "misplaced_pages": 0, "errors": 0, "last_error": None}
     try:
         with AnonRegion(size, max(folio_size, PAGE)) as region:
@@ -44,7 +44,7 @@ def _worker(idx: int, size: int, folio_size: int, nodes: tuple[int, int], deadli
             npages = size // PAGE
             addrs = region.addr + np.arange(npages, dtype=np.uint64) * np.uint64(PAGE)
             moves = [MovePages(addrs, nodes[1]), MovePages(addrs, nodes[0])]
-            while time.time() < deadline:
+            while not stop.is_set():
                 target = moves[stats["rounds"] % 2]
                 try:
                     target()
@@ -79,6 +79,7 @@ def _attempt(result: dict, what: str, fn) -> bool:
 
 
 def run(fs: KernelFS, seconds: float = 60, size: int = 16 << 20, folio_size: int = 2 << 20, workers: int = 2,
+        min_switches: int = 0,
         switch_every: float = 0.5, unload: list[str] | None = None, seed: int = 11, nodes=(0, 1)) -> dict:
     control = migrators.detect(fs)
     if not isinstance(control, MmMigrationInterface):
@@ -91,6 +92,7 @@ def run(fs: KernelFS, seconds: float = 60, size: int = 16 << 20, folio_size: int
     deadline = time.time() + seconds
     ctx = mp.get_context("fork")
     out = ctx.Queue()
+    stop = ctx.Event()   # the workers migrate until the controller is done (or fails)
     guard = KnobGuard(fs)
     result = {"switches": 0, "thread_changes": 0, "channel_changes": 0, "unloads": 0, "unload_busy": 0,
               "reloads": 0, "unloaded": {m: 0 for m in unload},
@@ -102,13 +104,16 @@ def run(fs: KernelFS, seconds: float = 60, size: int = 16 << 20, folio_size: int
         knobs = control.knobs()
         control.configure(guard, "kernel", threads=knobs["threads"][0] if knobs.get("threads") else None,
                           channels=1 if knobs.get("channels") else None)
-        procs = [ctx.Process(target=_worker, args=(i, size, folio_size, nodes, deadline, seed + i, out))
+        procs = [ctx.Process(target=_worker, args=(i, size, folio_size, nodes, stop, seed + i, out))
                  for i in range(workers)]
         for p in procs:
             p.start()
         rng = random.Random(seed)
         last_unload = time.time()
-        while time.time() < deadline:
+        # at least `seconds`, and on a slow machine until `min_switches` migrator switches
+        # happened too (within four times `seconds`): the amount of churn, not its speed
+        hard_stop = deadline + 3 * seconds
+        while time.time() < deadline or (result["switches"] < min_switches and time.time() < hard_stop):
             time.sleep(switch_every)
             offered = control.migrators()
             choice = rng.choice(offered)
@@ -140,10 +145,12 @@ def run(fs: KernelFS, seconds: float = 60, size: int = 16 << 20, folio_size: int
                 for mod in reversed(unload):
                     if _attempt(result, "reload", lambda: fs.load_module(mod)):
                         result["reloads"] += 1
+        stop.set()
         workers_out = [out.get(timeout=120) for _ in procs]
         for p in procs:
             p.join(30)
     finally:
+        stop.set()
         for mod in reversed(unload):
             if mod not in control.migrators():
                 _attempt(result, "reload", lambda: fs.load_module(mod))
