@@ -69,7 +69,8 @@ PACKAGES = (
 DISK_SIZE_MIB = 6144
 #: bumped by hand when something the hash below cannot see changes meaning
 RECIPE_VERSION = 1
-NODES = (("1536M", 0), ("1536M", 1))
+#: (memory, cpus) per NUMA node: 2 x 1536M, one CPU each
+NODES = (("1536M", "0"), ("1536M", "1"))
 USER = "root"
 
 
@@ -182,6 +183,10 @@ printf 'HostKey /etc/ssh/ssh_host_ed25519_key\nPermitRootLogin prohibit-password
 	>"$R/etc/ssh/sshd_config.d/workbench-lab.conf"
 install -d -m 700 "$R/root/.ssh"
 install -m 600 "$CLIENTKEY.pub" "$R/root/.ssh/authorized_keys"
+# Kernels installed later build an initramfs with only the modules this box needs
+# (the stock one above was built with "most": in a chroot there is no device to probe).
+mkdir -p "$R/etc/initramfs-tools/conf.d"
+echo MODULES=dep >"$R/etc/initramfs-tools/conf.d/workbench-lab.conf"
 # kexec-tools must not turn every reboot into a kexec of the newest kernel
 [ -f "$R/etc/default/kexec" ] && sed -i 's/^LOAD_KEXEC=.*/LOAD_KEXEC=false/' "$R/etc/default/kexec"
 # GRUB: saved default (grub-reboot works), serial console, short timeout
@@ -244,6 +249,11 @@ class LabImage:
     host_key_pub: str
     kernel_release: str
     info: dict
+
+    @property
+    def lsmod(self) -> Path:
+        """``lsmod`` of the stock kernel's first boot of this image."""
+        return self.dir / "lsmod"
 
     @property
     def config(self) -> Path:
@@ -374,6 +384,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _cpus(spec) -> list[int]:
+    """0 -> [0]; "0-1" -> [0, 1] (QEMU's -numa cpus= syntax)."""
+    a, _, b = str(spec).partition("-")
+    return list(range(int(a), int(b or a) + 1))
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -450,9 +466,10 @@ class LabVM:
     # -- lifecycle --------------------------------------------------------------------
     def command(self, image: LabImage, port: int, accel: str) -> list[str]:
         mem = sum(int(m.rstrip("M")) for m, _ in self.nodes)
+        ncpus = sum(len(_cpus(c)) for _, c in self.nodes)
         cmd = ["qemu-system-x86_64", "-name", f"lab-{self.name}", "-machine", "pc", "-accel", accel,
                "-cpu", "host" if accel == "kvm" else "max",
-               "-smp", f"{len(self.nodes)},sockets={len(self.nodes)},cores=1,threads=1", "-m", f"{mem}M"]
+               "-smp", f"{ncpus},sockets={ncpus},cores=1,threads=1", "-m", f"{mem}M"]
         for i, (m, cpu) in enumerate(self.nodes):
             cmd += ["-object", f"memory-backend-ram,id=mem{i},size={m}",
                     "-numa", f"node,nodeid={i},cpus={cpu},memdev=mem{i}"]
@@ -509,6 +526,13 @@ class LabVM:
         st = self.state()
         st["boot_seconds"] = round(time.monotonic() - t0, 1)
         (self.dir / "state.json").write_text(json.dumps(st))
+        if not image.lsmod.exists():
+            # the modules the stock kernel loads on this box, once per image: a fixed
+            # input for localmodconfig, so a kernel package built for it stays cached
+            from .lab import Remote
+            out = Remote(self.target()).out("lsmod", timeout=120)
+            if out.startswith("Module"):
+                image.lsmod.write_text(out + "\n")
         return self.info()
 
     def wait_ssh(self, timeout: float) -> float:
@@ -561,6 +585,14 @@ class LabVM:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
         return True
+
+    def power_cycle(self, timeout: float | None = None) -> float:
+        """Press reset (as a lab box's BMC would) and wait for SSH again; returns seconds."""
+        if not self.running():
+            raise WorkbenchError(f"lab VM {self.name} is not running")
+        self._qmp("system_reset")
+        time.sleep(2)
+        return self.wait_ssh(timeout or self.boot_timeout)
 
     def kill(self) -> None:
         """Pull the plug (no shutdown)."""

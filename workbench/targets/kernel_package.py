@@ -90,15 +90,7 @@ def fetch_box_inputs(target, lsmod: bool = True) -> tuple[Path, Path | None, str
     return config, mods, release
 
 
-def build(config: str | Path | None = None, *, config_from=None, localmodconfig: bool = True,
-          lsmod: str | Path | None = None, vanilla: bool = False, test_dma_engine: bool = False,
-          ksrc: str | None = None, progress=None, timeout: float | None = None) -> KernelPackage:
-    """Build (or take from the cache) the kernel package.
-
-    ``config``: a config file; or ``config_from``: an SSH target whose running config
-    (and, with ``localmodconfig``, its ``lsmod``) is the base. ``test_dma_engine`` adds
-    the test-only DMA engine (for the lab VM, never for a real machine).
-    """
+def _script_args(config, config_from, localmodconfig, lsmod, vanilla, test_dma_engine, ksrc) -> list[str]:
     if (config is None) == (config_from is None):
         raise WorkbenchError("kernel package needs exactly one of --config FILE or --config-from ssh://host")
     if config_from is not None:
@@ -115,6 +107,36 @@ def build(config: str | Path | None = None, *, config_from=None, localmodconfig:
         cmd.append("--test-dma-engine")
     if ksrc:
         cmd += ["--ksrc", str(ksrc)]
+    return cmd
+
+
+def cached(config: str | Path | None = None, *, config_from=None, localmodconfig: bool = True,
+           lsmod: str | Path | None = None, vanilla: bool = False, test_dma_engine: bool = False,
+           ksrc: str | None = None) -> KernelPackage | None:
+    """The package ``build`` with these arguments would return, if it is already built."""
+    cmd = _script_args(config, config_from, localmodconfig, lsmod, vanilla, test_dma_engine, ksrc)
+    proc = subprocess.run(cmd + ["--print-dir"], capture_output=True, text=True)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        return None
+    out = Path(proc.stdout.strip().splitlines()[-1])
+    try:
+        info = json.loads((out / "package.json").read_text())
+    except (OSError, ValueError):
+        return None
+    deb = out / info.get("image_deb", "")
+    return KernelPackage.from_deb(deb) if deb.is_file() else None
+
+
+def build(config: str | Path | None = None, *, config_from=None, localmodconfig: bool = True,
+          lsmod: str | Path | None = None, vanilla: bool = False, test_dma_engine: bool = False,
+          ksrc: str | None = None, progress=None, timeout: float | None = None) -> KernelPackage:
+    """Build (or take from the cache) the kernel package.
+
+    ``config``: a config file; or ``config_from``: an SSH target whose running config
+    (and, with ``localmodconfig``, its ``lsmod``) is the base. ``test_dma_engine`` adds
+    the test-only DMA engine (for the lab VM, never for a real machine).
+    """
+    cmd = _script_args(config, config_from, localmodconfig, lsmod, vanilla, test_dma_engine, ksrc)
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     err_lines: list[str] = []

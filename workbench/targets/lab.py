@@ -334,3 +334,180 @@ def _agent_probe(r: Remote, python: str, quiet: bool = False) -> dict | None:
         return None
     raise WorkbenchError(f"{r.label}: the agent installed in the venv answered its probe without facts",
                          detail=out[-2000:])
+
+
+# ---- installing and booting a kernel -----------------------------------------------------------
+
+_STATE = r"""
+echo "uid=$(id -u)"
+if [ "$(id -u)" = 0 ]; then echo priv=root; elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then echo priv=sudo; else echo priv=none; fi
+echo "home=$HOME"
+echo "release=$(uname -r)"; echo "version=$(uname -v)"
+echo "boot_id=$(cat /proc/sys/kernel/random/boot_id)"
+for t in dpkg kexec grub-reboot grub-set-default update-grub systemctl; do
+  p=$(PATH=$PATH:/usr/sbin:/sbin command -v $t 2>/dev/null) && echo "have_$t=$p"
+done
+[ -f /boot/grub/grub.cfg ] && echo grub_cfg=yes
+echo "grub_default=$(cat /etc/default/grub /etc/default/grub.d/*.cfg 2>/dev/null | sed -n 's/^GRUB_DEFAULT=//p' | tail -1 | tr -d '"')"
+"""
+
+_GRUB_PIN_FILE = "/etc/default/grub.d/50-migration-workbench.cfg"
+
+
+def box_state(target) -> dict:
+    """Release, build, boot id and boot tools of the box, as it is now."""
+    raw = Remote(target).run(_STATE, timeout=60, what="reading the box's state").stdout
+    return dict(ln.split("=", 1) for ln in raw.splitlines() if "=" in ln)
+
+
+def grub_entry(cfg: str, release: str) -> str | None:
+    """The ``grub-reboot``/``grub-set-default`` path (``submenu-id>entry-id``) of the
+    normal (not recovery) entry booting ``release`` in a grub.cfg, or None."""
+    sub = None
+    for line in cfg.splitlines():
+        m = re.match(r"^(\s*)(menuentry|submenu)\s+(['\"])(.*?)\3.*\$menuentry_id_option\s+'([^']+)'", line)
+        if m:
+            indent, kind, _, title, ident = m.groups()
+            if kind == "submenu":
+                sub = ident
+                continue
+            if not indent:
+                sub = None          # a top-level entry after the submenu closed
+            if title.endswith(f"Linux {release}"):
+                return f"{sub}>{ident}" if (indent and sub) else ident
+    return None
+
+
+def _console_tail(console, lines: int = 40) -> str | None:
+    if console is None:
+        return None
+    try:
+        text = Path(console).read_bytes().decode(errors="replace")
+    except OSError:
+        return None
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text).replace("\r", "")
+    return "\n".join(ln for ln in text.splitlines()[-lines:])
+
+
+def install(package_deb, target, boot: str = "kexec", timeout: float = 900.0, console=None,
+            progress=None) -> dict:
+    """Install a linux-image .deb on the box, boot it once, check it is what runs.
+
+    ``boot``: ``kexec`` (``kexec -l`` the installed vmlinuz/initrd, then ``systemctl
+    kexec``: a clean shutdown, no firmware) or ``reboot`` (``grub-reboot`` one-shot entry,
+    then reboot). Either way GRUB's default stays the kernel the box runs now, so a kernel
+    that does not come up is left by the next power cycle. ``timeout`` bounds the wait for
+    the box to come back (never forever); ``console`` (a file, e.g. the lab VM's serial
+    log) is quoted when it does not. Returns what happened with the time of each step.
+    """
+    from .kernel_package import KernelPackage
+    if boot not in ("kexec", "reboot"):
+        raise WorkbenchError(f"--boot {boot!r} is not one of kexec, reboot")
+    progress = progress or (lambda msg: None)
+    pkg = KernelPackage.from_deb(package_deb)
+    r = Remote(target)
+    t0 = time.monotonic()
+    st = box_state(target)
+    if st.get("priv") == "none":
+        raise WorkbenchError(f"{target.label}: installing a kernel needs root or passwordless sudo")
+    sudo = "" if st.get("priv") == "root" else "sudo -n "
+    need = ["dpkg"] + (["kexec", "systemctl"] if boot == "kexec" else ["grub-reboot", "systemctl"])
+    lacking = [t for t in need if f"have_{t}" not in st]
+    if boot == "reboot" and "grub_cfg" not in st:
+        lacking.append("GRUB (/boot/grub/grub.cfg)")
+    if lacking:
+        hint = " (apt-get install kexec-tools)" if "kexec" in lacking else ""
+        raise WorkbenchError(f"{target.label}: --boot {boot} needs {', '.join(lacking)} on the box{hint}")
+    old = st["release"]
+    if old == pkg.release:
+        raise WorkbenchError(f"{target.label} already runs {old}: boot another kernel first "
+                             "(a package cannot be swapped under the kernel that runs it)")
+    result = {"target": target.label, "package": pkg.deb.name, "release": pkg.release, "flavour": pkg.flavour,
+              "previous_release": old, "boot": boot, "timeout": timeout}
+
+    # copy and install
+    remote_deb = f"{st['home']}/{REMOTE_DIR}/debs/{pkg.deb.name}"
+    progress(f"{target.label}: copying {pkg.deb.name} ({pkg.deb.stat().st_size >> 20} MiB)")
+    r.put_file(pkg.deb, remote_deb)
+    t_copy = time.monotonic()
+    progress(f"{target.label}: dpkg -i (initramfs, GRUB menu)")
+    r.run(f"{sudo}env DEBIAN_FRONTEND=noninteractive dpkg -i {shlex.quote(remote_deb)}", timeout=1800,
+          what=f"dpkg -i {pkg.deb.name}")
+    r.run(f"test -f /boot/vmlinuz-{pkg.release} && test -f /boot/initrd.img-{pkg.release}",
+          what=f"checking /boot/vmlinuz-{pkg.release} and its initrd")
+    t_dpkg = time.monotonic()
+
+    # GRUB: the default stays the kernel that runs now; the new one is booted once
+    new_entry = None
+    if "grub_cfg" in st and "have_grub-set-default" in st:
+        if st.get("grub_default") != "saved":
+            r.run(f"{sudo}sh -c 'mkdir -p /etc/default/grub.d && echo GRUB_DEFAULT=saved >{_GRUB_PIN_FILE}"
+                  f" && update-grub' >/dev/null 2>&1", timeout=600, what="setting GRUB_DEFAULT=saved")
+            result["grub_default_changed"] = _GRUB_PIN_FILE
+        cfg = r.out("cat /boot/grub/grub.cfg", timeout=60, what="reading grub.cfg")
+        old_entry, new_entry = grub_entry(cfg, old), grub_entry(cfg, pkg.release)
+        if old_entry:
+            r.run(f"{sudo}grub-set-default {shlex.quote(old_entry)}", what="pinning GRUB's default")
+            result["default_entry"] = old_entry
+        if boot == "reboot" and not new_entry:
+            raise WorkbenchError(f"{target.label}: GRUB has no entry for {pkg.release} after dpkg -i")
+    elif boot == "kexec":
+        result["default_entry"] = None   # no GRUB we know how to pin: the box's own bootloader decides
+
+    # boot it once
+    if boot == "kexec":
+        r.run(f"{sudo}kexec -l /boot/vmlinuz-{pkg.release} --initrd=/boot/initrd.img-{pkg.release} --reuse-cmdline",
+              timeout=300, what=f"kexec -l {pkg.release}")
+        go = "systemctl kexec || kexec -e"
+    else:
+        r.run(f"{sudo}grub-reboot {shlex.quote(new_entry)}", what="grub-reboot")
+        result["boot_entry"] = new_entry
+        go = "systemctl reboot"
+    progress(f"{target.label}: {boot} into {pkg.release}")
+    r.run(f"{sudo}nohup setsid sh -c 'sleep 2; {go}' </dev/null >/dev/null 2>&1 &", timeout=60,
+          what=f"starting the {boot}")
+    t_boot = time.monotonic()
+    back = _wait_back(r, st["boot_id"], t_boot + timeout)
+    t_back = time.monotonic()
+    result.update(seconds_copy=round(t_copy - t0, 1), seconds_install=round(t_dpkg - t_copy, 1),
+                  seconds_boot=round(t_back - t_boot, 1))
+    if back is None:
+        raise WorkbenchError(
+            f"{target.label} did not come back within {timeout:.0f}s after {boot} into {pkg.release}"
+            + (f"; its default boot entry is still {old}" if result.get("default_entry") else "")
+            + (f" (console: {console})" if console else ""),
+            detail=_console_tail(console))
+    result["running_release"], result["running_version"] = back["release"], back["version"]
+    if back["release"] != pkg.release:
+        raise WorkbenchError(f"{target.label} came back on {back['release']}, not {pkg.release}: "
+                             f"the new kernel did not boot and the box is on its old kernel",
+                             detail=_console_tail(console))
+    tag = pkg.build_tag if pkg.info.get("key") else None
+    if tag and not back["version"].startswith(tag + " "):
+        raise WorkbenchError(f"{target.label} runs {pkg.release} but not this build "
+                             f"(uname -v {back['version']!r}, expected {tag})")
+    migrator = r.run("cat /sys/kernel/mm/migration/migrator", check=False, timeout=60).stdout.strip() or None
+    result["series_migrator"] = migrator
+    if pkg.flavour == "patched" and not migrator:
+        raise WorkbenchError(f"{target.label} runs {pkg.release} but has no /sys/kernel/mm/migration/migrator: "
+                             "not a kernel of the series")
+    result["seconds"] = round(time.monotonic() - t0, 1)
+    progress(f"{target.label}: running {pkg.release} after {result['seconds_boot']}s of {boot}")
+    return result
+
+
+def _wait_back(r: Remote, old_boot_id: str, deadline: float) -> dict | None:
+    """Poll until the box answers with another boot id; None at the deadline."""
+    time.sleep(5)
+    while time.monotonic() < deadline:
+        left = deadline - time.monotonic()
+        try:
+            proc = r.run("cat /proc/sys/kernel/random/boot_id; uname -r; uname -v", check=False,
+                         timeout=max(5.0, min(40.0, left)))
+            lines = proc.stdout.splitlines() if proc.returncode == 0 else []
+        except WorkbenchError:
+            lines = []
+        if len(lines) >= 3 and lines[0].strip() != old_boot_id:
+            return {"boot_id": lines[0].strip(), "release": lines[1].strip(), "version": lines[2].strip()}
+        time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
+    return None
