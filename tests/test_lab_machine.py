@@ -23,7 +23,7 @@ from workbench.errors import WorkbenchError
 
 from .conftest import VM_PREFIX, need
 
-pytestmark = pytest.mark.vm
+vm = pytest.mark.vm
 
 
 def _need_tools():
@@ -65,6 +65,7 @@ def _box(vm, **options):
 
 # ---- a box without NUMA (its own one-node VM, before the main one boots) -------------------
 
+@vm
 def test_a_box_without_numa_gets_one_line():
     from workbench.targets import lab
     from workbench.targets.disk_vm import LabVM
@@ -85,6 +86,7 @@ def test_a_box_without_numa_gets_one_line():
 
 # ---- the image and the VM -----------------------------------------------------------------------
 
+@vm
 def test_boots_the_stock_kernel_from_its_disk_with_two_nodes(lab_vm):
     from workbench.targets.disk_vm import build_image
     image = build_image()
@@ -99,6 +101,7 @@ def test_boots_the_stock_kernel_from_its_disk_with_two_nodes(lab_vm):
     assert os.path.getsize(lab_vm.console) > 0
 
 
+@vm
 def test_status_and_reach_are_an_ordinary_ssh_target(lab_vm):
     from workbench.targets.ssh import SSHTarget
     info = lab_vm.up()                      # already up: returns at once
@@ -108,6 +111,7 @@ def test_status_and_reach_are_an_ordinary_ssh_target(lab_vm):
     assert isinstance(lab_vm.target(), SSHTarget)
 
 
+@vm
 def test_sshd_is_forwarded_on_loopback_only(lab_vm):
     port = lab_vm.status()["port"]
     listening = []
@@ -120,6 +124,7 @@ def test_sshd_is_forwarded_on_loopback_only(lab_vm):
     assert listening == ["0100007F"]        # 127.0.0.1, nothing else
 
 
+@vm
 def test_unknown_or_changed_host_key_is_refused(lab_vm, tmp_path):
     from workbench.targets.lab import Remote
     info = lab_vm.info()
@@ -139,6 +144,7 @@ def test_unknown_or_changed_host_key_is_refused(lab_vm, tmp_path):
 
 # ---- prepare --------------------------------------------------------------------------------------
 
+@vm
 def test_prepare_installs_the_agent_and_a_second_prepare_only_checks(lab_vm, prepared):
     from workbench.targets import lab
     assert prepared["prepared"] and prepared["installed"]
@@ -151,6 +157,7 @@ def test_prepare_installs_the_agent_and_a_second_prepare_only_checks(lab_vm, pre
     assert on_box["wheelhouse_key"] == prepared["wheelhouse_key"]
 
 
+@vm
 def test_the_prepared_venv_runs_a_verified_trial_over_ssh(lab_vm, prepared, tmp_path):
     from workbench import runner
     from workbench.plan import RunParams
@@ -161,6 +168,7 @@ def test_the_prepared_venv_runs_a_verified_trial_over_ssh(lab_vm, prepared, tmp_
     assert len(records) == 1 and records["verified"].all()
 
 
+@vm
 def test_a_box_without_python_gets_one_line(lab_vm, prepared):
     from workbench.targets import lab
     box = _box(lab_vm)
@@ -197,6 +205,7 @@ def _broken_package(box, release: str, tmp_path: Path) -> Path:
     return deb
 
 
+@vm
 def test_a_kernel_that_does_not_boot_is_reported_and_the_box_comes_back_on_its_old_kernel(lab_vm, tmp_path):
     from workbench.targets import lab
     box = _box(lab_vm)
@@ -228,6 +237,7 @@ def _package(vm, vanilla: bool):
     return cached or kernel_package.build(**args)
 
 
+@vm
 def test_patched_package_kexec_and_a_verified_run_of_every_migrator(lab_vm, prepared, tmp_path):
     from workbench import runner
     from workbench.plan import VM_DMA_ENGINE, RunParams
@@ -246,3 +256,43 @@ def test_patched_package_kexec_and_a_verified_run_of_every_migrator(lab_vm, prep
     # the package was booted once: GRUB's default is still the stock kernel
     lab_vm.power_cycle()
     assert _box(lab_vm).out("uname -r") == stock
+
+
+# ---- pieces that need no VM -------------------------------------------------------------------------
+
+GRUB_CFG = """\
+menuentry 'Debian GNU/Linux' --class debian --class gnu-linux --class gnu --class os $menuentry_id_option 'gnulinux-simple-U' {
+\tlinux\t/boot/vmlinuz-6.12.117-wb-patched root=/dev/vda1 ro
+}
+submenu 'Advanced options for Debian GNU/Linux' $menuentry_id_option 'gnulinux-advanced-U' {
+\tmenuentry 'Debian GNU/Linux, with Linux 6.12.117-wb-patched' --class debian $menuentry_id_option 'gnulinux-6.12.117-wb-patched-advanced-U' {
+\t}
+\tmenuentry 'Debian GNU/Linux, with Linux 6.12.117-wb-patched (recovery mode)' --class debian $menuentry_id_option 'gnulinux-6.12.117-wb-patched-recovery-U' {
+\t}
+\tmenuentry 'Debian GNU/Linux, with Linux 6.12.117+deb12-amd64' --class debian $menuentry_id_option 'gnulinux-6.12.117+deb12-amd64-advanced-U' {
+\t}
+}
+"""
+
+
+def test_grub_entry_paths_name_the_submenu_and_skip_recovery():
+    from workbench.targets.lab import grub_entry
+    assert grub_entry(GRUB_CFG, "6.12.117-wb-patched") == "gnulinux-advanced-U>gnulinux-6.12.117-wb-patched-advanced-U"
+    assert grub_entry(GRUB_CFG, "6.12.117+deb12-amd64") == "gnulinux-advanced-U>gnulinux-6.12.117+deb12-amd64-advanced-U"
+    assert grub_entry(GRUB_CFG, "6.12.117") is None
+    flat = "menuentry 'Debian GNU/Linux, with Linux 6.1.0-57-amd64' $menuentry_id_option 'gnulinux-6.1.0-57-amd64-advanced-U' {\n}\n"
+    assert grub_entry(flat, "6.1.0-57-amd64") == "gnulinux-6.1.0-57-amd64-advanced-U"
+
+
+def test_mbr_has_one_bootable_linux_partition():
+    from workbench.targets.disk_vm import _mbr_table
+    t = _mbr_table(2048, 1000)
+    assert len(t) == 72 and t[-2:] == b"\x55\xaa"
+    entry = t[6:22]
+    assert entry[0] == 0x80 and entry[4] == 0x83
+    assert int.from_bytes(entry[8:12], "little") == 2048 and int.from_bytes(entry[12:16], "little") == 1000
+
+
+def test_the_box_check_parses_node_lists():
+    from workbench.targets.lab import _cpulist
+    assert _cpulist("0-1") == [0, 1] and _cpulist("0,2-3") == [0, 2, 3] and _cpulist("") == []

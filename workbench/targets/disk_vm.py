@@ -461,7 +461,7 @@ class LabVM:
         """The box as an ``SSHTarget`` (nothing lab-specific in it)."""
         from . import get_target
         i = self.info()
-        return get_target(i["target"], identity=i["identity"], known_hosts=i["known_hosts"], **options)
+        return get_target(i["target"], **{"identity": i["identity"], "known_hosts": i["known_hosts"], **options})
 
     # -- lifecycle --------------------------------------------------------------------
     def command(self, image: LabImage, port: int, accel: str) -> list[str]:
