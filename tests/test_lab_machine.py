@@ -206,16 +206,17 @@ def _broken_package(box, release: str, tmp_path: Path) -> Path:
 
 
 @vm
-def test_a_kernel_that_does_not_boot_is_reported_and_the_box_comes_back_on_its_old_kernel(lab_vm, tmp_path):
+@pytest.mark.parametrize("boot", ["kexec", "reboot"])
+def test_a_kernel_that_does_not_boot_is_reported_and_the_box_comes_back_on_its_old_kernel(lab_vm, tmp_path, boot):
     from workbench.targets import lab
     box = _box(lab_vm)
     old = box.out("uname -r")
     deb = _broken_package(box, "6.12.0-wb-broken", tmp_path)
     with pytest.raises(WorkbenchError) as err:
-        lab.install(deb, lab_vm.target(), boot="kexec", timeout=240, console=lab_vm.console)
+        lab.install(deb, lab_vm.target(), boot=boot, timeout=240, console=lab_vm.console)
     msg = str(err.value)
     assert "\n" not in msg
-    assert "did not come back within 240s after kexec into 6.12.0-wb-broken" in msg
+    assert f"did not come back within 240s after {boot} into 6.12.0-wb-broken" in msg
     assert f"default boot entry is still {old}" in msg
     assert "Kernel panic" in (err.value.detail or "")          # the console says why
     lab_vm.power_cycle()                                         # what a person does with a hung box
