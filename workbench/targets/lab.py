@@ -300,10 +300,10 @@ def prepare(target, progress=None, require_numa: bool = True) -> dict:
           f" && cd {qb}/wheelhouse"
           f" && {qb}/venv.part/bin/python -m pip install -q --no-index --disable-pip-version-check"
           f" --no-deps {' '.join(shlex.quote(w) for w in deps + [ours])}"
-          f" && rm -rf {qb}/venv && mv {qb}/venv.part {qb}/venv",
+          f" && rm -rf {qb}/venv && mv {qb}/venv.part {qb}/venv"
+          # a venv is not relocatable: its scripts (not the python symlinks) still name venv.part
+          f" && find {qb}/venv/bin -maxdepth 1 -type f -exec sed -i 's|/venv.part|/venv|g' {{}} +",
           timeout=900, what="creating the venv and installing the wheels")
-    # a venv is not relocatable: venv.part's scripts name venv.part; the agent runs as
-    # "python -m", which is unaffected, and pip's shebang is not used
     agent = _agent_probe(r, venv_python)
     facts.update(agent_facts=agent, prepared=True, installed=True, seconds=round(time.monotonic() - t0, 1))
     record = {k: v for k, v in facts.items() if k not in ("prepared_key", "venv_exists")}
