@@ -220,7 +220,7 @@ def test_a_kernel_that_does_not_boot_is_reported_and_the_box_comes_back_on_its_o
     assert f"default boot entry is still {old}" in msg
     assert err.value.detail                                      # the console's tail comes with it
     _wait_console(lab_vm, "Kernel panic - not syncing")          # and says why, if not yet by then
-    lab_vm.power_cycle()                                         # what a person does with a hung box
+    lab_vm.power_cycle(timeout=1800)                             # what a person does with a hung box
     assert box.out("uname -r") == old
     box.run("dpkg -r linux-image-6.12.0-wb-broken >/dev/null 2>&1")
 
@@ -306,3 +306,35 @@ def test_mbr_has_one_bootable_linux_partition():
 def test_the_box_check_parses_node_lists():
     from workbench.targets.lab import _cpulist
     assert _cpulist("0-1") == [0, 1] and _cpulist("0,2-3") == [0, 2, 3] and _cpulist("") == []
+
+
+@vm
+def test_kernel_package_takes_the_box_config_and_modules(lab_vm):
+    from workbench.targets import kernel_package
+    from workbench.targets.disk_vm import build_image
+    image = build_image()
+    config, lsmod, release = kernel_package.fetch_box_inputs(lab_vm.target())
+    assert release == image.kernel_release
+    assert config.read_bytes() == image.config.read_bytes()
+    assert lsmod.read_text().startswith("Module") and "virtio_blk" in lsmod.read_text()
+
+
+def test_package_script_keys_its_output_by_its_inputs(tmp_path):
+    script = Path(__file__).resolve().parent.parent / "kernel" / "package.sh"
+    need(Path("/usr/src/linux-source-6.12.tar.xz").exists(), "no linux-source-6.12 (apt-get install linux-source-6.12)")
+    env = {**os.environ, "WORKBENCH_CACHE": str(tmp_path / "cache")}
+    none = subprocess.run(["bash", script, "--print-dir"], capture_output=True, text=True, env=env)
+    assert none.returncode != 0 and "--config FILE is needed" in none.stderr
+    cfg = tmp_path / "config"
+    cfg.write_text("CONFIG_NUMA=y\n")
+
+    def out(*args):
+        p = subprocess.run(["bash", script, "--config", cfg, "--print-dir", *args], capture_output=True, text=True,
+                           env=env)
+        assert p.returncode == 0, p.stderr
+        return p.stdout.strip().splitlines()[-1]
+    patched, vanilla = out(), out("--vanilla")
+    assert patched != vanilla and patched.startswith(str(tmp_path / "cache" / "kernel" / "pkg" / "out"))
+    assert out() == patched                               # same inputs, same place
+    cfg.write_text("CONFIG_NUMA=y\nCONFIG_MIGRATION=y\n")
+    assert out() != patched                               # another base config, another package
