@@ -264,7 +264,7 @@ def test_patched_package_kexec_and_a_verified_run_of_every_migrator(lab_vm, prep
                          root=tmp_path, progress=False)
         assert run.records()["verified"].all(), migrator
     # the package was booted once: GRUB's default is still the stock kernel
-    lab_vm.power_cycle()
+    lab_vm.power_cycle(timeout=1800)
     assert _box(lab_vm).out("uname -r") == stock
 
 
