@@ -11,6 +11,7 @@ APT_PACKAGES=(
   qemu-system-x86 busybox-static cpio kmod xz-utils zstd python3-venv
   openssh-server openssh-client
   linux-source-6.12 build-essential flex bison bc libelf-dev libssl-dev rsync
+  mmdebstrap debhelper
   python3-ply python3-git
   gcc-aarch64-linux-gnu gcc-powerpc64le-linux-gnu
   chromium chromium-driver

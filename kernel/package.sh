@@ -1,0 +1,262 @@
+#!/usr/bin/env bash
+# Build the patch series (or the vanilla source) as Debian packages for a
+# real machine ("make bindeb-pkg"), with that machine's own config as the base.
+#
+# usage: kernel/package.sh --config FILE [--lsmod FILE] [--vanilla]
+#                          [--test-dma-engine] [--ksrc PATH] [--print-dir]
+#
+#   --config FILE      the box's kernel config (its /boot/config-$(uname -r));
+#                      olddefconfig, then our *offload*.config fragments
+#   --lsmod FILE       the box's "lsmod" output: localmodconfig builds only the
+#                      modules it had loaded (plus ours), minutes instead of hours
+#   --vanilla          do not apply patches/series nor the *offload* fragments
+#   --test-dma-engine  also build the test-only DMA engine (for a VM; never for
+#                      a real machine: it offloads nothing)
+#   --ksrc PATH        kernel source tree instead of Debian's
+#                      /usr/src/linux-source-6.12.tar.xz (copied, never modified)
+#   --print-dir        only print the output directory, build nothing
+#
+# Output: ${WORKBENCH_CACHE:-$HOME/.cache/migration-workbench}/kernel/pkg/out/KEY/
+# with the linux-image .deb and package.json. Cached by source, patches,
+# fragments, base config, module list and this script. Progress goes to stderr;
+# the last line on stdout is the linux-image .deb's path.
+set -euo pipefail
+{
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+patchdir=$here/patches
+confdir=$here/config
+tarball=${WORKBENCH_KERNEL_TARBALL:-/usr/src/linux-source-6.12.tar.xz}
+cache=${WORKBENCH_CACHE:-$HOME/.cache/migration-workbench}/kernel/pkg
+jobs=${WORKBENCH_JOBS:-$(nproc)}
+
+ksrc= config= lsmod= vanilla=0 test_dma=0 print_only=0
+
+log() { printf 'package.sh: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+usage() { sed -n '4,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit "${1:-2}"; }
+
+while [ $# -gt 0 ]; do
+	case $1 in
+	--config) [ $# -ge 2 ] || usage; config=$2; shift 2 ;;
+	--lsmod) [ $# -ge 2 ] || usage; lsmod=$2; shift 2 ;;
+	--ksrc) [ $# -ge 2 ] || usage; ksrc=$2; shift 2 ;;
+	--vanilla) vanilla=1; shift ;;
+	--test-dma-engine) test_dma=1; shift ;;
+	--print-dir) print_only=1; shift ;;
+	-h|--help) usage 0 ;;
+	*) log "unknown argument: $1"; usage ;;
+	esac
+done
+[ -n "$config" ] || die "--config FILE is needed (a box's /boot/config-\$(uname -r))"
+[ -f "$config" ] || die "no config file $config"
+grep -q '^CONFIG_' "$config" || die "$config is not a kernel config"
+[ -z "$lsmod" ] || [ -f "$lsmod" ] || die "no lsmod file $lsmod"
+config=$(cd "$(dirname "$config")" && pwd)/$(basename "$config")
+[ -z "$lsmod" ] || lsmod=$(cd "$(dirname "$lsmod")" && pwd)/$(basename "$lsmod")
+
+sha() { sha256sum | cut -c1-64; }
+
+# ---- identify the source (as build.sh does) --------------------------------------
+if [ -n "$ksrc" ]; then
+	[ -f "$ksrc/Makefile" ] && [ -d "$ksrc/mm" ] || die "--ksrc $ksrc is not a kernel tree"
+	ksrc=$(cd "$ksrc" && pwd)
+	if git -C "$ksrc" rev-parse --verify -q HEAD >/dev/null 2>&1; then
+		src_id="ksrc:$ksrc:git:$(git -C "$ksrc" rev-parse HEAD):$(git -C "$ksrc" diff HEAD | sha)"
+	else
+		src_id="ksrc:$ksrc:mtime:$(find "$ksrc" -type f -newer "$ksrc/Makefile" -printf '%T@ %p\n' 2>/dev/null | sort | sha):$(stat -c %Y "$ksrc/Makefile")"
+	fi
+else
+	[ -f "$tarball" ] || die "no source tarball $tarball (apt-get install linux-source-6.12)"
+	pkgver=$(dpkg-query -W -f '${Version}' linux-source-6.12 2>/dev/null || echo unknown)
+	src_id="tarball:$tarball:$pkgver:$(stat -c '%s:%Y' "$tarball")"
+fi
+src_key=$(printf '%s' "$src_id" | sha | cut -c1-12)
+flavour=$([ $vanilla = 1 ] && echo vanilla || echo patched)
+
+# ---- inputs ------------------------------------------------------------------------
+patches=()
+if [ $vanilla = 0 ]; then
+	[ -f "$patchdir/series" ] || die "missing $patchdir/series"
+	while IFS= read -r line || [ -n "$line" ]; do
+		line=${line%%#*}
+		line=$(echo "$line" | xargs)
+		[ -n "$line" ] || continue
+		[ -f "$patchdir/$line" ] || die "series names missing patch $line"
+		patches+=("$patchdir/$line")
+	done <"$patchdir/series"
+fi
+# Only the series' own options: the other fragments (vng's minimal VM base, debug
+# visibility) are for build.sh's VM kernels, not for a box's own config.
+fragments=()
+if [ $vanilla = 0 ]; then
+	for f in "$confdir"/*offload*.config; do
+		[ -e "$f" ] || continue
+		if [ $test_dma = 0 ] && [[ $(basename "$f") == *test-dma* ]]; then continue; fi
+		fragments+=("$f")
+	done
+fi
+modules=
+[ -z "$lsmod" ] || modules=$(awk 'NR > 1 && $1 ~ /^[a-zA-Z0-9_]+$/ { print $1 }' "$lsmod" | sort -u)
+
+key=$( {
+	echo "src $src_id"
+	echo "vanilla $vanilla test_dma $test_dma"
+	for p in "${patches[@]+"${patches[@]}"}"; do echo "patch $(basename "$p") $(sha <"$p")"; done
+	for f in "${fragments[@]+"${fragments[@]}"}"; do echo "config $(basename "$f") $(sha <"$f")"; done
+	echo "base $(sha <"$config")"
+	echo "modules $(printf '%s\n' "$modules" | sha)"
+	echo "script $(sha <"${BASH_SOURCE[0]}")"
+} | sha | cut -c1-16)
+
+out=$cache/out/$key
+if [ $print_only = 1 ]; then
+	echo "$out"
+	exit 0
+fi
+
+mkdir -p "$cache/out"
+exec 9>"$cache/.lock"
+log "waiting for the package lock $cache/.lock"
+flock 9
+
+if [ -f "$out/package.json" ]; then
+	deb=$(sed -n 's/.*"image_deb": *"\([^"]*\)".*/\1/p' "$out/package.json")
+	if [ -n "$deb" ] && [ -f "$out/$deb" ]; then
+		log "up to date: $out"
+		echo "$out/$deb"
+		exit 0
+	fi
+fi
+
+# ---- source tree: one per source and flavour, its debs land in its parent ---------
+work=$cache/build/$src_key-$flavour
+tree=$work/src
+gitq() { git -C "$tree" -c user.name=workbench -c user.email=workbench@localhost "$@"; }
+if [ ! -f "$tree/.workbench-base" ]; then
+	rm -rf "$work"
+	mkdir -p "$tree.tmp"
+	if [ -n "$ksrc" ]; then
+		log "copying $ksrc"
+		tar -C "$ksrc" --exclude=.git -cf - . | tar -C "$tree.tmp" -xf -
+		make -s -C "$tree.tmp" mrproper >&2
+	else
+		log "unpacking $tarball"
+		tar -C "$tree.tmp" --strip-components=1 -xf "$tarball"
+	fi
+	log "recording the pristine source in git"
+	(cd "$tree.tmp" && git init -q && git add -f -A . &&
+		git -c user.name=workbench -c user.email=workbench@localhost commit -q -m "pristine source: $src_id" &&
+		git tag wb-base) >&2
+	touch "$tree.tmp/.workbench-base"
+	mv "$tree.tmp" "$tree"
+fi
+grep -qx '/.workbench-\*' "$tree/.git/info/exclude" 2>/dev/null || echo '/.workbench-*' >>"$tree/.git/info/exclude"
+grep -qx '/debian/' "$tree/.git/info/exclude" 2>/dev/null || echo '/debian/' >>"$tree/.git/info/exclude"
+
+# Patches: back to the pristine source, the current series on top; files whose
+# content did not change keep their mtime, so make redoes only what changed.
+declare -A old_hash=() old_mtime=()
+while IFS= read -r f; do
+	[ -n "$f" ] && [ -f "$tree/$f" ] || continue
+	old_hash[$f]=$(git -C "$tree" hash-object "$tree/$f")
+	old_mtime[$f]=$(stat -c %Y "$tree/$f")
+done < <(git -C "$tree" diff --name-only wb-base; git -C "$tree" ls-files --others --exclude-standard)
+gitq am --abort >/dev/null 2>&1 || true
+gitq reset -q --hard wb-base
+for p in "${patches[@]+"${patches[@]}"}"; do
+	log "applying $(basename "$p")"
+	gitq am -q --whitespace=nowarn "$p" >&2 || {
+		gitq am --abort >/dev/null 2>&1 || true
+		die "patch $(basename "$p") does not apply"
+	}
+done
+for f in "${!old_hash[@]}"; do
+	[ -f "$tree/$f" ] || continue
+	if [ "$(git -C "$tree" hash-object "$tree/$f")" = "${old_hash[$f]}" ]; then
+		touch -d "@${old_mtime[$f]}" "$tree/$f"
+	fi
+done
+
+# ---- configuration: the box's, then ours --------------------------------------------
+cd "$tree"
+cfg_tmp=$(mktemp -d)
+trap 'rm -rf "$cfg_tmp"' EXIT
+[ -f .config ] && cp -p .config "$cfg_tmp/old.config"
+kver=$(make -s kernelversion)
+release_suffix=-wb-$flavour
+cp "$config" .config
+log "configuring: base $(basename "$config"), olddefconfig"
+make -s olddefconfig >&2
+if [ -n "$lsmod" ]; then
+	log "localmodconfig from $(printf '%s\n' "$modules" | grep -c .) loaded modules"
+	(yes '' || true) | make -s LSMOD="$lsmod" localmodconfig >"$cfg_tmp/lmc.log" 2>&1 ||
+		{ cat "$cfg_tmp/lmc.log" >&2; die "localmodconfig failed"; }
+fi
+# A package for a box: no debug info (hours and gigabytes), no distribution
+# signing keys we do not have, our release name.
+scripts/config --file .config \
+	--disable DEBUG_INFO --disable DEBUG_INFO_DWARF_TOOLCHAIN_DEFAULT --disable DEBUG_INFO_DWARF4 \
+	--disable DEBUG_INFO_DWARF5 --disable DEBUG_INFO_BTF --enable DEBUG_INFO_NONE \
+	--set-str SYSTEM_TRUSTED_KEYS "" --set-str SYSTEM_REVOCATION_KEYS "" --disable MODULE_SIG \
+	--set-str LOCALVERSION "$release_suffix" --disable LOCALVERSION_AUTO
+if [ ${#fragments[@]} -gt 0 ]; then
+	scripts/kconfig/merge_config.sh -m .config "${fragments[@]}" >"$cfg_tmp/merge.log" 2>&1 ||
+		{ cat "$cfg_tmp/merge.log" >&2; die "merge_config.sh failed"; }
+fi
+make -s olddefconfig >&2
+missing=0
+for f in "${fragments[@]+"${fragments[@]}"}"; do
+	while IFS= read -r line; do
+		case $line in
+		CONFIG_*=n) grep -q "^${line%%=*}=" .config && { log "error: ${line%%=*} should be unset"; missing=1; } ;;
+		CONFIG_*=*) grep -qxF "$line" .config || { log "error: $line did not stick"; missing=1; } ;;
+		esac
+	done <"$f"
+done
+[ $missing = 0 ] || die "config fragment options did not apply (see above)"
+if [ -f "$cfg_tmp/old.config" ] && cmp -s .config "$cfg_tmp/old.config"; then
+	cp -p "$cfg_tmp/old.config" .config
+fi
+
+# ---- build --------------------------------------------------------------------------
+release=$kver$release_suffix
+pkgversion=$kver-wb.${key:0:12}
+log "building linux-image-$release ($pkgversion) with -j$jobs (log: $work/build.log)"
+rm -f "$work"/*.deb "$work"/*.buildinfo "$work"/*.changes
+start=$(date +%s)
+if ! DEB_BUILD_PROFILES="pkg.linux-upstream.nokernelheaders pkg.linux-upstream.nokerneldbg" \
+	nice -n 10 make -j"$jobs" bindeb-pkg LOCALVERSION= KDEB_PKGVERSION="$pkgversion" \
+	DPKG_FLAGS=-d >"$work/build.log" 2>&1; then
+	grep -E 'error|Error' "$work/build.log" | head -40 >&2 || true
+	tail -20 "$work/build.log" >&2
+	die "kernel package build failed"
+fi
+seconds=$(($(date +%s) - start))
+log "build took ${seconds}s"
+image_deb=$(cd "$work" && ls linux-image-"$release"_"$pkgversion"_*.deb 2>/dev/null | head -1)
+[ -n "$image_deb" ] || die "no linux-image-$release .deb after the build (see $work/build.log)"
+
+rm -rf "$out.tmp" && mkdir -p "$out.tmp"
+mv "$work"/*.deb "$out.tmp/"
+cp .config "$out.tmp/config-$release"
+cat >"$out.tmp/package.json" <<EOF
+{
+ "key": "$key",
+ "flavour": "$flavour",
+ "release": "$release",
+ "version": "$pkgversion",
+ "image_deb": "$image_deb",
+ "source": "$src_id",
+ "patches": ${#patches[@]},
+ "fragments": "$(for f in "${fragments[@]+"${fragments[@]}"}"; do printf '%s ' "$(basename "$f")"; done)",
+ "base_config": "$config",
+ "localmodconfig": $([ -n "$lsmod" ] && echo true || echo false),
+ "test_dma_engine": $([ $test_dma = 1 ] && echo true || echo false),
+ "build_seconds": $seconds
+}
+EOF
+rm -rf "$out" && mv "$out.tmp" "$out"
+echo "$out/$image_deb"
+exit 0
+}
