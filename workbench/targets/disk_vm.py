@@ -58,6 +58,7 @@ from pathlib import Path
 
 from .. import paths
 from ..errors import WorkbenchError
+from .qemu import kvm_usable
 
 SUITE = "bookworm"
 #: the packages of the image, besides the kernel (see kernel_package())
@@ -101,21 +102,6 @@ def _run(cmd, what: str, log: Path | None = None, timeout: float | None = None, 
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-30:])
         raise WorkbenchError(f"{what} failed (exit {proc.returncode})", detail=tail)
     return proc
-
-
-def kvm_usable() -> tuple[bool, str]:
-    """KVM only where it really works: /dev/kvm usable *and* vmx/svm in the CPU flags."""
-    if not os.path.exists("/dev/kvm"):
-        return False, "no /dev/kvm"
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        return False, "/dev/kvm is not accessible to this user"
-    try:
-        flags = next((ln for ln in open("/proc/cpuinfo") if ln.startswith("flags")), "").split()
-    except OSError:
-        flags = []
-    if "vmx" not in flags and "svm" not in flags:
-        return False, "/dev/kvm exists but the CPU shows neither vmx nor svm"
-    return True, "kvm usable"
 
 
 def accelerator(choice: str = "auto") -> str:
@@ -459,9 +445,9 @@ class LabVM:
 
     def target(self, **options):
         """The box as an ``SSHTarget`` (nothing lab-specific in it)."""
-        from . import get_target
+        from . import make_target
         i = self.info()
-        return get_target(i["target"], **{"identity": i["identity"], "known_hosts": i["known_hosts"], **options})
+        return make_target(i["target"], **{"identity": i["identity"], "known_hosts": i["known_hosts"], **options})
 
     # -- lifecycle --------------------------------------------------------------------
     def command(self, image: LabImage, port: int, accel: str) -> list[str]:
