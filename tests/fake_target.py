@@ -110,10 +110,13 @@ class FakeTarget(Target):
                 if fault == "cut_link":
                     raise TargetLost("target fake: the link to it dropped: Connection closed by remote host",
                                      kind="link_lost", cause="Connection closed by remote host")
-                if fault == "hang":
+                if fault in ("hang", "hold"):
                     while True:
                         time.sleep(0.01)
                         yield {"type": "tick"}
+                        if self._killed:
+                            raise TargetLost(f"VM 'fake' died during a plan: {KILLED}", kind="vm_died",
+                                             cause=KILLED)
                 self.seen.append(t)
                 record = fake_record(spec)
                 if fault == "warn":

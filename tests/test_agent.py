@@ -52,7 +52,7 @@ def test_an_unknown_injected_fault_is_refused():
     events = run({"op": "trials", "trials": [spec], "warmup": False})
     assert events[1]["type"] == "error"
     assert events[1]["message"] == ("injected fault 'meteor' is not known; allowed: panic, poweroff, warn, hang, "
-                                    "cut_link")
+                                    "cut_link, hold")
 
 
 def test_blocked_lists_stuck_tasks_and_the_asked_ones_with_their_stacks():

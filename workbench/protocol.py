@@ -89,7 +89,9 @@ ANSWER = {Op.PROBE: Event.FACTS, Op.SNAPSHOT: Event.SNAPSHOT, Op.STRESS: Event.S
 #:            userfaultfd-registered memory nobody serves)
 #: cut_link   the agent kills the sshd session it was started by (an SSH link cut
 #:            from the box's side); elsewhere a no-op
-AGENT_FAULTS = ("panic", "poweroff", "warn", "hang", "cut_link")
+#: hold       the trial waits before the migration for good, so that a fault the host
+#:            makes (QEMU killed) lands while it is in flight
+AGENT_FAULTS = ("panic", "poweroff", "warn", "hang", "cut_link", "hold")
 
 #: the knobs a kernel's migration interface may have (its ``knobs()`` gives their bounds)
 INTERFACE_KNOBS = ("threads", "channels", "batch_size", "batch_kernel_copy")

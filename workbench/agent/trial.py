@@ -191,6 +191,9 @@ def inject_before_move(fault: str, fs: KernelFS, move: MovePages) -> None:
         fs.write("/proc/sysrq-trigger", "o")          # asynchronous: wait for it
         while True:
             time.sleep(60)
+    elif fault == "hold":
+        while True:                                   # until the host does what it means to
+            time.sleep(60)
     elif fault == "hang":
         move.stall()
     elif fault == "cut_link":

@@ -13,7 +13,10 @@ attempts after a fault included; ``trial`` and ``label`` are substrings of the t
 and of the run's label; ``times`` is how often the fault fires (default once). Host-side
 faults (:data:`HOST_FAULTS`: ``kill_qemu``) are done by the host when the trial starts;
 the others (:data:`workbench.protocol.AGENT_FAULTS`) are set on the trial before its
-plan is sent, and the agent makes them happen.
+plan is sent, and the agent makes them happen. A fault counts as fired when the host
+hears its trial start, except ``cut_link``, which counts when its plan is sent: a link
+cut from the far side may take the news of its own trial's start with it (what the box
+had sent is lost in its sshd), and would otherwise be armed again and again.
 
 The plan comes from ``runner.run(..., chaos=Chaos(...))`` or from the JSON file named by
 ``$WORKBENCH_CHAOS`` (which also reaches the notebooks a sweep executes); the count of
@@ -34,6 +37,8 @@ from ..errors import WorkbenchError
 from ..protocol import AGENT_FAULTS
 
 HOST_FAULTS = ("kill_qemu",)
+#: agent-side faults that count as fired when their plan is sent (see above)
+ONCE_SENT = ("cut_link",)
 ENV = "WORKBENCH_CHAOS"
 
 
@@ -94,36 +99,38 @@ class Chaos:
         return True
 
     def arm(self, trials: list, label: str) -> list:
-        """The trials of the next plan, with the agent-side faults they will meet set
-        (``inject_fault``), supposing they start in order."""
+        """The trials of the next plan, with the faults they will meet set on them
+        (``inject_fault``), supposing they start in order. A trial that meets a host-side
+        fault is set to ``hold`` (it waits before its migration), so that the fault lands
+        while it is in flight, however quick the trial."""
         st = self.state()
         left = {i: f.get("times", 1) - st["fired"].get(str(i), 0) for i, f in enumerate(self.faults)}
-        out = []
+        out, self._armed = [], {}
         for pos, trial in enumerate(trials):
-            fault = None
             for i, f in enumerate(self.faults):
-                if f["fault"] in AGENT_FAULTS and left[i] > 0 and \
-                        self._matches(f, trial.key(), label, st["starts"] + pos + 1):
-                    fault, left[i] = f["fault"], left[i] - 1
+                if left[i] > 0 and self._matches(f, trial.key(), label, st["starts"] + pos + 1):
+                    left[i] -= 1
+                    self._armed[trial.key()] = i
+                    trial = replace(trial, inject_fault="hold" if f["fault"] in HOST_FAULTS else f["fault"])
                     break
-            out.append(replace(trial, inject_fault=fault) if fault else trial)
+            out.append(trial)
+        sent = [i for i in self._armed.values() if self.faults[i]["fault"] in ONCE_SENT]
+        if sent:
+            with self._locked() as st:
+                for i in sent:
+                    st["fired"][str(i)] = st["fired"].get(str(i), 0) + 1
         return out
 
+    _armed: dict = {}
+
     def started(self, trial, label: str) -> list[str]:
-        """A trial started: count it, note the agent-side fault it carries as fired, and
-        return the host-side faults to do now."""
-        now = []
+        """A trial started: count it, note the fault it carries as fired, and return the
+        host-side faults to do now."""
         with self._locked() as st:
             st["starts"] += 1
-            for i, f in enumerate(self.faults):
-                fired = st["fired"].get(str(i), 0)
-                if fired >= f.get("times", 1) or not self._matches(f, trial.key(), label, st["starts"]):
-                    continue
-                if f["fault"] in HOST_FAULTS:
-                    now.append(f["fault"])
-                elif f["fault"] != trial.inject_fault:
-                    continue
-                st["fired"][str(i)] = fired + 1
-                if f["fault"] in AGENT_FAULTS:
-                    break
-        return now
+            i = self._armed.pop(trial.key(), None)
+            if i is None or self.faults[i]["fault"] in ONCE_SENT:
+                return []
+            st["fired"][str(i)] = st["fired"].get(str(i), 0) + 1
+        fault = self.faults[i]["fault"]
+        return [fault] if fault in HOST_FAULTS else []

@@ -205,8 +205,11 @@ def run(target: Target, params: plan.RunParams, root=None, resume: str | None = 
                             if chaos:
                                 for host_fault in chaos.started(armed[in_flight], label):
                                     bar.write(f"run {the_run.id}: test hook: {host_fault} at trial {in_flight}")
-                                    target.inject(host_fault)
-                                    injected = host_fault
+                                    try:
+                                        target.inject(host_fault)
+                                        injected = host_fault
+                                    except WorkbenchError as exc:  # e.g. the VM is already gone
+                                        bar.write(f"run {the_run.id}: test hook {host_fault} failed: {exc}")
                         elif kind == Event.RECORD:
                             record = event["record"]
                             the_run.append({**record, **context, "host_started": since, "host_finished": now})
