@@ -30,12 +30,12 @@ class SSHTarget(Target):
 
     def __init__(self, host: str, port: int | None = None, identity: str | None = None,
                  known_hosts: str | None = None, remote_python: str | None = None,
-                 reconnect_timeout: float = RECONNECT_TIMEOUT, sleep=time.sleep):
+                 reconnect_timeout: float = RECONNECT_TIMEOUT, sleep=time.sleep, clock=time.time):
         self.host, self.port = host, port
         self.identity, self.known_hosts = identity, known_hosts
         self.remote_python = remote_python or "python3"
         self.reconnect_timeout = reconnect_timeout
-        self._sleep = sleep
+        self._sleep, self._clock = sleep, clock
 
     @classmethod
     def from_spec(cls, rest: str, **options):
@@ -81,14 +81,14 @@ class SSHTarget(Target):
     def recover(self, why: str = "") -> None:
         """Reconnect: probe again and again, with backoff, until it answers or
         ``reconnect_timeout`` seconds have passed."""
-        start, attempt, last = time.time(), 0, None
+        start, attempt, last = self._clock(), 0, None
         while True:
             try:
                 self.ask({"op": "probe"})
                 return
             except WorkbenchError as exc:
                 last = str(exc)
-            waited = time.time() - start
+            waited = self._clock() - start
             if waited >= self.reconnect_timeout:
                 raise WorkbenchError(f"lost the link to {self.label}{f' ({why})' if why else ''} and could not "
                                      f"reconnect within {waited:.0f} s (last try: {last})")
