@@ -125,6 +125,10 @@ class FakeTarget(Target):
                 yield {"type": "record", "record": record}
         yield {"type": "done"}
 
+    def blocked(self, pids=(), timeout=120.0, tids=()):
+        self.asked_blocked = (list(pids), list(tids))
+        return super().blocked(pids, timeout, tids)
+
     def inject(self, fault):
         assert fault == "kill_qemu", fault
         self._killed = True

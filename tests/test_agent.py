@@ -69,6 +69,9 @@ def test_blocked_lists_stuck_tasks_and_the_asked_ones_with_their_stacks():
     assert set(tasks) == {(10, 10), (20, 20), (20, 21)}        # D-state tasks, and every thread of pid 20
     assert tasks[(20, 21)]["comm"] == "py thread" and tasks[(20, 21)]["stack"] == "[<0>] handle_userfault"
     assert fs.read("/proc/sysrq-trigger") == "w"               # the kernel's own report too
+    events = []
+    execute({"op": "blocked", "pids": [20], "tids": [21]}, events.append, fs=fs)
+    assert {(t["pid"], t["tid"]) for t in events[0]["tasks"]} == {(10, 10), (20, 21)}   # just the trial's thread
     from workbench.agent.blocked import format_blocked
     text = format_blocked(answer)
     assert "kworker/0:1 pid 10 tid 10 state D:\n  [<0>] dcbm_wait" in text
@@ -94,7 +97,7 @@ def test_the_vm_agent_answers_blocked_and_cancel_while_a_plan_runs(tmp_path, mon
     monkeypatch.setattr(main, "run_trial", slow_trial)
     monkeypatch.setattr(main, "_warm_up", lambda: {})
     monkeypatch.setattr(main.probe, "collect", lambda fs: {"fake": True})
-    monkeypatch.setattr(blocked, "blocked_tasks", lambda fs, pids, sysrq=True: {"tasks": [{"pid": p} for p in pids],
+    monkeypatch.setattr(blocked, "blocked_tasks", lambda fs, pids, sysrq=True, tids=(): {"tasks": [{"pid": p} for p in pids],
                                                                               "sysrq_w": None})
     monkeypatch.setattr(main, "TRIALS_LOCK", tmp_path / "lock")
     spool = tmp_path / "spool"
@@ -170,3 +173,22 @@ def test_an_idle_vm_agent_looks_at_its_spool_less_and_less_often(tmp_path, monke
     assert sleeps[:int(main.IDLE_AFTER / main.POLL)] == [main.POLL] * int(main.IDLE_AFTER / main.POLL)
     assert sleeps[79] == main.IDLE_POLL_MAX and sleeps[80] == main.POLL    # a plan came: quick again
     assert sleeps[:80].count(main.IDLE_POLL_MAX) > 20
+
+
+def test_a_plan_waits_for_another_agents_trials_but_not_for_ever(tmp_path):
+    import fcntl
+    import os
+    import pytest
+    from workbench.agent import main
+    from workbench.errors import WorkbenchError
+    lock = tmp_path / "lock"
+    with main._trials_lock(lock):                           # this agent runs trials ...
+        fd = os.open(lock, os.O_RDWR)
+        with pytest.raises(BlockingIOError):                 # ... and holds the lock meanwhile
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.close(fd)
+        with pytest.raises(WorkbenchError, match=rf"another agent \(pid {os.getpid()}\) has been running trials"):
+            with main._trials_lock(lock, wait=0):
+                pass
+    with main._trials_lock(lock, wait=0):                   # released: the next one gets it
+        pass

@@ -91,7 +91,7 @@ def test_a_hung_trial_is_dumped_failed_and_run_again_after_a_reboot(tmp_path):
     assert "did not finish within its time limit of 0 s" in f["cause"]
     assert "python pid 4242 tid 4243 state S:" in f["detail"] and "handle_userfault" in f["detail"]
     assert "sysrq: Show Blocked State" in f["detail"]
-    assert target.recoveries == ["a trial hung"]
+    assert target.recoveries == ["a trial hung"] and target.asked_blocked == ([4242], [4243])
     assert keys(run) == all_keys(params(repeats=1))
 
 
@@ -157,7 +157,8 @@ def test_deaths_with_no_trial_in_flight_stop_the_run_with_how_to_resume(tmp_path
     with pytest.raises(WorkbenchError) as e:
         runner.run(DiesAtOnce(), params(repeats=1), root=tmp_path, progress=False, max_reboots=2)
     (run,) = store.list_runs(tmp_path)
-    assert "the guest powered off" in str(e.value) and f"resume with --resume {run.id}" in str(e.value)
+    assert "the guest powered off" in str(e.value) and "2 faults in a row with no trial in flight" in str(e.value)
+    assert f"resume with --resume {run.id}" in str(e.value)
     assert [f["kind"] for f in run.faults()] == ["vm_died", "vm_died"]
 
 
@@ -180,7 +181,13 @@ def test_resume_auto_picks_up_the_unfinished_run_with_the_same_label(tmp_path):
     first = runner.run(FakeTarget(), params(), root=tmp_path, label="x", resume="auto", progress=False)
     assert len(store.list_runs(tmp_path)) == 1 and keys(first) == all_keys(params())
     second = runner.run(FakeTarget(), params(), root=tmp_path, label="x", resume="auto", progress=False)
-    assert second.id != first.id                                # a finished run is not resumed
+    assert second.id != first.id                                # a complete run is not resumed
+    # one that gave a configuration up is: the rerun of a sweep completes it
+    gave_up = runner.run(FakeTarget(), params(), root=tmp_path, label="y", progress=False, max_reboots=1,
+                         chaos=Chaos([{"fault": "panic", "trial": "2M-4M-n0to1-s1-r1"}]))
+    assert gave_up.manifest["given_up"]
+    again = runner.run(FakeTarget(), params(), root=tmp_path, label="y", resume="auto", progress=False)
+    assert again.id == gave_up.id and keys(again) == all_keys(params()) and again.manifest["given_up"] == {}
 
 
 @pytest.mark.parametrize("argv,expect", [

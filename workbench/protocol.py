@@ -16,7 +16,7 @@ op                 plan fields                                           answere
 ``probe``          -                                                     ``facts``
 ``trials``         ``trials``: [TrialSpec dicts], ``warmup``: bool       ``start`` and
                                                                          ``record`` each
-``blocked``        ``pids``: [the agent's pids to include]               ``blocked``
+``blocked``        ``pids``, ``tids``: the trial's process and thread   ``blocked``
 ``snapshot``       ``roots``: [dirs]                                     ``snapshot``
 ``stress``         ``args``: churn arguments                             ``stress``
 ``sysfs``          ``writes``: [[path, value]], ``reads``: [paths]      ``sysfs``

@@ -30,9 +30,12 @@ def _stack(fs: KernelFS, pid: int, tid: int) -> str:
         return f"(no stack: {exc})"
 
 
-def blocked_tasks(fs: KernelFS, pids=(), sysrq: bool = True) -> dict:
-    """{"tasks": [{pid, tid, comm, state, stack}], "sysrq_w": [kernel log lines] or None}."""
+def blocked_tasks(fs: KernelFS, pids=(), sysrq: bool = True, tids=()) -> dict:
+    """{"tasks": [{pid, tid, comm, state, stack}], "sysrq_w": [kernel log lines] or None}:
+    every task in state D, and the threads ``tids`` of ``pids`` (all their threads if no
+    tid is given)."""
     wanted = {int(p) for p in pids or ()}
+    threads = {int(t) for t in tids or ()}
     tasks = []
     for pid in fs.listdir("/proc"):
         if not pid.isdigit():
@@ -43,7 +46,7 @@ def blocked_tasks(fs: KernelFS, pids=(), sysrq: bool = True) -> dict:
             continue
         for tid in tids:
             task = _task(fs, pid, tid)
-            if task and (task["state"] == "D" or task["pid"] in wanted):
+            if task and (task["state"] == "D" or (task["pid"] in wanted and (not threads or task["tid"] in threads))):
                 task["stack"] = _stack(fs, task["pid"], task["tid"])
                 tasks.append(task)
     report = None

@@ -51,15 +51,33 @@ TRIALS_LOCK = Path(tempfile.gettempdir()) / "workbench-agent-trials.lock"
 POLL, IDLE_POLL_MAX, IDLE_AFTER = 0.2, 2.0, 10.0
 
 
+#: how long a plan waits for another agent's trials before it gives up
+TRIALS_LOCK_WAIT = 600.0
+
+
 @contextmanager
-def _trials_lock(path: Path = TRIALS_LOCK):
+def _trials_lock(path: Path | None = None, wait: float | None = None):
+    path = path or TRIALS_LOCK
+    wait = TRIALS_LOCK_WAIT if wait is None else wait
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
     except OSError:
         yield  # no place for the lock: run unguarded rather than not at all
         return
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        end = time.time() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.time() > end:
+                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                    raise WorkbenchError(f"another agent (pid {holder}) has been running trials on this machine "
+                                         f"for more than {wait:.0f} s (stuck in the kernel?); see {path}") from None
+                time.sleep(1)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
     finally:
         os.close(fd)
@@ -76,7 +94,8 @@ def execute(plan: dict, emit: Emit, fs=None, cancelled: Callable[[], bool] | Non
                 _trials(plan, emit, fs, cancelled)
         elif op == Op.BLOCKED:
             from .blocked import blocked_tasks
-            emit({"type": Event.BLOCKED, **blocked_tasks(fs, plan.get("pids", ()), plan.get("sysrq", True))})
+            emit({"type": Event.BLOCKED, **blocked_tasks(fs, plan.get("pids", ()), plan.get("sysrq", True),
+                                                         plan.get("tids", ()))})
         elif op == "snapshot":
             from .kernelfs import snapshot
             emit({"type": "snapshot", "snapshot": snapshot(fs, plan["roots"])})

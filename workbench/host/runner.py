@@ -103,11 +103,12 @@ def _check_timeout(trial_timeout) -> None:
 
 
 def find_unfinished(root, label: str, params: plan.RunParams) -> str | None:
-    """The latest run with this label and these parameters that did not finish."""
+    """The latest run with this label and these parameters that is not complete: it did
+    not finish, or it gave a configuration up."""
     want = params.to_dict()
     for run in reversed(store.list_runs(root)):
         m = run.manifest
-        if m.get("label") == label and m.get("params") == want and not m.get("finished"):
+        if m.get("label") == label and m.get("params") == want and (not m.get("finished") or m.get("given_up")):
             return run.id
     return None
 
@@ -186,12 +187,21 @@ def run(target: Target, params: plan.RunParams, root=None, resume: str | None = 
             bar.total -= len(left)
             bar.refresh()
 
+    def between(count: int, what: str, detail: str | None) -> int:
+        """A fault with no trial in flight (the VM died while warming up, a plan that
+        never started): no configuration to blame, so after max_reboots in a row stop."""
+        count += 1
+        if count >= max_reboots:
+            raise WorkbenchError(f"{what} ({count} faults in a row with no trial in flight); stopped",
+                                 detail=detail)
+        return count
+
     by_key = {t.key(): t for t in trials}
     try:
         while todo:
             sent = chaos.arm(todo, label) if chaos else list(todo)
             armed = {t.key(): t for t in sent}
-            in_flight, pid, injected = None, None, None
+            in_flight, pid, tid, injected = None, None, None, None
             last = since = time.time()
             try:
                 events = target.stream(trials_plan(sent), ticks=True)
@@ -200,7 +210,7 @@ def run(target: Target, params: plan.RunParams, root=None, resume: str | None = 
                         now = time.time()
                         kind = event.get("type")
                         if kind == Event.START:
-                            in_flight, pid, last = event["trial_key"], event.get("pid"), now
+                            in_flight, pid, tid, last = event["trial_key"], event.get("pid"), event.get("tid"), now
                             since = now
                             if chaos:
                                 for host_fault in chaos.started(armed[in_flight], label):
@@ -224,7 +234,8 @@ def run(target: Target, params: plan.RunParams, root=None, resume: str | None = 
                         if now - last > limit:
                             # what is stuck, asked while the stuck agent is still there
                             try:
-                                stuck = format_blocked(target.blocked([pid] if pid else []))
+                                stuck = format_blocked(target.blocked([pid] if pid else [],
+                                                                      tids=[tid] if tid else []))
                             except WorkbenchError as exc:
                                 stuck = f"(the target did not say which tasks are blocked: {exc})"
                             raise _Hung(limit, stuck)
@@ -232,17 +243,16 @@ def run(target: Target, params: plan.RunParams, root=None, resume: str | None = 
                     events.close()
             except _Hung as hung:
                 what = f"trial {in_flight}" if in_flight else "the plan (before its first trial)"
-                fault("hung", in_flight, f"{what} did not finish within its time limit of {hung.limit:.0f} s",
-                      detail=hung.stuck)
+                cause = f"{what} did not finish within its time limit of {hung.limit:.0f} s"
+                fault("hung", in_flight, cause, detail=hung.stuck)
+                if in_flight is None:
+                    lost_between = between(lost_between, cause, hung.stuck)
                 target.recover("a trial hung")
             except TargetLost as lost:
                 cause = f"{injected} (test hook): {lost.cause}" if injected else lost.cause
                 fault(lost.kind, in_flight, cause, detail=lost.detail)
                 if in_flight is None:
-                    lost_between += 1
-                    if lost_between >= max_reboots:
-                        raise WorkbenchError(f"{lost} (and {lost_between - 1} times before with no trial in "
-                                             f"flight); stopped", detail=lost.detail) from None
+                    lost_between = between(lost_between, str(lost), lost.detail)
                 target.recover(lost.cause)
     except WorkbenchError as exc:
         # whatever stopped the run (a trial's error, a VM that does not boot again, a

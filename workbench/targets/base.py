@@ -92,9 +92,9 @@ class Target:
         rebooted, an SSH link reconnected (with bounded backoff). Raises a one-line
         :class:`WorkbenchError` if it cannot."""
 
-    def blocked(self, pids=(), timeout: float = 120.0) -> dict:
+    def blocked(self, pids=(), timeout: float = 120.0, tids=()) -> dict:
         """The tasks stuck in the target's kernel (``blocked`` op), for a hung trial."""
-        return self.ask({"op": Op.BLOCKED, "pids": list(pids)})
+        return self.ask({"op": Op.BLOCKED, "pids": list(pids), "tids": list(tids)})
 
     def inject(self, fault: str) -> None:
         """Test hook: make a host-side fault happen now (``kill_qemu`` for a VM)."""

@@ -520,8 +520,8 @@ class VM:
             if not finished and self._vng_alive(st):
                 self.cancel(request_id)
 
-    def blocked(self, pids=(), timeout: float = 120.0) -> dict:
-        for event in self.run_plan({"op": "blocked", "pids": list(pids)}, timeout=timeout):
+    def blocked(self, pids=(), timeout: float = 120.0, tids=()) -> dict:
+        for event in self.run_plan({"op": "blocked", "pids": list(pids), "tids": list(tids)}, timeout=timeout):
             if event.get("type") == "error":
                 raise WorkbenchError(event["message"])
             if event.get("type") == "blocked":

@@ -67,9 +67,9 @@ class SSHTarget(Target):
         yield from stream_agent(self.ssh_command(self.remote_python, "-m", "workbench.agent", "run"),
                                 plan, f"target {self.label}", lost_status=255, timeout=timeout)
 
-    def blocked(self, pids=(), timeout: float = 120.0) -> dict:
+    def blocked(self, pids=(), timeout: float = 120.0, tids=()) -> dict:
         answer = None
-        for event in self.run_plan({"op": "blocked", "pids": list(pids)}, timeout=timeout):
+        for event in self.run_plan({"op": "blocked", "pids": list(pids), "tids": list(tids)}, timeout=timeout):
             if event.get("type") == "error":
                 raise WorkbenchError(event["message"])
             if event.get("type") == "blocked":

@@ -67,8 +67,8 @@ class VMTarget(Target):
             self.vm.down(quiet=True, force=True)
             self.ensure_up()
 
-    def blocked(self, pids=(), timeout: float = 120.0) -> dict:
-        return self.vm.blocked(pids, timeout=timeout)
+    def blocked(self, pids=(), timeout: float = 120.0, tids=()) -> dict:
+        return self.vm.blocked(pids, timeout=timeout, tids=tids)
 
     def inject(self, fault: str) -> None:
         if fault != "kill_qemu":
