@@ -175,21 +175,6 @@ def test_ctrl_c_says_what_is_saved_and_how_to_resume(tmp_path):
     assert str(e.value) == f"interrupted: 2 finished trials are saved in {run.dir}; resume with --resume {run.id}"
 
 
-def test_resume_auto_picks_up_the_unfinished_run_with_the_same_label(tmp_path):
-    with pytest.raises(WorkbenchError):
-        runner.run(FakeTarget(fail_after=2), params(), root=tmp_path, label="x", progress=False)
-    first = runner.run(FakeTarget(), params(), root=tmp_path, label="x", resume="auto", progress=False)
-    assert len(store.list_runs(tmp_path)) == 1 and keys(first) == all_keys(params())
-    second = runner.run(FakeTarget(), params(), root=tmp_path, label="x", resume="auto", progress=False)
-    assert second.id != first.id                                # a complete run is not resumed
-    # one that gave a configuration up is: the rerun of a sweep completes it
-    gave_up = runner.run(FakeTarget(), params(), root=tmp_path, label="y", progress=False, max_reboots=1,
-                         chaos=Chaos([{"fault": "panic", "trial": "2M-4M-n0to1-s1-r1"}]))
-    assert gave_up.manifest["given_up"]
-    again = runner.run(FakeTarget(), params(), root=tmp_path, label="y", resume="auto", progress=False)
-    assert again.id == gave_up.id and keys(again) == all_keys(params()) and again.manifest["given_up"] == {}
-
-
 @pytest.mark.parametrize("argv,expect", [
     (["--max-reboots", "0"], "max reboots 0 must be a whole number of at least 1"),
     (["--trial-timeout", "-5"], "trial timeout -5.0 must be a positive number of seconds"),

@@ -102,17 +102,6 @@ def _check_timeout(trial_timeout) -> None:
         raise WorkbenchError(f"trial timeout {trial_timeout!r} must be a positive number of seconds")
 
 
-def find_unfinished(root, label: str, params: plan.RunParams) -> str | None:
-    """The latest run with this label and these parameters that is not complete: it did
-    not finish, or it gave a configuration up."""
-    want = params.to_dict()
-    for run in reversed(store.list_runs(root)):
-        m = run.manifest
-        if m.get("label") == label and m.get("params") == want and (not m.get("finished") or m.get("given_up")):
-            return run.id
-    return None
-
-
 def run(target: Target, params: plan.RunParams, root=None, resume: str | None = None, label: str = "run",
         progress: bool = True, on_record: Callable[[dict], None] | None = None,
         manifest_extra: dict | None = None, on_start: Callable[[str], None] | None = None,
@@ -123,12 +112,11 @@ def run(target: Target, params: plan.RunParams, root=None, resume: str | None = 
     hears the run's id as soon as it exists (a sweep's journal, to resume it).
 
     Each record gets the host's wall-clock ``host_started``/``host_finished`` (Unix time):
-    a trial starts when the host hears the agent announce it, and ends when its own
-    record arrives, so runs on several targets can be laid on one time line.
+    a trial starts when the plan is sent or the previous trial's record arrived, and ends
+    when its own record arrives, so runs on several targets can be laid on one time line.
 
-    ``resume`` continues a run by id (``"auto"``: the latest unfinished run with this
-    label and these parameters, else a new one); ``max_reboots`` and ``trial_timeout``
-    are explained in the module's docstring; ``chaos`` injects faults on purpose (tests;
+    ``resume`` continues a run by id (one that stopped, or gave a configuration up);
+    ``max_reboots`` and ``trial_timeout`` are explained in the module's docstring; ``chaos`` injects faults on purpose (tests;
     default: ``$WORKBENCH_CHAOS``)."""
     params.check()  # before the target is reached: a VM boot takes minutes
     _check_max_reboots(max_reboots)
@@ -138,8 +126,6 @@ def run(target: Target, params: plan.RunParams, root=None, resume: str | None = 
     params = plan.with_defaults(params, target.kind)
     plan.validate(params, facts, target.kind)
     trials = plan.expand(params)
-    if resume == "auto":
-        resume = find_unfinished(root, label, params)
     if resume:
         the_run = store.open_run(resume, root)
         if the_run.manifest.get("params") != params.to_dict():
@@ -211,7 +197,6 @@ def run(target: Target, params: plan.RunParams, root=None, resume: str | None = 
                         kind = event.get("type")
                         if kind == Event.START:
                             in_flight, pid, tid, last = event["trial_key"], event.get("pid"), event.get("tid"), now
-                            since = now
                             if chaos:
                                 for host_fault in chaos.started(armed[in_flight], label):
                                     bar.write(f"run {the_run.id}: test hook: {host_fault} at trial {in_flight}")
@@ -225,7 +210,7 @@ def run(target: Target, params: plan.RunParams, root=None, resume: str | None = 
                             the_run.append({**record, **context, "host_started": since, "host_finished": now})
                             todo.remove(by_key[record["trial_key"]])
                             in_a_row.pop(by_key[record["trial_key"]].config_key(), None)
-                            in_flight, injected, last, lost_between = None, None, now, 0
+                            in_flight, injected, last, since, lost_between = None, None, now, now, 0
                             bar.update(1)
                             bar.set_postfix_str(f"{record['folio']} {record['gbps']:.2f} GB/s")
                             if on_record:
