@@ -1,11 +1,19 @@
-"""A registered in-memory target: canned facts and records, for host-side tests."""
+"""A registered in-memory target: canned facts and records, for host-side tests.
+
+It also plays the faults of :mod:`workbench.host.chaos` as a real target would show
+them: a panic or power-off loses the target (``TargetLost``, kind ``vm_died``), a cut
+link loses it with kind ``link_lost``, a hang sends nothing but ticks, a WARN comes
+back as a record with ``kernel_clean: False``; ``inject("kill_qemu")`` loses the target
+at the trial in flight. ``recover()`` brings it back and counts how often it did."""
 
 from __future__ import annotations
 
 import copy
+import time
 
+from workbench.protocol import TrialSpec
 from workbench.targets import register
-from workbench.targets.base import Target
+from workbench.targets.base import Target, TargetLost
 
 FACTS = {
     "hostname": "fake", "kernel_release": "6.12.0-fake", "kernel_config_hash": "abc", "cpu_model": "Fake CPU",
@@ -16,6 +24,18 @@ FACTS = {
     "interface": "none", "brought_by": "upstream", "migrators": ["kernel"], "offered": ["kernel"],
     "active": "kernel", "loadable": [], "knobs": {"threads": None, "channels": None, "batch_size": None},
 }
+
+PANIC = "guest kernel panic: sysrq triggered crash"
+KILLED = "QEMU exited with no panic or power-off on the guest console and no message (killed?)"
+
+
+def fake_record(spec: TrialSpec) -> dict:
+    gbps = 1.0 + spec.folio_size / (1 << 20) + spec.repeat * 0.1
+    return {"trial_key": spec.key(), "repeat": spec.repeat,
+            "folio": {4096: "4K", 65536: "64K"}.get(spec.folio_size, "2M"), "folio_size": spec.folio_size,
+            "migrator": spec.migrator, "gbps": gbps, "seconds": spec.total_size / gbps / 1e9, "verified": True,
+            "pages_failed": 0, "verify_bad_pages": 0, "folio_match_share": 1.0,
+            "kernel_clean": True, "kernel_report": None, "kernel_problems": 0}
 
 
 @register("fake")
@@ -29,6 +49,9 @@ class FakeTarget(Target):
         self._facts_template = copy.deepcopy(facts or FACTS)
         self.fail_after = fail_after if fail_after is not None else self.default_fail_after
         self.seen: list[dict] = []
+        self.started: list[str] = []
+        self.recoveries: list[str] = []
+        self._killed = False
         self.name = name
 
     @classmethod
@@ -60,20 +83,56 @@ class FakeTarget(Target):
     def run_plan(self, plan):
         if plan["op"] == "probe":
             yield {"type": "facts", "facts": copy.deepcopy(self._facts_template)}
+        elif plan["op"] == "blocked":
+            yield {"type": "blocked", "tasks": [
+                {"pid": 4242, "tid": 4243, "comm": "python", "state": "S",
+                 "stack": "[<0>] handle_userfault+0x42f/0x8e0\n[<0>] do_pages_move+0x34e/0x580"}],
+                "sysrq_w": ["sysrq: Show Blocked State"]}
         else:
             for i, t in enumerate(plan["trials"]):
                 if self.fail_after is not None and i >= self.fail_after:
                     yield {"type": "error", "message": "trial exploded"}
                     yield {"type": "done"}
                     return
-                self._trial_hooks()
-                self.seen.append(t)
-                from workbench.protocol import TrialSpec
                 spec = TrialSpec.from_dict(t)
-                gbps = 1.0 + spec.folio_size / (1 << 20) + spec.repeat * 0.1
-                yield {"type": "record", "record": {
-                    "trial_key": spec.key(), "repeat": spec.repeat, "folio": {4096: "4K", 65536: "64K"}.get(
-                        spec.folio_size, "2M"), "folio_size": spec.folio_size, "migrator": spec.migrator,
-                    "gbps": gbps, "seconds": spec.total_size / gbps / 1e9, "verified": True, "pages_failed": 0,
-                    "verify_bad_pages": 0, "folio_match_share": 1.0}}
+                self.started.append(spec.key())
+                yield {"type": "start", "trial_key": spec.key(), "index": i, "pid": 4242, "tid": 4243}
+                self._trial_hooks()
+                if self._killed:
+                    raise TargetLost(f"VM 'fake' died during a plan: {KILLED}", kind="vm_died", cause=KILLED)
+                fault = spec.inject_fault
+                if fault == "panic":
+                    raise TargetLost(f"VM 'fake' died during a plan: {PANIC}", kind="vm_died", cause=PANIC,
+                                     detail="Kernel panic - not syncing: sysrq triggered crash")
+                if fault == "poweroff":
+                    raise TargetLost("VM 'fake' died during a plan: the guest powered off", kind="vm_died",
+                                     cause="the guest powered off")
+                if fault == "cut_link":
+                    raise TargetLost("target fake: the link to it dropped: Connection closed by remote host",
+                                     kind="link_lost", cause="Connection closed by remote host")
+                if fault in ("hang", "hold"):
+                    while True:
+                        time.sleep(0.01)
+                        yield {"type": "tick"}
+                        if self._killed:
+                            raise TargetLost(f"VM 'fake' died during a plan: {KILLED}", kind="vm_died",
+                                             cause=KILLED)
+                self.seen.append(t)
+                record = fake_record(spec)
+                if fault == "warn":
+                    record.update(kernel_clean=False, kernel_problems=2,
+                                  kernel_report="WARNING: CPU: 0 PID: 4242 at mm/migrate.c:1 fake warning")
+                yield {"type": "record", "record": record}
         yield {"type": "done"}
+
+    def blocked(self, pids=(), timeout=120.0, tids=()):
+        self.asked_blocked = (list(pids), list(tids))
+        return super().blocked(pids, timeout, tids)
+
+    def inject(self, fault):
+        assert fault == "kill_qemu", fault
+        self._killed = True
+
+    def recover(self, why=""):
+        self.recoveries.append(why)
+        self._killed = False

@@ -87,3 +87,53 @@ def test_run_over_ssh_gives_the_node_check(sshd, tmp_path):
     else:
         with pytest.raises(WorkbenchError, match="has 1 NUMA node with memory"):
             runner.run(t, RunParams(folio_sizes=[4096], total_size=4 << 20), root=tmp_path, progress=False)
+
+
+def test_a_link_cut_from_the_box_side_is_reconnected_and_the_trial_run_again_once(sshd, tmp_path):
+    """The agent kills its own sshd session in the middle of a trial (the box drops the
+    link); the host records the lost link, reconnects, and sends the trials that did not
+    report again: every trial is recorded once, the cut one ran twice."""
+    from workbench.host import runner
+    from workbench.host.chaos import Chaos
+    from workbench.host.plan import RunParams
+    from workbench.paths import REPO
+    log = tmp_path / "agent.log"
+    shim = tmp_path / "python-shim"
+    shim.write_text(f"#!/bin/sh\ncd {REPO} && FAKE_AGENT_LOG={log} exec {sys.executable} -m tests.fake_agent run\n")
+    shim.chmod(0o755)
+    t = make_target(f"ssh://root@127.0.0.1:{sshd['port']}", identity=str(sshd["dir"] / "client_key"),
+                    known_hosts=str(sshd["dir"] / "known_hosts"), remote_python=str(shim))
+    params = RunParams(folio_sizes=[4096, 2 << 20], total_size=4 << 20, repeats=2)
+    run = runner.run(t, params, root=tmp_path / "runs", progress=False,
+                     chaos=Chaos([{"fault": "cut_link", "trial": "2M-4M-n0to1-s1-r0"}]))
+    keys = sorted(run.records()["trial_key"])
+    assert keys == sorted(s.key() for s in params.trials())               # each trial once
+    (f,) = run.faults()
+    # the trial in flight as the host saw it: the cut one, or the one before if its record
+    # was still in the box's sshd when the link went (then it is run again too), or none
+    # if even the first trial's start was still there
+    cut, before = "kernel-2M-4M-n0to1-s1-r0", "kernel-4K-4M-n0to1-s1-r0"
+    assert f["kind"] == "link_lost" and f["trial_key"] in (cut, before, None)
+    assert "closed by remote host" in f["cause"]
+    ran = [line.split()[1] for line in log.read_text().splitlines()]
+    assert ran.count(cut) == 2 and set(ran) == set(keys)
+    assert {k for k in ran if ran.count(k) > 1} <= {cut, before}
+    assert len({line.split()[0] for line in log.read_text().splitlines()}) == 2   # a second agent, after the cut
+
+
+def test_reconnecting_backs_off_and_gives_up_with_one_line():
+    """Nothing listens: the tries back off (1, 2, 4, ... s) until the time is up."""
+    from workbench.errors import WorkbenchError
+    from workbench.targets.ssh import SSHTarget
+    now, slept = [0.0], []
+
+    def sleep(d):
+        slept.append(d)
+        now[0] += d
+    t = SSHTarget("root@127.0.0.1", free_port(), reconnect_timeout=100, sleep=sleep, clock=lambda: now[0])
+    with pytest.raises(WorkbenchError) as e:
+        t.recover("test")
+    assert slept == [1, 2, 4, 8, 15, 30, 40]
+    assert str(e.value).startswith(f"lost the link to ssh://root@127.0.0.1:{t.port} (test) and could not reconnect "
+                                   "within 100 s (last try: ")
+    assert "\n" not in str(e.value)

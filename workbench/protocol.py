@@ -14,13 +14,22 @@ bounds a target reported. Both sides call them.
 op                 plan fields                                           answered by
 =================  ====================================================  ==============
 ``probe``          -                                                     ``facts``
-``trials``         ``trials``: [TrialSpec dicts], ``warmup``: bool       ``record`` each
+``trials``         ``trials``: [TrialSpec dicts], ``warmup``: bool       ``start`` and
+                                                                         ``record`` each
+``blocked``        ``pids``, ``tids``: the trial's process and thread   ``blocked``
 ``snapshot``       ``roots``: [dirs]                                     ``snapshot``
 ``stress``         ``args``: churn arguments                             ``stress``
 ``sysfs``          ``writes``: [[path, value]], ``reads``: [paths]      ``sysfs``
 ``bench_verify``   ``args``: {size, repeats}                             ``bench``
+``cancel``         ``request``: a plan's id (the VM's agent only)        -
 ``shutdown``       - (the VM's agent only: it stops serving)            -
 =================  ====================================================  ==============
+
+A ``trials`` plan announces each trial before it begins (``start``: ``trial_key``,
+``index``, ``pid``, ``tid``), so the host knows which trial is in flight when a target
+dies or a trial hangs; ``blocked`` answers with the tasks stuck in the kernel and their
+kernel stacks (a VM's agent answers it even while a plan is running). ``cancel`` stops a
+VM's plan between two trials (its host went away).
 
 Any op may answer ``error`` (``message``: one line, ``traceback``: optional detail,
 ``trial_key``: the trial it stopped at), after which nothing but ``done`` follows.
@@ -30,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields
 
 from .errors import WorkbenchError
@@ -45,23 +55,43 @@ class Op:
     STRESS = "stress"
     SYSFS = "sysfs"
     BENCH_VERIFY = "bench_verify"
+    BLOCKED = "blocked"
+    CANCEL = "cancel"
     SHUTDOWN = "shutdown"
 
 
 class Event:
     FACTS = "facts"
+    START = "start"
     RECORD = "record"
     SNAPSHOT = "snapshot"
     STRESS = "stress"
     SYSFS = "sysfs"
     BENCH = "bench"
+    BLOCKED = "blocked"
+    #: a target's own sign of life while it waits for the agent (never from the agent;
+    #: :meth:`workbench.targets.base.Target.stream` passes it on only when asked)
+    TICK = "tick"
     ERROR = "error"
     DONE = "done"
 
 
 #: the event that carries an op's answer (``trials`` answers with many ``record`` events)
 ANSWER = {Op.PROBE: Event.FACTS, Op.SNAPSHOT: Event.SNAPSHOT, Op.STRESS: Event.STRESS,
-          Op.SYSFS: Event.SYSFS, Op.BENCH_VERIFY: Event.BENCH, Op.TRIALS: Event.RECORD}
+          Op.SYSFS: Event.SYSFS, Op.BENCH_VERIFY: Event.BENCH, Op.TRIALS: Event.RECORD,
+          Op.BLOCKED: Event.BLOCKED}
+
+#: test hooks: faults a trial makes happen on purpose on the target (TrialSpec.inject_fault)
+#: panic      the guest kernel panics (sysrq c) just before the migration
+#: poweroff   the guest powers off (sysrq o) just before the migration
+#: warn       a WARN-shaped report is written into the kernel log during the trial
+#: hang       move_pages() blocks in the kernel for good (its status array is
+#:            userfaultfd-registered memory nobody serves)
+#: cut_link   the agent kills the sshd session it was started by (an SSH link cut
+#:            from the box's side); elsewhere a no-op
+#: hold       the trial waits before the migration for good, so that a fault the host
+#:            makes (QEMU killed) lands while it is in flight
+AGENT_FAULTS = ("panic", "poweroff", "warn", "hang", "cut_link", "hold")
 
 #: the knobs a kernel's migration interface may have (its ``knobs()`` gives their bounds)
 INTERFACE_KNOBS = ("threads", "channels", "batch_size", "batch_kernel_copy")
@@ -188,10 +218,14 @@ class TrialSpec(Knobs):
     #: test hook: flip one byte after the migration, {"page": p, "offset": o}, so the
     #: verification's report can be checked end to end
     inject_corruption: dict | None = None
+    #: test hook: one of AGENT_FAULTS, made to happen during this trial (not in its key)
+    inject_fault: str | None = None
 
     def check(self) -> None:
         super().check()
         check_folio_size(self.folio_size)
+        if self.inject_fault is not None and self.inject_fault not in AGENT_FAULTS:
+            raise WorkbenchError(f"injected fault {self.inject_fault!r} is not known; allowed: {', '.join(AGENT_FAULTS)}")
         if self.total_size % self.folio_size:
             raise WorkbenchError(f"size {format_size(self.total_size)} is not a multiple of the folio size "
                                  f"{format_size(self.folio_size)}")
@@ -212,12 +246,22 @@ class TrialSpec(Knobs):
         return (f"{self.migrator}{knobs}-{format_size(self.folio_size)}-{format_size(self.total_size)}"
                 f"-n{self.src}to{self.dst}-s{self.seed}-r{self.repeat}" + extra)
 
+    def config_key(self) -> str:
+        """This trial's configuration: its key without the repeat (what a run gives up
+        on when its trials keep killing the target)."""
+        return config_of(self.key())
+
     @classmethod
     def from_dict(cls, d: dict) -> "TrialSpec":
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def config_of(trial_key: str) -> str:
+    """The configuration part of a trial key (the key without ``-r<repeat>``)."""
+    return re.sub(r"-r\d+(?=-|$)", "", trial_key, count=1)
 
 
 def trials_plan(specs, warmup: bool = True) -> dict:

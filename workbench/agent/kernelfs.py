@@ -2,8 +2,9 @@
 record and replay.
 
 Every kernel knob the workbench reads or writes, every module it loads or removes
-(``modprobe``/``rmmod``: loading a migrator makes its sysfs files appear) and every
-procfs text it reads (``/proc/cpuinfo``) goes through a :class:`KernelFS`:
+(``modprobe``/``rmmod``: loading a migrator makes its sysfs files appear), every
+procfs text it reads (``/proc/cpuinfo``) and the kernel log it watches or writes
+(``/dev/kmsg``) goes through a :class:`KernelFS`:
 
 * :class:`RealFS` talks to the running kernel;
 * :class:`RecordingFS` wraps another and keeps a log of every operation;
@@ -82,6 +83,19 @@ class KernelFS:
         """``rmmod NAME``; raises :class:`ModuleError` (in use, not loaded, ...)."""
         raise NotImplementedError
 
+    def log_cursor(self):
+        """A position at the end of the kernel log, for :meth:`log_since`; None when the
+        log cannot be read here (not root)."""
+        raise NotImplementedError
+
+    def log_since(self, cursor) -> list[str] | None:
+        """The kernel log's lines since ``cursor`` (which moves on); None if unreadable."""
+        raise NotImplementedError
+
+    def log_write(self, lines: list[str]) -> None:
+        """Write lines into the kernel log (``/dev/kmsg``, level warning)."""
+        raise NotImplementedError
+
     # helpers shared by every implementation
     def read_choice(self, path: str) -> str | None:
         return parse_choices(self.read(path))[1]
@@ -132,6 +146,21 @@ class RealFS(KernelFS):
     def unload_module(self, name):
         self._module_command(["rmmod", name], "remove")
 
+    def log_cursor(self):
+        try:
+            return _KmsgCursor()
+        except OSError:
+            return None
+
+    def log_since(self, cursor):
+        return None if cursor is None else cursor.read()
+
+    def log_write(self, lines):
+        with open("/dev/kmsg", "w") as f:
+            for line in lines:
+                f.write(f"<4>{line}\n")
+                f.flush()
+
     @staticmethod
     def _module_command(argv: list[str], verb: str):
         try:
@@ -141,6 +170,36 @@ class RealFS(KernelFS):
         if res.returncode != 0:
             why = (res.stderr.strip().splitlines() or [f"{argv[0]} exited {res.returncode}"])[-1]
             raise ModuleError(f"cannot {verb} module {argv[-1]!r}: {why}")
+
+
+class _KmsgCursor:
+    """An open ``/dev/kmsg`` positioned at the end of the log: each read returns the
+    records logged since (one record per ``read``, ``prio,seq,usec,flags;text``)."""
+
+    def __init__(self):
+        self.fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        os.lseek(self.fd, 0, os.SEEK_END)
+
+    def read(self) -> list[str]:
+        lines = []
+        while True:
+            try:
+                record = os.read(self.fd, 16384)
+            except BlockingIOError:
+                return lines
+            except BrokenPipeError:  # the ring overwrote records before they were read
+                lines.append("(kernel log: records were overwritten before they could be read)")
+                continue
+            if not record:
+                return lines
+            text = record.decode(errors="replace").split("\n", 1)[0]
+            lines.append(text.partition(";")[2])
+
+    def __del__(self):
+        try:
+            os.close(self.fd)
+        except (OSError, AttributeError):
+            pass
 
 
 class RecordingFS(KernelFS):
@@ -183,6 +242,15 @@ class RecordingFS(KernelFS):
 
     def unload_module(self, name):
         return self._do("rmmod", name, None, lambda: self.inner.unload_module(name))
+
+    def log_cursor(self):
+        return self.inner.log_cursor()
+
+    def log_since(self, cursor):
+        return self.inner.log_since(cursor)
+
+    def log_write(self, lines):
+        return self._do("log_write", "/dev/kmsg", "\n".join(lines), lambda: self.inner.log_write(lines))
 
     def writes(self) -> list[tuple[str, str]]:
         return [(e["path"], e["value"]) for e in self.log if e["op"] == "write" and "error" not in e]
@@ -249,6 +317,8 @@ class FakeFS(KernelFS):
         self.regex_rules: list[tuple[re.Pattern, Rule]] = []
         self.readonly: set[str] = set()
         self.root = root
+        #: the kernel log, one line per entry (tests append what the kernel would print)
+        self.kernel_log: list[str] = []
         for path, content in (files or {}).items():
             self.add(path, content)
 
@@ -338,6 +408,19 @@ class FakeFS(KernelFS):
         mod["loaded"] = False
         for path in mod["files"]:
             self.files.pop(path, None)
+
+    def log_cursor(self):
+        return [len(self.kernel_log)] if self.root else None
+
+    def log_since(self, cursor):
+        if cursor is None:
+            return None
+        lines = self.kernel_log[cursor[0]:]
+        cursor[0] = len(self.kernel_log)
+        return lines
+
+    def log_write(self, lines):
+        self.kernel_log.extend(lines)
 
     def listdir(self, path):
         prefix = path.rstrip("/") + "/"

@@ -4,58 +4,98 @@ The same package runs on every target. It takes a JSON plan and answers with JSO
 lines, one per event, flushed as each trial finishes:
 
 * ``{"op": "probe"}`` -> ``{"type": "facts", "facts": {...}}``
-* ``{"op": "trials", "trials": [TrialSpec dicts]}`` -> one ``{"type": "record"}`` per
-  finished trial; ``{"type": "error", "message": ...}`` stops the plan
+* ``{"op": "trials", "trials": [TrialSpec dicts]}`` -> ``{"type": "start"}`` before and
+  ``{"type": "record"}`` after each trial; ``{"type": "error", "message": ...}`` stops the plan
+* ``{"op": "blocked", "pids": [...]}`` -> ``{"type": "blocked"}``: the tasks stuck in the kernel
 * always ends with ``{"type": "done"}``
 
 Modes: ``run`` reads one plan on stdin and answers on stdout (local, SSH);
 ``serve --spool DIR`` keeps answering plans dropped as files in DIR until it gets
-``{"op": "shutdown"}`` (the VM target, which keeps one VM up for a session).
+``{"op": "shutdown"}`` (the VM target, which keeps one VM up for a session). It runs
+one plan at a time in a worker thread and meanwhile still answers ``blocked`` and
+``cancel``; idle, it looks at the spool less and less often (a poll every
+:data:`IDLE_POLL_MAX` seconds at most), so a VM that waits costs little host CPU.
+
+Only one agent on a machine runs trials at a time (:data:`TRIALS_LOCK`): a plan sent
+again after a lost link waits for the old agent to finish its trial.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
+import signal
 import sys
+import tempfile
+import threading
 import time
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
 from . import probe
 from ..errors import WorkbenchError
 from .kernelfs import RealFS
-from ..protocol import TrialSpec
+from ..protocol import Event, Op, TrialSpec
 from .trial import run_trial
 
 Emit = Callable[[dict], None]
 
+#: held while a plan runs trials; a second agent's trials wait for it
+TRIALS_LOCK = Path(tempfile.gettempdir()) / "workbench-agent-trials.lock"
+#: the spool is looked at every POLL seconds while busy or just after a plan, then less
+#: and less often, at most every IDLE_POLL_MAX seconds
+POLL, IDLE_POLL_MAX, IDLE_AFTER = 0.2, 2.0, 10.0
 
-def execute(plan: dict, emit: Emit, fs=None) -> None:
+
+#: how long a plan waits for another agent's trials before it gives up
+TRIALS_LOCK_WAIT = 600.0
+
+
+@contextmanager
+def _trials_lock(path: Path | None = None, wait: float | None = None):
+    path = path or TRIALS_LOCK
+    wait = TRIALS_LOCK_WAIT if wait is None else wait
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    except OSError:
+        yield  # no place for the lock: run unguarded rather than not at all
+        return
+    try:
+        end = time.time() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.time() > end:
+                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                    raise WorkbenchError(f"another agent (pid {holder}) has been running trials on this machine "
+                                         f"for more than {wait:.0f} s (stuck in the kernel?); see {path}") from None
+                time.sleep(1)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def execute(plan: dict, emit: Emit, fs=None, cancelled: Callable[[], bool] | None = None) -> None:
     fs = fs or RealFS()
     op = plan.get("op")
     try:
         if op == "probe":
             emit({"type": "facts", "facts": probe.collect(fs)})
         elif op == "trials":
-            if plan.get("warmup", True):
-                _warm_up()
-            for spec in plan["trials"]:
-                trial = TrialSpec.from_dict(spec)
-                try:
-                    trial.check()
-                    record = run_trial(trial, fs)
-                except WorkbenchError as exc:
-                    emit({"type": "error", "message": str(exc), "trial_key": trial.key()})
-                    return
-                except Exception as exc:  # report it, with where, instead of dying silently
-                    emit({"type": "error", "trial_key": trial.key(),
-                          "message": f"trial {trial.key()} failed: {exc.__class__.__name__}: {exc}",
-                          "traceback": traceback.format_exc()})
-                    return
-                emit({"type": "record", "record": record})
+            with _trials_lock():
+                _trials(plan, emit, fs, cancelled)
+        elif op == Op.BLOCKED:
+            from .blocked import blocked_tasks
+            emit({"type": Event.BLOCKED, **blocked_tasks(fs, plan.get("pids", ()), plan.get("sysrq", True),
+                                                         plan.get("tids", ()))})
         elif op == "snapshot":
             from .kernelfs import snapshot
             emit({"type": "snapshot", "snapshot": snapshot(fs, plan["roots"])})
@@ -68,8 +108,8 @@ def execute(plan: dict, emit: Emit, fs=None) -> None:
             from .verify_speed import verify_speed
             emit({"type": "bench", "result": verify_speed(**plan.get("args", {}))})
         else:
-            emit({"type": "error", "message": f"unknown plan op {op!r}; allowed: probe, trials, snapshot, stress, sysfs, bench_verify, "
-                                              "shutdown"})
+            emit({"type": "error", "message": f"unknown plan op {op!r}; allowed: probe, trials, blocked, snapshot, "
+                                              "stress, sysfs, bench_verify, cancel, shutdown"})
     except WorkbenchError as exc:
         emit({"type": "error", "message": str(exc)})
     except Exception as exc:  # an op that breaks must not take the agent (and a VM) down with it
@@ -77,6 +117,30 @@ def execute(plan: dict, emit: Emit, fs=None) -> None:
               "traceback": traceback.format_exc()})
     finally:
         emit({"type": "done"})
+
+
+def _trials(plan: dict, emit: Emit, fs, cancelled) -> None:
+    if plan.get("warmup", True):
+        _warm_up()
+    for index, spec in enumerate(plan["trials"]):
+        if cancelled and cancelled():
+            emit({"type": "error", "message": "plan cancelled by its host"})
+            return
+        trial = TrialSpec.from_dict(spec)
+        emit({"type": Event.START, "trial_key": trial.key(), "index": index, "pid": os.getpid(),
+              "tid": threading.get_native_id()})
+        try:
+            trial.check()
+            record = run_trial(trial, fs)
+        except WorkbenchError as exc:
+            emit({"type": "error", "message": str(exc), "trial_key": trial.key()})
+            return
+        except Exception as exc:  # report it, with where, instead of dying silently
+            emit({"type": "error", "trial_key": trial.key(),
+                  "message": f"trial {trial.key()} failed: {exc.__class__.__name__}: {exc}",
+                  "traceback": traceback.format_exc()})
+            return
+        emit({"type": "record", "record": record})
 
 
 def _sysfs_ops(fs, writes, reads) -> dict:
@@ -113,9 +177,47 @@ def _warm_up() -> dict:
             "numba_cache_misses": sum(sum(f.stats.cache_misses.values()) for f in fns)}
 
 
+class HostGone(BaseException):
+    """The host end of stdout went away (a lost SSH link): stop quietly (a BaseException,
+    so that no trial reports it as its own failure; every ``finally`` still runs)."""
+
+
 def _stdout_emit(event: dict) -> None:
-    sys.stdout.write(json.dumps(event) + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(json.dumps(event) + "\n")
+        sys.stdout.flush()
+    except (BrokenPipeError, OSError) as exc:
+        raise HostGone(str(exc)) from None
+
+
+def _hang_up(signum, frame):
+    raise HostGone(f"signal {signum}")
+
+
+def run_stdin() -> None:
+    """One plan on stdin, events on stdout. A lost link (SIGHUP, a broken pipe) stops
+    the plan through the normal path, so every knob is put back."""
+    signal.signal(signal.SIGHUP, _hang_up)
+    try:
+        execute(json.loads(sys.stdin.read()), _stdout_emit)
+    except HostGone:
+        try:
+            sys.stdout = open(os.devnull, "w")  # nothing more can be said
+        except OSError:
+            pass
+
+
+class _FileEmit:
+    def __init__(self, path: Path):
+        self.f = open(path, "a")
+
+    def __call__(self, event: dict) -> None:
+        self.f.write(json.dumps(event) + "\n")
+        self.f.flush()
+        os.fsync(self.f.fileno())
+
+    def close(self):
+        self.f.close()
 
 
 def serve(spool: Path, token: str) -> None:
@@ -130,24 +232,45 @@ def serve(spool: Path, token: str) -> None:
     tmp = spool / "ready.json.tmp"
     tmp.write_text(json.dumps({"token": token, "pid": os.getpid(), "facts": facts}))
     tmp.rename(spool / "ready.json")
+    worker: threading.Thread | None = None
+    cancelled: set[str] = set()
+    last_active, poll = time.time(), POLL
+
+    def run(plan, request_id):
+        emit = _FileEmit(responses / f"{request_id}.jsonl")
+        try:
+            execute(plan, emit, cancelled=lambda: request_id in cancelled)
+        finally:
+            emit.close()
+
     while True:
-        pending = sorted(requests.glob("*.json"))
-        if not pending:
-            time.sleep(0.2)
-            continue
-        path = pending[0]
-        plan = json.loads(path.read_text())
-        path.unlink()
-        if plan.get("op") == "shutdown":
-            (spool / "stopped").write_text(token)
-            return
-        out = responses / (path.stem + ".jsonl")
-        with open(out, "a") as f:
-            def emit(event, f=f):
-                f.write(json.dumps(event) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            execute(plan, emit)
+        if worker is not None and not worker.is_alive():
+            worker = None
+            last_active = time.time()
+        for path in sorted(requests.glob("*.json")):
+            try:
+                plan = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            op = plan.get("op")
+            if op not in (Op.BLOCKED, Op.CANCEL, Op.SHUTDOWN) and worker is not None:
+                continue  # waits for the plan in flight (the control ops do not)
+            path.unlink()
+            last_active = time.time()
+            if op == Op.SHUTDOWN:
+                (spool / "stopped").write_text(token)
+                return
+            if op == Op.CANCEL:
+                cancelled.add(str(plan.get("request")))
+            elif op == Op.BLOCKED:
+                run(plan, path.stem)
+            else:
+                worker = threading.Thread(target=run, args=(plan, path.stem), name=f"plan-{path.stem}",
+                                          daemon=True)
+                worker.start()
+        idle = time.time() - last_active
+        poll = POLL if worker is not None or idle < IDLE_AFTER else min(IDLE_POLL_MAX, poll * 1.5)
+        time.sleep(poll)
 
 
 def main(argv=None) -> int:
@@ -159,7 +282,7 @@ def main(argv=None) -> int:
     s.add_argument("--token", required=True)
     args = parser.parse_args(argv)
     if args.mode == "run":
-        execute(json.loads(sys.stdin.read()), _stdout_emit)
+        run_stdin()
     else:
         serve(args.spool, args.token)
     return 0

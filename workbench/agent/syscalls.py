@@ -31,7 +31,7 @@ MPOL_BIND = 2
 MPOL_MF_MOVE = 1 << 1
 
 # x86-64 system call numbers (arch/x86/entry/syscalls/syscall_64.tbl)
-_SYSCALLS = {"x86_64": {"mbind": 237, "move_pages": 279, "getppid": 110}}
+_SYSCALLS = {"x86_64": {"mbind": 237, "move_pages": 279, "getppid": 110, "userfaultfd": 323}}
 
 
 def _nr(name: str) -> int:
@@ -114,6 +114,31 @@ class MovePages:
     def __call__(self) -> int:
         """Returns the syscall's result: 0, or the number of pages not moved. Raises on error."""
         return _check(_libc.syscall(*self._args), "move_pages")
+
+    def stall(self) -> None:
+        """Test hook: make this call block in the kernel for good. Its status array is
+        moved to memory registered with a userfaultfd that nobody serves, so the kernel,
+        once it has migrated the first pages, waits forever to store their status."""
+        self._args = self._args[:5] + (ctypes.c_void_p(_unserved_memory(self.count * 4)),) + self._args[6:]
+
+
+#: keeps the userfaultfd and its memory of :meth:`MovePages.stall` open
+_STALLS: list = []
+
+
+def _unserved_memory(size: int) -> int:
+    """Anonymous memory registered (missing mode) with a userfaultfd that is never read."""
+    size = max(4096, (size + 4095) & ~4095)
+    uffd = _check(_libc.syscall(_nr("userfaultfd"), os.O_CLOEXEC), "userfaultfd")
+    api = (ctypes.c_uint64 * 3)(0xAA, 0, 0)                       # struct uffdio_api
+    _check(_libc.ioctl(uffd, ctypes.c_ulong(0xC018AA3F), api), "UFFDIO_API")
+    addr = _libc.mmap(None, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    if addr in (None, MAP_FAILED):
+        raise OSError(ctypes.get_errno(), "mmap for the stall")
+    reg = (ctypes.c_uint64 * 4)(addr, size, 1, 0)                 # struct uffdio_register, MODE_MISSING
+    _check(_libc.ioctl(uffd, ctypes.c_ulong(0xC020AA00), reg), "UFFDIO_REGISTER")
+    _STALLS.append((uffd, addr))
+    return addr
 
 
 class NullCall(MovePages):

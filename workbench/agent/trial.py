@@ -9,10 +9,17 @@ This runs on the target (inside the agent). The order of a repeat:
 5. time one ``move_pages()`` call, one address per folio, prepared beforehand;
 6. take the /proc/vmstat migration deltas, check every page is on ``dst``;
 7. verify every byte (numba) and locate the first bad page.
+
+Around all of it the kernel log and taint are watched (:mod:`.kernellog`): a trial
+during which the kernel reported an oops, BUG or WARN gets ``kernel_clean: False`` and
+the report's first lines. ``TrialSpec.inject_fault`` makes a fault happen on purpose
+(test hooks: a panic, a power-off, a WARN, a hung migration, a cut SSH link).
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import numpy as np
@@ -20,6 +27,7 @@ import numpy as np
 from ..protocol import PAGE, TrialSpec
 from ..units import format_size
 from . import migrators, pagemap, pattern, thp, vmstat
+from .kernellog import TrialLog
 from .kernelfs import KernelFS, KnobGuard
 from .syscalls import MADV_HUGEPAGE, MADV_NOHUGEPAGE, AnonRegion, MovePages, NullCall, page_nodes
 
@@ -88,6 +96,7 @@ def run_trial(spec: TrialSpec, fs: KernelFS) -> dict:
                     "settings": " ".join(f"{k}={v}" for k, v in sorted((spec.settings or {}).items())) or None}
     npages = spec.total_size // PAGE
     nfolios = spec.total_size // spec.folio_size
+    log = TrialLog(fs)
     guard = KnobGuard(fs)
     try:
         thp.enable_only(fs, guard, spec.folio_size)
@@ -116,6 +125,8 @@ def run_trial(spec: TrialSpec, fs: KernelFS) -> dict:
             counters0 = vmstat.read_migration_counters(fs)
             offload0 = control.counters()
             watch = FirstFolioWatch(region.addr, spec.dst) if spec.first_folio else None
+            if spec.inject_fault:
+                inject_before_move(spec.inject_fault, fs, move)
             t0 = time.perf_counter_ns()
             if watch:
                 watch.start()
@@ -146,6 +157,8 @@ def run_trial(spec: TrialSpec, fs: KernelFS) -> dict:
             record["copy_share"] = control.copy_share(offload, spec.migrator)
             record["copy_share_all"] = control.copy_share_all(offload, spec.migrator)
             record["interface"] = control.name
+            if spec.inject_fault == "warn":
+                fs.log_write(INJECTED_WARN)
 
             if spec.inject_corruption:
                 page, offset = int(spec.inject_corruption["page"]), int(spec.inject_corruption["offset"])
@@ -158,4 +171,45 @@ def run_trial(spec: TrialSpec, fs: KernelFS) -> dict:
         problems = guard.restore()
         if problems:
             record["restore_problems"] = "; ".join(problems)
+    record.update(log.verdict())
     return record
+
+
+#: what the ``warn`` hook writes into the kernel log: the shape of a kernel WARN report
+#: (the stock kernel has no way to WARN on demand: no LKDTM, no fault injection)
+INJECTED_WARN = ["------------[ cut here ]------------",
+                 f"WARNING: CPU: 0 PID: {os.getpid()} at workbench/agent/trial.py: injected by the warn test hook",
+                 "Call Trace:", " <TASK>", " workbench_injected_warn", " </TASK>",
+                 "---[ end trace 0000000000000000 ]---"]
+
+
+def inject_before_move(fault: str, fs: KernelFS, move: MovePages) -> None:
+    """The test hooks that act just before the timed ``move_pages()``."""
+    if fault == "panic":
+        fs.write("/proc/sysrq-trigger", "c")          # does not return
+    elif fault == "poweroff":
+        fs.write("/proc/sysrq-trigger", "o")          # asynchronous: wait for it
+        while True:
+            time.sleep(60)
+    elif fault == "hold":
+        while True:                                   # until the host does what it means to
+            time.sleep(60)
+    elif fault == "hang":
+        move.stall()
+    elif fault == "cut_link":
+        cut_ssh_link(fs)
+
+
+def cut_ssh_link(fs: KernelFS) -> int | None:
+    """Kill the sshd session this agent runs under (the link cut from the box's side);
+    returns its pid, or None when the agent does not run under sshd."""
+    pid = os.getpid()
+    while pid > 1:
+        stat = fs.read(f"/proc/{pid}/stat")
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        if comm.startswith("sshd") and pid != os.getpid():
+            os.kill(pid, signal.SIGKILL)
+            return pid
+        pid = ppid
+    return None

@@ -125,15 +125,25 @@ def cmd_run(args):
                        batch_kernel_copy=args.batch_kernel_copy, first_folio=args.first_folio_latency,
                        dma_engine=args.dma_engine, settings=parse_settings(args.set))
     params.check()  # everything that can be judged before a VM boots
+    runner._check_max_reboots(args.max_reboots)
+    runner._check_timeout(args.trial_timeout)
     target = target_from_args(args, quiet=args.json)
     the_run = runner.run(target, params, root=args.runs_dir, resume=args.resume, label=args.label or args.target,
-                         progress=not args.json)
+                         progress=not args.json, max_reboots=args.max_reboots, trial_timeout=args.trial_timeout)
     df = the_run.records()
-    if args.json:
-        print(json.dumps({"run_id": the_run.id, "dir": str(the_run.dir), "manifest": the_run.manifest,
-                          "records": json.loads(df.to_json(orient="records"))}, default=str))
-        return 0 if bool(df["verified"].all()) else 1
     m = the_run.manifest
+    given_up = m.get("given_up") or {}
+    complete = not given_up and (df.empty or bool(df["verified"].all()))
+    if args.json:
+        print(json.dumps({"run_id": the_run.id, "dir": str(the_run.dir), "manifest": m,
+                          "records": json.loads(df.to_json(orient="records")), "faults": the_run.faults()},
+                         default=str))
+        return 0 if complete else 1
+    if df.empty:
+        for line in runner.describe_faults(the_run.faults()):
+            print(f"  {line}")
+        print(f"no trial finished; resume with --resume {the_run.id} to try the given-up configurations again")
+        return 1
     note = clocks.note(m["accelerator"], m.get("clock"))
     print(f"\nrun {the_run.id}: {m['target']}, kernel {m['kernel_release']}, accelerator {m['accelerator']}, "
           f"clock {m.get('clock', 'wall')}" + (f"  [{note}]" if note else ""))
@@ -145,16 +155,23 @@ def cmd_run(args):
         print(f"  FAILED {r['trial_key']}: {r['pages_failed']} pages not moved, {r['verify_bad_pages']} bad pages"
               + (f", first page {r['verify_first_bad_page']} offset {r['verify_first_bad_offset']}"
                  if r['verify_bad_pages'] else ""))
+    for line in runner.describe_unclean(df) + runner.describe_faults(the_run.faults()):
+        print(f"  {line}")
     print(f"saved in {the_run.dir}")
-    return 0 if bad.empty else 1
+    if given_up:
+        print(f"{len(given_up)} configuration(s) given up; resume with --resume {the_run.id} to try them again")
+    return 0 if complete else 1
 
 
 def cmd_summary(args):
     from . import stats
+    from .runner import describe_faults, describe_unclean
     df = store.load_runs(args.runs_dir, args.runs or None)
     if df.empty:
         raise WorkbenchError(f"no runs in {args.runs_dir or paths.runs_dir()}")
     print(stats.series_table(df, rows=tuple(args.rows.split(",")), value=args.value))
+    for line in describe_unclean(df) + describe_faults(store.load_faults(args.runs_dir, args.runs or None)):
+        print(f"  {line}")
     return 0
 
 
@@ -286,6 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also time until the first folio is on the destination (a polling thread)")
     r.add_argument("--label", help="a name for the run directory")
     r.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run, skipping finished trials")
+    r.add_argument("--max-reboots", type=int, default=2, metavar="N",
+                   help="give a configuration up after N faults in a row during its trials (the VM died, a trial "
+                        "hung, the link dropped); the target is rebooted or reconnected after each (default 2)")
+    r.add_argument("--trial-timeout", type=float, metavar="SECONDS",
+                   help="a trial that takes longer counts as hung: its blocked tasks are recorded, the VM "
+                        "rebooted (default: 300 s + 4 s per MiB moved, twice that at 4K)")
     r.add_argument("--runs-dir", help="where runs are stored (default data/runs)")
     r.add_argument("--json", action="store_true", help="print the run as JSON instead of a table")
     r.set_defaults(fn=cmd_run)
@@ -362,8 +385,8 @@ def dispatch(args) -> int:
         if exc.detail:
             sys.stderr.write(exc.detail.rstrip() + "\n")
         return 2
-    except KeyboardInterrupt:
-        sys.stderr.write("\nworkbench: interrupted (finished trials are saved)\n")
+    except KeyboardInterrupt as exc:
+        sys.stderr.write(f"\nworkbench: {exc if str(exc) else 'interrupted (finished trials are saved)'}\n")
         return 130
 
 

@@ -18,15 +18,27 @@ def cmd_sweep(args) -> int:
                              timeout=args.timeout, notebook_timeout=args.notebook_timeout,
                              scheduler=args.scheduler, retries=args.retries)
     configs = status["configurations"]
-    failed = {n: c for n, c in configs.items() if c.get("state") != "done"}
+    failed = {n: c for n, c in configs.items() if c.get("state") == "failed"}
+    given_up = {n: c for n, c in configs.items() if c.get("state") == "given_up"}
     runs = sum(len(c.get("run_ids", [])) for c in configs.values())
-    print(f"sweep {status['name']}: {len(configs) - len(failed)}/{len(configs)} configurations done, "
-          f"{runs} runs; executed notebooks in {status['dir']}")
+    done = len(configs) - len(failed) - len(given_up)
+    print(f"sweep {status['name']}: {done}/{len(configs)} configurations done, {runs} runs"
+          + (f", {len(given_up)} given up" if given_up else "") + (f", {len(failed)} failed" if failed else "")
+          + f"; executed notebooks in {status['dir']}")
+    for name, c in configs.items():
+        for line in c.get("faults", []):
+            print(f"  {name}: {line}")
+        if c.get("kernel_unclean"):
+            print(f"  {name}: the kernel logged an oops, BUG or WARN during {c['kernel_unclean']} trial(s), "
+                  "left out of its tables")
+    for name, c in given_up.items():
+        for config, why in c["given_up"].items():
+            print(f"  given up: {name}: {config}: {why}")
     for name, c in failed.items():
         print(f"  failed: {name}: {c.get('error')} (notebook {c.get('notebook')})")
-    if failed:
-        print("rerun the same command to retry the failed configurations (finished ones are skipped)")
-    return 1 if failed else 0
+    if failed or given_up:
+        print("rerun the same command to retry the failed and given-up configurations (finished ones are skipped)")
+    return 1 if failed or given_up else 0
 
 
 def cmd_report(args) -> int:

@@ -114,6 +114,10 @@ def reference_table() -> str:
 def summary_line(df: pd.DataFrame) -> str:
     """How many runs and trials, of which setups, and what their timings mean (Markdown)."""
     notes = sorted({n for n in (clocks.note(a, c) for a, c in zip(df["accelerator"], df["clock"])) if n})
+    left_out = int(stats.unclean(df).sum())
+    if left_out:
+        notes.append(f"{left_out} trial{'s are' if left_out != 1 else ' is'} left out of every table and figure: "
+                     "the kernel logged an oops, BUG or WARN during " + ("them" if left_out != 1 else "it"))
     return (f"**{df['run_id'].nunique()} runs, {len(df)} trials**: " + "; ".join(sorted(df["setup"].unique()))
             + "".join(f"  \n**{n[0].upper() + n[1:]}.**" for n in notes))
 
@@ -171,6 +175,7 @@ def fig_throughput(df: pd.DataFrame):
     """Throughput against folio size, one line per migrator (x threads/channels)."""
     sns = _sns()
     import matplotlib.pyplot as plt
+    df = stats.clean(df)[0]
     d = df.assign(config=df["migrator"] + np.where(df[WORKERS] != "-", " x" + df[WORKERS], ""))
     setups = list(d["setup"].unique())
     fig, axes = plt.subplots(1, len(setups), figsize=(6.5 * len(setups), 4), squeeze=False)
@@ -187,6 +192,7 @@ def fig_throughput(df: pd.DataFrame):
 def speedups(df: pd.DataFrame) -> pd.DataFrame:
     """Mean throughput per (setup, migrator, workers, folio) over the same setup's kernel
     baseline at that folio size (or, without one, over the migrator's fewest workers)."""
+    df = stats.clean(df)[0]
     s = stats.summarize(df, by=("setup", "migrator", "workers_n", "folio", "folio_size"))
     rows = []
     for (setup, mig), g in s.groupby(["setup", "migrator"], sort=False):
@@ -225,6 +231,7 @@ def fig_speedup(df: pd.DataFrame):
 
 def predicted(df: pd.DataFrame) -> pd.DataFrame | None:
     """Measured means beside the extended model fitted to them (None if too few points)."""
+    df = stats.clean(df)[0]
     if df["total_bytes"].isna().any():
         return None
     s = stats.summarize(df, by=("setup", "migrator", "workers_n", "folio", "folio_size", "total_bytes"))
@@ -292,6 +299,7 @@ def latency(df: pd.DataFrame) -> pd.DataFrame | None:
     """First-folio latency per batch size: measured ``first_folio_ns`` where records have
     it, otherwise estimated as the call's time x (folios in one batch / folios moved) —
     the first folio is complete only when its batch is (batch sizes in base pages)."""
+    df = stats.clean(df)[0]
     d = df[df["batch"] != "-"]
     if d.empty:
         return None

@@ -1,18 +1,63 @@
-"""Host side of a run: check the plan against the target, stream trials, save each one."""
+"""Host side of a run: check the plan against the target, stream trials, save each one,
+and carry on through what a kernel under test does to its machine.
+
+* **The target dies** (QEMU killed, the guest powers off or panics; an agent killed;
+  an SSH link that drops): the trial in flight is kept as a fault with the cause
+  (the panic's message, QEMU's own word), the target is recovered (a VM rebooted as it
+  was, a link reconnected with bounded backoff) and the run goes on with the trials that
+  have no record yet; none is recorded twice.
+* **A trial hangs**: past its time limit (:func:`trial_time_limit`, or
+  ``trial_timeout``) the target's blocked tasks are taken (kernel stacks, ``sysrq w``),
+  the trial is kept as a fault, the target recovered, and the run goes on.
+* **A configuration keeps killing its target**: after ``max_reboots`` such faults in a
+  row in one configuration (a trial key without its repeat) it is given up, recorded
+  in the manifest (``given_up``) with the reason, and the other configurations go on.
+* **Anything else stops the run** (a trial's own error, a VM that cannot boot again,
+  Ctrl-C): what finished is on disk and the message says how to ``--resume`` it.
+"""
 
 from __future__ import annotations
 
 import subprocess
 import time
+from collections import defaultdict
 from typing import Callable
 
 from tqdm.auto import tqdm
 
 from .. import __version__, paths
 from . import plan, store
+from .chaos import Chaos
+from ..agent.blocked import format_blocked
 from ..errors import WorkbenchError
-from ..protocol import Event, trials_plan
-from ..targets.base import Target
+from ..protocol import Event, TrialSpec, trials_plan
+from ..targets.base import Target, TargetLost
+
+#: the default number of faults in a row after which a configuration is given up
+MAX_REBOOTS = 2
+#: a trial's time limit: BASE seconds plus PER_MIB seconds for every MiB it moves (twice
+#: that at 4K folios: one folio per page); generous for TCG on a loaded machine, since a
+#: limit that bites a slow but healthy trial costs a reboot
+LIMIT_BASE, LIMIT_PER_MIB = 300.0, 4.0
+#: the longest a plan may go without any event before its first trial starts (the
+#: agent warming up its numba kernels, or waiting for another agent's trial to end)
+WARMUP_LIMIT = 900.0
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or a notebook's interrupt) during a run: ``str()`` says what is saved and
+    how to resume."""
+
+    def __str__(self):
+        return self.args[0] if self.args else "interrupted"
+
+
+def trial_time_limit(spec: TrialSpec, override: float | None = None) -> float:
+    """How long one trial may take before it counts as hung, in seconds."""
+    if override is not None:
+        return float(override)
+    mib = spec.total_size / (1 << 20)
+    return LIMIT_BASE + LIMIT_PER_MIB * mib * (2 if spec.folio_size <= 4096 else 1)
 
 
 def git_revision() -> str:
@@ -40,9 +85,27 @@ def manifest_for(target: Target, params: plan.RunParams, facts: dict, label: str
     }
 
 
+class _Hung(Exception):
+    def __init__(self, limit: float, stuck: str):
+        self.limit, self.stuck = limit, stuck
+
+
+def _check_max_reboots(max_reboots) -> None:
+    if not isinstance(max_reboots, int) or isinstance(max_reboots, bool) or max_reboots < 1:
+        raise WorkbenchError(f"max reboots {max_reboots!r} must be a whole number of at least 1 (the faults in a "
+                             "row after which a configuration is given up)")
+
+
+def _check_timeout(trial_timeout) -> None:
+    if trial_timeout is not None and (isinstance(trial_timeout, bool) or not isinstance(trial_timeout, (int, float))
+                                      or trial_timeout <= 0):
+        raise WorkbenchError(f"trial timeout {trial_timeout!r} must be a positive number of seconds")
+
+
 def run(target: Target, params: plan.RunParams, root=None, resume: str | None = None, label: str = "run",
         progress: bool = True, on_record: Callable[[dict], None] | None = None,
-        manifest_extra: dict | None = None, on_start: Callable[[str], None] | None = None) -> store.Run:
+        manifest_extra: dict | None = None, on_start: Callable[[str], None] | None = None,
+        max_reboots: int = MAX_REBOOTS, trial_timeout: float | None = None, chaos: Chaos | None = None) -> store.Run:
     """Run ``params`` on ``target`` and store every trial as it finishes; ``on_record``
     hears each record once it is saved (the panel's progress); ``manifest_extra`` is kept
     in the run's manifest (what a benchmark needs to find its runs again); ``on_start``
@@ -50,8 +113,15 @@ def run(target: Target, params: plan.RunParams, root=None, resume: str | None = 
 
     Each record gets the host's wall-clock ``host_started``/``host_finished`` (Unix time):
     a trial starts when the plan is sent or the previous trial's record arrived, and ends
-    when its own record arrives, so runs on several targets can be laid on one time line."""
+    when its own record arrives, so runs on several targets can be laid on one time line.
+
+    ``resume`` continues a run by id (one that stopped, or gave a configuration up);
+    ``max_reboots`` and ``trial_timeout`` are explained in the module's docstring; ``chaos`` injects faults on purpose (tests;
+    default: ``$WORKBENCH_CHAOS``)."""
     params.check()  # before the target is reached: a VM boot takes minutes
+    _check_max_reboots(max_reboots)
+    _check_timeout(trial_timeout)
+    chaos = chaos if chaos is not None else Chaos.from_env()
     facts = target.facts()
     params = plan.with_defaults(params, target.kind)
     plan.validate(params, facts, target.kind)
@@ -61,35 +131,152 @@ def run(target: Target, params: plan.RunParams, root=None, resume: str | None = 
         if the_run.manifest.get("params") != params.to_dict():
             raise WorkbenchError(f"run {resume!r} was made with other parameters "
                                  f"({the_run.manifest.get('params')}); resume it with the same ones")
-        done = the_run.completed_keys()
-        todo = [t for t in trials if t.key() not in done]
+        the_run.update_manifest(given_up={}, finished=None)  # a resumed run tries them again
     else:
         the_run = store.create_run({**manifest_for(target, params, facts, label), **(manifest_extra or {})}, root)
-        todo = trials
     if on_start:
         on_start(the_run.id)
+    done = the_run.completed_keys()
+    todo = [t for t in trials if t.key() not in done]
     context = {"target": target.label, "accelerator": target.accelerator(), "clock": target.clock(),
                "kernel_release": facts.get("kernel_release")}
     bar = tqdm(total=len(trials), initial=len(trials) - len(todo), desc=f"trials ({the_run.id})",
                unit="trial", disable=not progress)
+    in_a_row: dict[str, list[str]] = defaultdict(list)   # config -> causes of its faults in a row
+    given_up: dict[str, str] = {}
+    lost_between = 0
+
+    def resume_hint():
+        return (f"{the_run.count()} finished trials are saved in {the_run.dir}; resume with "
+                f"--resume {the_run.id}")
+
+    def fault(kind: str, key: str | None, cause: str, detail: str | None = None, **more):
+        spec = by_key.get(key) if key else None
+        config = spec.config_key() if spec else None
+        the_run.add_fault({"kind": kind, "trial_key": key, "config": config, "cause": cause,
+                           "detail": detail, **more})
+        bar.write(f"run {the_run.id}: {kind.replace('_', ' ')}" + (f" during trial {key}" if key else "")
+                  + f": {cause}")
+        if spec is None:
+            return
+        in_a_row[config].append(cause)
+        if len(in_a_row[config]) >= max_reboots:
+            reason = (f"{len(in_a_row[config])} faults in a row (--max-reboots {max_reboots}): "
+                      + "; ".join(dict.fromkeys(in_a_row[config])))
+            given_up[config] = reason
+            the_run.update_manifest(given_up=dict(given_up))
+            the_run.add_fault({"kind": "given_up", "trial_key": None, "config": config, "cause": reason})
+            bar.write(f"run {the_run.id}: configuration {config} given up: {reason}")
+            left = [t for t in todo if t.config_key() == config]
+            for t in left:
+                todo.remove(t)
+            bar.total -= len(left)
+            bar.refresh()
+
+    def between(count: int, what: str, detail: str | None) -> int:
+        """A fault with no trial in flight (the VM died while warming up, a plan that
+        never started): no configuration to blame, so after max_reboots in a row stop."""
+        count += 1
+        if count >= max_reboots:
+            raise WorkbenchError(f"{what} ({count} faults in a row with no trial in flight); stopped",
+                                 detail=detail)
+        return count
+
+    by_key = {t.key(): t for t in trials}
     try:
-        if todo:
-            since = time.time()
-            for event in target.stream(trials_plan(todo)):
-                if event["type"] == Event.RECORD:
-                    now = time.time()
-                    the_run.append({**event["record"], **context, "host_started": since, "host_finished": now})
-                    since = now
-                    bar.update(1)
-                    bar.set_postfix_str(f"{event['record']['folio']} {event['record']['gbps']:.2f} GB/s")
-                    if on_record:
-                        on_record(event["record"])
+        while todo:
+            sent = chaos.arm(todo, label) if chaos else list(todo)
+            armed = {t.key(): t for t in sent}
+            in_flight, pid, tid, injected = None, None, None, None
+            last = since = time.time()
+            try:
+                events = target.stream(trials_plan(sent), ticks=True)
+                try:
+                    for event in events:
+                        now = time.time()
+                        kind = event.get("type")
+                        if kind == Event.START:
+                            in_flight, pid, tid, last = event["trial_key"], event.get("pid"), event.get("tid"), now
+                            if chaos:
+                                for host_fault in chaos.started(armed[in_flight], label):
+                                    bar.write(f"run {the_run.id}: test hook: {host_fault} at trial {in_flight}")
+                                    try:
+                                        target.inject(host_fault)
+                                        injected = host_fault
+                                    except WorkbenchError as exc:  # e.g. the VM is already gone
+                                        bar.write(f"run {the_run.id}: test hook {host_fault} failed: {exc}")
+                        elif kind == Event.RECORD:
+                            record = event["record"]
+                            the_run.append({**record, **context, "host_started": since, "host_finished": now})
+                            todo.remove(by_key[record["trial_key"]])
+                            in_a_row.pop(by_key[record["trial_key"]].config_key(), None)
+                            in_flight, injected, last, since, lost_between = None, None, now, now, 0
+                            bar.update(1)
+                            bar.set_postfix_str(f"{record['folio']} {record['gbps']:.2f} GB/s")
+                            if on_record:
+                                on_record(record)
+                        limit = trial_time_limit(by_key[in_flight], trial_timeout) if in_flight else WARMUP_LIMIT
+                        if now - last > limit:
+                            # what is stuck, asked while the stuck agent is still there
+                            try:
+                                stuck = format_blocked(target.blocked([pid] if pid else [],
+                                                                      tids=[tid] if tid else []))
+                            except WorkbenchError as exc:
+                                stuck = f"(the target did not say which tasks are blocked: {exc})"
+                            raise _Hung(limit, stuck)
+                finally:
+                    events.close()
+            except _Hung as hung:
+                what = f"trial {in_flight}" if in_flight else "the plan (before its first trial)"
+                cause = f"{what} did not finish within its time limit of {hung.limit:.0f} s"
+                fault("hung", in_flight, cause, detail=hung.stuck)
+                if in_flight is None:
+                    lost_between = between(lost_between, cause, hung.stuck)
+                target.recover("a trial hung")
+            except TargetLost as lost:
+                cause = f"{injected} (test hook): {lost.cause}" if injected else lost.cause
+                fault(lost.kind, in_flight, cause, detail=lost.detail)
+                if in_flight is None:
+                    lost_between = between(lost_between, str(lost), lost.detail)
+                target.recover(lost.cause)
     except WorkbenchError as exc:
-        # whatever stopped the plan (the trial failed, the VM died, the link dropped):
-        # what finished is on disk, and the message says how to carry on
-        raise WorkbenchError(f"{exc} ({the_run.count()} finished trials are saved in {the_run.dir}; resume with "
-                             f"--resume {the_run.id})", detail=exc.detail) from None
+        # whatever stopped the run (a trial's error, a VM that does not boot again, a
+        # link that did not come back): what finished is on disk, and the message says
+        # how to carry on
+        raise WorkbenchError(f"{exc} ({resume_hint()})", detail=exc.detail) from None
+    except KeyboardInterrupt:
+        raise RunInterrupted(f"interrupted: {resume_hint()}") from None
     finally:
         bar.close()
-    the_run.update_manifest(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), trials=the_run.count())
+    the_run.update_manifest(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), trials=the_run.count(),
+                            given_up=dict(given_up))
     return the_run
+
+
+#: how each kind of fault reads in a summary
+FAULT_WORDS = {"vm_died": "VM died", "link_lost": "link lost", "agent_died": "agent died", "hung": "hung",
+               "given_up": "given up"}
+
+
+def describe_faults(faults: list[dict]) -> list[str]:
+    """One line per fault, for a summary: what happened, during which trial, why."""
+    out = []
+    for f in faults:
+        what = FAULT_WORDS.get(f.get("kind"), f.get("kind", "fault"))
+        if f.get("kind") == "given_up":
+            out.append(f"given up: configuration {f.get('config')}: {f.get('cause')}")
+        else:
+            out.append(f"{what}" + (f" during trial {f['trial_key']}" if f.get("trial_key") else "")
+                       + f": {f.get('cause')}")
+    return out
+
+
+def describe_unclean(df) -> list[str]:
+    """One line per trial during which the kernel reported a problem."""
+    from .stats import unclean
+    if df.empty:
+        return []
+    bad = df[unclean(df)]
+    return [f"kernel not clean during trial {r['trial_key']}: "
+            + (str(r.get("kernel_report") or "").splitlines() or ["?"])[0] for _, r in bad.iterrows()]
+

@@ -26,6 +26,26 @@ def workers(df: pd.DataFrame) -> pd.Series:
     return out
 
 
+def unclean(df: pd.DataFrame) -> pd.Series:
+    """Rows of trials during which the kernel logged an oops, BUG or WARN (or became
+    tainted by one): ``kernel_clean`` is False. Rows that were not checked count as clean."""
+    if "kernel_clean" not in df.columns:
+        return pd.Series(False, index=df.index)
+    return df["kernel_clean"].astype("boolean").eq(False).fillna(False).astype(bool)
+
+
+def clean(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The trials on a kernel that reported no problem, and how many were left out."""
+    bad = unclean(df)
+    return df[~bad], int(bad.sum())
+
+
+def excluded_note(n: int) -> str:
+    """The line a table or figure carries when it leaves unclean trials out."""
+    return (f"({n} trial{'s' if n != 1 else ''} left out: the kernel logged an oops, BUG or WARN during "
+            f"{'them' if n != 1 else 'it'}; see their kernel_report)")
+
+
 def summarize(df: pd.DataFrame, by=("migrator", "folio"), value: str = "gbps") -> pd.DataFrame:
     """Per group: n, mean, std (n-1), coefficient of variation, harmonic mean (the right
     mean for rates over equal amounts of work), min, max."""
@@ -67,12 +87,19 @@ def mean_pm_std(mean: float, std: float, digits: int = 2) -> str:
 
 
 def series_table(df: pd.DataFrame, rows=("migrator",), value: str = "gbps", digits: int = 2,
-               title: str | None = None) -> str:
+               title: str | None = None, exclude_unclean: bool = True) -> str:
     """The series' table layout: folio size across, ``rows`` down, cells mean±std.
 
-    Plain text that pastes into a mailing-list post."""
+    Plain text that pastes into a mailing-list post. Trials during which the kernel
+    logged an oops, BUG or WARN (``kernel_clean`` False) are left out, and the table says
+    how many (``exclude_unclean=False`` keeps them)."""
     rows = list(rows)
     clocks.require_one_clock(df, "this table")
+    left_out = 0
+    if exclude_unclean:
+        df, left_out = clean(df)
+        if df.empty:
+            return "\n".join(([title] if title else []) + [excluded_note(left_out)])
     s = summarize(df, by=rows + ["folio"], value=value)
     folios = sorted(s["folio"].unique(), key=parse_size)
     s["cell"] = [mean_pm_std(m, sd, digits) for m, sd in zip(s["mean"], s["std"])]
@@ -90,4 +117,6 @@ def series_table(df: pd.DataFrame, rows=("migrator",), value: str = "gbps", digi
     for label, (_, row) in zip(row_labels, grid.iterrows()):
         cells = [str(row[f]) if isinstance(row[f], str) else "-" for f in folios]
         lines.append(f"{label:<{w0}} | " + " | ".join(f"{c:<{w}}" for c, w in zip(cells, widths)) + " |")
+    if left_out:
+        lines.append(excluded_note(left_out))
     return "\n".join(lines)

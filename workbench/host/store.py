@@ -4,6 +4,11 @@ A record is written (to a temporary name, then renamed) as soon as its trial
 finishes, so a crash loses at most the trial in flight, and an interrupted run can be
 resumed: the trials whose files exist are skipped. :func:`load_runs` returns every
 run's records as one tidy DataFrame, one row per repeat, with the run's context.
+
+What went wrong on the way (a VM that died, a hung trial, a lost link, a configuration
+given up) is kept beside the records in ``faults/``, one JSON file per fault, written the
+same way: a trial that failed that way is a fault, never a record, so a table never
+counts it and a resumed run runs it again.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ class Run:
         self.dir = Path(directory)
         self.id = self.dir.name
         self.records_dir = self.dir / "records"
+        self.faults_dir = self.dir / "faults"
 
     @property
     def manifest(self) -> dict:
@@ -51,6 +57,21 @@ class Run:
         pd.DataFrame([{**record, "run_id": self.id}]).to_parquet(tmp, index=False)
         tmp.rename(path)
         return path
+
+    def add_fault(self, fault: dict) -> Path:
+        """Keep one fault (kind, trial_key, config, cause, detail, ...) for good."""
+        self.faults_dir.mkdir(exist_ok=True)
+        n = len(list(self.faults_dir.glob("*.json")))
+        path = self.faults_dir / f"{n:05d}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', fault.get('kind', 'fault'))}.json"
+        _atomic_write(path, json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "run_id": self.id, **fault},
+                                       indent=1, default=str))
+        return path
+
+    def faults(self) -> list[dict]:
+        """Every fault of this run, oldest first."""
+        if not self.faults_dir.is_dir():
+            return []
+        return [json.loads(p.read_text()) for p in sorted(self.faults_dir.glob("*.json"))]
 
     def completed_keys(self) -> set[str]:
         return {k for k in self.records()["trial_key"]} if self.count() else set()
@@ -94,6 +115,12 @@ def open_run(run_id: str, root: Path | None = None) -> Run:
 def list_runs(root: Path | None = None) -> list[Run]:
     root = Path(root or paths.runs_dir())
     return [Run(p.parent) for p in sorted(root.glob("*/manifest.json"))] if root.exists() else []
+
+
+def load_faults(root: Path | None = None, run_ids: list[str] | None = None) -> list[dict]:
+    """Every fault of the chosen (default: all) runs, oldest first within each run."""
+    runs = [open_run(r, root) for r in run_ids] if run_ids else list_runs(root)
+    return [f for run in runs for f in run.faults()]
 
 
 def load_runs(root: Path | None = None, run_ids: list[str] | None = None) -> pd.DataFrame:

@@ -19,6 +19,9 @@ A grid file (YAML)::
 Within one configuration the notebook runs every migrator x workers x batch size
 combination as one stored run (``threads`` are mtcopy's threads and dcbm's channels,
 unless ``channels`` is given); folio sizes and repeats are inside each run.
+``max_reboots`` and ``trial_timeout`` (optional) are the runner's: a VM that dies or a
+trial that hangs is recorded as a fault, the VM rebooted and the run carried on; a
+configuration of trials that faults ``max_reboots`` times in a row is given up.
 
 A grid may name several targets, each with options of its own; every configuration then
 runs on every target, and each VM target is a VM of its own name::
@@ -33,7 +36,10 @@ the sweep goes on), results into the runs directory (default ``data/runs``) as e
 finishes. A configuration that finished is recorded in ``sweep.json``
 with its run ids and a hash of its parameters; rerunning a grid of the same name reuses
 that directory and skips every configuration that finished with the same parameters
-(so editing one configuration reruns only that one).
+(so editing one configuration reruns only that one); a configuration that was stopped
+midway (its worker or the sweep killed) or gave something up continues its runs (its
+journal) rather than starting others. Each configuration's entry names the faults its runs met and what they gave up; one
+with something given up is ``given_up``, not ``done``, and a rerun tries it again.
 """
 
 from __future__ import annotations
@@ -61,10 +67,11 @@ from ..units import parse_size, parse_size_list
 
 NOTEBOOK = paths.REPO / "notebooks" / "03-sweep.ipynb"
 KNOWN = {"name", "target", "target_options", "kernel", "vm_name", "accel", "folio_sizes", "migrators", "threads", "channels", "batch_sizes",
-         "total_size", "repeats", "src", "dst", "seed", "imports"}
+         "total_size", "repeats", "src", "dst", "seed", "imports", "max_reboots", "trial_timeout"}
 DEFAULTS = {"target": "vm", "target_options": {}, "kernel": None, "vm_name": None, "accel": None, "folio_sizes": ["4K", "2M"],
             "migrators": ["kernel"], "threads": [None], "channels": None, "batch_sizes": [None],
-            "total_size": "16M", "repeats": 3, "src": 0, "dst": 1, "seed": 1, "imports": []}
+            "total_size": "16M", "repeats": 3, "src": 0, "dst": 1, "seed": 1, "imports": [],
+            "max_reboots": runner.MAX_REBOOTS, "trial_timeout": None}
 
 
 # -- the grid file -------------------------------------------------------------------
@@ -169,10 +176,19 @@ def normalise(cfg: dict) -> dict:
     out["channels"] = None if cfg.get("channels") is None else _listify(cfg["channels"])
     out["repeats"] = int(cfg["repeats"])
     out["target_options"] = dict(cfg.get("target_options") or {})
+    runner._check_max_reboots(cfg["max_reboots"])
+    runner._check_timeout(cfg["trial_timeout"])
     return out
 
 
+#: keys that change how faults are handled, not what is measured: not part of the hash
+HANDLING = ("max_reboots", "trial_timeout")
+
+
 def config_hash(cfg: dict) -> str:
+    cfg = {k: v for k, v in cfg.items() if k not in HANDLING}
+    if "configurations" in cfg:
+        cfg["configurations"] = [{k: v for k, v in c.items() if k not in HANDLING} for c in cfg["configurations"]]
     return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -193,12 +209,14 @@ def combinations(migrators, threads=(None,), channels=None, batch_sizes=(None,))
 
 def run_grid(target, folio_sizes, migrators, threads=(None,), channels=None, batch_sizes=(None,),
              total_size="16M", repeats=3, src=0, dst=1, seed=1, root=None, label="sweep",
-             progress=True, journal: str | Path | None = None) -> list[str]:
-    """Run every combination on ``target``; returns the run ids. Stops at the first error.
+             progress=True, journal: str | Path | None = None, max_reboots=runner.MAX_REBOOTS,
+             trial_timeout=None) -> list[str]:
+    """Run every combination on ``target``; returns the run ids. A fault (a dead VM, a
+    hung trial) is recorded and carried through by the runner; any other error stops.
 
     ``journal`` (a JSON file) remembers the run of each combination as it starts: an
-    attempt that is repeated (its worker died) resumes those runs instead of measuring
-    their finished trials twice."""
+    attempt that is repeated (its worker died, the sweep was killed, a configuration
+    was given up) resumes those runs instead of measuring their finished trials twice."""
     ids = []
     journal = Path(journal) if journal else None
     started = json.loads(journal.read_text()) if journal and journal.exists() else {}
@@ -210,11 +228,14 @@ def run_grid(target, folio_sizes, migrators, threads=(None,), channels=None, bat
                                          combo["channels"] and f"c{combo['channels']}",
                                          combo["batch_size"] and f"b{combo['batch_size']}") if v)
         name = f"{label}-{tag}"
+        reliability = {"max_reboots": max_reboots, "trial_timeout": trial_timeout}
         if name in started:
-            run = runner.run(target, params, root=root, resume=started[name], label=name, progress=progress)
+            run = runner.run(target, params, root=root, resume=started[name], label=name, progress=progress,
+                             **reliability)
         else:
             run = runner.run(target, params, root=root, label=name, progress=progress,
-                             on_start=lambda run_id, name=name: _journal(journal, started, name, run_id))
+                             on_start=lambda run_id, name=name: _journal(journal, started, name, run_id),
+                             **reliability)
         ids.append(run.id)
     return ids
 
@@ -229,6 +250,19 @@ def _journal(path: Path | None, started: dict, name: str, run_id: str):
 
 
 # -- the sweep -----------------------------------------------------------------------
+
+def what_happened(run_ids, runs_root=None) -> dict:
+    """The faults a configuration's runs met (one line each), the configurations of
+    trials they gave up (and why), and how many trials the kernel was not clean during."""
+    from . import stats, store
+    faults = store.load_faults(runs_root, run_ids)
+    given_up = {}
+    for run_id in run_ids:
+        given_up.update(store.open_run(run_id, runs_root).manifest.get("given_up") or {})
+    df = store.load_runs(runs_root, run_ids)
+    return {"faults": runner.describe_faults([f for f in faults if f.get("kind") != "given_up"]),
+            "given_up": given_up, "kernel_unclean": 0 if df.empty else int(stats.unclean(df).sum())}
+
 
 def sweep_dir(name: str, out_root: Path) -> Path:
     """The directory of the latest earlier run of a grid with this name, or a new dated one."""
@@ -271,6 +305,9 @@ def execute_configuration(cfg: dict, grid_name: str, directory: str, runs_root: 
     else:
         if proc.returncode == 0 and result.exists():
             entry.update(state="done", run_ids=json.loads(result.read_text())["run_ids"])
+            entry.update(what_happened(entry["run_ids"], runs_root))
+            if entry["given_up"]:
+                entry["state"] = "given_up"
         else:
             entry.update(state="failed", error=_notebook_error(out_nb, log))
     entry["seconds"] = round(time.time() - started, 1)
@@ -336,12 +373,19 @@ def run_sweep(grid_path, runs_root=None, out_root=None, jupyter_kernel: str = "p
                                                   retries=retries, note=say):
                 entry.setdefault("config_hash", config_hash(cfg))
                 configs[cfg["name"]] = entry
-                if entry["state"] != "done":
+                if entry["state"] == "failed":
                     say(f"sweep {grid['name']}: configuration {cfg['name']} failed: {entry['error']} "
                         f"(see {directory / entry['notebook']})")
+                elif entry["state"] == "given_up":
+                    say(f"sweep {grid['name']}: configuration {cfg['name']} gave up "
+                        + "; ".join(f"{k}: {v}" for k, v in entry["given_up"].items()))
                 status_file.write_text(json.dumps(status, indent=1, default=str))
                 bar.set_postfix_str(cfg["name"])
                 bar.update(1)
+    except KeyboardInterrupt:
+        raise runner.RunInterrupted(f"interrupted: the finished configurations are in {status_file}; rerun "
+                                    f"`workbench sweep {grid_path}` to go on (finished configurations are "
+                                    "skipped, an unfinished run continues)") from None
     finally:
         bar.close()
     status_file.write_text(json.dumps(status, indent=1, default=str))

@@ -8,6 +8,17 @@ from ..errors import WorkbenchError
 from ..protocol import ANSWER, Event, Op
 
 
+class TargetLost(WorkbenchError):
+    """The target went away in the middle of a plan: a VM that died (QEMU killed, the
+    guest powered off or panicked), an SSH link that dropped, an agent that was killed.
+    ``kind`` says which ("vm_died", "link_lost", "agent_died"), ``cause`` why, in one line
+    (a panic's message, QEMU's own last word, ssh's complaint)."""
+
+    def __init__(self, message: str, kind: str, cause: str, detail: str | None = None):
+        super().__init__(message, detail=detail)
+        self.kind, self.cause = kind, cause
+
+
 def clock_of(accelerator: str) -> str:
     """The clock a result was measured with: 'icount' (instruction-counted guest time:
     deterministic path cost, not speed) or 'wall'."""
@@ -42,16 +53,27 @@ class Target:
         are yielded too). Each target implements this; callers use :meth:`stream` or :meth:`ask`."""
         raise NotImplementedError
 
-    def stream(self, plan: dict) -> Iterator[dict]:
+    def stream(self, plan: dict, ticks: bool = False) -> Iterator[dict]:
         """The plan's events up to ``done``; an ``error`` event raises it as a one-line
-        :class:`WorkbenchError` (its traceback, if any, as the detail)."""
-        for event in self.run_plan(plan):
-            kind = event.get("type")
-            if kind == Event.ERROR:
-                raise WorkbenchError(event["message"], detail=event.get("traceback"))
-            if kind == Event.DONE:
-                return
-            yield event
+        :class:`WorkbenchError` (its traceback, if any, as the detail). With ``ticks``,
+        the target's ``tick`` events come through too (a sign of life while a trial
+        runs, so a caller can judge a time limit); a target that died raises
+        :class:`TargetLost`."""
+        events = self.run_plan(plan)
+        try:
+            for event in events:
+                kind = event.get("type")
+                if kind == Event.ERROR:
+                    raise WorkbenchError(event["message"], detail=event.get("traceback"))
+                if kind == Event.DONE:
+                    return
+                if kind == Event.TICK and not ticks:
+                    continue
+                yield event
+        finally:
+            close = getattr(events, "close", None)
+            if close:
+                close()  # a plan given up early: the target stops it (kills its agent, cancels it)
 
     def ask(self, plan: dict) -> dict:
         """Send a plan that has one answer (``probe``, ``sysfs``, ...) and return that event."""
@@ -63,6 +85,20 @@ class Target:
         if answer is None:
             raise WorkbenchError(f"target {self.label} did not answer the {plan['op']} plan")
         return answer
+
+    # -- when something goes wrong (see workbench.host.runner) ---------------------
+    def recover(self, why: str = "") -> None:
+        """Make the target usable again after it was lost or a trial hung: a VM is
+        rebooted, an SSH link reconnected (with bounded backoff). Raises a one-line
+        :class:`WorkbenchError` if it cannot."""
+
+    def blocked(self, pids=(), timeout: float = 120.0, tids=()) -> dict:
+        """The tasks stuck in the target's kernel (``blocked`` op), for a hung trial."""
+        return self.ask({"op": Op.BLOCKED, "pids": list(pids), "tids": list(tids)})
+
+    def inject(self, fault: str) -> None:
+        """Test hook: make a host-side fault happen now (``kill_qemu`` for a VM)."""
+        raise WorkbenchError(f"fault {fault!r} cannot be injected into target {self.label}")
 
     def facts(self) -> dict:
         if getattr(self, "_facts", None) is None:

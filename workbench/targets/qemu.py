@@ -9,6 +9,15 @@ Acceleration: KVM only where it really works (``/dev/kvm`` usable *and* the CPU 
 vmx or svm); otherwise TCG, and every result says so (TCG timings are functional only).
 vng's own exit status is not trusted (1.42 exits 255 even on success): the agent's
 ready file and the plan's ``done`` event are the status.
+
+The guest's kernel console goes to ``console.log`` (a virtio console of its own; vng
+sends its serial console, mixed with its and QEMU's messages, to their stderr, kept in
+``qemu.log``).
+A VM that dies during a plan raises :class:`~.base.TargetLost` with the cause read from
+its console (the panic's message, a power-off) or QEMU's own last word. A plan whose
+host went away (killed, Ctrl-C) is cancelled by the next command that uses the VM, so a
+VM left behind is reused as it is; one whose boot was interrupted is stopped and booted
+again.
 """
 
 from __future__ import annotations
@@ -26,12 +35,17 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from . import kernel_images
-from .base import clock_of
+from .base import TargetLost, clock_of
 from .. import paths
+from ..agent import kernellog
+from ..agent.kernelfs import RealFS
 from ..errors import WorkbenchError
 from ..units import format_size, parse_cpulist, parse_size
 
-CONSOLE_PROBLEMS = ("WARNING:", "BUG:", "Oops", "Kernel panic", "general protection fault", "Call Trace:")
+#: what starts a kernel problem report on the console (one list, :mod:`workbench.agent.kernellog`)
+CONSOLE_PROBLEMS = kernellog.PROBLEMS
+#: a ``tick`` event after this many seconds without news from the guest
+TICK = 2.0
 
 
 def icount_supported(qemu: str = "qemu-system-x86_64") -> tuple[bool, str]:
@@ -212,10 +226,13 @@ class VM:
         st = self.state()
         if not st:
             return False
-        if not _alive(st["pid"]):
+        if not _alive(st["pid"], st.get("boot_id"), st.get("pid_start")):
             return False
         ready = self.ready()
         return ready is not None and ready.get("token") == st["token"]
+
+    def _vng_alive(self, st: dict) -> bool:
+        return _alive(st["pid"], st.get("boot_id"), st.get("pid_start"))
 
     def ready(self) -> dict | None:
         try:
@@ -229,14 +246,35 @@ class VM:
         except OSError:
             return "(no console log)"
 
+    def qemu_messages(self) -> list[str]:
+        """What vng and QEMU said themselves: their stderr without the copy of the
+        kernel console that vng sends there too."""
+        try:
+            text = self.qemu_log.read_text(errors="replace")
+        except OSError:
+            return []
+        return [ln for ln in text.splitlines() if ln.strip() and not kernellog._STAMP.match(ln)]
+
     def failure_detail(self, lines: int = 25) -> str:
         """The console's tail, then what vng/QEMU wrote to their stderr (the guest's
         console cannot say why QEMU itself went away)."""
+        qemu = "\n".join(self.qemu_messages()[-lines:]) if self.qemu_log.exists() else "(no log)"
+        return f"{self.console_tail(lines)}\n--- vng/QEMU stderr ({self.qemu_log}) ---\n{qemu or '(nothing)'}"
+
+    def console_since(self, offset: int) -> list[str]:
         try:
-            qemu = "\n".join(self.qemu_log.read_text(errors="replace").splitlines()[-lines:]) or "(nothing)"
+            return self.console.read_bytes()[offset:].decode(errors="replace").splitlines()
         except OSError:
-            qemu = "(no log)"
-        return f"{self.console_tail(lines)}\n--- vng/QEMU stderr ({self.qemu_log}) ---\n{qemu}"
+            return []
+
+    def death(self, since: int = 0) -> TargetLost:
+        """What to raise for a VM that died: the cause from its console since byte
+        ``since`` (a panic, a power-off) or QEMU's own last message."""
+        cause, report = kernellog.death_cause(self.console_since(since) or self.console_since(0)[-200:],
+                                              self.qemu_messages())
+        return TargetLost(f"VM {self.name!r} died during a plan: {cause} (console: {self.console}, QEMU's own "
+                          f"messages: {self.qemu_log})", kind="vm_died", cause=cause,
+                          detail=(report + "\n---\n" if report else "") + self.failure_detail())
 
     def console_problems(self, since: int = 0) -> list[str]:
         """Kernel WARN/BUG/oops lines on the console (from byte offset ``since``)."""
@@ -274,6 +312,13 @@ class VM:
             qemu_opts.append(f"-smp {config.ncpus},sockets={sockets},cores={config.ncpus // sockets},threads=1")
         if accel == "icount":
             qemu_opts.append(ICOUNT_QEMU_OPTS)
+        # the kernel console also on a virtio console of its own (hvc0), written by QEMU into
+        # console.log: vng sends its serial console (ttyS0) to QEMU's stderr, mixed with
+        # vng's and QEMU's own messages, and a second serial port cannot be a second
+        # console (one 8250 console per kernel)
+        cmd += ["--append", "console=hvc0"]
+        qemu_opts.append(f"-chardev file,id=wbconsole,path={self.console} -device virtio-serial-pci,id=wbconsole-bus "
+                         "-device virtconsole,bus=wbconsole-bus.0,chardev=wbconsole")
         cmd += ["--exec", agent]
         # vng takes --qemu-opts last (it swallows what follows)
         return cmd + ([f"--qemu-opts={' '.join(qemu_opts)}"] if qemu_opts else [])
@@ -308,10 +353,12 @@ class VM:
         cmd = self.command(config, image, token)
         env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
         self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.console, "wb") as console, open(self.qemu_log, "wb") as qemu_log:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=console, stderr=qemu_log,
+        self.console.write_bytes(b"")
+        with open(self.qemu_log, "wb") as qemu_log:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=qemu_log, stderr=qemu_log,
                                     env=env, start_new_session=True, cwd=str(paths.REPO))
-        state = {"pid": proc.pid, "token": token, "config": asdict(config), "kernel": asdict(image),
+        state = {"pid": proc.pid, "boot_id": _boot_id(), "pid_start": _start_time(proc.pid),
+                 "token": token, "config": asdict(config), "kernel": asdict(image),
                  "kernel_config_hash": image.config_hash(), "accelerator": config.accelerator(),
                  "clock": clock_of(config.accelerator()),
                  "started": time.time(), "command": cmd}
@@ -322,6 +369,7 @@ class VM:
             if ready and ready.get("token") == token:
                 state["boot_seconds"] = round(time.time() - state["started"], 1)
                 state["facts"] = ready["facts"]
+                state["qemu_pid"] = _descendant(proc.pid, "qemu-system")
                 self.state_file.write_text(json.dumps(state, indent=1, default=str))
                 return state
             if proc.poll() is not None or time.time() > deadline:
@@ -334,18 +382,20 @@ class VM:
                 progress(time.time() - state["started"])
             time.sleep(0.5)
 
-    def down(self, quiet: bool = False, timeout: float = 60.0) -> bool:
+    def down(self, quiet: bool = False, timeout: float = 60.0, force: bool = False) -> bool:
+        """Stop the VM: ask its agent to stop (the guest then powers off), and kill QEMU
+        if it does not (at once with ``force``: a guest stuck in a trial)."""
         st = self.state()
         if not st:
             return False
         pid = st["pid"]
-        alive = _alive(pid)
-        if alive and self.ready():
+        alive = self._vng_alive(st)
+        if alive and self.ready() and not force:
             self._drop({"op": "shutdown"}, "zz-shutdown")
             end = time.time() + timeout
-            while _alive(pid) and time.time() < end:
+            while self._vng_alive(st) and time.time() < end:
                 time.sleep(0.5)
-        if _alive(pid):
+        if self._vng_alive(st):
             try:
                 os.killpg(pid, signal.SIGTERM)
                 time.sleep(1)
@@ -364,6 +414,30 @@ class VM:
                 "accelerator": st["accelerator"], "uptime_s": round(time.time() - st["started"]),
                 "nodes": st["config"]["nodes"], "console": str(self.console)}
 
+    def qemu_pid(self) -> int | None:
+        st = self.state() or {}
+        pid = st.get("qemu_pid")
+        if pid and _alive(pid):
+            return pid
+        return _descendant(st["pid"], "qemu-system") if st.get("pid") and self._vng_alive(st) else None
+
+    def cpu_seconds(self) -> float:
+        """CPU time QEMU has used so far (user + system), e.g. to see what an idle VM costs."""
+        pid = self.qemu_pid()
+        if not pid:
+            raise WorkbenchError(f"VM {self.name!r} is not up: no QEMU process")
+        fields = _stat(pid)
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def kill_qemu(self, sig: int = signal.SIGKILL) -> int:
+        """Test hook: kill the VM's QEMU process (as the OOM killer or a careless
+        ``kill`` would); returns its pid."""
+        pid = self.qemu_pid()
+        if not pid:
+            raise WorkbenchError(f"VM {self.name!r} has no QEMU process to kill")
+        os.kill(pid, sig)
+        return pid
+
     # -- plans ---------------------------------------------------------------------
     def _drop(self, plan: dict, request_id: str) -> Path:
         req = self.spool / "requests" / f"{request_id}.json"
@@ -372,40 +446,148 @@ class VM:
         tmp.rename(req)
         return self.spool / "responses" / f"{request_id}.jsonl"
 
-    def run_plan(self, plan: dict):
+    def cancel(self, request_id: str) -> None:
+        """Stop a plan between two trials (the agent answers it with an error)."""
+        self._drop({"op": "cancel", "request": request_id}, f"{request_id}-cancel")
+
+    def cancel_orphans(self) -> list[str]:
+        """Cancel the plans whose host process is gone (killed, its machine rebooted), so
+        the guest does not go on with trials nobody reads; returns their ids."""
+        owners = self.spool / "owners"
+        gone = []
+        for f in sorted(owners.glob("*.json")) if owners.is_dir() else ():
+            try:
+                o = json.loads(f.read_text())
+            except (OSError, ValueError):
+                o = {}
+            if not _alive(o.get("pid", 0), o.get("boot_id"), o.get("start")):
+                done = self.spool / "responses" / f"{f.stem}.jsonl"
+                if not (done.exists() and '"done"' in done.read_text()[-200:]):
+                    self.cancel(f.stem)
+                    gone.append(f.stem)
+                f.unlink(missing_ok=True)
+        return gone
+
+    def run_plan(self, plan: dict, timeout: float | None = None):
+        """Drop a plan and yield its events (and a ``tick`` every :data:`TICK` seconds of
+        silence). A VM that dies raises :class:`TargetLost` with the cause; ``timeout``
+        bounds the wait for the next event. A consumer that stops early cancels the plan."""
         st = self.state()
         if not st or not self.running():
             raise WorkbenchError(f"VM {self.name!r} is not up: run `workbench vm up`")
+        self.cancel_orphans()
         request_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        owner = self.spool / "owners" / f"{request_id}.json"
+        owner.parent.mkdir(exist_ok=True)
+        owner.write_text(json.dumps({"pid": os.getpid(), "boot_id": _boot_id(), "start": _start_time(os.getpid())}))
+        console_at = self.console_size()
         out = self._drop(plan, request_id)
-        offset, buffer = 0, ""
-        while True:
-            if out.exists():
-                with open(out) as f:
-                    f.seek(offset)
-                    chunk = f.read()
-                    offset = f.tell()
-                buffer += chunk
-                *lines, buffer = buffer.split("\n")
-                for line in lines:
-                    if line.strip():
-                        event = json.loads(line)
-                        yield event
-                        if event.get("type") == "done":
-                            return
-            if not _alive(st["pid"]):
-                raise WorkbenchError(f"VM {self.name!r} died during a plan (console: {self.console}, "
-                                     f"QEMU's own messages: {self.qemu_log})", detail=self.failure_detail())
-            time.sleep(0.2)
+        offset, buffer, finished = 0, "", False
+        last = last_tick = time.time()
+        try:
+            while True:
+                if out.exists():
+                    with open(out) as f:
+                        f.seek(offset)
+                        chunk = f.read()
+                        offset = f.tell()
+                    buffer += chunk
+                    *lines, buffer = buffer.split("\n")
+                    for line in lines:
+                        if line.strip():
+                            event = json.loads(line)
+                            last = last_tick = time.time()
+                            if event.get("type") == "start":  # the cause of a death is after this
+                                console_at = self.console_size()
+                            if event.get("type") == "done":
+                                finished = True
+                            yield event
+                            if finished:
+                                return
+                if not self._vng_alive(st):
+                    finished = True
+                    raise self.death(console_at)
+                now = time.time()
+                if timeout is not None and now - last > timeout:
+                    raise WorkbenchError(f"VM {self.name!r} did not answer the {plan.get('op')} plan within "
+                                         f"{timeout:.0f} s (console: {self.console})")
+                if now - last_tick >= TICK:
+                    last_tick = now
+                    yield {"type": "tick"}
+                time.sleep(0.2)
+        finally:
+            owner.unlink(missing_ok=True)
+            if not finished and self._vng_alive(st):
+                self.cancel(request_id)
+
+    def blocked(self, pids=(), timeout: float = 120.0, tids=()) -> dict:
+        for event in self.run_plan({"op": "blocked", "pids": list(pids), "tids": list(tids)}, timeout=timeout):
+            if event.get("type") == "error":
+                raise WorkbenchError(event["message"])
+            if event.get("type") == "blocked":
+                return event
+        raise WorkbenchError(f"VM {self.name!r} did not answer the blocked plan")
 
 
-def _alive(pid: int) -> bool:
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name (field 3 is [0])."""
+    text = RealFS().read(f"/proc/{pid}/stat")
+    return text[text.rindex(")") + 2:].split()
+
+
+def _boot_id() -> str | None:
+    try:
+        return RealFS().read("/proc/sys/kernel/random/boot_id")
+    except OSError:
+        return None
+
+
+def _start_time(pid: int) -> int | None:
+    try:
+        return int(_stat(pid)[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _descendant(pid: int, prefix: str) -> int | None:
+    """The first process below ``pid`` whose command name starts with ``prefix``."""
+    fs = RealFS()
+    children: dict[int, list[int]] = {}
+    comms: dict[int, str] = {}
+    for entry in fs.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            text = fs.read(f"/proc/{entry}/stat")
+        except OSError:
+            continue
+        comms[int(entry)] = text[text.index("(") + 1:text.rindex(")")]
+        children.setdefault(int(text[text.rindex(")") + 2:].split()[1]), []).append(int(entry))
+    todo = list(children.get(pid, []))
+    while todo:
+        p = todo.pop(0)
+        if comms.get(p, "").startswith(prefix):
+            return p
+        todo += children.get(p, [])
+    return None
+
+
+def _alive(pid: int, boot_id: str | None = None, start: int | None = None) -> bool:
+    """Whether ``pid`` is a live process, and the same one that was recorded: a pid of a
+    machine that has rebooted since (``boot_id``) or reused by another process
+    (``start``, its start time) is not."""
+    if not pid:
+        return False
+    if boot_id is not None and boot_id != _boot_id():
+        return False
     try:
         os.kill(pid, 0)
     except OSError:
         return False
     try:  # a zombie child of this process is not alive
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
+        fields = _stat(pid)
+    except (OSError, ValueError):
         return True
+    if fields[0] == "Z":
+        return False
+    return start is None or int(fields[19]) == start

@@ -3,14 +3,25 @@
 Key-based only (BatchMode) and host keys checked (StrictHostKeyChecking=yes): a host
 whose key is not in known_hosts is refused, never added. The remote needs this package
 importable by ``--remote-python`` (default ``python3``).
+
+A link that drops in the middle of a plan (ssh exits 255) raises
+:class:`~.base.TargetLost`; :meth:`SSHTarget.recover` then reconnects with backoff
+(:data:`BACKOFF` seconds between tries, for at most ``reconnect_timeout`` seconds), and
+the runner sends the trials that did not report again.
 """
 
 from __future__ import annotations
+
+import time
 
 from ..errors import WorkbenchError
 from . import register
 from .base import Target
 from .local import stream_agent
+
+#: seconds between reconnection attempts (the last one repeats)
+BACKOFF = (1, 2, 4, 8, 15, 30, 60)
+RECONNECT_TIMEOUT = 600.0
 
 
 @register("ssh")
@@ -18,10 +29,13 @@ class SSHTarget(Target):
     OPTIONS = ("identity", "known_hosts", "remote_python")
 
     def __init__(self, host: str, port: int | None = None, identity: str | None = None,
-                 known_hosts: str | None = None, remote_python: str | None = None):
+                 known_hosts: str | None = None, remote_python: str | None = None,
+                 reconnect_timeout: float = RECONNECT_TIMEOUT, sleep=time.sleep, clock=time.time):
         self.host, self.port = host, port
         self.identity, self.known_hosts = identity, known_hosts
         self.remote_python = remote_python or "python3"
+        self.reconnect_timeout = reconnect_timeout
+        self._sleep, self._clock = sleep, clock
 
     @classmethod
     def from_spec(cls, rest: str, **options):
@@ -49,9 +63,37 @@ class SSHTarget(Target):
             cmd += ["-p", str(self.port)]
         return cmd + [self.host, "--", *remote]
 
-    def run_plan(self, plan):
+    def run_plan(self, plan, timeout: float | None = None):
         yield from stream_agent(self.ssh_command(self.remote_python, "-m", "workbench.agent", "run"),
-                                plan, f"target {self.label}")
+                                plan, f"target {self.label}", lost_status=255, timeout=timeout)
+
+    def blocked(self, pids=(), timeout: float = 120.0, tids=()) -> dict:
+        answer = None
+        for event in self.run_plan({"op": "blocked", "pids": list(pids), "tids": list(tids)}, timeout=timeout):
+            if event.get("type") == "error":
+                raise WorkbenchError(event["message"])
+            if event.get("type") == "blocked":
+                answer = event
+        if answer is None:
+            raise WorkbenchError(f"target {self.label} did not answer the blocked plan")
+        return answer
+
+    def recover(self, why: str = "") -> None:
+        """Reconnect: probe again and again, with backoff, until it answers or
+        ``reconnect_timeout`` seconds have passed."""
+        start, attempt, last = self._clock(), 0, None
+        while True:
+            try:
+                self.ask({"op": "probe"})
+                return
+            except WorkbenchError as exc:
+                last = str(exc)
+            waited = self._clock() - start
+            if waited >= self.reconnect_timeout:
+                raise WorkbenchError(f"lost the link to {self.label}{f' ({why})' if why else ''} and could not "
+                                     f"reconnect within {waited:.0f} s (last try: {last})")
+            self._sleep(min(BACKOFF[min(attempt, len(BACKOFF) - 1)], max(0.0, self.reconnect_timeout - waited)))
+            attempt += 1
 
     def describe(self):
         return {**super().describe(), "host": self.host, "port": self.port}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 from ..errors import WorkbenchError
 from . import register
 from .base import Target
@@ -41,16 +43,45 @@ class VMTarget(Target):
 
     def ensure_up(self) -> dict:
         if self.auto_up or not self.vm.running():
-            return self.vm.up(self.config, progress=self.progress, notify=self.notify)
-        return self.vm.state()
+            # a VM this target has used comes back as it was (its kernel, nodes, clock),
+            # even where this target's own config left them open
+            config = self._used if self._used is not None and not self.vm.running() else self.config
+            st = self.vm.up(config, progress=self.progress, notify=self.notify)
+        else:
+            st = self.vm.state()
+        known = {f.name for f in fields(VMConfig)}
+        self._used = VMConfig(**{k: v for k, v in st["config"].items() if k in known})
+        return st
+
+    _used: VMConfig | None = None
+
+    def recover(self, why: str = "") -> None:
+        """Boot the VM again as it was (a VM that died, or one stuck in a trial: killed
+        first). One boot that fails is retried once; a second failure raises."""
+        self.vm.down(quiet=True, force=True)
+        if self.notify:
+            self.notify(f"rebooting VM {self.vm.name!r}" + (f" ({why})" if why else ""))
+        try:
+            self.ensure_up()
+        except WorkbenchError:
+            self.vm.down(quiet=True, force=True)
+            self.ensure_up()
+
+    def blocked(self, pids=(), timeout: float = 120.0, tids=()) -> dict:
+        return self.vm.blocked(pids, timeout=timeout, tids=tids)
+
+    def inject(self, fault: str) -> None:
+        if fault != "kill_qemu":
+            super().inject(fault)
+        self.vm.kill_qemu()
 
     def accelerator(self):
         st = self.vm.state()
         return st["accelerator"] if st else self.config.accelerator()
 
-    def run_plan(self, plan):
+    def run_plan(self, plan, timeout: float | None = None):
         self.ensure_up()
-        yield from self.vm.run_plan(plan)
+        yield from self.vm.run_plan(plan, timeout=timeout)
 
     def facts(self):
         facts = super().facts()
