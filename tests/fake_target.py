@@ -66,7 +66,10 @@ class FakeTarget(Target):
     def _trial_hooks(self):
         """For sweep tests in other processes: WORKBENCH_FAKE_TRIAL_DELAY makes each trial
         take that long; WORKBENCH_FAKE_PIDDIR gets, per attempt, the pid of the process
-        that started this notebook's papermill (the Dask worker), for a test to kill."""
+        that started this notebook's papermill (the Dask worker), for a test to kill;
+        WORKBENCH_FAKE_RENDEZVOUS names a directory where each machine's first trial says it
+        started and then waits (at most 300 s) until another machine's has: machines that
+        run in parallel meet there, machines run one after the other never do."""
         import os
         import time
         piddir = os.environ.get("WORKBENCH_FAKE_PIDDIR")
@@ -76,6 +79,13 @@ class FakeTarget(Target):
             n = len([p for p in os.listdir(piddir) if p.startswith(f"{self.name}-")])
             with open(os.path.join(piddir, f"{self.name}-{n}.pid"), "w") as f:
                 f.write(str(papermill))
+        meet = os.environ.get("WORKBENCH_FAKE_RENDEZVOUS")
+        if meet and not getattr(self, "_met", False):
+            self._met = True
+            open(os.path.join(meet, self.name), "w").close()
+            end = time.monotonic() + 300
+            while time.monotonic() < end and not [p for p in os.listdir(meet) if p != self.name]:
+                time.sleep(0.1)
         delay = float(os.environ.get("WORKBENCH_FAKE_TRIAL_DELAY", "0"))
         if delay:
             time.sleep(delay)

@@ -159,8 +159,8 @@ def test_prepare_installs_the_agent_and_a_second_prepare_only_checks(lab_vm, pre
 
 @vm
 def test_the_prepared_venv_runs_a_verified_trial_over_ssh(lab_vm, prepared, tmp_path):
-    from workbench import runner
-    from workbench.plan import RunParams
+    from workbench.host import runner
+    from workbench.host.plan import RunParams
     target = lab_vm.target(remote_python=prepared["remote_python"])
     run = runner.run(target, RunParams(folio_sizes=[4096], total_size=4 << 20, repeats=1), root=tmp_path,
                      progress=False)
@@ -249,8 +249,8 @@ def _package(vm, vanilla: bool):
 
 @vm
 def test_patched_package_kexec_and_a_verified_run_of_every_migrator(lab_vm, prepared, tmp_path):
-    from workbench import runner
-    from workbench.plan import VM_DMA_ENGINE, RunParams
+    from workbench.host import runner
+    from workbench.host.plan import VM_DMA_ENGINE, RunParams
     from workbench.targets import lab
     pkg = _package(lab_vm, vanilla=False)
     stock = _box(lab_vm).out("uname -r")

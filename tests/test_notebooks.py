@@ -10,7 +10,7 @@ import nbformat
 import pytest
 
 from workbench import paths
-from workbench.host import report, store
+from workbench.host import clocks, report, store
 
 from .conftest import need
 from .test_report import KNOWN, MANIFEST, SWEEP, make_runs
@@ -277,7 +277,7 @@ def test_quickstart_on_the_vm(vm_target, tmp_path):
     out = text_of(nb)
     assert f"run {run.id}: 2M" in out
     if vm_target.accelerator() == "tcg":
-        assert "TCG: functional, not performance" in out
+        assert clocks.TCG_NOTE in out
 
 
 @pytest.mark.vm

@@ -123,8 +123,13 @@ def _grid(tmp_path, name, targets, configurations, repeats=2):
 
 def test_targets_run_in_parallel_never_two_on_one_machine(tmp_path, monkeypatch):
     """Two fake machines, two configurations each, on the local Dask cluster: every
-    configuration once; the machines' trials overlap in time, one machine's never do."""
+    configuration once; the machines' trials overlap in time, one machine's never do.
+    Each machine's first trial waits for the other's to start (a rendezvous, so a loaded
+    host's slow notebook start-up cannot make the overlap a matter of luck); run one
+    after the other, they would not meet and the overlap check fails."""
     monkeypatch.setenv("WORKBENCH_FAKE_TRIAL_DELAY", "0.4")
+    (tmp_path / "meet").mkdir()
+    monkeypatch.setenv("WORKBENCH_FAKE_RENDEZVOUS", str(tmp_path / "meet"))
     grid = _grid(tmp_path, "par", ["fake:a", "fake:b"], [{"name": "one"}, {"name": "two", "seed": 2}])
     status = sweep.run_sweep(grid, runs_root=tmp_path / "runs", out_root=tmp_path / "pm", progress=False)
     assert {n: c["state"] for n, c in status["configurations"].items()} == {
