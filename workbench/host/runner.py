@@ -52,13 +52,14 @@ def run(target: Target, params: plan.RunParams, root=None, resume: str | None = 
     a trial starts when the plan is sent or the previous trial's record arrived, and ends
     when its own record arrives, so runs on several targets can be laid on one time line."""
     params.check()  # before the target is reached: a VM boot takes minutes
+    target.prepare(params)
     facts = target.facts()
     params = plan.with_defaults(params, target.kind)
     plan.validate(params, facts, target.kind)
     trials = plan.expand(params)
     if resume:
         the_run = store.open_run(resume, root)
-        if the_run.manifest.get("params") != params.to_dict():
+        if not plan.same_params(the_run.manifest.get("params"), params.to_dict()):
             raise WorkbenchError(f"run {resume!r} was made with other parameters "
                                  f"({the_run.manifest.get('params')}); resume it with the same ones")
         done = the_run.completed_keys()

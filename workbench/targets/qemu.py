@@ -68,6 +68,9 @@ def kvm_usable(fs=None) -> tuple[bool, str]:
 
 #: two nodes of 1536M with one CPU each: the layout the series' benchmark needs, small
 DEFAULT_NODES = (("1536M", "0"), ("1536M", "1"))
+#: what a workload that needs a lower memory tier (demotion) boots when nothing else was
+#: asked for: the default nodes and a CPU-less one, which HMAT makes a lower tier
+TIERED_NODES = DEFAULT_NODES + (("768M", ""),)
 ACCELERATORS = ("auto", "kvm", "tcg", "icount")
 #: QEMU options of the instruction-counted clock: single-threaded TCG, the guest's clock
 #: advancing one nanosecond per executed guest instruction (shift=0), and no real-time

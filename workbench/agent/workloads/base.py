@@ -37,6 +37,8 @@ class Workload:
     needs_dst = True
     #: pages move between two nodes (compaction moves them within one)
     needs_two_nodes = True
+    #: needs a node in a lower memory tier (a VM target boots one for it)
+    wants_lower_tier = False
     #: every page must end on the expected node for the trial to pass (False where the
     #: kernel decides how much to move, and the record says how much it did)
     placement_required = True

@@ -63,6 +63,7 @@ class DemotionWorkload(Workload):
     brought_by = "demotion in reclaim v5.15, memory tiers v6.1, memory.reclaim v5.19"
     summary = "memory.reclaim of a cgroup on the top tier demotes its pages to a lower memory tier; promotion back"
     needs_dst = False
+    wants_lower_tier = True
 
     def missing(self, fs):
         why = super().missing(fs)
