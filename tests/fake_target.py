@@ -15,6 +15,13 @@ FACTS = {
              "memory_nodes": [0, 1]},
     "interface": "none", "brought_by": "upstream", "migrators": ["kernel"], "offered": ["kernel"],
     "active": "kernel", "loadable": [], "knobs": {"threads": None, "channels": None, "batch_size": None},
+    "workloads": {name: {"ok": name != "demotion", "reason": reason, "brought_by": "fake",
+                         "missing": "no lower memory tier: every node with memory is in one tier (tier 4: nodes 0,1)"
+                         if name == "demotion" else None}
+                  for name, reason in (("move-pages", "syscall"), ("migrate-pages", "syscall"),
+                                       ("mbind", "mempolicy_mbind"), ("numa-balancing", "numa_misplaced"),
+                                       ("demotion", "demotion"), ("compaction", "compaction"))},
+    "memory_tiers": {"4": [0, 1]}, "trace_missing": None,
 }
 
 
@@ -75,5 +82,9 @@ class FakeTarget(Target):
                     "trial_key": spec.key(), "repeat": spec.repeat, "folio": {4096: "4K", 65536: "64K"}.get(
                         spec.folio_size, "2M"), "folio_size": spec.folio_size, "migrator": spec.migrator,
                     "gbps": gbps, "seconds": spec.total_size / gbps / 1e9, "verified": True, "pages_failed": 0,
-                    "verify_bad_pages": 0, "folio_match_share": 1.0}}
+                    "verify_bad_pages": 0, "folio_match_share": 1.0, "workload": spec.workload,
+                    "reason": (self._facts_template.get("workloads") or {}).get(spec.workload, {}).get("reason"),
+                    "access": spec.access,
+                    "expect_node": spec.dst if spec.dst is not None else spec.src,
+                    "pages": spec.total_size // 4096, "pages_moved": spec.total_size // 4096}}
         yield {"type": "done"}
