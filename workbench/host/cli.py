@@ -159,11 +159,16 @@ def cmd_run(args):
 
 
 def cmd_summary(args):
-    from . import stats
+    from . import stats, workload_view
     df = store.load_runs(args.runs_dir, args.runs or None)
     if df.empty:
         raise WorkbenchError(f"no runs in {args.runs_dir or paths.runs_dir()}")
-    print(stats.series_table(df, rows=tuple(args.rows.split(",")), value=args.value))
+    df = workload_view.with_workload(df)
+    tables = [stats.series_table(g, rows=tuple(args.rows.split(",")), value=args.value,
+                                 title=workload_view.workload_title(g) if args.value == "gbps" else
+                                 f"{args.value} (mean±std), {g['workload'].iloc[0]}, reason {g['reason'].iloc[0]}")
+              for _, g in df.groupby(["workload", "access"], sort=False)]
+    print("\n\n".join(tables))
     return 0
 
 

@@ -39,6 +39,8 @@ class Workload:
     needs_two_nodes = True
     #: needs a node in a lower memory tier (a VM target boots one for it)
     wants_lower_tier = False
+    #: measures first-folio latency (--first-folio-latency)
+    first_folio = False
     #: every page must end on the expected node for the trial to pass (False where the
     #: kernel decides how much to move, and the record says how much it did)
     placement_required = True
@@ -57,6 +59,9 @@ class Workload:
         """Judge ``knobs`` against a target's facts (host side, before anything runs)."""
         if self.needs_dst and knobs.dst is None:
             raise WorkbenchError(f"workload {self.name!r} needs a destination node (--dst)")
+        if knobs.first_folio and not self.first_folio:
+            raise WorkbenchError(f"first-folio latency is measured around one move_pages() call; workload "
+                                 f"{self.name!r} has none (use --workload move-pages)")
 
     def check_target(self, spec: TrialSpec, fs: KernelFS) -> None:
         """The same on the target, when the trial arrives (the agent may be reached

@@ -47,9 +47,6 @@ class CompactionWorkload(Workload):
             return f"compaction is compiled out (no {COMPACT_ALL}: CONFIG_COMPACTION is off)"
         return None
 
-    def check_facts(self, knobs, facts):
-        pass  # any node with memory; the pages stay on it
-
     def run(self, t: Trial) -> None:
         spec, record, fs = t.spec, t.record, t.fs
         folio = spec.folio_size

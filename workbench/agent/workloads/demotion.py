@@ -86,6 +86,7 @@ class DemotionWorkload(Workload):
         return spec.access == "none"
 
     def check_facts(self, knobs, facts):
+        super().check_facts(knobs, facts)
         tiers = {int(k): v for k, v in (facts.get("memory_tiers") or {}).items()}
         lower = lower_tier_nodes(tiers, knobs.src)
         if not lower:

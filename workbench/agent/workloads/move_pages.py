@@ -66,6 +66,7 @@ class MovePagesWorkload(Workload):
     kernel_reason = "MR_SYSCALL"
     brought_by = "move_pages(2), v2.6.18"
     summary = "move_pages(2) of one region to the destination node, one call, one address per folio"
+    first_folio = True
 
     def run(self, t: Trial) -> None:
         spec, record = t.spec, t.record
