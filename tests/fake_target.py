@@ -20,7 +20,8 @@ FACTS = {
                          if name == "demotion" else None}
                   for name, reason in (("move-pages", "syscall"), ("migrate-pages", "syscall"),
                                        ("mbind", "mempolicy_mbind"), ("numa-balancing", "numa_misplaced"),
-                                       ("demotion", "demotion"), ("compaction", "compaction"))},
+                                       ("demotion", "demotion"), ("compaction", "compaction"),
+                                       ("proactive-compaction", "compaction"))},
     "memory_tiers": {"4": [0, 1]}, "trace_missing": None,
 }
 

@@ -21,7 +21,8 @@ NODE = "/sys/devices/system/node"
 TIERS = "/sys/devices/virtual/memory_tiering"
 
 
-def kernel(nodes=2, balancing=True, compaction=True, tiers=None, cgroup=True, demotion=True, tracefs=True):
+def kernel(nodes=2, balancing=True, compaction=True, tiers=None, cgroup=True, demotion=True, tracefs=True,
+           proactive=False):
     """A FakeFS with what the workloads look at, as a 6.12 kernel shows it."""
     files = {f"{NODE}/online": f"0-{nodes - 1}", f"{NODE}/has_memory": f"0-{nodes - 1}",
              "/proc/vmstat": "pgmigrate_success 0\npgmigrate_fail 0\nnuma_pages_migrated 0\npgdemote_direct 0"}
@@ -33,6 +34,8 @@ def kernel(nodes=2, balancing=True, compaction=True, tiers=None, cgroup=True, de
         files["/proc/sys/kernel/numa_balancing"] = "1"
     if compaction:
         files["/proc/sys/vm/compact_memory"] = ""
+    if proactive:
+        files["/proc/sys/vm/compaction_proactiveness"] = "20"
     if demotion:
         files["/sys/kernel/mm/numa/demotion_enabled"] = "false"
     for tier, nodelist in (tiers or {}).items():
@@ -50,10 +53,12 @@ def kernel(nodes=2, balancing=True, compaction=True, tiers=None, cgroup=True, de
 
 
 def test_the_registry_lists_every_way_pages_migrate_in_order():
-    assert workloads.names() == ["move-pages", "migrate-pages", "mbind", "numa-balancing", "demotion", "compaction"]
+    assert workloads.names() == ["move-pages", "migrate-pages", "mbind", "numa-balancing", "demotion", "compaction",
+                                 "proactive-compaction"]
     reasons = {n: workloads.get(n).reason for n in workloads.names()}
     assert reasons == {"move-pages": "syscall", "migrate-pages": "syscall", "mbind": "mempolicy_mbind",
-                       "numa-balancing": "numa_misplaced", "demotion": "demotion", "compaction": "compaction"}
+                       "numa-balancing": "numa_misplaced", "demotion": "demotion", "compaction": "compaction",
+                       "proactive-compaction": "compaction"}
     for name in workloads.names():
         w = workloads.get(name)
         assert w.brought_by != "?" and w.title != "?" and w.kernel_reason.startswith("MR_")
@@ -65,6 +70,8 @@ def test_what_each_workload_needs_from_the_kernel():
     s = workloads.support(kernel())
     assert [n for n, v in s.items() if v["ok"]] == ["move-pages", "migrate-pages", "mbind", "numa-balancing",
                                                       "compaction"]
+    assert "no /proc/sys/vm/compaction_proactiveness (proactive compaction, v5.9)" in \
+        s["proactive-compaction"]["missing"]
     assert "no memory tiers" in s["demotion"]["missing"] or "no lower memory tier" in s["demotion"]["missing"]
     s = workloads.support(kernel(balancing=False, compaction=False))
     assert s["numa-balancing"]["missing"] == ("NUMA balancing is compiled out (no /proc/sys/kernel/numa_balancing: "
@@ -72,6 +79,7 @@ def test_what_each_workload_needs_from_the_kernel():
     assert "CONFIG_COMPACTION is off" in s["compaction"]["missing"]
     one = workloads.support(kernel(nodes=1))
     assert "one NUMA node" in one["move-pages"]["missing"] and one["compaction"]["ok"]
+    assert workloads.support(kernel(proactive=True))["proactive-compaction"]["ok"]
     # one tier: a CPU-less node the kernel did not rank slower
     s = workloads.support(kernel(nodes=3, tiers={4: "0-2"}))
     assert s["demotion"]["missing"].startswith("no lower memory tier: every node with memory is in one tier "

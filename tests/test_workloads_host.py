@@ -25,7 +25,7 @@ def run_cli(capsys, *argv):
 
 @pytest.mark.parametrize("argv,expect", [
     (["--workload", "bogus"], "workload 'bogus' is not known; allowed: move-pages, migrate-pages, mbind, "
-                              "numa-balancing, demotion, compaction"),
+                              "numa-balancing, demotion, compaction, proactive-compaction"),
     (["--access", "scribble"], "access 'scribble' is not known; allowed: none, read, write"),
     (["--access", "write", "--access-threads", "0"], "access threads 0 must be an integer from 1 to 64"),
     (["--workload", "numa-balancing", "--wait-seconds", "0"], "wait seconds 0.0 must be a number of seconds"),
@@ -140,7 +140,8 @@ def test_the_panel_offers_only_the_workloads_the_target_runs(tmp_path):
     p = P.Panel(target=target, root=tmp_path)
     p.w_connect.click()
     assert p.error is None, p.error
-    assert list(p.w_workload.options) == ["move-pages", "migrate-pages", "mbind", "numa-balancing", "compaction"]
+    assert list(p.w_workload.options) == ["move-pages", "migrate-pages", "mbind", "numa-balancing", "compaction",
+                                          "proactive-compaction"]
     assert "demotion: not here — no lower memory tier" in p.w_workload_note.value
     p.w_workload.value, p.w_access.value = "compaction", "write"
     p.w_folios.value, p.w_size.value, p.w_repeats.value = (4096,), "4M", 1
@@ -197,7 +198,8 @@ def test_doctor_says_which_workloads_run_and_why_not():
     from workbench.host.doctor import workload_lines
     facts = {**copy.deepcopy(fake_target.FACTS), "target": "fake"}
     lines = workload_lines(facts)
-    assert lines[0].startswith("  workloads    move-pages, migrate-pages, mbind, numa-balancing, compaction  "
+    assert lines[0].startswith("  workloads    move-pages, migrate-pages, mbind, numa-balancing, compaction, "
+                               "proactive-compaction  "
                                "(--workload; reasons: move-pages syscall")
     assert lines[1] == ("  cannot run   demotion: no lower memory tier: every node with memory is in one tier "
                         "(tier 4: nodes 0,1)")

@@ -117,7 +117,7 @@ def test_the_target_says_which_workloads_it_can_run(stock):
     facts = stock.facts()
     w = facts["workloads"]
     assert [n for n, v in w.items() if v["ok"]] == ["move-pages", "migrate-pages", "mbind", "numa-balancing",
-                                                      "compaction"]
+                                                      "compaction", "proactive-compaction"]
     assert w["demotion"]["missing"].startswith("no lower memory tier: every node with memory is in one tier")
     assert facts["trace_missing"] is None
 
@@ -159,6 +159,13 @@ def test_compaction_compacts_a_fragmented_node_and_leaves_every_page_on_it(stock
     assert r["vmstat_compact_migrate_scanned"] > 0 and r["vmstat_compact_isolated"] > 0
     assert r["trace_compaction_calls"] >= 1 and r["trace_compaction_succeeded"] > 0
     assert r["region_zone_position"] is not None and r["pages_moved"] is not None
+
+
+def test_proactive_compaction_is_done_by_kcompactd(stock):
+    r = trial(stock, workload="proactive-compaction", src=1, wait_seconds=60)
+    assert r["verified"] and r["pages_placed"] == PAGES and r["proactive_started"]
+    assert r["vmstat_compact_daemon_migrate_scanned"] > 0
+    assert r["trace_compaction_calls"] >= 1 and r["trace_compaction_succeeded"] > 0
 
 
 @pytest.mark.parametrize("workload", ["move-pages", "migrate-pages"])

@@ -6,16 +6,17 @@ the placement of every page, the migration reason, the /proc/vmstat deltas, the 
 counters (per reason where the kernel has them) and the trace summary. ``--workload``
 names one:
 
-==================  ========================  ==============================================
-workload            reason (kernel)           how
-==================  ========================  ==============================================
-``move-pages``      syscall (MR_SYSCALL)      move_pages(2) of one region, one call (default)
-``migrate-pages``   syscall (MR_SYSCALL)      migrate_pages(2) of a separate process, whole
-``mbind``           mempolicy_mbind           mbind(MPOL_BIND, MPOL_MF_MOVE) of a region
-``numa-balancing``  numa_misplaced            the task runs on the other node's CPUs
-``demotion``        demotion                  memory.reclaim of a cgroup, to a lower tier
-``compaction``      compaction                a fragmented node compacted
-==================  ========================  ==============================================
+=======================  ===================  ==============================================
+workload                 reason (kernel)      how
+=======================  ===================  ==============================================
+``move-pages``           syscall              move_pages(2) of one region, one call (default)
+``migrate-pages``        syscall              migrate_pages(2) of a separate process, whole
+``mbind``                mempolicy_mbind      mbind(MPOL_BIND, MPOL_MF_MOVE) of a region
+``numa-balancing``       numa_misplaced       the task runs on the other node's CPUs
+``demotion``             demotion             memory.reclaim of a cgroup, to a lower tier
+``compaction``           compaction           a fragmented node compacted
+``proactive-compaction`` compaction           the same, left to kcompactd (proactiveness 100)
+=======================  ===================  ==============================================
 
 :func:`support` says which of them the running kernel can run and, for each it cannot,
 what is missing (one line); the probe reports it, the host refuses before anything
@@ -44,7 +45,7 @@ def _load():
     from . import mbind  # noqa: F401
     from . import numa_balancing  # noqa: F401
     from . import demotion  # noqa: F401
-    from . import compaction  # noqa: F401
+    from . import compaction  # noqa: F401  (compaction, then proactive-compaction)
 
 
 def names() -> list[str]:

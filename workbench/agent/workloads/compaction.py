@@ -9,8 +9,9 @@ scanned, isolated and migrated (``vmstat_compact_*``, ``pgmigrate_success``, the
 ``compaction`` calls), how many pages of A compaction moved (their PFNs changed,
 ``pages_moved``), and verifies every byte of A and that every page is still on the
 source node — compaction moves pages within a node. Reason MR_COMPACTION
-(``compaction``). Proactive compaction (``compaction_proactiveness``, v5.9) compacts in
-the background on a schedule of its own; this workload triggers it directly instead.
+(``compaction``). ``proactive-compaction`` leaves the same node to kcompactd with
+``compaction_proactiveness`` at 100 (v5.9), the background compaction the series'
+reason policy is also about.
 
 Kernel versions: memory compaction and the per-node ``compact`` file, v2.6.35
 (CONFIG_COMPACTION).
@@ -51,9 +52,6 @@ class CompactionWorkload(Workload):
         spec, record, fs = t.spec, t.record, t.fs
         folio = spec.folio_size
         nfolios = spec.total_size // folio
-        trigger = NODE_COMPACT.format(spec.src)
-        if not fs.exists(trigger):
-            trigger = COMPACT_ALL
         with t.map_region() as region, t.map_region() as hole:
             a, b = region.words(), hole.words()
             step = folio // 8
@@ -70,7 +68,7 @@ class CompactionWorkload(Workload):
             threads.start()
             try:
                 with t.observe():
-                    _, seconds = t.timed(lambda: fs.write(trigger, "1"))
+                    seconds, trigger = self.compact(t)
             finally:
                 record.update(threads.stop())
             pfns1 = pagemap.read_pfns(region.addr, t.npages)
@@ -86,6 +84,63 @@ class CompactionWorkload(Workload):
             t.verification(access.verify(a, spec.trial_seed, threads.expected_generations(),
                                          stale=spec.inject_stale))
             del a
+
+
+    def compact(self, t: Trial) -> tuple[float, str]:
+        """Compact the source node now; (seconds, what was written where)."""
+        trigger = NODE_COMPACT.format(t.spec.src)
+        if not t.fs.exists(trigger):
+            trigger = COMPACT_ALL
+        _, seconds = t.timed(lambda: t.fs.write(trigger, "1"))
+        return seconds, trigger
+
+
+PROACTIVENESS = "/proc/sys/vm/compaction_proactiveness"
+DAEMON_SCANNED = "compact_daemon_migrate_scanned"
+
+
+@register
+class ProactiveCompactionWorkload(CompactionWorkload):
+    """``proactive-compaction``: the same fragmented node, but nobody asks: with
+    ``compaction_proactiveness`` at 100, kcompactd finds the node fragmented on its own
+    check (every 500 ms) and compacts it in the background. The trial waits until
+    kcompactd has started and then scanned nothing new for a second (or
+    ``wait_seconds``, default 30); ``seconds`` is that time."""
+
+    name = "proactive-compaction"
+    title = "proactive compaction"
+    brought_by = "proactive compaction, v5.9 (/proc/sys/vm/compaction_proactiveness)"
+    summary = "a fragmented node compacted by kcompactd in the background (compaction_proactiveness=100)"
+
+    def missing(self, fs: KernelFS):
+        why = super().missing(fs)
+        if why:
+            return why
+        if not fs.exists(PROACTIVENESS):
+            return f"no {PROACTIVENESS} (proactive compaction, v5.9)"
+        return None
+
+    def compact(self, t: Trial) -> tuple[float, str]:
+        from .. import vmstat
+        import time
+        wait = t.spec.wait_seconds or 30.0
+        t0 = time.monotonic()
+        t.guard.set(PROACTIVENESS, "100")
+        last, started, quiet_since = None, None, None
+        while time.monotonic() - t0 < wait:
+            now = vmstat.read_migration_counters(t.fs).get(DAEMON_SCANNED, 0)
+            if last is not None and now != last:
+                started = started or time.monotonic()
+                quiet_since = None
+            elif started is not None:
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since >= 1.0:
+                    break
+            last = now
+            time.sleep(0.1)
+        t.record["proactive_started"] = started is not None
+        end = quiet_since if quiet_since is not None else time.monotonic()
+        return end - t0, f"{PROACTIVENESS}=100 (kcompactd)"
 
 
 def zone_position(fs: KernelFS, node: int, pfns: np.ndarray) -> dict:
