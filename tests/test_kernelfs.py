@@ -139,3 +139,23 @@ def test_a_migrator_module_is_found_and_loaded_through_the_layer():
     assert fs.read("/sys/kernel/mm/migration/mtcopy/threads") == "1"
     guard.restore()
     assert fs.read("/sys/kernel/mm/migration/mtcopy/threads") == "2"
+
+
+def test_guard_restores_a_file_that_selects_several():
+    """The series' `reasons` brackets every enabled reason; restoring it must enable them
+    all again, not only the last one."""
+    from workbench.agent.kernelfs import FakeFS, KnobGuard
+    names = ["compaction", "syscall", "demotion"]
+    path = "/sys/kernel/mm/migration/reasons"
+
+    def rule(current, value):
+        chosen = names if value.strip() == "all" else [v.strip() for v in value.split(",")]
+        if any(c not in names for c in chosen):
+            raise OSError(22, "invalid")
+        return " ".join(f"[{n}]" if n in chosen else n for n in names)
+    fs = FakeFS({path: "[compaction] [syscall] [demotion]"})
+    fs.add_rule(path, rule)
+    with KnobGuard(fs) as g:
+        g.set(path, "compaction,demotion")
+        assert fs.read(path) == "[compaction] syscall [demotion]"
+    assert fs.read(path) == "[compaction] [syscall] [demotion]"

@@ -446,6 +446,11 @@ class KnobGuard:
         current = self.fs.read(path)
         choices, selected = parse_choices(current)
         original = selected if selected is not None else current
+        marked = [w[1:-1] for w in current.split() if w.startswith("[") and w.endswith("]")]
+        if len(marked) > 1:
+            # a file that selects several at once (the series' `reasons`: every enabled one in
+            # brackets) takes them back as a comma-separated list, not the last one alone
+            original = ",".join(marked)
         self.fs.write(path, value)
         self.saved.append((path, original))
 
