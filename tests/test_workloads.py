@@ -354,3 +354,13 @@ def test_a_cpu_less_node_is_described_as_a_lower_tier_through_hmat():
     assert cmd[-1].startswith("--qemu-opts=") and "-machine hmat=on" in cmd[-1] and "sockets=2" in cmd[-1]
     plain = vm.command(VMConfig(nodes=nodes, accel="tcg", hmat=False).resolved(), Image(), "tok")
     assert "768M" in plain and not any("hmat=on" in c or "initiator" in c for c in plain)
+
+
+def test_the_fragmentation_score_is_computed_as_compaction_does():
+    from workbench.agent.workloads.compaction import fragmentation
+    # node 1: 160 free pages in small blocks, 2 x 512 + 100 x 1024 in THP-sized or bigger ones
+    fs = FakeFS({"/proc/buddyinfo": "Node 0, zone   DMA32  1 1 1 0 2 1 1 0 1 1 3\n"
+                                    "Node 1, zone   DMA32  100 20 5 0 0 0 0 0 0 2 100"})
+    small, big = 100 + 40 + 20, 2 * 512 + 100 * 1024
+    assert fragmentation(fs, 1, "before") == {"frag_score_before": round(small * 100 / (small + big), 1)}
+    assert fragmentation(FakeFS({}), 1, "after") == {"frag_score_after": None}

@@ -42,6 +42,8 @@ class CompactionWorkload(Workload):
     summary = "a fragmented node compacted (node<N>/compact); pages stay on their node"
     needs_dst = False
     needs_two_nodes = False
+    #: base pages freed beside each folio of the region, in folios
+    holes = 1
 
     def missing(self, fs: KernelFS):
         if not fs.exists(COMPACT_ALL):
@@ -52,16 +54,19 @@ class CompactionWorkload(Workload):
         spec, record, fs = t.spec, t.record, t.fs
         folio = spec.folio_size
         nfolios = spec.total_size // folio
-        with t.map_region() as region, t.map_region() as hole:
+        holes = self.holes
+        with t.map_region() as region, t.map_region(spec.total_size * holes) as hole:
             a, b = region.words(), hole.words()
             step = folio // 8
             for i in range(nfolios):        # A0 B0 A1 B1 ...: physically interleaved
                 a[i * step] = 1
-                b[i * step] = 1
+                for j in range(holes):
+                    b[(i * holes + j) * step] = 1
             del b
             pattern.fill(a, spec.trial_seed)
             hole.close()                    # a free hole beside every folio of A
             t.check_folios(region.addr)
+            record.update(fragmentation(fs, spec.src, "before"))
             pfns0 = pagemap.read_pfns(region.addr, t.npages)
             threads = access.Access(a, spec.trial_seed, spec.access, spec.access_threads)
             t.start_trace()
@@ -74,6 +79,7 @@ class CompactionWorkload(Workload):
             pfns1 = pagemap.read_pfns(region.addr, t.npages)
             moved = int(((pfns0 != pfns1) & (pfns0 != 0)).sum()) if pfns0.any() else None
             record.update(zone_position(fs, spec.src, pfns0))
+            record.update(fragmentation(fs, spec.src, "after"))
             t.placement(counts_of(page_nodes(region.addr, t.npages)), spec.src, moved=moved)
             record.update({"seconds": seconds, "compact_trigger": trigger, "dst": spec.src,
                            "folios": nfolios,
@@ -105,7 +111,15 @@ class ProactiveCompactionWorkload(CompactionWorkload):
     ``compaction_proactiveness`` at 100, kcompactd finds the node fragmented on its own
     check (every 500 ms) and compacts it in the background. The trial waits until
     kcompactd has started and then scanned nothing new for a second (or
-    ``wait_seconds``, default 30); ``seconds`` is that time."""
+    ``wait_seconds``, default 30); ``seconds`` is that time.
+
+    kcompactd acts only on a node whose fragmentation score (the share of its free memory
+    in blocks smaller than a THP) is above ``min(max(100 - proactiveness, 5) + 10, 100)``
+    = 15: three holes are freed beside every folio here, and the record has the score
+    before and after (``frag_score_*``), so a node too big for the region to fragment
+    enough shows as such (``proactive_started`` false)."""
+
+    holes = 3
 
     name = "proactive-compaction"
     title = "proactive compaction"
@@ -166,3 +180,26 @@ def zone_position(fs: KernelFS, node: int, pfns: np.ndarray) -> dict:
         if z["node"] == node and z.get("spanned") and z["start"] <= median < z["start"] + z["spanned"]:
             return {"region_zone": z["zone"], "region_zone_position": round((median - z["start"]) / z["spanned"], 3)}
     return {"region_zone": None, "region_zone_position": None}
+
+
+def fragmentation(fs: KernelFS, node: int, when: str, order: int = 9) -> dict:
+    """The node's fragmentation score as compaction computes it (mm/compaction.c,
+    fragmentation_score_node(): per zone, the share of free pages not in blocks of at
+    least ``order``, weighted by the zone's size), from /proc/buddyinfo."""
+    if not fs.exists("/proc/buddyinfo"):
+        return {f"frag_score_{when}": None}
+    zones = []
+    for line in fs.read("/proc/buddyinfo").splitlines():
+        parts = line.replace(",", " ").split()
+        if len(parts) < 5 or parts[0] != "Node" or int(parts[1]) != node:
+            continue
+        counts = [int(c) for c in parts[4:]]
+        free = sum(c << o for o, c in enumerate(counts))
+        big = sum(c << o for o, c in enumerate(counts) if o >= order)
+        zones.append((free, big))
+    total_free = sum(f for f, _ in zones)
+    if not total_free:
+        return {f"frag_score_{when}": None}
+    # buddyinfo has no zone sizes: weight by free pages (the zones of one VM node are one)
+    score = sum((f - b) * 100 / f * (f / total_free) for f, b in zones if f)
+    return {f"frag_score_{when}": round(score, 1)}
