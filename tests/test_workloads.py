@@ -364,3 +364,38 @@ def test_the_fragmentation_score_is_computed_as_compaction_does():
     small, big = 100 + 40 + 20, 2 * 512 + 100 * 1024
     assert fragmentation(fs, 1, "before") == {"frag_score_before": round(small * 100 / (small + big), 1)}
     assert fragmentation(FakeFS({}), 1, "after") == {"frag_score_after": None}
+
+
+def test_a_whole_trial_runs_against_a_fake_kernel_on_this_host():
+    """The frame end to end without a VM: compaction on one node (this host's memory, the
+    kernel's files faked, so nothing is compacted), with writers, the trace session and the
+    guard — every byte verified, every page still on node 0, everything put back."""
+    from workbench.agent import numa
+    from workbench.agent.kernelfs import RealFS
+    from workbench.agent.trial import run_trial
+    if numa.memory_nodes(RealFS()) != [0]:
+        pytest.skip("this host has more than node 0: the fake's single node would not match page_nodes()")
+    fs = kernel(nodes=1)
+    fs.add("/sys/devices/system/node/node0/compact", "")
+    fs.add("/proc/vmstat", "pgmigrate_success 0\ncompact_isolated 0")
+    made = []
+
+    def instance(fs, path):
+        made.append(path)
+        for name in ("tracing_on", "buffer_size_kb", "trace"):
+            fs.add(f"{path}/{name}", "0" if name != "trace" else "")
+        for ev in tracing.EVENTS:
+            fs.add(f"{path}/events/{ev}/enable", "0")
+    fs.add_mkdir_hook(r"/sys/kernel/tracing/instances/[^/]+", instance)
+    spec = TrialSpec(total_size=1 << 20, folio_size=4096, workload="compaction", dst=None, access="write",
+                     access_threads=2)
+    r = run_trial(spec, fs)
+    assert r["workload"] == "compaction" and r["reason"] == "compaction" and r["kernel_reason"] == "MR_COMPACTION"
+    assert r["verified"] and r["verify_bad_pages"] == 0 and r["access_bad_pages"] == 0 and r["access_passes"] >= 2
+    assert r["pages_placed"] == 256 and r["expect_node"] == 0 and r["page_nodes"] == "0:256"
+    assert r["compact_trigger"] == "/sys/devices/system/node/node0/compact"
+    assert r["trace_events"] == 0 and r["trace_event_ns"] is None          # one node: nothing to calibrate with
+    assert made and not fs.exists(made[0]) and "restore_problems" not in r
+    stale = run_trial(TrialSpec(total_size=1 << 20, folio_size=4096, workload="compaction", dst=None,
+                                access="write", inject_stale=True), fs)
+    assert not stale["verified"] and stale["verify_bad_pages"] == 256

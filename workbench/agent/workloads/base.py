@@ -153,8 +153,12 @@ class Trial:
             return
         self.trace = tracing.TraceSession(self.fs, self.guard)
         other = self.spec.dst if self.spec.dst is not None and self.spec.dst != self.spec.src else \
-            next((n for n in numa.memory_nodes(self.fs) if n != self.spec.src), self.spec.src)
-        self.record.update(tracing.event_cost_ns(self.fs, self.trace, (self.spec.src, other)))
+            next((n for n in numa.memory_nodes(self.fs) if n != self.spec.src), None)
+        if other is None:   # one node: nothing to move back and forth, so nothing to measure with
+            self.record.update({"trace_event_ns": None, "trace_event_ns_spread": None,
+                                "trace_calibration_calls": 0})
+        else:
+            self.record.update(tracing.event_cost_ns(self.fs, self.trace, (self.spec.src, other)))
 
     @contextmanager
     def observe(self):
