@@ -207,3 +207,12 @@ def test_doctor_says_which_workloads_run_and_why_not():
     assert lines[3].startswith("  tracing      migrate:mm_migrate_pages")
     del facts["workloads"]
     assert "move-pages only" in workload_lines(facts)[0]
+
+
+def test_runs_from_before_workloads_compare_with_move_pages_runs():
+    from workbench.host import compare
+    new = records()
+    new = new[new["workload"] == "move-pages"].assign(kernel_release="6.12-patched")
+    old = new.drop(columns=["workload", "reason", "access"]).assign(kernel_release="6.12-vanilla", gbps=0.9)
+    t = compare.compare(old, new, by="kernel_release")
+    assert list(t["workload"]) == ["move-pages/syscall"] and "access" not in t.columns
