@@ -149,7 +149,7 @@ def test_numa_balancing_moves_the_pages_to_the_task(stock):
     assert r["balance_all_moved"] and r["pages_placed"] == PAGES, r["balance_timeline"]
     assert r["vmstat_numa_pages_migrated"] >= PAGES and r["vmstat_numa_hint_faults"] > 0
     assert_moved_by_reason(r, "numa_misplaced")
-    assert r["seconds"] > 0 and r["balance_timeline"]
+    assert r["balance_timeline"]
 
 
 def test_compaction_compacts_a_fragmented_node_and_leaves_every_page_on_it(stock):
