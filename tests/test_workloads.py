@@ -42,7 +42,7 @@ def kernel(nodes=2, balancing=True, compaction=True, tiers=None, cgroup=True, de
         files[f"{TIERS}/memory_tier{tier}/nodelist"] = nodelist
     if cgroup:
         files.update({"/sys/fs/cgroup/cgroup.controllers": "cpuset cpu io memory pids",
-                      "/sys/fs/cgroup/cgroup.subtree_control": "", "/sys/fs/cgroup/memory.reclaim": ""})
+                      "/sys/fs/cgroup/cgroup.subtree_control": ""})
     if tracefs:
         for ev in tracing.EVENTS:
             files[f"/sys/kernel/tracing/events/{ev}/enable"] = "0"

@@ -1,8 +1,9 @@
 """``compaction``: a node fragmented on purpose, then compacted; what compaction moved.
 
-Two regions on the source node get their folios faulted in alternately (A0 B0 A1 B1
-...), so consecutive physical pages belong to A and B in turn; A is filled with the
-pattern and B unmapped, leaving a free hole beside every folio of A. Writing 1 to
+Two regions on the source node get their folios faulted in alternately (A0 B0 B0' B0''
+A1 B1 ...), so consecutive physical pages belong to A and B in turn; A is filled with
+the pattern and B (three folios per folio of A) unmapped, leaving free holes beside
+every folio of A. Writing 1 to
 ``/sys/devices/system/node/node<src>/compact`` (what ``/proc/sys/vm/compact_memory``
 does for every node) compacts that node synchronously. The record says what the kernel
 scanned, isolated and migrated (``vmstat_compact_*``, ``pgmigrate_success``, the trace's
@@ -42,8 +43,9 @@ class CompactionWorkload(Workload):
     summary = "a fragmented node compacted (node<N>/compact); pages stay on their node"
     needs_dst = False
     needs_two_nodes = False
-    #: base pages freed beside each folio of the region, in folios
-    holes = 1
+    #: folios freed beside each folio of the region: enough that the node is fragmented
+    #: past where a small region alone would leave it (see frag_score_before)
+    holes = 3
 
     def missing(self, fs: KernelFS):
         if not fs.exists(COMPACT_ALL):
@@ -115,11 +117,9 @@ class ProactiveCompactionWorkload(CompactionWorkload):
 
     kcompactd acts only on a node whose fragmentation score (the share of its free memory
     in blocks smaller than a THP) is above ``min(max(100 - proactiveness, 5) + 10, 100)``
-    = 15: three holes are freed beside every folio here, and the record has the score
-    before and after (``frag_score_*``), so a node too big for the region to fragment
-    enough shows as such (``proactive_started`` false)."""
-
-    holes = 3
+    = 15: three holes are freed beside every folio, as for ``compaction``, and the record
+    has the score before and after (``frag_score_*``), so a node too big for the region
+    to fragment enough shows as such (``proactive_started`` false)."""
 
     name = "proactive-compaction"
     title = "proactive compaction"
