@@ -281,6 +281,7 @@ def test_a_trace_session_lives_in_its_own_instance_and_is_removed_by_the_guard()
     def instance(fs, path):
         for name in ("tracing_on", "buffer_size_kb", "trace"):
             fs.add(f"{path}/{name}", "0" if name != "trace" else "")
+        fs.add(f"{path}/trace_clock", "[local] global counter uptime perf mono mono_raw boot")
         for ev in tracing.EVENTS:
             fs.add(f"{path}/events/{ev}/enable", "0")
         fs.add(f"{path}/per_cpu/cpu0/stats", "entries: 4\noverrun: 3\n")
@@ -290,6 +291,7 @@ def test_a_trace_session_lives_in_its_own_instance_and_is_removed_by_the_guard()
     d = "/sys/kernel/tracing/instances/wb-test"
     assert fs.read(f"{d}/events/migrate/mm_migrate_pages/enable") == "1"
     assert fs.read(f"{d}/buffer_size_kb") == str(tracing.BUFFER_KB)
+    assert session.clock == "mono" and fs.read(f"{d}/trace_clock").split().count("[mono]") == 1
     session.start()
     assert fs.read(f"{d}/tracing_on") == "1"
     session.stop()

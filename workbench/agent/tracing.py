@@ -32,7 +32,7 @@ import time
 import numpy as np
 
 from ..errors import WorkbenchError
-from .kernelfs import KernelFS, KnobGuard
+from .kernelfs import KernelFS, KnobGuard, parse_choices
 
 TRACEFS_ROOTS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 EVENTS = ("migrate/mm_migrate_pages_start", "migrate/mm_migrate_pages")
@@ -43,6 +43,8 @@ TRACE_REASON = {"syscall_or_cpuset": "syscall"}
 FIELDS = {"nr_succeeded": "succeeded", "nr_failed": "failed", "nr_thp_succeeded": "thp_succeeded",
           "nr_thp_failed": "thp_failed", "nr_thp_split": "thp_split", "nr_split": "split"}
 BUFFER_KB = 4096
+#: trace clocks that are one clock for every CPU, best first (mono: CLOCK_MONOTONIC, v3.19)
+CLOCKS = ("mono", "global")
 
 _LINE = re.compile(r"^\s*(?P<task>.*?)-(?P<pid>\d+)\s+\[(?P<cpu>\d+)\].*?\s(?P<ts>\d+\.\d+):\s+"
                    r"(?P<event>mm_migrate_pages(?:_start)?):\s+(?P<body>.*)$")
@@ -85,6 +87,14 @@ class TraceSession:
         guard.defer(lambda: fs.rmdir(self.dir), f"rmdir {self.dir}")
         fs.write(f"{self.dir}/tracing_on", "0")
         fs.write(f"{self.dir}/buffer_size_kb", str(BUFFER_KB))
+        # the default clock, 'local', is per CPU and not comparable across CPUs: a call that
+        # starts on one and ends on another would get a wrong duration (badly so under TCG)
+        self.clock = None
+        if fs.exists(f"{self.dir}/trace_clock"):
+            choices, _ = parse_choices(fs.read(f"{self.dir}/trace_clock"))
+            self.clock = next((c for c in CLOCKS if c in choices), None)
+            if self.clock:
+                fs.write(f"{self.dir}/trace_clock", self.clock)
         for event in EVENTS:
             fs.write(f"{self.dir}/events/{event}/enable", "1")
 

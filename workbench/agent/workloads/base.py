@@ -152,6 +152,7 @@ class Trial:
             self.record["trace_error"] = why
             return
         self.trace = tracing.TraceSession(self.fs, self.guard)
+        self.record["trace_clock"] = self.trace.clock
         other = self.spec.dst if self.spec.dst is not None and self.spec.dst != self.spec.src else \
             next((n for n in numa.memory_nodes(self.fs) if n != self.spec.src), None)
         if other is None:   # one node: nothing to move back and forth, so nothing to measure with
