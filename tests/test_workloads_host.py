@@ -167,7 +167,8 @@ def records():
                          "target": "vm:x", "kernel_release": "6.12", "accelerator": "tcg", "clock": "wall",
                          f"trace_{reason}_calls": 1, f"trace_{reason}_succeeded": 256, f"trace_{reason}_failed": 0,
                          f"trace_{reason}_ns": 90_000_000, "trace_reasons": f"{reason},numa_misplaced",
-                         "trace_event_ns": 300.0, "trace_overhead_share": 6e-6})
+                         "trace_event_ns": 300.0, "trace_overhead_share": 6e-6, "trace_event_ns_spread": 20.0,
+                         "trace_event_ns_resolved": True, "trace_overhead_bound_share": 7e-6})
     return pd.DataFrame(rows)
 
 
@@ -217,3 +218,10 @@ def test_runs_from_before_workloads_compare_with_move_pages_runs():
     old["gbps"] = old["gbps"] - 0.3
     t = compare.compare(old, new, by="kernel_release")
     assert list(t["workload"]) == ["move-pages/syscall"] and "access" not in t.columns
+
+
+def test_a_tracing_cost_inside_the_noise_is_stated_as_a_bound():
+    df = records().assign(trace_event_ns=-400.0, trace_event_ns_spread=1500.0, trace_event_ns_resolved=False,
+                          trace_overhead_share=0.0, trace_overhead_bound_share=6e-5)
+    line = workload_view.workload_lines(df)[0]
+    assert line.endswith("tracing cost below this machine's noise: at most 3000 ns/event, 0.006% of the trial")

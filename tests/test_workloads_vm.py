@@ -111,7 +111,8 @@ def assert_moved_by_reason(r, reason=None):
     assert r[f"trace_{reason}_calls"] >= 1, r.get("trace_reasons")
     assert r[f"trace_{reason}_succeeded"] >= r["pages_moved"]        # base pages, THPs included
     assert r[f"trace_{reason}_failed"] == 0 or reason == "compaction"
-    assert r["trace_event_ns"] is not None and r["trace_overhead_share"] is not None   # its cost is stated
+    assert r["trace_event_ns"] is not None and r["trace_overhead_share"] is not None   # its cost is stated,
+    assert r["trace_overhead_bound_share"] >= r["trace_overhead_share"]               # a bound where noise rules
     assert r["trace_clock"] in ("mono", "global")      # one clock for every CPU: durations across CPUs hold
 
 
