@@ -17,7 +17,7 @@ the parser takes whichever fields the running kernel prints. tracefs is at
 **Its own cost.** Enabled tracepoints cost time inside the very calls a trial times.
 :func:`event_cost_ns` measures it on the target: the same one-page ``move_pages()`` back
 and forth between two nodes, timed call by call with the events on and off, in
-alternating blocks; the difference of the medians over two events per call. Every
+alternating blocks; the difference of the blocks' fastest calls over two events per call. Every
 record states that estimate, the events the trial produced and their share of the
 trial's time (``trace_overhead_share``).
 """
@@ -186,42 +186,44 @@ def summarize(events: list[dict], lost: int = 0) -> dict:
 _COST: dict[tuple, dict] = {}
 
 
-def event_cost_ns(fs: KernelFS, session: TraceSession, nodes: tuple[int, int], calls: int = 60,
-                  blocks: int = 6) -> dict:
+def event_cost_ns(fs: KernelFS, session: TraceSession, nodes: tuple[int, int], calls: int = 40,
+                  blocks: int = 8) -> dict:
     """What one enabled migration event costs the call that emits it, measured here.
 
     One 4K page moves back and forth between ``nodes`` with ``move_pages()`` (one
     ``migrate_pages()`` call, so one start and one end event, each time), each call
-    timed; ``blocks`` alternating blocks of ``calls`` with the session's events on and
-    off. The estimate is (median on − median off) / 2; ``trace_event_ns_spread`` is the
-    spread of that difference between block pairs (so a reader can tell an estimate
-    from noise, as under TCG). Measured once per agent and pair of nodes."""
+    timed, in ``blocks`` alternating blocks of ``calls`` with the session's events on and
+    off. A block's fastest call is its cost with the least interference from everything
+    else the machine does (under TCG on a busy host, the median of a block moves by
+    milliseconds); the estimate is the median over pairs of blocks of (fastest on −
+    fastest off) / 2 events, ``trace_event_ns_spread`` the spread of those pair
+    differences (per event), so a reader can tell an estimate from noise. Measured once
+    per agent and pair of nodes."""
     key = tuple(nodes)
     if key in _COST:
         return _COST[key]
     from .syscalls import MADV_NOHUGEPAGE, AnonRegion, MovePages
-    on_times, off_times, diffs = [], [], []
+    diffs = []
     with AnonRegion(4096, 4096) as region:
         region.madvise(MADV_NOHUGEPAGE)
         region.words()[:] = 1
         moves = [MovePages(np.array([region.addr], dtype=np.uint64), n) for n in nodes]
         moves[0]()
         for b in range(blocks):
-            per_state = {}
+            fastest = {}
             for on in ((True, False) if b % 2 == 0 else (False, True)):
                 session.set_enabled(on)
-                times = []
+                best = None
                 for i in range(calls):
                     move = moves[(i + 1) % 2]
                     t0 = time.perf_counter_ns()
                     move()
-                    times.append(time.perf_counter_ns() - t0)
-                per_state[on] = statistics.median(times)
-                (on_times if on else off_times).extend(times)
-            diffs.append((per_state[True] - per_state[False]) / 2)
+                    dt = time.perf_counter_ns() - t0
+                    best = dt if best is None else min(best, dt)
+                fastest[on] = best
+            diffs.append((fastest[True] - fastest[False]) / 2)
     session.set_enabled(False)
-    estimate = (statistics.median(on_times) - statistics.median(off_times)) / 2
-    _COST[key] = {"trace_event_ns": round(estimate, 1),
+    _COST[key] = {"trace_event_ns": round(statistics.median(diffs), 1),
                   "trace_event_ns_spread": round(statistics.pstdev(diffs), 1) if len(diffs) > 1 else None,
-                  "trace_calibration_calls": len(on_times) + len(off_times)}
+                  "trace_calibration_calls": 2 * calls * blocks}
     return _COST[key]
