@@ -35,7 +35,7 @@ def recorded_fs():
     return FakeFS.from_snapshot(DATA / "sysfs-debian-6.12-vm.json")
 
 
-def _boot(kernel: str, name: str, accel: str | None = None):
+def _boot(kernel: str, name: str, accel: str | None = None, nodes: list | None = None):
     from workbench.targets import kernel_images
     from workbench.errors import WorkbenchError
     from workbench.targets.vm import VMTarget
@@ -49,7 +49,7 @@ def _boot(kernel: str, name: str, accel: str | None = None):
         from workbench.targets.qemu import icount_supported
         ok, why = icount_supported()
         need(ok, f"this QEMU cannot run the icount clock: {why}")
-    target = VMTarget(VMConfig(kernel=kernel, name=name, accel=accel))
+    target = VMTarget(VMConfig(kernel=kernel, name=name, accel=accel, nodes=nodes))
     try:
         target.ensure_up()
     except WorkbenchError as first:
@@ -114,5 +114,25 @@ def icount_vm():
 def patched_icount_vm():
     """The kernel series under the instruction-counted clock."""
     target = _boot("patched", f"{VM_PREFIX}-patched-icount", accel="icount")
+    yield target
+    target.vm.down()
+
+
+#: two small DRAM nodes and a CPU-less node that ACPI HMAT makes a lower memory tier
+TIERED_NODES = [["1G", "0"], ["1G", "1"], ["512M", ""]]
+
+
+@pytest.fixture(scope="session")
+def tiered_vm():
+    """Stock Debian 6.12 with a third, CPU-less node in a lower memory tier (demotion)."""
+    target = _boot("stock", f"{VM_PREFIX}-tiered", nodes=TIERED_NODES)
+    yield target
+    target.vm.down()
+
+
+@pytest.fixture(scope="session")
+def patched_tiered_vm():
+    """The kernel series with the same lower-tier topology."""
+    target = _boot("patched", f"{VM_PREFIX}-patched-tiered", nodes=TIERED_NODES)
     yield target
     target.vm.down()

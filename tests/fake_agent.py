@@ -10,7 +10,7 @@ import os
 import sys
 import time
 
-from workbench.agent import main, trial
+from workbench.agent import fault_hooks, main, trial
 from workbench.agent.kernelfs import RealFS
 
 from .fake_target import FACTS, fake_record
@@ -22,7 +22,7 @@ def fake_run_trial(spec, fs):
         with open(log, "a") as f:
             f.write(f"{os.getpid()} {spec.key()}\n")
     if spec.inject_fault == "cut_link":
-        trial.cut_ssh_link(RealFS())
+        fault_hooks.cut_ssh_link(RealFS())
         time.sleep(1)  # a trial goes on for a while after the link is gone
     return fake_record(spec)
 

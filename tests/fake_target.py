@@ -23,19 +23,31 @@ FACTS = {
              "memory_nodes": [0, 1]},
     "interface": "none", "brought_by": "upstream", "migrators": ["kernel"], "offered": ["kernel"],
     "active": "kernel", "loadable": [], "knobs": {"threads": None, "channels": None, "batch_size": None},
+    "workloads": {name: {"ok": name != "demotion", "reason": reason, "brought_by": "fake",
+                         "missing": "no lower memory tier: every node with memory is in one tier (tier 4: nodes 0,1)"
+                         if name == "demotion" else None}
+                  for name, reason in (("move-pages", "syscall"), ("migrate-pages", "syscall"),
+                                       ("mbind", "mempolicy_mbind"), ("numa-balancing", "numa_misplaced"),
+                                       ("demotion", "demotion"), ("compaction", "compaction"),
+                                       ("proactive-compaction", "compaction"))},
+    "memory_tiers": {"4": [0, 1]}, "trace_missing": None,
 }
 
 PANIC = "guest kernel panic: sysrq triggered crash"
 KILLED = "QEMU exited with no panic or power-off on the guest console and no message (killed?)"
 
 
-def fake_record(spec: TrialSpec) -> dict:
+def fake_record(spec: TrialSpec, facts: dict | None = None) -> dict:
+    reason = ((facts or {}).get("workloads") or {}).get(spec.workload, {}).get("reason")
     gbps = 1.0 + spec.folio_size / (1 << 20) + spec.repeat * 0.1
     return {"trial_key": spec.key(), "repeat": spec.repeat,
             "folio": {4096: "4K", 65536: "64K"}.get(spec.folio_size, "2M"), "folio_size": spec.folio_size,
             "migrator": spec.migrator, "gbps": gbps, "seconds": spec.total_size / gbps / 1e9, "verified": True,
             "pages_failed": 0, "verify_bad_pages": 0, "folio_match_share": 1.0,
-            "kernel_clean": True, "kernel_report": None, "kernel_problems": 0}
+            "kernel_clean": True, "kernel_report": None, "kernel_problems": 0,
+            "workload": spec.workload, "reason": reason, "access": spec.access,
+            "expect_node": spec.dst if spec.dst is not None else spec.src,
+            "pages": spec.total_size // 4096, "pages_moved": spec.total_size // 4096}
 
 
 @register("fake")
@@ -128,7 +140,7 @@ class FakeTarget(Target):
                             raise TargetLost(f"VM 'fake' died during a plan: {KILLED}", kind="vm_died",
                                              cause=KILLED)
                 self.seen.append(t)
-                record = fake_record(spec)
+                record = fake_record(spec, self._facts_template)
                 if fault == "warn":
                     record.update(kernel_clean=False, kernel_problems=2,
                                   kernel_report="WARNING: CPU: 0 PID: 4242 at mm/migrate.c:1 fake warning")

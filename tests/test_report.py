@@ -44,7 +44,7 @@ def test_text_table_in_the_series_layout(runs):
     df = report.load(root=runs)
     text = report.text_tables(df)
     lines = text.splitlines()
-    assert lines[0] == ("move_pages() throughput, GB/s (mean±std) — fake, kernel 6.12.117-test, tcg "
+    assert lines[0] == ("move_pages() throughput, GB/s (mean±std), reason syscall — fake, kernel 6.12.117-test, tcg "
                         "[TCG: timings are functional, not performance]")
     assert lines[1].split("|")[0].strip() == "migrator x threads/channels"
     assert [c.strip() for c in lines[1].split("|")[1:3]] == ["4K", "2M"]       # folio sizes across

@@ -119,6 +119,10 @@ def worker_fields(migrator: str, workers) -> dict:
             "channels": workers if knob == "channels" else None}
 
 
+#: how threads touch the memory while it migrates (see workbench.agent.access)
+ACCESS_MODES = ("none", "read", "write")
+
+
 def check_folio_size(size: int) -> None:
     if size < PAGE or size & (size - 1):
         raise WorkbenchError(f"folio size {format_size(size)} is not a power of two of at least 4K; "
@@ -146,8 +150,19 @@ class Knobs:
 
     total_size: int
     src: int = 0
-    dst: int = 1
+    #: None where the kernel picks the destination (demotion) or pages stay (compaction)
+    dst: int | None = 1
     seed: int = 1
+    #: how the pages migrate (workbench.agent.workloads: move-pages, migrate-pages, ...)
+    workload: str = "move-pages"
+    #: threads that keep reading or writing the memory while it migrates, checked
+    access: str = "none"
+    access_threads: int = 2
+    #: record the kernel's migration trace events (tracefs) and their cost
+    trace: bool = True
+    #: how long a workload that waits for the kernel (numa-balancing, demotion's
+    #: promotion) waits at most, seconds (None: the workload's default)
+    wait_seconds: float | None = None
     migrator: str = "kernel"
     threads: int | None = None
     channels: int | None = None
@@ -179,12 +194,25 @@ class Knobs:
         if not isinstance(self.total_size, int) or self.total_size <= 0:
             raise WorkbenchError(f"size {self.total_size!r} must be a positive number of bytes")
         for role, node in (("source", self.src), ("destination", self.dst)):
-            if not isinstance(node, int) or node < 0:
+            if role == "destination" and node is None:
+                continue
+            if not isinstance(node, int) or isinstance(node, bool) or node < 0:
                 raise WorkbenchError(f"{role} node {node!r} is not a node number (0, 1, ...)")
         if self.src == self.dst:
             raise WorkbenchError(f"source and destination are both node {self.src}; choose two different nodes")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise WorkbenchError(f"seed {self.seed!r} must be a non-negative integer")
+        if not isinstance(self.workload, str) or not self.workload.replace("-", "").isalnum():
+            raise WorkbenchError(f"workload {self.workload!r} is not a workload name such as move-pages or "
+                                 "migrate-pages")
+        if self.access not in ACCESS_MODES:
+            raise WorkbenchError(f"access {self.access!r} is not known; allowed: {', '.join(ACCESS_MODES)}")
+        if not isinstance(self.access_threads, int) or isinstance(self.access_threads, bool) \
+                or not 1 <= self.access_threads <= 64:
+            raise WorkbenchError(f"access threads {self.access_threads!r} must be an integer from 1 to 64")
+        if self.wait_seconds is not None and (not isinstance(self.wait_seconds, (int, float))
+                                              or not 0 < self.wait_seconds <= 3600):
+            raise WorkbenchError(f"wait seconds {self.wait_seconds!r} must be a number of seconds, 0 < s <= 3600")
         if not self.migrator or not str(self.migrator).replace("_", "").isalnum():
             raise WorkbenchError(f"migrator {self.migrator!r} is not a migrator name such as kernel, mtcopy or dcbm")
         for knob in ("threads", "channels", "batch_size"):
@@ -220,6 +248,9 @@ class TrialSpec(Knobs):
     inject_corruption: dict | None = None
     #: test hook: one of AGENT_FAULTS, made to happen during this trial (not in its key)
     inject_fault: str | None = None
+    #: test hook: verify against the generation before the writers' last one (a verifier
+    #: fed a stale expectation), so the check is shown to fail where it must
+    inject_stale: bool = False
 
     def check(self) -> None:
         super().check()
@@ -241,10 +272,19 @@ class TrialSpec(Knobs):
         if self.batch_kernel_copy is not None:
             knobs += f"-bk{int(self.batch_kernel_copy)}"
         extra = ("-ff" if self.first_folio else "") + (f"-e{self.dma_engine}" if self.dma_engine else "")
+        if self.access != "none":
+            extra += f"-a{self.access}{self.access_threads}"
+        if self.wait_seconds is not None:
+            extra += f"-w{self.wait_seconds:g}"
+        if not self.trace:
+            extra += "-notrace"
         if self.settings:
             extra += "-set" + hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()[:8]
-        return (f"{self.migrator}{knobs}-{format_size(self.folio_size)}-{format_size(self.total_size)}"
-                f"-n{self.src}to{self.dst}-s{self.seed}-r{self.repeat}" + extra)
+        # the default workload keeps the keys runs had before workloads existed (resume)
+        workload = "" if self.workload == "move-pages" else f"{self.workload}-"
+        nodes = f"n{self.src}to{self.dst}" if self.dst is not None else f"n{self.src}"
+        return (f"{workload}{self.migrator}{knobs}-{format_size(self.folio_size)}-{format_size(self.total_size)}"
+                f"-{nodes}-s{self.seed}-r{self.repeat}" + extra)
 
     def config_key(self) -> str:
         """This trial's configuration: its key without the repeat (what a run gives up

@@ -47,6 +47,8 @@ WORDS_PER_PAGE = 512  # 4096-byte base pages
 # (w + 1) * GOLDEN for every word of a page, as a table: AVX2 has no 64-bit vector
 # multiply, so a table lookup (4 KiB, stays in L1) keeps the inner loops vectorised.
 STEPS = np.arange(1, WORDS_PER_PAGE + 1, dtype=np.uint64) * GOLDEN
+#: what one generation adds to every word (odd, so generations never repeat within 2^64)
+GEN_STEP = np.uint64(0xD6E8FEB86659FD93)
 
 
 @numba.njit(cache=True, inline="always")
@@ -102,6 +104,72 @@ def verify(words, seed, first_page):
     return nbad, first_page_bad, first_word, expected, actual
 
 
+@numba.njit(cache=True, nogil=True)
+def check(words, seed, first_page, gen):
+    """:func:`verify` of generation ``gen``: word w of page p must hold
+    key(seed, first_page + p) + (w + 1) * GOLDEN + gen * GEN_STEP (gen 0 is what
+    :func:`fill` writes). Releases the GIL, so reader threads run beside a migration."""
+    npages = words.size // WORDS_PER_PAGE
+    shift = np.uint64(gen) * GEN_STEP
+    nbad = 0
+    first_page_bad = -1
+    first_word = -1
+    expected = np.uint64(0)
+    actual = np.uint64(0)
+    for p in range(npages):
+        key = page_key(seed, first_page + p) + shift
+        base = p * WORDS_PER_PAGE
+        acc = np.uint64(0)
+        for w in range(WORDS_PER_PAGE):
+            acc |= words[base + w] ^ (key + STEPS[w])
+        if acc != 0:
+            nbad += 1
+            if first_page_bad < 0:
+                first_page_bad = p
+                for w in range(WORDS_PER_PAGE):
+                    want = key + STEPS[w]
+                    if words[base + w] != want:
+                        first_word = w
+                        expected = want
+                        actual = words[base + w]
+                        break
+    return nbad, first_page_bad, first_word, expected, actual
+
+
+@numba.njit(cache=True, nogil=True)
+def stamp(words, seed, first_page, gen):
+    """One writer pass: every word must still hold generation ``gen - 1`` (what this
+    writer wrote last, or the fill for gen 1) — a word that does not is a lost write or
+    a stale read — and then gets generation ``gen``. Returns what :func:`check` returns,
+    about the words read before each was written. Releases the GIL."""
+    npages = words.size // WORDS_PER_PAGE
+    old = (np.uint64(gen) - np.uint64(1)) * GEN_STEP
+    new = np.uint64(gen) * GEN_STEP
+    nbad = 0
+    first_page_bad = -1
+    first_word = -1
+    expected = np.uint64(0)
+    actual = np.uint64(0)
+    for p in range(npages):
+        key = page_key(seed, first_page + p)
+        base = p * WORDS_PER_PAGE
+        bad = False
+        for w in range(WORDS_PER_PAGE):
+            want = key + STEPS[w] + old
+            got = words[base + w]
+            words[base + w] = key + STEPS[w] + new
+            if got != want and not bad:
+                bad = True
+                if first_page_bad < 0:
+                    first_page_bad = p
+                    first_word = w
+                    expected = want
+                    actual = got
+        if bad:
+            nbad += 1
+    return nbad, first_page_bad, first_word, expected, actual
+
+
 @numba.njit(cache=True)
 def stream_sum(words):
     """A plain streaming read of every word: the speed verification is measured against."""
@@ -109,3 +177,7 @@ def stream_sum(words):
     for i in range(words.size):
         s += words[i]
     return s
+
+
+#: every kernel, for warming up (compiling or loading from the cache) before timing
+KERNELS = (fill, verify, check, stamp, stream_sum)

@@ -71,6 +71,14 @@ class KernelFS:
     def isdir(self, path: str) -> bool:
         raise NotImplementedError
 
+    def mkdir(self, path: str) -> None:
+        """Make a directory the kernel backs with an object (a cgroup, a tracing instance)."""
+        raise NotImplementedError
+
+    def rmdir(self, path: str) -> None:
+        """Remove such a directory (the kernel refuses while it is in use: EBUSY)."""
+        raise NotImplementedError
+
     def module_loadable(self, name: str) -> bool:
         """Whether ``modprobe NAME`` would find the module (``modprobe -n``)."""
         raise NotImplementedError
@@ -104,11 +112,14 @@ class KernelFS:
         return int(self.read(path).split()[0])
 
 
-def _translate(exc: OSError, path: str, value: str | None) -> WorkbenchError:
+def _translate(exc: OSError, path: str, value: str | None, verb: str | None = None) -> WorkbenchError:
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return KnobPermission(f"no permission to write {value!r} to {path}: run as root (or use --target vm)")
+        what = verb or f"write {value!r} to"
+        return KnobPermission(f"no permission to {what} {path}: run as root (or use --target vm)")
     if exc.errno == errno.ENOENT:
         return WorkbenchError(f"{path} does not exist on this kernel")
+    if verb:
+        return KnobRejected(f"the kernel refused to {verb} {path} ({os.strerror(exc.errno or 0)})")
     return KnobRejected(f"the kernel rejected {value!r} for {path} ({os.strerror(exc.errno or 0)})")
 
 
@@ -133,6 +144,18 @@ class RealFS(KernelFS):
     def isdir(self, path):
         # sysfs is full of symlink loops (node1/subsystem/devices/node1/...): never follow
         return os.path.isdir(path) and not os.path.islink(path)
+
+    def mkdir(self, path):
+        try:
+            os.mkdir(path)
+        except OSError as exc:
+            raise _translate(exc, path, None, "make directory") from None
+
+    def rmdir(self, path):
+        try:
+            os.rmdir(path)
+        except OSError as exc:
+            raise _translate(exc, path, None, "remove directory") from None
 
     def module_loadable(self, name):
         try:
@@ -234,6 +257,12 @@ class RecordingFS(KernelFS):
     def isdir(self, path):
         return self.inner.isdir(path)
 
+    def mkdir(self, path):
+        return self._do("mkdir", path, None, lambda: self.inner.mkdir(path))
+
+    def rmdir(self, path):
+        return self._do("rmdir", path, None, lambda: self.inner.rmdir(path))
+
     def module_loadable(self, name):
         return self.inner.module_loadable(name)
 
@@ -319,6 +348,10 @@ class FakeFS(KernelFS):
         self.root = root
         #: the kernel log, one line per entry (tests append what the kernel would print)
         self.kernel_log: list[str] = []
+        #: directories made with mkdir (kernel objects: cgroups, tracing instances)
+        self.dirs: set[str] = set()
+        #: {regex: fn(fs, path)}: what the kernel puts in a directory made there
+        self.mkdir_hooks: list[tuple[re.Pattern, Callable]] = []
         for path, content in (files or {}).items():
             self.add(path, content)
 
@@ -377,7 +410,37 @@ class FakeFS(KernelFS):
 
     def isdir(self, path):
         prefix = path.rstrip("/") + "/"
-        return any(p.startswith(prefix) for p in self.files)
+        return path.rstrip("/") in self.dirs or any(p.startswith(prefix) for p in self.files)
+
+    def add_mkdir_hook(self, pattern: str, fn: Callable) -> None:
+        """``fn(fs, path)`` fills a directory made under ``pattern`` (a regex), as the kernel would."""
+        self.mkdir_hooks.append((re.compile(pattern), fn))
+
+    def mkdir(self, path):
+        path = path.rstrip("/")
+        try:
+            if self.exists(path):
+                raise OSError(errno.EEXIST, "File exists")
+            if not self.root:
+                raise OSError(errno.EACCES, "Permission denied")
+        except OSError as exc:
+            raise _translate(exc, path, None, "make directory") from None
+        self.dirs.add(path)
+        for pattern, fn in self.mkdir_hooks:
+            if pattern.fullmatch(path):
+                fn(self, path)
+
+    def rmdir(self, path):
+        path = path.rstrip("/")
+        try:
+            if path not in self.dirs:
+                raise OSError(errno.ENOENT, "No such directory")
+        except OSError as exc:
+            raise _translate(exc, path, None, "remove directory") from None
+        self.dirs.discard(path)
+        for p in [p for p in self.files if p.startswith(path + "/")]:
+            del self.files[p]
+        self.dirs = {d for d in self.dirs if not d.startswith(path + "/")}
 
     def add_module(self, name: str, files: dict[str, str] | None = None, loaded: bool = False):
         """A module modprobe can find; loading it adds ``files`` (removing it takes them away)."""
@@ -424,8 +487,8 @@ class FakeFS(KernelFS):
 
     def listdir(self, path):
         prefix = path.rstrip("/") + "/"
-        names = {p[len(prefix):].split("/", 1)[0] for p in self.files if p.startswith(prefix)}
-        if not names and path not in self.files:
+        names = {p[len(prefix):].split("/", 1)[0] for p in list(self.files) + list(self.dirs) if p.startswith(prefix)}
+        if not names and path not in self.files and path.rstrip("/") not in self.dirs:
             raise FileNotFoundError(errno.ENOENT, "No such directory", path)
         return sorted(names)
 
@@ -459,6 +522,8 @@ class KnobGuard:
     def __init__(self, fs: KernelFS):
         self.fs = fs
         self.saved: list[tuple[str, str]] = []
+        #: undo actions other than a knob's old value (remove a cgroup, ...), by position in saved
+        self._undo: dict[int, Callable[[], None]] = {}
 
     def set(self, path: str, value: str):
         current = self.fs.read(path)
@@ -472,13 +537,23 @@ class KnobGuard:
         self.fs.write(path, value)
         self.saved.append((path, original))
 
+    def defer(self, undo: Callable[[], None], what: str) -> None:
+        """Run ``undo`` when restoring, in order with the knobs (last set, first undone):
+        for changes that are not a value to write back (a directory made, ...)."""
+        self._undo[len(self.saved)] = undo
+        self.saved.append((what, None))
+
     def restore(self) -> list[str]:
         """Put everything back; returns the problems met (restoring goes on past them)."""
         problems = []
         while self.saved:
             path, value = self.saved.pop()
+            undo = self._undo.pop(len(self.saved), None)
             try:
-                self.fs.write(path, value)
+                if undo is not None:
+                    undo()
+                else:
+                    self.fs.write(path, value)
             except WorkbenchError as exc:
                 problems.append(str(exc))
         return problems

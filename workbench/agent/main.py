@@ -169,9 +169,11 @@ def _warm_up() -> dict:
     w = np.zeros(512, dtype=np.uint64)
     pattern.fill(w, 1)
     pattern.verify(w, 1)
+    pattern.stamp(w, 1, 0, 1)
+    pattern.check(w, 1, 0, 1)
     k = pattern.numba_kernels()
     k.stream_sum(w)
-    fns = (k.fill, k.verify, k.stream_sum)
+    fns = k.KERNELS
     return {"numba_cache_dir": os.environ.get("NUMBA_CACHE_DIR"),
             "numba_cache_hits": sum(sum(f.stats.cache_hits.values()) for f in fns),
             "numba_cache_misses": sum(sum(f.stats.cache_misses.values()) for f in fns)}

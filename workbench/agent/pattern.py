@@ -17,6 +17,8 @@ PAGE = 4096
 WORDS = PAGE // 8
 _M64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
+#: what one generation adds to every word (see :func:`reference_check`)
+GEN_STEP = 0xD6E8FEB86659FD93
 
 
 def numba_kernels():
@@ -43,6 +45,14 @@ def reference_pattern(npages: int, seed: int, first_page: int = 0) -> np.ndarray
 
 def reference_fill(words: np.ndarray, seed: int, first_page: int = 0) -> None:
     words[:] = reference_pattern(words.size // WORDS, seed, first_page)
+
+
+def reference_generation(npages: int, seed: int, first_page: int = 0, gen: int = 0) -> np.ndarray:
+    """The pattern of generation ``gen``: the fill (generation 0) plus gen * GEN_STEP in
+    every word. Writers during a migration stamp one generation per pass, so the value
+    every word must hold afterwards is known: the generation of its writer's last pass."""
+    with np.errstate(over="ignore"):
+        return reference_pattern(npages, seed, first_page) + np.uint64((gen * GEN_STEP) & _M64)
 
 
 @dataclass
@@ -80,6 +90,42 @@ def reference_verify(words: np.ndarray, seed: int, first_page: int = 0) -> Verif
     p = bad_pages[0]
     w = int(np.flatnonzero(bad[p])[0])
     return _located(len(bad_pages), p, w, want[p, w], got[p, w])
+
+
+def reference_check(words: np.ndarray, seed: int, first_page: int = 0, gen: int = 0) -> Verification:
+    """Every word against generation ``gen`` (numpy twin of ``_jit.check``)."""
+    want = reference_generation(words.size // WORDS, seed, first_page, gen)
+    return _compare(words, want)
+
+
+def reference_stamp(words: np.ndarray, seed: int, first_page: int = 0, gen: int = 1) -> Verification:
+    """One writer pass (numpy twin of ``_jit.stamp``): what was read is checked against
+    generation ``gen - 1``, then every word gets generation ``gen``."""
+    old = words.copy()
+    result = _compare(old, reference_generation(words.size // WORDS, seed, first_page, gen - 1))
+    words[:] = reference_generation(words.size // WORDS, seed, first_page, gen)
+    return result
+
+
+def _compare(words: np.ndarray, want: np.ndarray) -> Verification:
+    want, got = want.reshape(-1, WORDS), words.reshape(-1, WORDS)
+    bad = got != want
+    bad_pages = np.flatnonzero(bad.any(axis=1))
+    if len(bad_pages) == 0:
+        return Verification(0)
+    p = bad_pages[0]
+    w = int(np.flatnonzero(bad[p])[0])
+    return _located(len(bad_pages), p, w, want[p, w], got[p, w])
+
+
+def check(words: np.ndarray, seed: int, first_page: int = 0, gen: int = 0) -> Verification:
+    """Every byte against generation ``gen`` (numba; releases the GIL)."""
+    return _located(*numba_kernels().check(words, np.uint64(seed), np.uint64(first_page), np.uint64(gen)))
+
+
+def stamp(words: np.ndarray, seed: int, first_page: int = 0, gen: int = 1) -> Verification:
+    """One checked writer pass of generation ``gen`` (numba; releases the GIL)."""
+    return _located(*numba_kernels().stamp(words, np.uint64(seed), np.uint64(first_page), np.uint64(gen)))
 
 
 def fill(words: np.ndarray, seed: int, first_page: int = 0) -> None:

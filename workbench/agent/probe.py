@@ -66,4 +66,14 @@ def collect(fs: KernelFS) -> dict:
         "python": platform.python_version(),
     }
     facts.update(migration_interfaces(fs))
+    facts.update(workload_facts(fs))
     return facts
+
+
+def workload_facts(fs: KernelFS) -> dict:
+    """Which ways of migrating this kernel can run (and what it lacks for the others),
+    its memory tiers, and whether it can trace migrations."""
+    from . import tracing, workloads
+    from .workloads.base import memory_tiers
+    return {"workloads": workloads.support(fs), "memory_tiers": memory_tiers(fs),
+            "trace_missing": tracing.missing(fs)}

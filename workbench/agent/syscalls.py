@@ -27,11 +27,15 @@ PROT_READ, PROT_WRITE = 1, 2
 MAP_PRIVATE, MAP_ANONYMOUS = 0x02, 0x20
 MAP_FAILED = ctypes.c_void_p(-1).value
 MADV_HUGEPAGE, MADV_NOHUGEPAGE = 14, 15
-MPOL_BIND = 2
+MPOL_DEFAULT, MPOL_PREFERRED, MPOL_BIND = 0, 1, 2
 MPOL_MF_MOVE = 1 << 1
+MAXNODE = 1024
+#: capability(7) number of CAP_SYS_NICE: with it, migrate_pages(2) moves shared pages too
+CAP_SYS_NICE = 23
 
 # x86-64 system call numbers (arch/x86/entry/syscalls/syscall_64.tbl)
-_SYSCALLS = {"x86_64": {"mbind": 237, "move_pages": 279, "getppid": 110, "userfaultfd": 323}}
+_SYSCALLS = {"x86_64": {"mbind": 237, "move_pages": 279, "getppid": 110, "userfaultfd": 323,
+                        "migrate_pages": 256, "capget": 125, "capset": 126}}
 
 
 def _nr(name: str) -> int:
@@ -77,11 +81,22 @@ class AnonRegion:
 
     def bind(self, node: int):
         """mbind(MPOL_BIND) to one node, before first touch."""
-        maxnode = 1024
-        mask = (ctypes.c_ulong * (maxnode // 64))()
-        mask[node // 64] = 1 << (node % 64)
-        _check(_libc.syscall(_nr("mbind"), ctypes.c_void_p(self.addr), ctypes.c_ulong(self.size),
-                             MPOL_BIND, mask, ctypes.c_ulong(maxnode + 1), 0), "mbind")
+        self.mbind(MPOL_BIND, [node])
+
+    def mbind(self, mode: int, nodes=(), flags: int = 0) -> int:
+        """mbind(2) of the whole region: ``mode`` over ``nodes`` (none for MPOL_DEFAULT);
+        ``flags`` MPOL_MF_MOVE moves the pages already there (reason MR_MEMPOLICY_MBIND)."""
+        return self.prepared_mbind(mode, nodes, flags)()
+
+    def prepared_mbind(self, mode: int, nodes=(), flags: int = 0):
+        """The same mbind(2) call with its arguments built beforehand (for a timer)."""
+        mask = nodemask(nodes)
+        args = (ctypes.c_long(_nr("mbind")), ctypes.c_void_p(self.addr), ctypes.c_ulong(self.size), mode,
+                mask if nodes else None, ctypes.c_ulong(MAXNODE + 1 if nodes else 0), ctypes.c_uint(flags))
+
+        def call(args=args, mask=mask) -> int:
+            return _check(_libc.syscall(*args), "mbind")
+        return call
 
     def close(self):
         if self.addr:
@@ -93,6 +108,68 @@ class AnonRegion:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def nodemask(nodes) -> ctypes.Array:
+    """A kernel nodemask (unsigned long bits) of MAXNODE bits with ``nodes`` set."""
+    mask = (ctypes.c_ulong * (MAXNODE // 64))()
+    for node in nodes:
+        mask[node // 64] |= 1 << (node % 64)
+    return mask
+
+
+class MigratePages:
+    """A prepared ``migrate_pages(2)`` call: every page of process ``pid`` on the ``old``
+    nodes to the ``new`` nodes, as migratepages(8) does (reason MR_SYSCALL)."""
+
+    def __init__(self, pid: int, old, new):
+        self.old, self.new = nodemask(old), nodemask(new)
+        self._args = (ctypes.c_long(_nr("migrate_pages")), ctypes.c_int(pid), ctypes.c_ulong(MAXNODE + 1),
+                      self.old, self.new)
+
+    def __call__(self) -> int:
+        """The number of pages that could not be moved (0: all); raises on error."""
+        return _check(_libc.syscall(*self._args), "migrate_pages")
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class without_capability:
+    """Drop one capability from this *thread's* effective set for a block, then take it
+    back (capabilities are per thread; the permitted set is left alone). Does nothing
+    when the thread does not have it."""
+
+    def __init__(self, cap: int):
+        self.cap = cap
+        self.header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+        self.data = (_CapData * 2)()
+        self.dropped = False
+
+    def __enter__(self):
+        if _libc.syscall(_nr("capget"), ctypes.byref(self.header), self.data) != 0:
+            return self
+        word, bit = divmod(self.cap, 32)
+        if self.data[word].effective & (1 << bit):
+            self.data[word].effective &= ~(1 << bit)
+            _check(_libc.syscall(_nr("capset"), ctypes.byref(self.header), self.data), "capset")
+            self.dropped = True
+        return self
+
+    def __exit__(self, *exc):
+        if self.dropped:
+            word, bit = divmod(self.cap, 32)
+            self.data[word].effective |= 1 << bit
+            _check(_libc.syscall(_nr("capset"), ctypes.byref(self.header), self.data), "capset")
+        return False
 
 
 class MovePages:

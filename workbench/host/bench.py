@@ -20,7 +20,8 @@ def migrator_speedups(target, size: int = 64 << 20, repeats: int = 3, root=None,
                "mtcopy 2 threads": {"migrator": "mtcopy", "threads": 2}}
     frames = {}
     for label, knobs in configs.items():
-        run = runner.run(target, RunParams(folio_sizes=[2 << 20], total_size=size, repeats=repeats, **knobs),
+        run = runner.run(target, RunParams(folio_sizes=[2 << 20], total_size=size, repeats=repeats, trace=False,
+                                           **knobs),
                          root=root, label=f"bench-{label.replace(' ', '-').replace('(', '').replace(')', '')}",
                          progress=progress)
         frames[label] = run.records()

@@ -116,14 +116,18 @@ def parse_settings(items: list[str] | None) -> dict | None:
 
 
 def cmd_run(args):
-    from . import clocks, runner, stats
+    from ..agent import workloads
+    from . import clocks, runner, stats, workload_view
     from .plan import RunParams
     params = RunParams(folio_sizes=parse_size_list(args.folio_size, "folio size"),
-                       total_size=parse_size(args.size, "size"), src=args.src, dst=args.dst,
+                       total_size=parse_size(args.size, "size"), src=args.src,
+                       dst=workloads.default_dst(args.workload, args.dst),
                        repeats=args.repeats, seed=args.seed, migrator=args.migrator, threads=args.threads,
                        channels=args.channels, batch_size=args.batch_size,
                        batch_kernel_copy=args.batch_kernel_copy, first_folio=args.first_folio_latency,
-                       dma_engine=args.dma_engine, settings=parse_settings(args.set))
+                       dma_engine=args.dma_engine, settings=parse_settings(args.set), workload=args.workload,
+                       access=args.access, access_threads=args.access_threads, trace=not args.no_trace,
+                       wait_seconds=args.wait_seconds)
     params.check()  # everything that can be judged before a VM boots
     runner._check_max_reboots(args.max_reboots)
     runner._check_timeout(args.trial_timeout)
@@ -147,14 +151,19 @@ def cmd_run(args):
     note = clocks.note(m["accelerator"], m.get("clock"))
     print(f"\nrun {the_run.id}: {m['target']}, kernel {m['kernel_release']}, accelerator {m['accelerator']}, "
           f"clock {m.get('clock', 'wall')}" + (f"  [{note}]" if note else ""))
-    print(stats.series_table(df, rows=("migrator",), title="move_pages() throughput, GB/s (mean±std)"))
+    print(stats.series_table(df, rows=("migrator",), title=workload_view.workload_title(df)))
     bad = df[~df["verified"]]
-    print(f"verified: {len(df) - len(bad)}/{len(df)} trials byte-exact with every page on node {args.dst}; "
+    print(f"verified: {len(df) - len(bad)}/{len(df)} trials byte-exact with {workload_view.placement_words(df)}; "
           f"folio sizes obtained: {df['folio_match_share'].mean():.0%} of folios as asked")
+    for line in workload_view.workload_lines(df):
+        print(line)
     for _, r in bad.iterrows():
         print(f"  FAILED {r['trial_key']}: {r['pages_failed']} pages not moved, {r['verify_bad_pages']} bad pages"
               + (f", first page {r['verify_first_bad_page']} offset {r['verify_first_bad_offset']}"
-                 if r['verify_bad_pages'] else ""))
+                 if r['verify_bad_pages'] else "")
+              + (f"; the {r['access']} threads saw {r['access_bad_pages']} bad pages while it migrated, first "
+                 f"page {r['access_first_bad_page']} offset {r['access_first_bad_offset']}"
+                 if r.get('access_bad_pages') else ""))
     for line in runner.describe_unclean(df) + runner.describe_faults(the_run.faults()):
         print(f"  {line}")
     print(f"saved in {the_run.dir}")
@@ -164,12 +173,17 @@ def cmd_run(args):
 
 
 def cmd_summary(args):
-    from . import stats
+    from . import stats, workload_view
     from .runner import describe_faults, describe_unclean
     df = store.load_runs(args.runs_dir, args.runs or None)
     if df.empty:
         raise WorkbenchError(f"no runs in {args.runs_dir or paths.runs_dir()}")
-    print(stats.series_table(df, rows=tuple(args.rows.split(",")), value=args.value))
+    df = workload_view.with_workload(df)
+    tables = [stats.series_table(g, rows=tuple(args.rows.split(",")), value=args.value,
+                                 title=workload_view.workload_title(g) if args.value == "gbps" else
+                                 f"{args.value} (mean±std), {g['workload'].iloc[0]}, reason {g['reason'].iloc[0]}")
+              for _, g in df.groupby(["workload", "access"], sort=False)]
+    print("\n\n".join(tables))
     for line in describe_unclean(df) + describe_faults(store.load_faults(args.runs_dir, args.runs or None)):
         print(f"  {line}")
     return 0
@@ -277,13 +291,26 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--json", action="store_true")
     v.set_defaults(fn=cmd_vm)
 
-    r = sub.add_parser("run", help="run verified move_pages() trials")
+    r = sub.add_parser("run", help="run verified migration trials (move_pages() and every other way pages migrate)")
     _target_args(r)
+    r.add_argument("--workload", default="move-pages",
+                   help="how the pages migrate: move-pages (default), migrate-pages, mbind, numa-balancing, "
+                        "demotion, compaction (workbench doctor --target ... says which this target can run)")
+    r.add_argument("--access", default="none",
+                   help="threads that keep reading or writing the memory while it migrates, checked: "
+                        "none (default), read, write")
+    r.add_argument("--access-threads", type=int, default=2, help="how many such threads (default %(default)s)")
+    r.add_argument("--wait-seconds", type=float,
+                   help="numa-balancing, demotion's promotion: how long to wait for the kernel at most "
+                        "(default 120)")
+    r.add_argument("--no-trace", action="store_true",
+                   help="do not record the kernel's migration trace events (tracefs)")
     r.add_argument("--folio-size", default="4K,64K,2M", help="comma-separated folio sizes (default %(default)s)")
     r.add_argument("--size", default="64M", help="bytes moved per trial (default %(default)s)")
     r.add_argument("--repeats", type=int, default=3)
     r.add_argument("--src", type=int, default=0)
-    r.add_argument("--dst", type=int, default=1)
+    r.add_argument("--dst", type=int,
+                   help="destination node (default 1; demotion: the kernel's lower tier; compaction: none)")
     r.add_argument("--seed", type=int, default=1)
     r.add_argument("--migrator", default="kernel",
                    help="copy engine: kernel (always), mtcopy, dcbm (patched kernel; see workbench doctor)")

@@ -46,7 +46,11 @@ def select(df: pd.DataFrame, selector: str, by: str) -> pd.DataFrame:
 
 
 def _configs(df: pd.DataFrame, by: str) -> pd.DataFrame:
-    d = df.copy()
+    from .workload_view import with_workload
+    d = with_workload(df)      # runs from before workloads are move-pages: they compare with the new ones
+    d["workload"] = d["workload"] + "/" + d["reason"]      # the migration reason in every row
+    if (d["access"] == "none").all():
+        d["access"] = None     # no column of 'none's
     d["workers"] = stats.workers(d)
     for col in CONFIG_COLUMNS:
         if col in d.columns:

@@ -47,8 +47,9 @@ class CostConfig:
     first_folio: bool = False       # a latency trial (its polling thread adds instructions)
 
     def params(self, folio_sizes, size, repeats) -> RunParams:
+        # no trace events: the benchmark counts the migration path's instructions, nothing else
         return RunParams(folio_sizes=list(folio_sizes), total_size=size, repeats=repeats,
-                         first_folio=self.first_folio, **self.knobs)
+                         first_folio=self.first_folio, trace=False, **self.knobs)
 
 
 def configurations(batch_sizes=(1, 16, 64, 512), threads=(1, 2), channels=(1,), latency=True) -> list[CostConfig]:
@@ -93,8 +94,8 @@ def measure(folio_sizes=(4096, 64 << 10, 2 << 20), size: int = 8 << 20, repeats:
                 raise WorkbenchError(f"the cost benchmark needs the icount clock; target {target.label} has "
                                      f"{target.clock()}")
             # one untimed trial first: the first migration after boot also warms the allocator
-            runner.run(target, RunParams(folio_sizes=[folio_sizes[0]], total_size=size, repeats=1), root=root,
-                       label=f"cost-warmup-{kernel}-boot{boot}", progress=False)
+            runner.run(target, RunParams(folio_sizes=[folio_sizes[0]], total_size=size, repeats=1, trace=False),
+                       root=root, label=f"cost-warmup-{kernel}-boot{boot}", progress=False)
             for cfg in mine:
                 meta = {"cost": {"config": cfg.label, "kernel_tree": kernel, "boot": boot,
                                  "latency_trial": cfg.first_folio}}

@@ -67,4 +67,23 @@ def format_report(report: dict, target_facts: dict | None = None) -> str:
             f"{t['brought_by']})",
         ]
         lines += [f"  lacks        {item}" for item in t.get("lacks", [])]
+        lines += workload_lines(t)
     return "\n".join(lines)
+
+
+def workload_lines(t: dict) -> list[str]:
+    """Which workloads the target can run, and for each it cannot, what is missing."""
+    w = t.get("workloads")
+    if w is None:
+        return ["  workloads    not reported (an agent from before workloads): move-pages only"]
+    ok = [name for name, v in w.items() if v["ok"]]
+    lines = [f"  workloads    {', '.join(ok) or 'none'}  (--workload; reasons: "
+             + ", ".join(f"{name} {v['reason']}" for name, v in w.items() if v["ok"]) + ")"]
+    lines += [f"  cannot run   {name}: {v['missing']}" for name, v in w.items() if not v["ok"]]
+    tiers = t.get("memory_tiers") or {}
+    if tiers:
+        lines.append("  memory tiers " + "; ".join(f"tier {k}: nodes {','.join(map(str, v))}"
+                                              for k, v in sorted(tiers.items(), key=lambda kv: int(kv[0]))))
+    lines.append("  tracing      " + (f"no: {t['trace_missing']}" if t.get("trace_missing")
+                                      else "migrate:mm_migrate_pages(_start) through tracefs, per trial"))
+    return lines

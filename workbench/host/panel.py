@@ -30,7 +30,8 @@ from .notebooks import require
 require("ipywidgets", "matplotlib", what="the explore panel")
 import ipywidgets as W  # noqa: E402
 
-from . import amdahl, clocks, runner, stats, store
+from . import amdahl, clocks, runner, stats, store, workload_view
+from ..agent import workloads
 from ..protocol import worker_fields, worker_knob
 from .plan import RunParams
 from ..units import format_size, parse_size
@@ -70,6 +71,12 @@ class Panel:
                                           "not speed)")
         self.w_connect = W.Button(description="Connect", icon="plug", tooltip="read what the target offers")
         self.w_migrator = W.Dropdown(options=["kernel"], value="kernel", description="migrator")
+        self.w_workload = W.Dropdown(options=["move-pages"], value="move-pages", description="workload",
+                                     tooltip="how the pages migrate: only what the target can run")
+        self.w_access = W.Dropdown(options=["none", "read", "write"], value="none", description="access",
+                                   tooltip="threads that keep reading or writing the memory while it migrates, "
+                                           "checked")
+        self.w_workload_note = W.HTML(value="")
         self.w_folios = W.SelectMultiple(options=[], description="folio sizes", rows=4)
         self.w_batch = W.Dropdown(options=[("default", 0)], value=0, description="batch size")
         self.w_workers = W.IntSlider(value=1, min=1, max=1, description="workers", disabled=True,
@@ -102,6 +109,7 @@ class Panel:
     def widget(self) -> W.Widget:
         controls = W.VBox([W.HBox([self.w_target, self.w_kernel, self.w_accel, self.w_connect]),
                            W.HBox([self.w_migrator, self.w_workers, self.w_batch]),
+                           W.HBox([self.w_workload, self.w_access]), self.w_workload_note,
                            W.HBox([self.w_folios, W.VBox([self.w_size, self.w_repeats])]),
                            W.HBox([self.w_run, self.w_progress]), self.w_status])
         amd = W.VBox([W.HTML("<b>Amdahl</b>: speedup = 1 / ((1 - F) + F / S)"), self.w_F, self.w_S,
@@ -159,6 +167,7 @@ class Panel:
             self.w_batch.options, self.w_batch.disabled = [("default", 0)], True
         self.w_batch.value = 0
         self._migrator_changed()
+        self._offer_workloads(facts)
         acc = facts.get("accelerator", "?")
         note = clocks.note(acc, facts.get("clock"))
         note = f" — {note}" if note else ""
@@ -166,6 +175,20 @@ class Panel:
                                f"accelerator {acc}{note}; migrators {', '.join(offered)}")
         self.w_run.disabled = False
         return facts
+
+    def _offer_workloads(self, facts: dict):
+        """The workload dropdown holds only what the target can run; the note says why
+        the others are missing."""
+        reported = facts.get("workloads")
+        if reported is None:
+            can, cannot = ["move-pages"], {}
+        else:
+            can = [name for name, v in reported.items() if v["ok"]]
+            cannot = {name: v["missing"] for name, v in reported.items() if not v["ok"]}
+        self.w_workload.options = can
+        self.w_workload.value = "move-pages" if "move-pages" in can else (can[0] if can else None)
+        self.w_workload_note.value = "".join(f"<small>{html.escape(n)}: not here — {html.escape(why)}</small><br>"
+                                             for n, why in cannot.items())
 
     def _migrator_changed(self):
         knob = worker_knob(self.w_migrator.value)
@@ -184,11 +207,13 @@ class Panel:
         if not self.w_folios.value:
             raise WorkbenchError("no folio size selected; pick one or more of those the target offers")
         workers = None if self.w_workers.disabled else int(self.w_workers.value)
+        workload = self.w_workload.value or "move-pages"
         return RunParams(folio_sizes=list(self.w_folios.value),
                          total_size=parse_size(self.w_size.value, "total size"), repeats=int(self.w_repeats.value),
                          migrator=self.w_migrator.value,
                          **worker_fields(self.w_migrator.value, workers),
-                         batch_size=self.w_batch.value or None)     # 0: the kernel's default
+                         batch_size=self.w_batch.value or None,     # 0: the kernel's default
+                         workload=workload, dst=workloads.default_dst(workload, None), access=self.w_access.value)
 
     def run(self) -> store.Run:
         """The Run button: one run with the controls' values; results appended and shown."""
@@ -222,7 +247,7 @@ class Panel:
     # results -----------------------------------------------------------------------
     def row_keys(self) -> list[str]:
         df = self.results
-        keys = ["migrator"]
+        keys = [c for c in ("workload", "access") if c in df.columns and df[c].nunique() > 1] + ["migrator"]
         for col in ("threads", "channels", "batch_size"):
             if col in df.columns and df[col].notna().any():
                 keys.append(col)
@@ -235,14 +260,17 @@ class Panel:
             return
         keys = self.row_keys()
         df = df.copy()
-        for col in keys[1:]:
+        for col in keys[keys.index("migrator") + 1:]:
             df[col] = df[col].map(lambda v: "-" if pd.isna(v) else str(int(v)))
-        title = "move_pages() throughput, GB/s (mean±std)"
+        title = workload_view.workload_title(df)
         if clocks.frame_note(df):
             title += f" [{clocks.frame_note(df)}]"
         text = stats.series_table(df, rows=keys, title=title)
         ok = int(df["verified"].fillna(False).astype(bool).sum()) if "verified" in df.columns else 0
         text += f"\nverified: {ok}/{len(df)} trials byte-exact"
+        lines = workload_view.workload_lines(df)
+        if lines:
+            text += "\n" + "\n".join(lines)
         self.table.value = f"<pre>{html.escape(text)}</pre>"
         self.update_amdahl()
 

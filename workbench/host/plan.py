@@ -4,8 +4,9 @@ then expanded into trials."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 
+from ..agent import workloads
 from ..agent.migrators.mm_migration import TEST_DMA_ENGINE
 from ..agent.thp import describe_sizes
 from ..errors import WorkbenchError
@@ -55,16 +56,29 @@ def with_defaults(params: RunParams, target_kind: str) -> RunParams:
     return params
 
 
+def same_params(old: dict | None, new: dict) -> bool:
+    """Whether a stored run's parameters are ``new``: knobs added since the run was made
+    count as equal when ``new`` has them at their defaults (so older runs resume)."""
+    if old is None:
+        return False
+    defaults = {f.name: f.default for f in fields(RunParams) if f.default is not MISSING}
+    return all(old[k] == v if k in old else v == defaults.get(k, object()) for k, v in new.items())
+
+
 def validate(params: RunParams, facts: dict, target_kind: str) -> None:
     """Raise a one-line WorkbenchError for the first thing the target cannot do."""
     params.check()
+    workload = workloads.get(params.workload)
     where = facts.get("target", target_kind)
     nodes = facts["numa"]["memory_nodes"]
-    if len(nodes) < 2:
+    if len(nodes) < 2 and workload.needs_two_nodes:
         hint = "; use --target vm for a VM with two nodes" if target_kind == "local" else ""
         raise WorkbenchError(f"target {where} has {len(nodes)} NUMA node with memory "
-                             f"(node {', '.join(map(str, nodes))}); move_pages needs two{hint}")
+                             f"(node {', '.join(map(str, nodes))}); {workload.title} needs two{hint}")
+    workloads.check_against_facts(params, {"target": where, **facts})
     for role, node in (("source", params.src), ("destination", params.dst)):
+        if node is None:
+            continue
         if node not in nodes:
             raise WorkbenchError(f"{role} node {node} does not exist on {where}; "
                                  f"nodes with memory: {', '.join(map(str, nodes))}")
@@ -81,6 +95,8 @@ def validate(params: RunParams, facts: dict, target_kind: str) -> None:
                       facts.get("knobs") or {}, facts.get("interface"), facts.get("kernel_release"))
     by_node = {n["node"]: n.get("mem_total_kb") for n in facts["numa"]["nodes"]}
     for node in (params.src, params.dst):
+        if node is None:
+            continue
         kb = by_node.get(node)
         if kb and params.total_size > kb * 1024 * 0.7:
             raise WorkbenchError(f"size {format_size(params.total_size)} does not fit node {node} "

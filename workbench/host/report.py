@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import amdahl, clocks, notebooks, reference, stats, store
+from . import amdahl, clocks, notebooks, reference, stats, store, workload_view
 from .. import paths
 from ..errors import WorkbenchError
 from ..targets.base import clock_of
@@ -47,7 +47,7 @@ def load(run_ids=None, root=None) -> pd.DataFrame:
 
 
 def prepare(df: pd.DataFrame) -> pd.DataFrame:
-    df = df.copy()
+    df = workload_view.with_workload(df)
     for col in ("threads", "channels", "batch_size", "total_bytes"):
         if col not in df.columns:
             df[col] = np.nan
@@ -82,9 +82,9 @@ def text_tables(df: pd.DataFrame, value: str = "gbps") -> str:
     """One seed-layout table per setup (target, kernel, accelerator), ready to paste."""
     df = df if WORKERS in df.columns else prepare(df)
     out = []
-    for setup, g in df.groupby("setup", sort=False):
+    for (setup, workload, access), g in df.groupby(["setup", "workload", "access"], sort=False):
         g = ordered(g)
-        title = f"move_pages() throughput, GB/s (mean±std) — {setup}"
+        title = f"{workload_view.title(workload, g['reason'].iloc[0], access)} — {setup}"
         if clocks.frame_note(g):
             title += f" [{clocks.frame_note(g)}]"
         table = stats.series_table(g, rows=row_keys(g), value=value, title=title)
@@ -120,6 +120,14 @@ def summary_line(df: pd.DataFrame) -> str:
                      "the kernel logged an oops, BUG or WARN during " + ("them" if left_out != 1 else "it"))
     return (f"**{df['run_id'].nunique()} runs, {len(df)} trials**: " + "; ".join(sorted(df["setup"].unique()))
             + "".join(f"  \n**{n[0].upper() + n[1:]}.**" for n in notes))
+
+
+def workload_panels(df: pd.DataFrame) -> str:
+    """Per workload: what the kernel reported for its migration reason (trace calls,
+    pages succeeded and failed, time from start to end event, the series' per-reason
+    counters, other reasons seen meanwhile) and what tracing cost, as a plain table."""
+    df = df if "workload" in df.columns else workload_view.with_workload(df)
+    return workload_view.text_table(df)
 
 
 def figure(fn, df: pd.DataFrame):
@@ -172,19 +180,24 @@ def _title(base, g):
 
 
 def fig_throughput(df: pd.DataFrame):
-    """Throughput against folio size, one line per migrator (x threads/channels)."""
+    """Throughput against folio size, one line per migrator (x threads/channels); one
+    panel per setup and workload (its migration reason in the title)."""
     sns = _sns()
     import matplotlib.pyplot as plt
     df = stats.clean(df)[0]
-    d = df.assign(config=df["migrator"] + np.where(df[WORKERS] != "-", " x" + df[WORKERS], ""))
-    setups = list(d["setup"].unique())
-    fig, axes = plt.subplots(1, len(setups), figsize=(6.5 * len(setups), 4), squeeze=False)
-    for ax, setup in zip(axes[0], setups):
-        g = d[d["setup"] == setup]
+    df = df if "workload" in df.columns else workload_view.with_workload(df)
+    d = df.assign(config=df["migrator"] + np.where(df[WORKERS] != "-", " x" + df[WORKERS], "")
+                  + np.where(df["access"] != "none", ", " + df["access"] + " access", ""))
+    panels = list(dict.fromkeys(zip(d["setup"], d["workload"])))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4), squeeze=False)
+    for ax, (setup, workload) in zip(axes[0], panels):
+        g = d[(d["setup"] == setup) & (d["workload"] == workload)]
         order = _folio_order(g)
         sns.pointplot(data=g, x="folio", y="gbps", hue="config", order=order, errorbar="sd", capsize=0.1,
                       dodge=0.2 if g["config"].nunique() > 1 else False, ax=ax)
-        ax.set(xlabel="folio size", ylabel="GB/s", title=_title(setup, g))
+        name = setup if len(panels) == 1 or d["workload"].nunique() == 1 else \
+            f"{workload_view.TITLES.get(workload, workload)} (reason {g['reason'].iloc[0]})\n{setup}"
+        ax.set(xlabel="folio size", ylabel="GB/s", title=_title(name, g))
     fig.tight_layout()
     return fig
 
@@ -347,10 +360,13 @@ def tabs(df: pd.DataFrame):
         return W.Textarea(value=text, layout=W.Layout(width=f"{width + 4}ch", height=f"{1.3 * len(lines) + 1.5}em"))
           
     children, titles = [], []
-    for setup, g in df.groupby("setup", sort=False):
-        children.append(box(text_tables(g)))
-        titles.append(f"{g['kernel_release'].iloc[0]} ({g['accelerator'].iloc[0]})"
-                      if {"kernel_release", "accelerator"} <= set(g.columns) else setup[:40])
+    df = df if "workload" in df.columns else workload_view.with_workload(df)
+    several = df["workload"].nunique() > 1
+    for (setup, workload), g in df.groupby(["setup", "workload"], sort=False):
+        children.append(box(text_tables(g) + "\n\n" + "\n".join(workload_view.workload_lines(g))))
+        where = (f"{g['kernel_release'].iloc[0]} ({g['accelerator'].iloc[0]})"
+                 if {"kernel_release", "accelerator"} <= set(g.columns) else setup[:40])
+        titles.append(f"{workload}: {where}" if several else where)
     children.append(box(reference_table()))
     titles.append("RFC V3 (other hardware)")
     tab = W.Tab(children=children)

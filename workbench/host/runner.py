@@ -122,13 +122,14 @@ def run(target: Target, params: plan.RunParams, root=None, resume: str | None = 
     _check_max_reboots(max_reboots)
     _check_timeout(trial_timeout)
     chaos = chaos if chaos is not None else Chaos.from_env()
+    target.prepare(params)
     facts = target.facts()
     params = plan.with_defaults(params, target.kind)
     plan.validate(params, facts, target.kind)
     trials = plan.expand(params)
     if resume:
         the_run = store.open_run(resume, root)
-        if the_run.manifest.get("params") != params.to_dict():
+        if not plan.same_params(the_run.manifest.get("params"), params.to_dict()):
             raise WorkbenchError(f"run {resume!r} was made with other parameters "
                                  f"({the_run.manifest.get('params')}); resume it with the same ones")
         the_run.update_manifest(given_up={}, finished=None)  # a resumed run tries them again

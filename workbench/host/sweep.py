@@ -16,12 +16,14 @@ A grid file (YAML)::
       - {name: baseline, migrators: [kernel]}
       - {name: mtcopy, migrators: [mtcopy], threads: [1, 2], batch_sizes: [512, 4096]}
 
-Within one configuration the notebook runs every migrator x workers x batch size
-combination as one stored run (``threads`` are mtcopy's threads and dcbm's channels,
+Within one configuration the notebook runs every workload x migrator x workers x batch
+size combination as one stored run (``threads`` are mtcopy's threads and dcbm's channels,
 unless ``channels`` is given); folio sizes and repeats are inside each run.
 ``max_reboots`` and ``trial_timeout`` (optional) are the runner's: a VM that dies or a
 trial that hangs is recorded as a fault, the VM rebooted and the run carried on; a
 configuration of trials that faults ``max_reboots`` times in a row is given up.
+``workloads: [move-pages, mbind, demotion]`` (default: move-pages only) chooses how the
+pages migrate, ``access: write`` adds checked writers to each.
 
 A grid may name several targets, each with options of its own; every configuration then
 runs on every target, and each VM target is a VM of its own name::
@@ -61,17 +63,22 @@ from tqdm.auto import tqdm
 from .. import paths
 from . import distributed, notebooks, runner
 from ..errors import WorkbenchError
-from ..protocol import worker_fields, worker_knob
+from ..agent import workloads as registry
+from ..protocol import ACCESS_MODES, worker_fields, worker_knob
 from .plan import RunParams
 from ..units import parse_size, parse_size_list
 
 NOTEBOOK = paths.REPO / "notebooks" / "03-sweep.ipynb"
 KNOWN = {"name", "target", "target_options", "kernel", "vm_name", "accel", "folio_sizes", "migrators", "threads", "channels", "batch_sizes",
-         "total_size", "repeats", "src", "dst", "seed", "imports", "max_reboots", "trial_timeout"}
+         "total_size", "repeats", "src", "dst", "seed", "imports", "workloads", "access", "max_reboots",
+         "trial_timeout"}
 DEFAULTS = {"target": "vm", "target_options": {}, "kernel": None, "vm_name": None, "accel": None, "folio_sizes": ["4K", "2M"],
             "migrators": ["kernel"], "threads": [None], "channels": None, "batch_sizes": [None],
-            "total_size": "16M", "repeats": 3, "src": 0, "dst": 1, "seed": 1, "imports": [],
-            "max_reboots": runner.MAX_REBOOTS, "trial_timeout": None}
+            "total_size": "16M", "repeats": 3, "src": 0, "dst": None, "seed": 1, "imports": [],
+            "workloads": ["move-pages"], "access": "none", "max_reboots": runner.MAX_REBOOTS, "trial_timeout": None}
+#: keys added after sweeps were first run: at these values a configuration hashes as it
+#: did before they existed, so a finished configuration is not run again
+LATER_DEFAULTS = {"workloads": ["move-pages"], "access": "none"}
 
 
 # -- the grid file -------------------------------------------------------------------
@@ -171,8 +178,12 @@ def normalise(cfg: dict) -> dict:
     parse_size_list(out["folio_sizes"], "folio size")
     parse_size(str(cfg["total_size"]), "total size")
     out["total_size"] = str(cfg["total_size"])
-    for key in ("migrators", "threads", "batch_sizes", "imports"):
+    for key in ("migrators", "threads", "batch_sizes", "imports", "workloads"):
         out[key] = _listify(cfg[key])
+    for w in out["workloads"]:
+        registry.get(w)  # an unknown name is refused here, before anything runs
+    if out["access"] not in ACCESS_MODES:
+        raise WorkbenchError(f"access {out['access']!r} is not known; allowed: {', '.join(ACCESS_MODES)}")
     out["channels"] = None if cfg.get("channels") is None else _listify(cfg["channels"])
     out["repeats"] = int(cfg["repeats"])
     out["target_options"] = dict(cfg.get("target_options") or {})
@@ -186,9 +197,14 @@ HANDLING = ("max_reboots", "trial_timeout")
 
 
 def config_hash(cfg: dict) -> str:
-    cfg = {k: v for k, v in cfg.items() if k not in HANDLING}
+    def measured(c: dict) -> dict:
+        c = {k: v for k, v in c.items() if k not in HANDLING and not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])}
+        if c.get("dst", 1) is None and all(registry.get(w).needs_dst for w in c.get("workloads", ["move-pages"])):
+            c["dst"] = 1       # what no dst means for these workloads, and what grids said before
+        return c
+    cfg = measured(cfg)
     if "configurations" in cfg:
-        cfg["configurations"] = [{k: v for k, v in c.items() if k not in HANDLING} for c in cfg["configurations"]]
+        cfg["configurations"] = [measured(c) for c in cfg["configurations"]]
     return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -208,11 +224,13 @@ def combinations(migrators, threads=(None,), channels=None, batch_sizes=(None,))
 
 
 def run_grid(target, folio_sizes, migrators, threads=(None,), channels=None, batch_sizes=(None,),
-             total_size="16M", repeats=3, src=0, dst=1, seed=1, root=None, label="sweep",
-             progress=True, journal: str | Path | None = None, max_reboots=runner.MAX_REBOOTS,
-             trial_timeout=None) -> list[str]:
-    """Run every combination on ``target``; returns the run ids. A fault (a dead VM, a
-    hung trial) is recorded and carried through by the runner; any other error stops.
+             total_size="16M", repeats=3, src=0, dst=None, seed=1, root=None, label="sweep",
+             progress=True, journal: str | Path | None = None, workloads=("move-pages",),
+             access="none", max_reboots=runner.MAX_REBOOTS, trial_timeout=None) -> list[str]:
+    """Run every workload x combination on ``target``; returns the run ids. A fault (a
+    dead VM, a hung trial) is recorded and carried through by the runner; any other
+    error stops. ``dst`` None: node 1 for workloads that move pages to a named node, the
+    kernel's choice for demotion, none for compaction.
 
     ``journal`` (a JSON file) remembers the run of each combination as it starts: an
     attempt that is repeated (its worker died, the sweep was killed, a configuration
@@ -220,23 +238,27 @@ def run_grid(target, folio_sizes, migrators, threads=(None,), channels=None, bat
     ids = []
     journal = Path(journal) if journal else None
     started = json.loads(journal.read_text()) if journal and journal.exists() else {}
-    for combo in combinations(migrators, threads, channels, batch_sizes):
-        params = RunParams(folio_sizes=parse_size_list(folio_sizes, "folio size"),
-                           total_size=parse_size(str(total_size), "total size"), src=src, dst=dst,
-                           repeats=int(repeats), seed=seed, **combo)
-        tag = "-".join(str(v) for v in (combo["migrator"], combo["threads"] and f"t{combo['threads']}",
-                                         combo["channels"] and f"c{combo['channels']}",
-                                         combo["batch_size"] and f"b{combo['batch_size']}") if v)
-        name = f"{label}-{tag}"
-        reliability = {"max_reboots": max_reboots, "trial_timeout": trial_timeout}
-        if name in started:
-            run = runner.run(target, params, root=root, resume=started[name], label=name, progress=progress,
-                             **reliability)
-        else:
-            run = runner.run(target, params, root=root, label=name, progress=progress,
-                             on_start=lambda run_id, name=name: _journal(journal, started, name, run_id),
-                             **reliability)
-        ids.append(run.id)
+    for workload in _listify(workloads):
+        for combo in combinations(migrators, threads, channels, batch_sizes):
+            params = RunParams(folio_sizes=parse_size_list(folio_sizes, "folio size"),
+                               total_size=parse_size(str(total_size), "total size"), src=src,
+                               dst=registry.default_dst(workload, dst), repeats=int(repeats), seed=seed,
+                               workload=workload, access=access, **combo)
+            tag = "-".join(str(v) for v in (workload != "move-pages" and workload, combo["migrator"],
+                                             combo["threads"] and f"t{combo['threads']}",
+                                             combo["channels"] and f"c{combo['channels']}",
+                                             combo["batch_size"] and f"b{combo['batch_size']}",
+                                             access != "none" and f"a{access}") if v)
+            name = f"{label}-{tag}"
+            reliability = {"max_reboots": max_reboots, "trial_timeout": trial_timeout}
+            if name in started:
+                run = runner.run(target, params, root=root, resume=started[name], label=name, progress=progress,
+                                 **reliability)
+            else:
+                run = runner.run(target, params, root=root, label=name, progress=progress,
+                                 on_start=lambda run_id, name=name: _journal(journal, started, name, run_id),
+                                 **reliability)
+            ids.append(run.id)
     return ids
 
 

@@ -48,6 +48,10 @@ class Target:
         """'wall' (real time) or 'icount' (a VM whose clock counts executed instructions)."""
         return clock_of(self.accelerator())
 
+    def prepare(self, params) -> None:
+        """Make the target fit a run before it is reached (a VM not booted yet gets the
+        topology the run's workload needs); nothing for a machine that is what it is."""
+
     def run_plan(self, plan: dict) -> Iterator[dict]:
         """Send a plan to the agent and yield its events as they arrive (raw: error events
         are yielded too). Each target implements this; callers use :meth:`stream` or :meth:`ask`."""

@@ -82,12 +82,49 @@ def kvm_usable(fs=None) -> tuple[bool, str]:
 
 #: two nodes of 1536M with one CPU each: the layout the series' benchmark needs, small
 DEFAULT_NODES = (("1536M", "0"), ("1536M", "1"))
+#: what a workload that needs a lower memory tier (demotion) boots when nothing else was
+#: asked for: the default nodes and a CPU-less one, which HMAT makes a lower tier
+TIERED_NODES = DEFAULT_NODES + (("768M", ""),)
 ACCELERATORS = ("auto", "kvm", "tcg", "icount")
 #: QEMU options of the instruction-counted clock: single-threaded TCG, the guest's clock
 #: advancing one nanosecond per executed guest instruction (shift=0), and no real-time
 #: sleeping when every vCPU is idle (sleep=off: the clock jumps to the next timer), so
 #: guest time is a function of the instructions executed, the same on every run
 ICOUNT_QEMU_OPTS = "-accel tcg,thread=single -icount shift=0,sleep=off"
+
+
+#: ACPI HMAT figures QEMU gives the guest when a node has no CPUs (``-machine hmat=on``):
+#: memory nodes with CPUs are DRAM (100 ns, 20 GB/s from their own CPUs; 150 ns, 15 GB/s
+#: from the others), a CPU-less node is slower memory behind a link, like CXL (250 ns,
+#: 8 GB/s from its initiator; 300 ns, 6 GB/s from the others). Linux computes each node's
+#: abstract distance from these (drivers/acpi/numa/hmat.c, hmat_calculate_adistance(),
+#: since v6.7: "acpi, hmat: calculate abstract distance with HMAT") and puts the CPU-less
+#: node in a lower memory tier, so
+#: reclaim demotes to it; without HMAT, 6.12 puts a CPU-less node in the DRAM tier.
+HMAT_DRAM = {"local": (100, "20G"), "remote": (150, "15G")}
+HMAT_SLOW = {"local": (250, "8G"), "remote": (300, "6G")}
+
+
+def hmat_options(nodes: list, distances: list) -> tuple[dict, list]:
+    """({cpu-less node: its initiator node}, QEMU options) describing every CPU-less node of
+    ``nodes`` as a lower memory tier; ({}, []) when every node has CPUs. The initiator of
+    a CPU-less node is the CPU node nearest to it (``distances``; default the first)."""
+    cpu_nodes = [i for i, (_, cpus) in enumerate(nodes) if cpus]
+    slow = [i for i, (_, cpus) in enumerate(nodes) if not cpus]
+    if not slow or not cpu_nodes:
+        return {}, []
+    dist = {(min(s, d), max(s, d)): v for s, d, v in distances or ()}
+    initiator = {n: min(cpu_nodes, key=lambda c: (dist.get((min(c, n), max(c, n)), 20), c)) for n in slow}
+    opts = ["-machine hmat=on"]
+    for i in cpu_nodes:
+        for t in range(len(nodes)):
+            table = HMAT_SLOW if t in initiator else HMAT_DRAM
+            latency, bandwidth = table["local" if i == initiator.get(t, t) else "remote"]
+            opts += [f"-numa hmat-lb,initiator={i},target={t},hierarchy=memory,data-type=access-latency,"
+                     f"latency={latency}",
+                     f"-numa hmat-lb,initiator={i},target={t},hierarchy=memory,data-type=access-bandwidth,"
+                     f"bandwidth={bandwidth}"]
+    return initiator, opts
 
 
 def parse_nodes(text: str) -> list:
@@ -128,6 +165,9 @@ class VMConfig:
     accel: str | None = None
     name: str = "default"
     boot_timeout: float = 900.0
+    #: describe CPU-less nodes as a lower memory tier through ACPI HMAT (see hmat_options);
+    #: None: yes whenever a node has no CPUs
+    hmat: bool | None = None
 
     def resolved(self) -> "VMConfig":
         """This config with every field that was not asked for at its default."""
@@ -302,11 +342,15 @@ class VM:
         accel = config.accelerator()
         if accel in ("tcg", "icount"):
             cmd.append("--disable-kvm")
-        for mem, cpus in config.nodes:
-            cmd += ["--numa", f"{format_size(parse_size(mem))}" + (f",cpus={cpus}" if cpus else "")]
+        initiators, hmat = hmat_options(config.nodes, config.all_distances()) if config.hmat is not False else ({}, [])
+        for i, (mem, cpus) in enumerate(config.nodes):
+            # vng passes what follows the size on to QEMU's -numa node (a CPU-less node needs
+            # its initiator once HMAT is on)
+            cmd += ["--numa", f"{format_size(parse_size(mem))}" + (f",cpus={cpus}" if cpus else "")
+                    + (f",initiator={initiators[i]}" if i in initiators else "")]
         for src, dst, val in config.all_distances():
             cmd += ["--numa-distance", f"{src},{dst}={val}"]
-        qemu_opts = []
+        qemu_opts = list(hmat)
         sockets = config.sockets()
         if sockets > 1:
             qemu_opts.append(f"-smp {config.ncpus},sockets={sockets},cores={config.ncpus // sockets},threads=1")

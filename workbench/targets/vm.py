@@ -7,7 +7,7 @@ from dataclasses import fields
 from ..errors import WorkbenchError
 from . import register
 from .base import Target
-from .qemu import VM, VMConfig, parse_distances, parse_nodes
+from .qemu import TIERED_NODES, VM, VMConfig, parse_distances, parse_nodes
 
 
 @register("vm")
@@ -74,6 +74,20 @@ class VMTarget(Target):
         if fault != "kill_qemu":
             super().inject(fault)
         self.vm.kill_qemu()
+
+    def prepare(self, params) -> None:
+        """A workload that needs a lower memory tier (demotion) gets a VM with one — two
+        DRAM nodes and a CPU-less node HMAT ranks slower — when no VM is up and no
+        nodes were asked for. A VM that is up stays as it is (the run is refused if it
+        lacks what the workload needs, saying what)."""
+        from ..agent import workloads
+        if workloads.get(params.workload).wants_lower_tier and self.config.nodes is None \
+                and not self.vm.running():
+            self.config.nodes = [list(n) for n in TIERED_NODES]
+            if self.notify:
+                self.notify(f"workload {params.workload} needs a lower memory tier: booting VM {self.vm.name!r} "
+                            f"with nodes {','.join(m + (':' + c if c else '') for m, c in TIERED_NODES)} "
+                            "(the CPU-less node is slower memory, through ACPI HMAT)")
 
     def accelerator(self):
         st = self.vm.state()

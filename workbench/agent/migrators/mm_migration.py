@@ -123,6 +123,17 @@ class MmMigrationInterface(MigrationControl):
                 out[f"{prefix}.{c}"] = self.fs.read_int(path)
         return out
 
+    def reason_layout(self) -> str | None:
+        """Where this kernel keeps per-reason counters — series v2 (kernel/patches 0006,
+        "count per migrator and migration reason"): ``stats/<migrator>/<reason>/<counter>``,
+        which :meth:`counters` reads as ``<migrator>.<reason>.<counter>`` — or None (series
+        v1 has none). A kernel with another layout gets its reader here and in counters()."""
+        base = f"{ROOT}/stats"
+        if self.fs.isdir(base) and any(self.fs.isdir(f"{base}/{mig}/{reason}")
+                                       for mig in self.fs.listdir(base) for reason in REASONS):
+            return "stats/<migrator>/<reason>/<counter>"
+        return None
+
     def copy_share(self, delta, migrator):
         """F of the migrator's copy: copy_ns / batch_ns (the per-folio CPU fallback copies
         are apart, in fallback_ns: see :meth:`copy_share_all`)."""
@@ -134,3 +145,13 @@ class MmMigrationInterface(MigrationControl):
         batch = delta.get(f"{migrator}.batch_ns", 0)
         return (delta.get(f"{migrator}.copy_ns", 0) + delta.get(f"{migrator}.fallback_ns", 0)) / batch \
             if batch > 0 else None
+
+
+def reason_delta(delta: dict[str, int], reason: str) -> dict[str, int]:
+    """{'<migrator>.<counter>': n} of one reason out of a counters() delta."""
+    out = {}
+    for key, value in delta.items():
+        parts = key.split(".")
+        if len(parts) == 3 and parts[1] == reason:
+            out[f"{parts[0]}.{parts[2]}"] = value
+    return out

@@ -1,0 +1,337 @@
+"""Integration: every way pages migrate, in QEMU guests, verified byte by byte.
+
+Stock Debian 6.12 on two nodes (``vm_target``) and on three, the third CPU-less and a
+lower memory tier through ACPI HMAT (``tiered_vm``); the kernel series (``patched``,
+``patched_tiered_vm``) for mtcopy, dcbm, the ``reasons`` file and per-reason counters —
+those skip (or, under WORKBENCH_REQUIRE_VM=1, fail) until the patched kernel is built.
+The kernel log is scanned after every test: a WARN, BUG or oops fails it. Sizes are
+small and no timing is asserted (TCG).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from workbench.errors import WorkbenchError
+from workbench.host import runner
+from workbench.host.plan import RunParams
+from workbench.protocol import PAGE, TrialSpec
+
+pytestmark = pytest.mark.vm
+SIZE = 8 << 20
+PAGES = SIZE // PAGE
+MOVERS = ("move-pages", "migrate-pages", "mbind")
+#: compaction fragments a node with three free folios beside each of the region's: 32M
+#: of pages among 96M of holes give a node of a VM work to do
+COMPACT_SIZE = 32 << 20
+MM = "/sys/kernel/mm/migration"
+
+
+class KernelLog:
+    """WARN/BUG/oops lines the guest's kernel printed during a test. The serial console
+    reaches vng's stderr, so both of the VM's logs are scanned."""
+
+    def __init__(self, target):
+        self.vm = target.vm
+        self.offsets = {p: self._size(p) for p in (self.vm.console, self.vm.qemu_log)}
+
+    @staticmethod
+    def _size(path):
+        try:
+            return path.stat().st_size
+        except OSError:
+            return 0
+
+    def problems(self):
+        from workbench.targets.qemu import CONSOLE_PROBLEMS
+        out = []
+        for path, offset in self.offsets.items():
+            try:
+                text = path.read_bytes()[offset:].decode(errors="replace")
+            except OSError:
+                continue
+            out += [ln for ln in text.splitlines() if any(p in ln for p in CONSOLE_PROBLEMS)]
+        return out
+
+
+@pytest.fixture
+def stock(vm_target):
+    log = KernelLog(vm_target)
+    yield vm_target
+    assert not log.problems(), "kernel log:\n" + "\n".join(log.problems()[:20])
+
+
+@pytest.fixture
+def tiered(tiered_vm):
+    log = KernelLog(tiered_vm)
+    yield tiered_vm
+    assert not log.problems(), "kernel log:\n" + "\n".join(log.problems()[:20])
+
+
+@pytest.fixture
+def patched_log(patched):
+    log = KernelLog(patched)
+    yield patched
+    assert not log.problems(), "kernel log:\n" + "\n".join(log.problems()[:20])
+
+
+@pytest.fixture
+def patched_tiered(patched_tiered_vm):
+    log = KernelLog(patched_tiered_vm)
+    yield patched_tiered_vm
+    assert not log.problems(), "kernel log:\n" + "\n".join(log.problems()[:20])
+
+
+def trial(target, **kw):
+    kw.setdefault("total_size", SIZE)
+    kw.setdefault("folio_size", 4096)
+    from workbench.agent import workloads
+    kw.setdefault("dst", workloads.default_dst(kw.get("workload", "move-pages"), None))
+    records = []
+    for event in target.run_plan({"op": "trials", "trials": [TrialSpec(**kw).to_dict()]}):
+        assert event["type"] != "error", event
+        if event["type"] == "record":
+            records.append(event["record"])
+    (r,) = records
+    assert not r.get("restore_problems"), r["restore_problems"]
+    return r
+
+
+def sysfs(target, reads):
+    for event in target.run_plan({"op": "sysfs", "reads": reads}):
+        assert event["type"] != "error", event
+        if event["type"] == "sysfs":
+            return event["results"]["reads"]
+
+
+def assert_moved_by_reason(r, reason=None):
+    """The migration ran under the workload's reason: the trace saw it, the counters moved."""
+    reason = reason or r["reason"]
+    assert not r.get("trace_error")
+    assert r[f"trace_{reason}_calls"] >= 1, r.get("trace_reasons")
+    assert r[f"trace_{reason}_succeeded"] >= r["pages_moved"]        # base pages, THPs included
+    assert r[f"trace_{reason}_failed"] == 0 or reason == "compaction"
+    assert r["trace_event_ns"] is not None and r["trace_overhead_share"] is not None   # its cost is stated,
+    assert r["trace_overhead_bound_share"] >= r["trace_overhead_share"]               # a bound where noise rules
+    assert r["trace_clock"] in ("mono", "global")      # one clock for every CPU: durations across CPUs hold
+
+
+# -- stock 6.12, two nodes ------------------------------------------------------------------
+
+def test_the_target_says_which_workloads_it_can_run(stock):
+    facts = stock.facts()
+    w = facts["workloads"]
+    assert [n for n, v in w.items() if v["ok"]] == ["move-pages", "migrate-pages", "mbind", "numa-balancing",
+                                                      "compaction", "proactive-compaction"]
+    assert w["demotion"]["missing"].startswith("no lower memory tier: every node with memory is in one tier")
+    assert facts["trace_missing"] is None
+
+
+@pytest.mark.parametrize("folio", [4096, 2 << 20], ids=["4K", "2M"])
+@pytest.mark.parametrize("workload", MOVERS)
+def test_every_mover_moves_every_page_byte_exact_under_its_reason(stock, workload, folio):
+    r = trial(stock, workload=workload, folio_size=folio)
+    assert r["verified"] and r["verify_bad_pages"] == 0
+    assert r["pages_placed"] == PAGES and r["page_nodes"] == f"1:{PAGES}" and r["on_src_before_share"] == 1.0
+    assert r["folio_match_share"] == 1.0
+    assert r["vmstat_pgmigrate_success"] >= PAGES
+    if folio == 2 << 20:
+        assert r["vmstat_thp_migration_success"] >= SIZE // folio
+    assert_moved_by_reason(r)
+    assert r["reason"] == {"mbind": "mempolicy_mbind"}.get(workload, "syscall")
+
+
+def test_migrate_pages_moves_the_process_without_the_agent(stock):
+    r = trial(stock, workload="migrate-pages")
+    assert r["migrate_flags"] == "MPOL_MF_MOVE" and r["holder_pid"]
+    # the holder's own pages move with it, not the agent's (shared copy-on-write) memory
+    assert PAGES <= r["trace_syscall_succeeded"] < PAGES + 2048
+
+
+def test_numa_balancing_moves_the_pages_to_the_task(stock):
+    r = trial(stock, workload="numa-balancing", wait_seconds=300)
+    assert r["verified"] and r["verify_bad_pages"] == 0 and r["touch"] == "read"
+    assert r["balance_all_moved"] and r["pages_placed"] == PAGES, r["balance_timeline"]
+    assert r["vmstat_numa_pages_migrated"] >= PAGES and r["vmstat_numa_hint_faults"] > 0
+    assert_moved_by_reason(r, "numa_misplaced")
+    assert r["balance_timeline"]
+
+
+def test_compaction_compacts_a_fragmented_node_and_leaves_every_page_on_it(stock):
+    r = trial(stock, workload="compaction", src=1, total_size=COMPACT_SIZE)
+    assert r["verified"] and r["verify_bad_pages"] == 0
+    assert r["pages_placed"] == COMPACT_SIZE // PAGE and r["expect_node"] == 1   # pages stay on their node
+    assert r["vmstat_compact_migrate_scanned"] > 0 and r["vmstat_compact_isolated"] > 0
+    assert r["trace_compaction_calls"] >= 1 and r["trace_compaction_succeeded"] > 0
+    assert r["region_zone_position"] is not None and r["pages_moved"] is not None
+
+
+def test_proactive_compaction_is_done_by_kcompactd(stock):
+    """Three 4K holes beside each page of 128M fragment node 1 past kcompactd's threshold
+    (a score of 15 with proactiveness 100); kcompactd then compacts it by itself."""
+    r = trial(stock, workload="proactive-compaction", src=1, total_size=128 << 20, wait_seconds=120)
+    assert r["frag_score_before"] > 15, r["frag_score_before"]
+    assert r["verified"] and r["pages_placed"] == (128 << 20) // PAGE and r["proactive_started"]
+    assert r["vmstat_compact_daemon_migrate_scanned"] > 0
+    assert r["trace_compaction_calls"] >= 1 and r["trace_compaction_succeeded"] > 0
+
+
+@pytest.mark.parametrize("workload", ["move-pages", "migrate-pages"])
+@pytest.mark.parametrize("mode", ["write", "read"])
+def test_concurrent_access_during_the_migration_loses_nothing(stock, workload, mode):
+    r = trial(stock, workload=workload, access=mode, access_threads=2)
+    assert r["verified"] and r["verify_bad_pages"] == 0 and r["pages_placed"] == PAGES
+    assert r["access"] == mode and r["access_threads"] == 2 and r["access_passes"] >= 2
+    assert r["access_bad_pages"] == 0 and r["access_error"] is None
+    if mode == "write":
+        gens = [int(g) for g in r["access_generations"].split(",")]
+        assert min(gens) >= 1, "every writer stamped at least one generation"
+
+
+@pytest.mark.parametrize("workload", ["move-pages", "migrate-pages"])
+def test_a_verifier_fed_a_stale_expectation_fails(stock, workload):
+    """The check can fail: against the generation before the writers' last, every page
+    is wrong, and the first is located."""
+    r = trial(stock, workload=workload, access="write", access_threads=2, inject_stale=True)
+    assert not r["verified"] and r["access_bad_pages"] == 0          # the migration itself was fine
+    assert r["verify_bad_pages"] == PAGES and (r["verify_first_bad_page"], r["verify_first_bad_offset"]) == (0, 0)
+
+
+def test_corruption_in_the_holder_is_reported_with_page_and_offset(stock):
+    r = trial(stock, workload="migrate-pages", inject_corruption={"page": 1500, "offset": 777})
+    assert not r["verified"] and r["pages_placed"] == PAGES
+    assert (r["verify_bad_pages"], r["verify_first_bad_page"], r["verify_first_bad_offset"]) == (1, 1500, 777)
+
+
+def test_a_workload_the_target_cannot_run_is_refused_in_one_line(stock, tmp_path):
+    with pytest.raises(WorkbenchError) as e:
+        runner.run(stock, RunParams(folio_sizes=[4096], total_size=SIZE, workload="demotion", dst=None),
+                   root=tmp_path, progress=False)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"workload 'demotion' cannot run on {stock.label}")
+    assert "no lower memory tier" in msg
+    assert not list(tmp_path.iterdir()), "nothing ran, nothing was stored"
+    # the agent refuses too, when reached without the host's checks
+    events = list(stock.run_plan({"op": "trials", "trials": [TrialSpec(
+        total_size=SIZE, folio_size=4096, workload="demotion", dst=None).to_dict()]}))
+    (err,) = [e for e in events if e["type"] == "error"]
+    assert "\n" not in err["message"] and "cannot run on this kernel: no lower memory tier" in err["message"]
+
+
+def test_every_knob_and_object_a_workload_touches_is_put_back(stock):
+    reads = ["/proc/sys/kernel/numa_balancing", "/sys/kernel/debug/sched/numa_balancing/scan_delay_ms",
+             "/sys/kernel/debug/sched/numa_balancing/scan_period_min_ms", "/sys/kernel/mm/numa/demotion_enabled",
+             "/sys/fs/cgroup/cgroup.subtree_control", "/sys/kernel/mm/transparent_hugepage/enabled"]
+    before = sysfs(stock, reads)
+    trial(stock, workload="numa-balancing", wait_seconds=300)
+    trial(stock, workload="compaction", access="write")
+    assert sysfs(stock, reads) == before
+    snap = next(e for e in stock.run_plan({"op": "snapshot", "roots": ["/sys/kernel/tracing/instances"]})
+                if e["type"] == "snapshot")
+    assert not any("workbench-" in p for p in snap["snapshot"]["files"]), "a tracing instance was left behind"
+
+
+# -- stock 6.12 with a lower memory tier ---------------------------------------------------------
+
+def test_the_cpu_less_node_is_a_lower_tier(tiered):
+    facts = tiered.facts()
+    assert facts["numa"]["memory_nodes"] == [0, 1, 2]
+    tiers = {int(k): v for k, v in facts["memory_tiers"].items()}
+    assert len(tiers) == 2 and tiers[max(tiers)] == [2] and tiers[min(tiers)] == [0, 1]
+    assert facts["workloads"]["demotion"]["ok"], facts["workloads"]["demotion"]
+
+
+@pytest.mark.parametrize("folio", [4096, 2 << 20], ids=["4K", "2M"])
+def test_demotion_moves_every_page_to_the_lower_tier_and_promotion_brings_them_back(tiered, folio):
+    r = trial(tiered, workload="demotion", folio_size=folio, wait_seconds=300)
+    assert r["verified"] and r["verify_bad_pages"] == 0
+    assert r["dst"] == 2 and r["pages_placed"] == PAGES, r["page_nodes"]
+    assert r["vmstat_pgdemote_direct"] + r["vmstat_pgdemote_kswapd"] >= PAGES
+    assert_moved_by_reason(r, "demotion")
+    assert r["reclaim_writes"] >= 1
+    # promotion, where the kernel has NUMA balancing's tiering mode (6.12 does)
+    assert r["promotion"].startswith("numa_balancing=2")
+    assert r["promote_vmstat_pgpromote_success"] > 0 and r["pages_promoted"] > 0, r["promote_timeline"]
+
+
+def test_demotion_with_writers_keeps_every_write(tiered):
+    r = trial(tiered, workload="demotion", access="write", access_threads=2, wait_seconds=60)
+    assert r["verify_bad_pages"] == 0 and r["access_bad_pages"] == 0 and r["verified"]
+
+
+def test_the_other_workloads_run_on_the_tiered_vm_too(tiered):
+    for workload in MOVERS:
+        r = trial(tiered, workload=workload, dst=2)         # to the CPU-less node
+        assert r["verified"] and r["pages_placed"] == PAGES
+
+
+# -- the kernel series (patched kernel) ---------------------------------------------------------
+
+def migrator_kw(migrator):
+    return {"kernel": {}, "mtcopy": {"migrator": "mtcopy", "threads": 1},
+            "dcbm": {"migrator": "dcbm", "channels": 1, "dma_engine": "test_dma_engine"}}[migrator]
+
+
+def assert_series_counted(r, migrator, expect_folios):
+    """The batch path of the chosen migrator copied the workload's folios, for its reason."""
+    if r.get("reason_counters"):
+        assert r["reason_folios"] >= expect_folios, r
+    assert r[f"mig_{migrator}_folios"] >= expect_folios
+    assert r[f"mig_{migrator}_fallbacks"] == 0
+
+
+@pytest.mark.parametrize("migrator", ["mtcopy", "dcbm"])
+@pytest.mark.parametrize("workload", MOVERS + ("numa-balancing",))
+def test_patched_every_workload_with_each_offload_migrator(patched_log, workload, migrator):
+    r = trial(patched_log, workload=workload, wait_seconds=300, **migrator_kw(migrator))
+    assert r["verified"] and r["verify_bad_pages"] == 0 and r["pages_placed"] == PAGES
+    assert_moved_by_reason(r)
+    assert_series_counted(r, migrator, PAGES)
+
+
+@pytest.mark.parametrize("migrator", ["kernel", "mtcopy", "dcbm"])
+def test_patched_compaction_with_each_migrator(patched_log, migrator):
+    r = trial(patched_log, workload="compaction", src=1, total_size=COMPACT_SIZE, **migrator_kw(migrator))
+    assert r["verified"] and r["pages_placed"] == COMPACT_SIZE // PAGE
+    assert r["trace_compaction_succeeded"] > 0, (r["frag_score_before"], r["region_zone_position"])
+    if migrator != "kernel":
+        assert_series_counted(r, migrator, 1)
+
+
+@pytest.mark.parametrize("migrator", ["kernel", "mtcopy", "dcbm"])
+def test_patched_demotion_with_each_migrator(patched_tiered, migrator):
+    r = trial(patched_tiered, workload="demotion", wait_seconds=300, **migrator_kw(migrator))
+    assert r["verified"] and r["pages_placed"] == PAGES
+    assert_moved_by_reason(r, "demotion")
+    if migrator == "mtcopy":
+        # reclaim runs with PF_MEMALLOC: mtcopy declines those batches (kernel/patches 0009)
+        # and the CPU copies their folios one by one — counted, under the demotion reason
+        assert r["reason_folios"] >= PAGES and r["mig_mtcopy_demotion_declined"] >= 1
+        assert r["mig_mtcopy_demotion_fallbacks"] == r["mig_mtcopy_demotion_folios"]
+    elif migrator == "dcbm":
+        assert_series_counted(r, migrator, PAGES)
+
+
+@pytest.mark.parametrize("migrator", ["mtcopy", "dcbm"])
+@pytest.mark.parametrize("workload", ["move-pages", "migrate-pages"])
+def test_patched_concurrent_writers_with_each_migrator(patched_log, workload, migrator):
+    r = trial(patched_log, workload=workload, access="write", access_threads=2, **migrator_kw(migrator))
+    assert r["verified"] and r["access_bad_pages"] == 0 and r["pages_placed"] == PAGES
+    assert_series_counted(r, migrator, PAGES)
+
+
+@pytest.mark.parametrize("workload", MOVERS)
+def test_patched_a_reason_left_out_of_reasons_takes_the_serial_path(patched_log, workload):
+    """``reasons`` without the workload's reason: its migrations are not batched, so the
+    offload migrator copies nothing (the counters show it) — and with it, they are."""
+    from workbench.agent import workloads
+    reason = workloads.get(workload).reason
+    names = sysfs(patched_log, [f"{MM}/reasons"])[f"{MM}/reasons"].replace("[", "").replace("]", "").split()
+    others = ",".join(n for n in names if n != reason)
+    excluded = trial(patched_log, workload=workload, settings={f"{MM}/reasons": others}, **migrator_kw("mtcopy"))
+    assert excluded["verified"] and excluded["pages_placed"] == PAGES
+    assert excluded["mig_mtcopy_folios"] == 0 and excluded.get("reason_folios", 0) == 0
+    assert excluded[f"trace_{reason}_succeeded"] >= PAGES            # the kernel still moved them, serially
+    included = trial(patched_log, workload=workload, settings={f"{MM}/reasons": reason}, **migrator_kw("mtcopy"))
+    assert included["verified"] and included["mig_mtcopy_folios"] >= PAGES
+    assert sysfs(patched_log, [f"{MM}/reasons"])[f"{MM}/reasons"].count("[") == len(names)   # restored: all

@@ -1,0 +1,96 @@
+"""Every way pages migrate, as a registry (like targets and migration interfaces).
+
+A workload prepares memory with the pattern, makes the kernel migrate it by one of the
+kernel's entry points, and fills the trial's record: the verification of every byte,
+the placement of every page, the migration reason, the /proc/vmstat deltas, the series'
+counters (per reason where the kernel has them) and the trace summary. ``--workload``
+names one:
+
+=======================  ===================  ==============================================
+workload                 reason (kernel)      how
+=======================  ===================  ==============================================
+``move-pages``           syscall              move_pages(2) of one region, one call (default)
+``migrate-pages``        syscall              migrate_pages(2) of a separate process, whole
+``mbind``                mempolicy_mbind      mbind(MPOL_BIND, MPOL_MF_MOVE) of a region
+``numa-balancing``       numa_misplaced       the task runs on the other node's CPUs
+``demotion``             demotion             memory.reclaim of a cgroup, to a lower tier
+``compaction``           compaction           a fragmented node compacted
+``proactive-compaction`` compaction           the same, left to kcompactd (proactiveness 100)
+=======================  ===================  ==============================================
+
+:func:`support` says which of them the running kernel can run and, for each it cannot,
+what is missing (one line); the probe reports it, the host refuses before anything
+runs, and the agent checks again when a trial arrives.
+"""
+
+from __future__ import annotations
+
+from ...errors import WorkbenchError
+from ..kernelfs import KernelFS
+from .base import Workload
+
+WORKLOADS: dict[str, type[Workload]] = {}
+DEFAULT = "move-pages"
+
+
+def register(cls: type[Workload]) -> type[Workload]:
+    WORKLOADS[cls.name] = cls
+    return cls
+
+
+def _load():
+    # registration order is the order everything lists them in
+    from . import move_pages  # noqa: F401
+    from . import migrate_pages  # noqa: F401
+    from . import mbind  # noqa: F401
+    from . import numa_balancing  # noqa: F401
+    from . import demotion  # noqa: F401
+    from . import compaction  # noqa: F401  (compaction, then proactive-compaction)
+
+
+def names() -> list[str]:
+    _load()
+    return list(WORKLOADS)
+
+
+def get(name: str) -> Workload:
+    _load()
+    try:
+        return WORKLOADS[name]()
+    except KeyError:
+        raise WorkbenchError(f"workload {name!r} is not known; allowed: {', '.join(WORKLOADS)}") from None
+
+
+def support(fs: KernelFS) -> dict[str, dict]:
+    """{workload: {'ok', 'missing', 'reason', 'brought_by', 'summary'}} on this kernel."""
+    _load()
+    out = {}
+    for name, cls in WORKLOADS.items():
+        w = cls()
+        why = w.missing(fs)
+        out[name] = {"ok": why is None, "missing": why, "reason": w.reason, "brought_by": w.brought_by,
+                     "summary": w.summary}
+    return out
+
+
+def default_dst(name: str, dst: int | None) -> int | None:
+    """The destination node a run asks for: ``dst`` if given, else node 1 for a workload
+    that moves pages to a node the caller names, None where the kernel picks (demotion)
+    or pages stay on their node (compaction)."""
+    if dst is not None:
+        return dst
+    return 1 if get(name).needs_dst else None
+
+
+def check_against_facts(knobs, facts: dict) -> None:
+    """What the host can judge from the target's facts: a workload it cannot run (one
+    line saying what is missing), a destination the workload cannot use."""
+    w = get(knobs.workload)
+    reported = (facts.get("workloads") or {}).get(knobs.workload)
+    if reported is None and w.name != DEFAULT:
+        raise WorkbenchError(f"target {facts.get('target', '?')} did not say whether it can run workload "
+                             f"{w.name!r} (an agent from before workloads); only {DEFAULT} runs there")
+    if reported is not None and not reported["ok"]:
+        raise WorkbenchError(f"workload {w.name!r} cannot run on {facts.get('target', 'this target')} "
+                             f"(kernel {facts.get('kernel_release', '?')}): {reported['missing']}")
+    w.check_facts(knobs, facts)

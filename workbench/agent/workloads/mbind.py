@@ -1,0 +1,51 @@
+"""``mbind``: ``mbind(MPOL_BIND, dst, MPOL_MF_MOVE)`` of a mapped, filled region.
+
+The policy of the range changes to the destination node and the pages already there
+move with it, in one call. Reason MR_MEMPOLICY_MBIND (``mempolicy_mbind``); mbind(2)
+came in v2.6.7, MPOL_MF_MOVE in v2.6.16.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...protocol import PAGE
+from .. import access, pattern
+from ..syscalls import MPOL_BIND, MPOL_MF_MOVE, page_nodes
+from . import register
+from .base import Trial, Workload, counts_of
+
+
+@register
+class MbindWorkload(Workload):
+    name = "mbind"
+    title = "mbind"
+    reason = "mempolicy_mbind"
+    kernel_reason = "MR_MEMPOLICY_MBIND"
+    brought_by = "mbind(2) with MPOL_MF_MOVE, v2.6.16"
+    summary = "mbind(MPOL_BIND, MPOL_MF_MOVE) of a filled region to the destination node"
+
+    def run(self, t: Trial) -> None:
+        spec, record = t.spec, t.record
+        with t.map_region() as region:
+            words = region.words()
+            pattern.fill(words, spec.trial_seed)
+            t.check_folios(region.addr)
+            threads = access.Access(words, spec.trial_seed, spec.access, spec.access_threads)
+            t.start_trace()
+            threads.start()
+            try:
+                call = region.prepared_mbind(MPOL_BIND, [spec.dst], MPOL_MF_MOVE)
+                with t.observe():
+                    _, seconds = t.timed(call)
+            finally:
+                record.update(threads.stop())
+            t.placement(counts_of(page_nodes(region.addr, t.npages)), spec.dst)
+            record.update({"seconds": seconds, "folios": spec.total_size // spec.folio_size,
+                           "gbps": spec.total_size / seconds / 1e9 if seconds > 0 else float("nan")})
+            if spec.inject_corruption:
+                page, offset = int(spec.inject_corruption["page"]), int(spec.inject_corruption["offset"])
+                words.view(np.uint8)[page * PAGE + offset] ^= 0xFF
+            t.verification(access.verify(words, spec.trial_seed, threads.expected_generations(),
+                                         stale=spec.inject_stale))
+            del words
