@@ -204,7 +204,7 @@ def test_two_vm_targets_at_once_on_the_local_cluster(tmp_path):
         except WorkbenchError as exc:
             need(False, f"no {kernel} kernel: {exc}")
     targets = [{"spec": f"vm:{k}", "vm_name": f"{VM_PREFIX}-sweep-{k}"} for k in ("vanilla", "patched")]
-    grid = _grid(tmp_path, "twovms", targets, [{"name": "a"}, {"name": "b", "folio_sizes": ["2M"]}])
+    grid = _grid(tmp_path, "twovms", targets, [{"name": "a"}, {"name": "b", "folio_sizes": ["2M"], "total_size": "2M"}])
     try:
         status = sweep.run_sweep(grid, runs_root=tmp_path / "runs", out_root=tmp_path / "pm", progress=False,
                                  notebook_timeout=2400)
