@@ -71,44 +71,14 @@ def fill(words, seed, first_page):
             words[base + w] = key + STEPS[w]
 
 
-@numba.njit(cache=True)
-def verify(words, seed, first_page):
-    """Returns (bad pages, first bad page, its first bad word, expected, actual).
-
-    A page is checked with one OR-reduction of XORs (memory-bound, vectorisable); only a
-    bad page is searched again for its first bad word.
-    """
-    npages = words.size // WORDS_PER_PAGE
-    nbad = 0
-    first_page_bad = -1
-    first_word = -1
-    expected = np.uint64(0)
-    actual = np.uint64(0)
-    for p in range(npages):
-        key = page_key(seed, first_page + p)
-        base = p * WORDS_PER_PAGE
-        acc = np.uint64(0)
-        for w in range(WORDS_PER_PAGE):
-            acc |= words[base + w] ^ (key + STEPS[w])
-        if acc != 0:
-            nbad += 1
-            if first_page_bad < 0:
-                first_page_bad = p
-                for w in range(WORDS_PER_PAGE):
-                    want = key + STEPS[w]
-                    if words[base + w] != want:
-                        first_word = w
-                        expected = want
-                        actual = words[base + w]
-                        break
-    return nbad, first_page_bad, first_word, expected, actual
-
-
 @numba.njit(cache=True, nogil=True)
 def check(words, seed, first_page, gen):
-    """:func:`verify` of generation ``gen``: word w of page p must hold
-    key(seed, first_page + p) + (w + 1) * GOLDEN + gen * GEN_STEP (gen 0 is what
-    :func:`fill` writes). Releases the GIL, so reader threads run beside a migration."""
+    """Returns (bad pages, first bad page, its first bad word, expected, actual) for
+    generation ``gen``: word w of page p must hold key(seed, first_page + p) + (w + 1) *
+    GOLDEN + gen * GEN_STEP (gen 0 is what :func:`fill` writes). A page is checked with
+    one OR-reduction of XORs (memory-bound, vectorisable); only a bad page is searched
+    again for its first bad word. Releases the GIL, so reader threads run beside a
+    migration."""
     npages = words.size // WORDS_PER_PAGE
     shift = np.uint64(gen) * GEN_STEP
     nbad = 0
@@ -134,6 +104,12 @@ def check(words, seed, first_page, gen):
                         actual = words[base + w]
                         break
     return nbad, first_page_bad, first_word, expected, actual
+
+
+@numba.njit(cache=True)
+def verify(words, seed, first_page):
+    """:func:`check` of what :func:`fill` wrote (generation 0)."""
+    return check(words, seed, first_page, 0)
 
 
 @numba.njit(cache=True, nogil=True)

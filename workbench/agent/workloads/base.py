@@ -9,7 +9,7 @@ import numpy as np
 
 from ...errors import WorkbenchError
 from ...protocol import PAGE, TrialSpec
-from .. import fault_hooks, numa, pagemap, tracing, vmstat
+from .. import access, fault_hooks, numa, pagemap, tracing, vmstat
 from ..kernelfs import KernelFS, KnobGuard
 from ..migrators.base import MigrationControl
 from ..migrators.mm_migration import reason_delta
@@ -229,6 +229,18 @@ class Trial:
 
     def verification(self, v: Verification | dict) -> None:
         self.record.update(v.as_record() if isinstance(v, Verification) else v)
+
+    def verify_words(self, words: np.ndarray, threads: "access.Access") -> None:
+        """Every byte of ``words`` (mapped here) against what it must hold: the fill, or
+        the generation each word's writer stamped last. The corruption test hook flips its
+        byte first and the stale hook feeds the check an old generation, so the check is
+        shown to fail where it must."""
+        spec = self.spec
+        if spec.inject_corruption:
+            page, offset = int(spec.inject_corruption["page"]), int(spec.inject_corruption["offset"])
+            words.view(np.uint8)[page * PAGE + offset] ^= 0xFF
+        self.verification(access.verify(words, spec.trial_seed, threads.expected_generations(),
+                                        stale=spec.inject_stale))
 
     def finish(self) -> None:
         """The trial's verdict: every byte as expected, no access saw a stale value, and

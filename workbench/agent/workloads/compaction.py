@@ -86,11 +86,7 @@ class CompactionWorkload(Workload):
             record.update({"seconds": seconds, "compact_trigger": trigger, "dst": spec.src,
                            "folios": nfolios,
                            "gbps": (moved or 0) * PAGE / seconds / 1e9 if seconds > 0 else float("nan")})
-            if spec.inject_corruption:
-                page, offset = int(spec.inject_corruption["page"]), int(spec.inject_corruption["offset"])
-                a.view(np.uint8)[page * PAGE + offset] ^= 0xFF
-            t.verification(access.verify(a, spec.trial_seed, threads.expected_generations(),
-                                         stale=spec.inject_stale))
+            t.verify_words(a, threads)
             del a
 
 

@@ -7,9 +7,6 @@ came in v2.6.7, MPOL_MF_MOVE in v2.6.16.
 
 from __future__ import annotations
 
-import numpy as np
-
-from ...protocol import PAGE
 from .. import access, pattern
 from ..syscalls import MPOL_BIND, MPOL_MF_MOVE, page_nodes
 from . import register
@@ -43,9 +40,5 @@ class MbindWorkload(Workload):
             t.placement(counts_of(page_nodes(region.addr, t.npages)), spec.dst)
             record.update({"seconds": seconds, "folios": spec.total_size // spec.folio_size,
                            "gbps": spec.total_size / seconds / 1e9 if seconds > 0 else float("nan")})
-            if spec.inject_corruption:
-                page, offset = int(spec.inject_corruption["page"]), int(spec.inject_corruption["offset"])
-                words.view(np.uint8)[page * PAGE + offset] ^= 0xFF
-            t.verification(access.verify(words, spec.trial_seed, threads.expected_generations(),
-                                         stale=spec.inject_stale))
+            t.verify_words(words, threads)
             del words

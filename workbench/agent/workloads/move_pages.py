@@ -12,7 +12,6 @@ import time
 
 import numpy as np
 
-from ...protocol import PAGE
 from .. import access, pattern
 from ..syscalls import MovePages, page_nodes
 from . import register
@@ -101,9 +100,5 @@ class MovePagesWorkload(Workload):
                 "folios": nfolios, "syscall_not_moved": int(not_moved),
                 "folio_errors": int((move.status < 0).sum()),
             })
-            if spec.inject_corruption:
-                page, offset = int(spec.inject_corruption["page"]), int(spec.inject_corruption["offset"])
-                words.view(np.uint8)[page * PAGE + offset] ^= 0xFF
-            t.verification(access.verify(words, spec.trial_seed, threads.expected_generations(),
-                                         stale=spec.inject_stale))
+            t.verify_words(words, threads)
             del words
