@@ -258,12 +258,30 @@ def _pip(args: list[str], what: str) -> None:
 
 # ---- prepare -------------------------------------------------------------------------------------
 
+def _record_path(label: str) -> Path:
+    """Where this host keeps what ``prepare`` found on the box ``label`` (``ssh://[user@]host[:port]``)."""
+    return paths.cache_dir() / "lab" / "boxes" / (re.sub(r"[^A-Za-z0-9_.-]+", "_", label.removeprefix("ssh://"))
+                                                  + ".json")
+
+
 def _record_here(facts: dict) -> Path:
-    d = paths.cache_dir() / "lab" / "boxes"
-    d.mkdir(parents=True, exist_ok=True)
-    p = d / (re.sub(r"[^A-Za-z0-9_.-]+", "_", facts["target"].removeprefix("ssh://")) + ".json")
+    p = _record_path(facts["target"])
+    p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(json.dumps(facts, indent=1))
     return p
+
+
+def prepared_python(label: str) -> str | None:
+    """The venv python ``prepare`` installed the agent into on the box ``label`` (a
+    target's label, ``ssh://[user@]host[:port]``), from the record kept here; None when
+    the box was never prepared from this host, or its last preparation failed."""
+    try:
+        record = json.loads(_record_path(label).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or not record.get("prepared"):
+        return None
+    return record.get("remote_python") or None
 
 
 def prepare(target, progress=None, require_numa: bool = True) -> dict:

@@ -2,7 +2,8 @@
 
 Key-based only (BatchMode) and host keys checked (StrictHostKeyChecking=yes): a host
 whose key is not in known_hosts is refused, never added. The remote needs this package
-importable by ``--remote-python`` (default ``python3``).
+importable by ``--remote-python`` (default: the venv ``workbench target prepare`` installed
+it into on that box, see :func:`workbench.targets.lab.prepared_python`; else ``python3``).
 
 A link that drops in the middle of a plan (ssh exits 255) raises
 :class:`~.base.TargetLost`; :meth:`SSHTarget.recover` then reconnects with backoff
@@ -47,6 +48,10 @@ class SSHTarget(Target):
             if not p.isdigit():
                 raise WorkbenchError(f"ssh port {p!r} is not a number (ssh://[user@]host[:port])")
             port = int(p)
+        if options.get("remote_python") is None:
+            # a box that `workbench target prepare` prepared runs the agent from its venv
+            from .lab import prepared_python
+            options["remote_python"] = prepared_python(cls(host, port).label)
         return cls(host, port, **options)
 
     @property
@@ -96,4 +101,4 @@ class SSHTarget(Target):
             attempt += 1
 
     def describe(self):
-        return {**super().describe(), "host": self.host, "port": self.port}
+        return {**super().describe(), "host": self.host, "port": self.port, "remote_python": self.remote_python}
