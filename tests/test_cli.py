@@ -56,6 +56,13 @@ def one_line_error(err):
     (["--target", "ssh://h", "--kernel", "patched"], "--kernel does not apply to target 'ssh'"),
     (["--target", "local", "--ssh-identity", "k"], "--ssh-identity does not apply to target 'local'"),
     (["--target", "vm:patched", "--kernel", "stock"], "target vm:patched and --kernel stock name two kernels"),
+    # the kernel is judged from the target's facts before any trial (fake: 6.12.0-fake, no interface)
+    (["--target", "fake", "--kernel-expect", "patched"],
+     "target fake runs kernel 6.12.0-fake (no copy-offload interface), not the expected patched"),
+    (["--target", "fake", "--kernel-expect", "wb-patched"],
+     "target fake runs kernel 6.12.0-fake (no copy-offload interface), not the expected release containing "
+     "'wb-patched'"),
+    (["--target", "fake", "--kernel-expect", " "], "--kernel-expect is empty; give patched, vanilla, stock"),
 ])
 def test_bad_run_input(capsys, tmp_path, argv, expect):
     # a VM row gets a VM name of its own, so that nothing can touch a VM in use
@@ -128,3 +135,45 @@ def test_knob_bounds_come_from_the_target():
     with pytest.raises(WorkbenchError, match=r"^channels 17 is out of range; allowed: 1..16$"):
         check_knob_bounds({"channels": 17, "threads": None}, {"channels": (1, 16)}, "ours")
     check_knob_bounds({"channels": 16, "batch_size": None}, {"channels": (1, 16)}, "ours")
+
+
+@pytest.mark.parametrize("expect", ["vanilla", "stock", "fake", "6.12.0"])
+def test_the_expected_kernel_runs(capsys, tmp_path, expect):
+    rc, out, err = run_cli(capsys, "run", "--target", "fake", "--runs-dir", str(tmp_path), "--size", "4M",
+                           "--repeats", "1", "--kernel-expect", expect, "--json")
+    assert rc == 0 and json.loads(out)["manifest"]["kernel_expect"] == expect
+
+
+def test_kernel_expect_is_decided_from_the_facts():
+    from workbench.host.plan import kernel_mismatch
+    ours = {"kernel_release": "6.12.117-wb-patched", "interface": "workbench /sys/kernel/mm/migration",
+            "target": "ssh://root@box"}
+    rfc = {"kernel_release": "6.15.0-rc1", "interface": "RFC V4 /sys/kernel/dcbm"}
+    stock = {"kernel_release": "6.12.117+deb12-amd64", "interface": "none", "target": "vm"}
+    older = {"kernel_release": "6.1.0-9-amd64"}                 # facts without the interface: none
+    for facts in (ours, rfc):
+        assert kernel_mismatch("patched", facts, "t") is None
+        assert kernel_mismatch("vanilla", facts, "t").endswith("), not the expected vanilla")
+    for facts in (stock, older):
+        assert kernel_mismatch("vanilla", facts, "t") is None and kernel_mismatch("stock", facts, "t") is None
+    assert kernel_mismatch("patched", stock, "vm") == ("target vm runs kernel 6.12.117+deb12-amd64 (no copy-offload "
+                                                       "interface), not the expected patched")
+    assert kernel_mismatch("stock", ours, "ssh://root@box") == (
+        "target ssh://root@box runs kernel 6.12.117-wb-patched (series interface workbench /sys/kernel/mm/migration), "
+        "not the expected stock")
+    assert kernel_mismatch("wb-patched", ours, "t") is None and kernel_mismatch("6.12.117", stock, "t") is None
+    assert kernel_mismatch("wb-vanilla", ours, "t").endswith("not the expected release containing 'wb-vanilla'")
+    assert kernel_mismatch(None, stock, "t") is None
+
+
+def test_kernel_expect_refuses_before_any_trial_for_every_caller(tmp_path):
+    """The check is the runner's (so sweeps and the panel get it too), before a run is made."""
+    from workbench.errors import WorkbenchError
+    from workbench.host import runner
+    from workbench.host.plan import RunParams
+    target = fake_target.FakeTarget()
+    with pytest.raises(WorkbenchError, match=r"^target fake runs kernel 6.12.0-fake \(no copy-offload interface\), "
+                                             r"not the expected patched$"):
+        runner.run(target, RunParams(folio_sizes=[4096], total_size=1 << 20, repeats=1), root=tmp_path,
+                   progress=False, kernel_expect="patched")
+    assert target.started == [] and not list(tmp_path.iterdir())

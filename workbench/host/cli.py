@@ -134,7 +134,8 @@ def cmd_run(args):
     runner._check_timeout(args.trial_timeout)
     target = target_from_args(args, quiet=args.json)
     the_run = runner.run(target, params, root=args.runs_dir, resume=args.resume, label=args.label or args.target,
-                         progress=not args.json, max_reboots=args.max_reboots, trial_timeout=args.trial_timeout)
+                         progress=not args.json, max_reboots=args.max_reboots, trial_timeout=args.trial_timeout,
+                         kernel_expect=args.kernel_expect)
     df = the_run.records()
     m = the_run.manifest
     given_up = m.get("given_up") or {}
@@ -329,6 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "/sys/module/test_dma_engine/parameters/fail_every=7")
     r.add_argument("--first-folio-latency", action="store_true",
                    help="also time until the first folio is on the destination (a polling thread)")
+    r.add_argument("--kernel-expect", metavar="WHAT",
+                   help="refuse to run, before any trial, unless the target's kernel is this one: patched (it has "
+                        "the series' copy-offload interface), vanilla or stock (it has none), or any other word: "
+                        "a piece of its release (uname -r), e.g. wb-patched")
     r.add_argument("--label", help="a name for the run directory")
     r.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run, skipping finished trials")
     r.add_argument("--max-reboots", type=int, default=2, metavar="N",

@@ -65,9 +65,47 @@ def same_params(old: dict | None, new: dict) -> bool:
     return all(old[k] == v if k in old else v == defaults.get(k, object()) for k, v in new.items())
 
 
-def validate(params: RunParams, facts: dict, target_kind: str) -> None:
-    """Raise a one-line WorkbenchError for the first thing the target cannot do."""
+#: --kernel-expect words that say whether the series' interface is there (anything else:
+#: a piece of the kernel release)
+KERNEL_WORDS = {"patched": True, "vanilla": False, "stock": False}
+
+
+def check_kernel_expect(expect: str | None) -> None:
+    """A --kernel-expect value on its own (before a target is reached)."""
+    if expect is not None and not str(expect).strip():
+        raise WorkbenchError("--kernel-expect is empty; give patched, vanilla, stock, or a piece of the kernel "
+                             "release (e.g. 6.12.117-wb-patched)")
+
+
+def kernel_mismatch(expect: str | None, facts: dict, where: str) -> str | None:
+    """Why the target's kernel is not the one ``expect`` names, in one line, or None.
+
+    ``patched``: the kernel has a copy-offload interface (ours, /sys/kernel/mm/migration,
+    or a posted RFC version's, as :func:`workbench.agent.migrators.detect` finds them);
+    ``vanilla``/``stock``: it has none; anything else: a substring of ``uname -r``."""
+    if expect is None:
+        return None
+    release = facts.get("kernel_release") or "?"
+    interface = facts.get("interface")
+    series = interface not in (None, "none")
+    if expect in KERNEL_WORDS:
+        ok, what = KERNEL_WORDS[expect] == series, expect
+    else:
+        ok, what = expect in release, f"release containing {expect!r}"
+    if ok:
+        return None
+    state = f"series interface {interface}" if series else "no copy-offload interface"
+    return f"target {where} runs kernel {release} ({state}), not the expected {what}"
+
+
+def validate(params: RunParams, facts: dict, target_kind: str, kernel_expect: str | None = None) -> None:
+    """Raise a one-line WorkbenchError for the first thing the target cannot do (or,
+    with ``kernel_expect``, for a kernel that is not the one expected)."""
     params.check()
+    check_kernel_expect(kernel_expect)
+    mismatch = kernel_mismatch(kernel_expect, facts, facts.get("target", target_kind))
+    if mismatch:
+        raise WorkbenchError(mismatch)
     workload = workloads.get(params.workload)
     where = facts.get("target", target_kind)
     nodes = facts["numa"]["memory_nodes"]

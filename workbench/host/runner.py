@@ -105,7 +105,8 @@ def _check_timeout(trial_timeout) -> None:
 def run(target: Target, params: plan.RunParams, root=None, resume: str | None = None, label: str = "run",
         progress: bool = True, on_record: Callable[[dict], None] | None = None,
         manifest_extra: dict | None = None, on_start: Callable[[str], None] | None = None,
-        max_reboots: int = MAX_REBOOTS, trial_timeout: float | None = None, chaos: Chaos | None = None) -> store.Run:
+        max_reboots: int = MAX_REBOOTS, trial_timeout: float | None = None, chaos: Chaos | None = None,
+        kernel_expect: str | None = None) -> store.Run:
     """Run ``params`` on ``target`` and store every trial as it finishes; ``on_record``
     hears each record once it is saved (the panel's progress); ``manifest_extra`` is kept
     in the run's manifest (what a benchmark needs to find its runs again); ``on_start``
@@ -117,15 +118,18 @@ def run(target: Target, params: plan.RunParams, root=None, resume: str | None = 
 
     ``resume`` continues a run by id (one that stopped, or gave a configuration up);
     ``max_reboots`` and ``trial_timeout`` are explained in the module's docstring; ``chaos`` injects faults on purpose (tests;
-    default: ``$WORKBENCH_CHAOS``)."""
+    default: ``$WORKBENCH_CHAOS``). ``kernel_expect`` (patched, vanilla, stock, or a piece
+    of the release: :func:`plan.kernel_mismatch`) refuses a target whose kernel is not that
+    one before any trial, and is kept in the manifest."""
     params.check()  # before the target is reached: a VM boot takes minutes
+    plan.check_kernel_expect(kernel_expect)
     _check_max_reboots(max_reboots)
     _check_timeout(trial_timeout)
     chaos = chaos if chaos is not None else Chaos.from_env()
     target.prepare(params)
     facts = target.facts()
     params = plan.with_defaults(params, target.kind)
-    plan.validate(params, facts, target.kind)
+    plan.validate(params, facts, target.kind, kernel_expect=kernel_expect)
     trials = plan.expand(params)
     if resume:
         the_run = store.open_run(resume, root)
@@ -134,7 +138,9 @@ def run(target: Target, params: plan.RunParams, root=None, resume: str | None = 
                                  f"({the_run.manifest.get('params')}); resume it with the same ones")
         the_run.update_manifest(given_up={}, finished=None)  # a resumed run tries them again
     else:
-        the_run = store.create_run({**manifest_for(target, params, facts, label), **(manifest_extra or {})}, root)
+        expected = {"kernel_expect": kernel_expect} if kernel_expect is not None else {}
+        the_run = store.create_run({**manifest_for(target, params, facts, label), **expected,
+                                    **(manifest_extra or {})}, root)
     if on_start:
         on_start(the_run.id)
     done = the_run.completed_keys()
