@@ -177,3 +177,68 @@ def test_kernel_expect_refuses_before_any_trial_for_every_caller(tmp_path):
         runner.run(target, RunParams(folio_sizes=[4096], total_size=1 << 20, repeats=1), root=tmp_path,
                    progress=False, kernel_expect="patched")
     assert target.started == [] and not list(tmp_path.iterdir())
+
+
+# ---- lab boxes (issue 14): bad input is one line, and no box is reached -----------------------
+
+@pytest.fixture
+def no_box(tmp_path, monkeypatch):
+    """A cache of its own, a fake .deb, a text file; every function that would reach a
+    box or build a kernel fails the test (kernel_package.cached stays: it checks a
+    --config file before it runs anything)."""
+    from workbench.targets import kernel_package, lab
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+    for mod, name in ((lab, "prepare"), (lab, "install"), (kernel_package, "build"),
+                      (kernel_package, "fetch_box_inputs")):
+        monkeypatch.setattr(mod, name, lambda *a, **k: pytest.fail("a box was reached or a kernel built"))
+    deb = tmp_path / "linux-image-6.12.117-wb-patched_6.12.117-wb-patched-1_amd64.deb"
+    deb.write_bytes(b"!<arch>\n")
+    (tmp_path / "package.json").write_text(json.dumps({"image_deb": deb.name, "release": "6.12.117-wb-patched",
+                                                      "version": "6.12.117-wb-patched-1", "flavour": "patched"}))
+    (tmp_path / "notes.txt").write_text("not a package\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize("argv,expect", [
+    (["target", "prepare", "vm"], "target prepare works on a box over SSH (ssh://[user@]host[:port]), not target 'vm'"),
+    (["target", "prepare", "local"], "target prepare works on a box over SSH"),
+    (["target", "prepare", "ssh://root@box:22", "--port", "2222"], "ssh://root@box:22 and --port 2222 name two ports"),
+    (["target", "prepare", "ssh://root@box", "--port", "0"], "--port 0 is not a TCP port (1-65535)"),
+    (["target", "prepare", "ssh://box:x"], "ssh port 'x' is not a number"),
+    (["kernel", "package", "--config", "{tmp}/notes.txt", "--config-from", "ssh://root@box"],
+     "kernel package needs exactly one of --config FILE or --config-from ssh://host"),
+    (["kernel", "package"], "kernel package needs exactly one of --config FILE or --config-from ssh://host"),
+    (["kernel", "package", "--config-from", "vm"], "--config-from works on a box over SSH"),
+    (["kernel", "package", "--config", "{tmp}/no-such-config"], "no config file {tmp}/no-such-config"),
+    (["kernel", "package", "--config", "{tmp}/notes.txt", "--lsmod", "{tmp}/notes.txt", "--no-localmodconfig"],
+     "--lsmod is for localmodconfig; it does not go with --no-localmodconfig"),
+    (["kernel", "install", "{tmp}/no-such.deb", "--target", "ssh://root@box"], "no kernel package {tmp}/no-such.deb"),
+    (["kernel", "install", "{tmp}/notes.txt", "--target", "ssh://root@box"],
+     "{tmp}/notes.txt is not a Debian package"),
+    (["kernel", "install", "{deb}", "--target", "vm:patched"], "kernel install works on a box over SSH"),
+    (["kernel", "install", "{deb}", "--target", "ssh://root@box", "--timeout", "0"],
+     "--timeout 0 must be a positive number of seconds"),
+])
+def test_bad_lab_input(capsys, no_box, argv, expect):
+    deb = next(no_box.glob("*.deb"))
+    argv = [a.format(tmp=no_box, deb=deb) for a in argv]
+    rc, out, err = run_cli(capsys, *argv)
+    assert rc == 2 and out == ""
+    assert expect.format(tmp=no_box) in one_line_error(err)
+    assert not (no_box / "cache" / "lab" / "boxes").exists(), "nothing was recorded about a box"
+
+
+@pytest.mark.parametrize("argv,expect", [
+    (["lab", "restart"], "argument action: invalid choice: 'restart' (choose from 'up', 'status', 'down', 'reset')"),
+    (["kernel", "install", "{deb}", "--target", "ssh://root@box", "--boot", "pxe"],
+     "argument --boot: invalid choice: 'pxe' (choose from 'kexec', 'reboot')"),
+    (["kernel", "install", "{deb}"], "the following arguments are required: --target"),
+    (["target", "check", "ssh://root@box"], "argument action: invalid choice: 'check' (choose from 'prepare')"),
+    (["kernel", "unpack"], "invalid choice: 'unpack'"),
+])
+def test_bad_lab_words_are_argparse_errors(capsys, no_box, argv, expect):
+    argv = [a.format(deb=next(no_box.glob("*.deb"))) for a in argv]
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    out, err = capsys.readouterr()
+    assert exit_.value.code == 2 and expect in err.strip().splitlines()[-1]

@@ -376,16 +376,21 @@ def build_parser() -> argparse.ArgumentParser:
     _target_args(f)
     f.set_defaults(fn=cmd_sysfs)
 
-    k = sub.add_parser("kernel", help="kernel images")
-    k.add_argument("action", choices=["fetch-stock", "build"])
-    k.add_argument("--ksrc", help="build: a kernel tree to use instead of Debian's linux-source-6.12")
-    k.add_argument("--vanilla", action="store_true", help="build: the same tree without our patches")
-    k.add_argument("--profile", default="test", choices=kernel_images.PROFILES,
-                   help="build: test (debug checks on; default) or bench (without the debug options that change "
-                        "the migration path's cost; boot it as --kernel patched-bench / vanilla-bench)")
-    k.set_defaults(fn=cmd_kernel)
+    from . import cli_lab, cli_notebooks
+    k = sub.add_parser("kernel", help="kernel images for the VM, and packages for boxes")
+    ksub = k.add_subparsers(dest="action", required=True)
+    ksub.add_parser("fetch-stock", help="download and unpack the stock Debian 6.12 kernel (for the VM)"
+                    ).set_defaults(fn=cmd_kernel)
+    kb = ksub.add_parser("build", help="build the series' tree (or vanilla) for the VM")
+    kb.add_argument("--ksrc", help="a kernel tree to use instead of Debian's linux-source-6.12")
+    kb.add_argument("--vanilla", action="store_true", help="the same tree without our patches")
+    kb.add_argument("--profile", default="test", choices=kernel_images.PROFILES,
+                    help="test (debug checks on; default) or bench (without the debug options that change "
+                         "the migration path's cost; boot it as --kernel patched-bench / vanilla-bench)")
+    kb.set_defaults(fn=cmd_kernel)
+    cli_lab.add_kernel_parsers(ksub)  # package, install
 
-    from . import cli_notebooks
+    cli_lab.add_parsers(sub)        # target, lab
     cli_notebooks.add_parsers(sub)  # sweep, report
 
     b = sub.add_parser("bench", help="benchmarks that print ratios")

@@ -90,9 +90,14 @@ def fetch_box_inputs(target, lsmod: bool = True) -> tuple[Path, Path | None, str
     return config, mods, release
 
 
-def _script_args(config, config_from, localmodconfig, lsmod, vanilla, test_dma_engine, ksrc) -> list[str]:
+def check_config_source(config, config_from) -> None:
+    """The base config comes from exactly one place: a file or a box."""
     if (config is None) == (config_from is None):
         raise WorkbenchError("kernel package needs exactly one of --config FILE or --config-from ssh://host")
+
+
+def _script_args(config, config_from, localmodconfig, lsmod, vanilla, test_dma_engine, ksrc) -> list[str]:
+    check_config_source(config, config_from)
     if config_from is not None:
         config, fetched_lsmod, _ = fetch_box_inputs(config_from, lsmod=localmodconfig and lsmod is None)
         lsmod = lsmod or fetched_lsmod
