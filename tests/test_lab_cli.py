@@ -82,8 +82,8 @@ def test_target_prepare(capsys, cache, monkeypatch):
         "  THP            always [madvise] never",
         "  privilege      root",
         "  kernel         6.12.117+deb12-amd64",
-        "  remote python  /root/.migration-workbench/venv/bin/python (what ssh://root@box:2222 runs the agent "
-        "with from now on)"]
+        "  remote python  /root/.migration-workbench/venv/bin/python (the agent's python on ssh://root@box:2222 "
+        "from now on)"]
 
 
 def test_target_prepare_again_and_as_a_sudo_login(capsys, cache, monkeypatch):

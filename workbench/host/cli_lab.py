@@ -64,7 +64,7 @@ def prepare_summary(facts: dict) -> list[str]:
             f"  THP            {facts.get('thp')}",
             f"  privilege      {priv} (login {facts.get('user')})" if priv != "root" else "  privilege      root",
             f"  kernel         {facts.get('kernel_release')}",
-            f"  remote python  {facts.get('remote_python')} (what {facts['target']} runs the agent with from now on)"]
+            f"  remote python  {facts.get('remote_python')} (the agent's python on {facts['target']} from now on)"]
 
 
 def cmd_target(args) -> int:
