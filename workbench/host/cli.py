@@ -30,7 +30,8 @@ def _target_args(p: argparse.ArgumentParser, default: str | None = "vm"):
                                    "clock: deterministic path cost, not speed; auto never picks it; default auto)")
     g.add_argument("--ssh-identity", help="ssh target: private key file")
     g.add_argument("--ssh-known-hosts", help="ssh target: known_hosts file to check the host key against")
-    g.add_argument("--remote-python", help="ssh target: python with this package installed (default: the venv `workbench target "
+    g.add_argument("--remote-python",
+                   help="ssh target: python with this package installed (default: the venv `workbench target "
                         "prepare` installed it into on that box, else python3)")
 
 
