@@ -44,3 +44,30 @@ def test_amdahl_inputs_and_the_report_refuse_mixed_clocks(tmp_path):
     assert report.figure(report.fig_latency, df) is None       # says why instead of drawing
     line = report.summary_line(df)
     assert clocks.ICOUNT_NOTE[1:] in line and clocks.TCG_NOTE[1:] in line
+
+
+@pytest.mark.parametrize("accel,clock,judged", [
+    ("kvm", "wall", "(goal >= 0.9)"),
+    ("icount", "icount", "(the goal >= 0.9 is about memory bandwidth; this clock counts instructions)")])
+def test_bench_verify_judges_its_goal_only_on_the_wall_clock(monkeypatch, capsys, accel, clock, judged):
+    """Under icount the verify/read ratio is a ratio of instruction counts (0.46 measured
+    here): the bandwidth goal is not judged on it."""
+    from workbench.host import cli
+
+    class Stub:
+        label = "vm:stub"
+
+        def ask(self, plan):
+            assert plan["op"] == "bench_verify"
+            return {"result": {"bytes": 64 << 20, "sum_gbps": 18.0, "verify_gbps": 8.4, "ratio": 0.46, "goal": 0.9}}
+
+        def accelerator(self):
+            return accel
+
+        def clock(self):
+            return clock
+
+    monkeypatch.setattr(cli, "target_from_args", lambda args, spec=None: Stub())
+    assert cli.main(["bench", "verify", "--target", "vm"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1].split(None, 3)[-1] == judged and out[-1].startswith("ratio verify/read")
