@@ -45,6 +45,7 @@ import time
 from pathlib import Path
 
 from .. import paths
+from ..agent import kernellog
 from ..errors import WorkbenchError
 
 #: the agent side's third-party dependencies (numba brings llvmlite); nothing else of
@@ -482,13 +483,21 @@ def install(package_deb, target, boot: str = "kexec", timeout: float = 900.0, co
         result["boot_entry"] = new_entry
         go = "systemctl reboot"
     progress(f"{target.label}: {boot} into {pkg.release}")
+    console_offset = _console_size(console)
     r.run(f"{sudo}nohup setsid sh -c 'sleep 2; {go}' </dev/null >/dev/null 2>&1 &", timeout=60,
           what=f"starting the {boot}")
     t_boot = time.monotonic()
-    back = _wait_back(r, st["boot_id"], t_boot + timeout)
+    back, panic = _wait_back(r, st["boot_id"], t_boot + timeout, console, console_offset)
     t_back = time.monotonic()
     result.update(seconds_copy=round(t_copy - t0, 1), seconds_install=round(t_dpkg - t_copy, 1),
                   seconds_boot=round(t_back - t_boot, 1))
+    if back is None and panic:
+        raise WorkbenchError(
+            f"{target.label} did not come back after {boot} into {pkg.release}: the console shows {panic} "
+            f"after {t_back - t_boot:.0f}s"
+            + (f"; its default boot entry is still {old}" if result.get("default_entry") else "")
+            + f" (console: {console})",
+            detail=_console_tail(console))
     if back is None:
         raise WorkbenchError(
             f"{target.label} did not come back within {timeout:.0f}s after {boot} into {pkg.release}"
@@ -514,10 +523,38 @@ def install(package_deb, target, boot: str = "kexec", timeout: float = 900.0, co
     return result
 
 
-def _wait_back(r: Remote, old_boot_id: str, deadline: float) -> dict | None:
-    """Poll until the box answers with another boot id; None at the deadline."""
+def _console_size(console) -> int:
+    try:
+        return Path(console).stat().st_size if console else 0
+    except OSError:
+        return 0
+
+
+def _console_panic(console, offset: int) -> str | None:
+    """The cause, if the console has shown a kernel panic since ``offset`` (a box whose
+    new kernel panicked will not answer: no need to wait out the whole time limit)."""
+    if console is None:
+        return None
+    try:
+        with open(console, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace").replace("\r", "")
+    except OSError:
+        return None
+    if "Kernel panic - not syncing" not in text:
+        return None
+    return kernellog.death_cause(text.splitlines())[0].replace("guest kernel panic", "a kernel panic", 1)
+
+
+def _wait_back(r: Remote, old_boot_id: str, deadline: float, console=None,
+               console_offset: int = 0) -> tuple[dict | None, str | None]:
+    """Poll until the box answers with another boot id: (what it runs, None); at the
+    deadline, or as soon as ``console`` shows a kernel panic, (None, why)."""
     time.sleep(5)
     while time.monotonic() < deadline:
+        panic = _console_panic(console, console_offset)
+        if panic:
+            return None, panic
         left = deadline - time.monotonic()
         try:
             proc = r.run("cat /proc/sys/kernel/random/boot_id; uname -r; uname -v", check=False,
@@ -526,6 +563,6 @@ def _wait_back(r: Remote, old_boot_id: str, deadline: float) -> dict | None:
         except WorkbenchError:
             lines = []
         if len(lines) >= 3 and lines[0].strip() != old_boot_id:
-            return {"boot_id": lines[0].strip(), "release": lines[1].strip(), "version": lines[2].strip()}
+            return {"boot_id": lines[0].strip(), "release": lines[1].strip(), "version": lines[2].strip()}, None
         time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
-    return None
+    return None, _console_panic(console, console_offset)
