@@ -109,7 +109,7 @@ def check(words, seed, first_page, gen):
 @numba.njit(cache=True)
 def verify(words, seed, first_page):
     """:func:`check` of what :func:`fill` wrote (generation 0)."""
-    return check(words, seed, first_page, 0)
+    return check(words, seed, first_page, np.uint64(0))
 
 
 @numba.njit(cache=True, nogil=True)
