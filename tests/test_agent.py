@@ -1,6 +1,8 @@
 """The agent answers every plan with events and a final "done", even when an op breaks:
 in a VM the agent is the guest's only process, and its death powers the VM off."""
 
+import pytest
+
 from workbench.agent.main import execute
 from workbench.agent.kernelfs import FakeFS
 
@@ -192,3 +194,28 @@ def test_a_plan_waits_for_another_agents_trials_but_not_for_ever(tmp_path):
                 pass
     with main._trials_lock(lock, wait=0):                   # released: the next one gets it
         pass
+
+
+@pytest.mark.parametrize("flags,clocksources,vendor,expect", [
+    ("fpu sse2", None, None, "none"),
+    ("fpu hypervisor", "tsc kvm-clock", "QEMU", "kvm"),
+    ("fpu hypervisor", "hpet acpi_pm", "QEMU", "tcg"),
+    ("fpu hypervisor", "tsc hyperv_clocksource_tsc_page", "Microsoft Corporation", "other"),
+    ("fpu hypervisor", None, None, "other"),
+])
+def test_a_machine_says_what_it_runs_on(flags, clocksources, vendor, expect):
+    """The probe's virtualization, from inside: a QEMU guest without KVM (the lab VM
+    here) is 'tcg', and a target reached as it is takes that as its accelerator."""
+    from workbench.agent import probe
+    from workbench.agent.kernelfs import FakeFS
+    from workbench.targets.base import Target
+    files = {"/proc/cpuinfo": f"processor\t: 0\nflags\t\t: {flags}\n"}
+    if clocksources is not None:
+        files["/sys/devices/system/clocksource/clocksource0/available_clocksource"] = clocksources + " \n"
+    if vendor is not None:
+        files["/sys/class/dmi/id/sys_vendor"] = vendor + "\n"
+    got = probe.virtualization(FakeFS(files))
+    assert got == expect
+    t = Target()
+    t._facts = {"virtualization": got}
+    assert t.accelerator() == {"kvm": "kvm", "tcg": "tcg"}.get(expect, "native")

@@ -42,6 +42,24 @@ def cpu_flags(fs: KernelFS) -> list[str]:
         return []
 
 
+def virtualization(fs: KernelFS) -> str:
+    """What this machine runs on, as far as it can tell from inside: ``none`` (no
+    hypervisor CPUID bit: bare metal), ``kvm`` (a hypervisor offering kvm-clock), ``tcg``
+    (QEMU without KVM: an emulated CPU, so its timings are functional only; e.g. the
+    lab-machine VM on a host without usable KVM) or ``other`` (another hypervisor)."""
+    if "hypervisor" not in cpu_flags(fs):
+        return "none"
+
+    def read(path):
+        try:
+            return fs.read(path)
+        except OSError:
+            return ""
+    if "kvm-clock" in read("/sys/devices/system/clocksource/clocksource0/available_clocksource").split():
+        return "kvm"
+    return "tcg" if read("/sys/class/dmi/id/sys_vendor").strip() == "QEMU" else "other"
+
+
 def migration_interfaces(fs: KernelFS) -> dict:
     """Which copy-offload interface this kernel has, its migrators (registered, and
     loadable modules) and knobs; the kernel's own copy is always there."""
@@ -58,6 +76,7 @@ def collect(fs: KernelFS) -> dict:
         "kernel_release": release,
         "kernel_config_hash": kernel_config_hash(release),
         "cpu_model": cpu_model(fs),
+        "virtualization": virtualization(fs),
         "cpus": os.cpu_count(),
         "numa": numa.topology(fs),
         "thp": thp.has_thp(fs),

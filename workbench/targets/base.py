@@ -41,8 +41,11 @@ class Target:
         return self.kind
 
     def accelerator(self) -> str:
-        """'native' on bare metal; 'kvm' or 'tcg' for a VM (tcg results are functional only)."""
-        return "native"
+        """'native' on bare metal; 'kvm' or 'tcg' for a VM (tcg results are functional only).
+        A machine reached as it is (local, ssh) says so itself once probed: a box that is
+        a QEMU guest without KVM (the lab-machine VM on a host like ours) is 'tcg'."""
+        facts = getattr(self, "_facts", None) or {}
+        return {"kvm": "kvm", "tcg": "tcg"}.get(facts.get("virtualization"), "native")
 
     def clock(self) -> str:
         """'wall' (real time) or 'icount' (a VM whose clock counts executed instructions)."""
@@ -110,10 +113,10 @@ class Target:
                 facts = self.ask({"op": Op.PROBE})["facts"]
             except WorkbenchError as exc:
                 raise WorkbenchError(f"target {self.label}: {exc}", detail=exc.detail) from None
+            self._facts = facts
             facts["accelerator"] = self.accelerator()
             facts["clock"] = self.clock()
             facts["target"] = self.label
-            self._facts = facts
         return self._facts
 
     def describe(self) -> dict:
