@@ -59,7 +59,7 @@ def prepared(lab_vm):
 
 
 def _box(vm, **options):
-    from workbench.targets.lab import Remote
+    from workbench.targets.remote import Remote
     return Remote(vm.target(**options))
 
 
@@ -126,7 +126,7 @@ def test_sshd_is_forwarded_on_loopback_only(lab_vm):
 
 @vm
 def test_unknown_or_changed_host_key_is_refused(lab_vm, tmp_path):
-    from workbench.targets.lab import Remote
+    from workbench.targets.remote import Remote
     info = lab_vm.info()
     empty = tmp_path / "empty"
     empty.write_text("")

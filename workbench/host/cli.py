@@ -9,6 +9,7 @@ import sys
 from ..targets import kernel_images
 from .. import paths
 from . import store
+from .cli_dispatch import dispatch
 from ..errors import WorkbenchError
 from ..units import format_size, parse_size, parse_size_list
 
@@ -416,20 +417,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     return dispatch(build_parser().parse_args(argv))
-
-
-def dispatch(args) -> int:
-    """Run a parsed command: a WorkbenchError is one line (and its detail) and status 2."""
-    try:
-        return args.fn(args)
-    except WorkbenchError as exc:
-        sys.stderr.write(f"\nworkbench: error: {exc}\n")
-        if exc.detail:
-            sys.stderr.write(exc.detail.rstrip() + "\n")
-        return 2
-    except KeyboardInterrupt as exc:
-        sys.stderr.write(f"\nworkbench: {exc if str(exc) else 'interrupted (finished trials are saved)'}\n")
-        return 130
 
 
 if __name__ == "__main__":

@@ -85,7 +85,7 @@ def add_parsers(sub) -> None:
 
 def main(argv=None) -> int:
     """Run the two subcommands on their own (``python -m workbench.host.cli_notebooks ...``)."""
-    from .cli import dispatch
+    from .cli_dispatch import dispatch
     p = argparse.ArgumentParser(prog="workbench")
     add_parsers(p.add_subparsers(dest="command", required=True))
     return dispatch(p.parse_args(argv))

@@ -515,7 +515,7 @@ class LabVM:
         if not image.lsmod.exists():
             # the modules the stock kernel loads on this box, once per image: a fixed
             # input for localmodconfig, so a kernel package built for it stays cached
-            from .lab import Remote
+            from .remote import Remote
             out = Remote(self.target()).out("lsmod", timeout=120)
             if out.startswith("Module"):
                 image.lsmod.write_text(out + "\n")
@@ -523,7 +523,7 @@ class LabVM:
 
     def wait_ssh(self, timeout: float) -> float:
         """Until ``ssh true`` works (host key checked), QEMU dies, or ``timeout``."""
-        from .lab import Remote
+        from .remote import Remote
         remote = Remote(self.target(), connect_timeout=10)
         t0 = time.monotonic()
         while True:

@@ -72,7 +72,7 @@ def _stash(name: str, text: str) -> Path:
 def fetch_box_inputs(target, lsmod: bool = True) -> tuple[Path, Path | None, str]:
     """The box's running config (``/boot/config-$(uname -r)``, else ``/proc/config.gz``)
     and ``lsmod``, copied here. Returns (config, lsmod or None, its release)."""
-    from .lab import Remote
+    from .remote import Remote
     r = Remote(target)
     release = r.out("uname -r", timeout=60)
     text = r.run(f"cat /boot/config-{release} 2>/dev/null || zcat /proc/config.gz 2>/dev/null", check=False,
