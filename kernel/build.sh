@@ -36,6 +36,8 @@ print_only=0
 
 log() { printf 'build.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+# shellcheck source=series-lib.sh
+. "$here/series-lib.sh"
 usage() { sed -n '4,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit "${1:-2}"; }
 
 while [ $# -gt 0 ]; do
@@ -107,7 +109,7 @@ key=$( {
 	echo "profile $profile"
 	for p in "${patches[@]+"${patches[@]}"}"; do echo "patch $(basename "$p") $(sha <"$p")"; done
 	for f in "${fragments[@]+"${fragments[@]}"}"; do echo "config ${f#"$confdir/"} $(sha <"$f")"; done
-	echo "script $(sha <"${BASH_SOURCE[0]}")"
+	echo "script $(sha <"${BASH_SOURCE[0]}") $(sha <"$here/series-lib.sh")"
 } | sha)
 
 if [ $print_only = 1 ]; then
@@ -177,28 +179,7 @@ grep -qx '/.workbench-\*' "$tree/.git/info/exclude" 2>/dev/null ||
 # go back to the pristine source, apply the current series, then give files
 # whose content did not change their old mtime back: make then rebuilds only
 # what a changed patch really touches.
-declare -A old_hash=() old_mtime=()
-while IFS= read -r f; do
-	[ -n "$f" ] && [ -f "$tree/$f" ] || continue
-	old_hash[$f]=$(git -C "$tree" hash-object "$tree/$f")
-	old_mtime[$f]=$(stat -c %Y "$tree/$f")
-done < <(git -C "$tree" diff --name-only wb-base; git -C "$tree" ls-files --others --exclude-standard)
-# git am leaves new files tracked; plain "reset --hard" removes them again.
-gitq am --abort >/dev/null 2>&1 || true
-gitq reset -q --hard wb-base
-for p in "${patches[@]+"${patches[@]}"}"; do
-	log "applying $(basename "$p")"
-	gitq am -q --whitespace=nowarn "$p" >&2 || {
-		gitq am --abort >/dev/null 2>&1 || true
-		die "patch $(basename "$p") does not apply"
-	}
-done
-for f in "${!old_hash[@]}"; do
-	[ -f "$tree/$f" ] || continue
-	if [ "$(git -C "$tree" hash-object "$tree/$f")" = "${old_hash[$f]}" ]; then
-		touch -d "@${old_mtime[$f]}" "$tree/$f"
-	fi
-done
+apply_series
 
 # ---- configuration -------------------------------------------------------------
 cd "$tree"

@@ -34,6 +34,8 @@ ksrc= config= lsmod= vanilla=0 test_dma=0 print_only=0
 
 log() { printf 'package.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+# shellcheck source=series-lib.sh
+. "$here/series-lib.sh"
 usage() { sed -n '4,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit "${1:-2}"; }
 
 while [ $# -gt 0 ]; do
@@ -106,7 +108,7 @@ key=$( {
 	for f in "${fragments[@]+"${fragments[@]}"}"; do echo "config $(basename "$f") $(sha <"$f")"; done
 	echo "base $(sha <"$config")"
 	echo "modules $(printf '%s\n' "$modules" | sha)"
-	echo "script $(sha <"${BASH_SOURCE[0]}")"
+	echo "script $(sha <"${BASH_SOURCE[0]}") $(sha <"$here/series-lib.sh")"
 } | sha | cut -c1-16)
 
 out=$cache/out/$key
@@ -156,27 +158,7 @@ grep -qx '/debian/' "$tree/.git/info/exclude" 2>/dev/null || echo '/debian/' >>"
 
 # Patches: back to the pristine source, the current series on top; files whose
 # content did not change keep their mtime, so make redoes only what changed.
-declare -A old_hash=() old_mtime=()
-while IFS= read -r f; do
-	[ -n "$f" ] && [ -f "$tree/$f" ] || continue
-	old_hash[$f]=$(git -C "$tree" hash-object "$tree/$f")
-	old_mtime[$f]=$(stat -c %Y "$tree/$f")
-done < <(git -C "$tree" diff --name-only wb-base; git -C "$tree" ls-files --others --exclude-standard)
-gitq am --abort >/dev/null 2>&1 || true
-gitq reset -q --hard wb-base
-for p in "${patches[@]+"${patches[@]}"}"; do
-	log "applying $(basename "$p")"
-	gitq am -q --whitespace=nowarn "$p" >&2 || {
-		gitq am --abort >/dev/null 2>&1 || true
-		die "patch $(basename "$p") does not apply"
-	}
-done
-for f in "${!old_hash[@]}"; do
-	[ -f "$tree/$f" ] || continue
-	if [ "$(git -C "$tree" hash-object "$tree/$f")" = "${old_hash[$f]}" ]; then
-		touch -d "@${old_mtime[$f]}" "$tree/$f"
-	fi
-done
+apply_series
 
 # ---- configuration: the box's, then ours --------------------------------------------
 cd "$tree"
