@@ -1,6 +1,7 @@
 """`workbench sweep`: papermill per configuration against the fake target; failures kept, reruns skip."""
 
 import json
+import time
 
 import pytest
 import yaml
@@ -193,7 +194,11 @@ def test_a_scheduler_that_is_not_there_is_one_line(tmp_path, capsys):
 @pytest.mark.vm
 def test_two_vm_targets_at_once_on_the_local_cluster(tmp_path):
     """The vanilla and the patched kernel, two VMs with their own names, swept together:
-    every configuration once, the two VMs' trials overlap, neither ever runs two."""
+    every configuration once, the two machines' tasks run at the same time, neither VM ever
+    runs two trials at once. Whether the trials themselves overlap depends on which VM boots
+    first (their boots take minutes on a loaded host and the trials seconds), so that is
+    proven with a rendezvous on the fake machines above; here the claim is the scheduler's:
+    the two targets' first tasks, each booting its VM, ran side by side."""
     from workbench.targets import kernel_images
     from workbench.targets.qemu import VM
 
@@ -219,5 +224,11 @@ def test_two_vm_targets_at_once_on_the_local_cluster(tmp_path):
     assert len(spans) == 2
     for s in spans.values():
         assert all(end <= nxt + 1e-6 for (_, end), (nxt, _) in zip(s, s[1:]))
-    (a, b) = spans.values()
-    assert any(sa < eb and sb < ea for sa, ea in a for sb, eb in b), "the two VMs never measured at the same time"
+    tasks = {}
+    for c in status["configurations"].values():
+        start = time.mktime(time.strptime(c["started"], "%Y-%m-%dT%H:%M:%S"))
+        tasks.setdefault(c["target"], []).append((start, start + c["seconds"]))
+    assert len(tasks) == 2
+    (a, b) = tasks.values()
+    overlap = max(min(ea, eb) - max(sa, sb) for sa, ea in a for sb, eb in b)
+    assert overlap > 5, f"the two VMs' tasks never ran at the same time: {tasks}"
