@@ -29,5 +29,6 @@ def fake_run_trial(spec, fs):
 
 if __name__ == "__main__":
     main.run_trial = fake_run_trial
-    main.probe.collect = lambda fs: copy.deepcopy(FACTS)
+    # the fake machine's facts, from this checkout's agent code (the ssh target checks it)
+    main.probe.collect = lambda fs: {**copy.deepcopy(FACTS), "agent_code": main.probe.agent_code_digest()}
     sys.exit(main.main(sys.argv[1:]))

@@ -69,6 +69,30 @@ def test_probe_runs_the_agent_over_ssh(sshd):
     assert facts["target"] == f"ssh://root@127.0.0.1:{sshd['port']}"
 
 
+def test_an_agent_that_is_not_this_checkouts_is_refused_with_the_prepare_hint(sshd, tmp_path):
+    """A box still running the agent of an earlier checkout (here: a copy of the package with
+    one agent file changed, first on the box's PYTHONPATH) is refused before any trial; the
+    same copy unchanged is accepted. Host-only files do not count."""
+    import workbench
+    from workbench.protocol import agent_code_digest
+    pkg = tmp_path / "box" / "workbench"
+    shutil.copytree(os.path.dirname(workbench.__file__), pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    (pkg / "host" / "report.py").write_text((pkg / "host" / "report.py").read_text() + "# host-only change\n")
+    assert agent_code_digest(pkg) == agent_code_digest()
+    box = make_target(f"ssh://root@127.0.0.1:{sshd['port']}", identity=str(sshd["dir"] / "client_key"),
+                      known_hosts=str(sshd["dir"] / "known_hosts"),
+                      remote_python=f"PYTHONPATH={tmp_path / 'box'} {sys.executable}")
+    assert box.facts()["agent_code"] == agent_code_digest()
+    (pkg / "agent" / "trial.py").write_text((pkg / "agent" / "trial.py").read_text() + "# an older agent\n")
+    stale = make_target(box.label, identity=box.identity, known_hosts=box.known_hosts, remote_python=box.remote_python)
+    with pytest.raises(WorkbenchError) as e:
+        stale.facts()
+    msg = str(e.value)
+    assert msg.startswith(f"the agent on {box.label} (PYTHONPATH=") and "\n" not in msg
+    assert f"({agent_code_digest(pkg)}; here {agent_code_digest()}): run `workbench target prepare {box.label}`" \
+        in msg.replace("code ", "")
+
+
 def test_unknown_host_key_is_refused_not_accepted(sshd):
     with pytest.raises(WorkbenchError, match="Host key verification failed"):
         target(sshd, "empty_known_hosts").facts()

@@ -41,6 +41,7 @@ import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 from .errors import WorkbenchError
 from .units import format_size
@@ -99,6 +100,27 @@ INTERFACE_KNOBS = ("threads", "channels", "batch_size", "batch_kernel_copy")
 #: which migrator takes which worker knob: mtcopy's CPU threads, dcbm's DMA channels
 #: (the kernel's own copy takes neither). The one place this is said.
 WORKER_KNOB = {"mtcopy": "threads", "dcbm": "channels"}
+
+
+#: the sub-packages that never run on a target (the host's side and the ways to reach a
+#: target); everything else under ``workbench/`` is code the agent may run
+HOST_ONLY = ("host", "targets")
+
+
+def agent_code_digest(package_dir: str | Path | None = None) -> str:
+    """sha256 (16 hex digits) of the agent-side ``.py`` files of the ``workbench`` package
+    at ``package_dir`` (default: the one this module belongs to), by relative path and
+    content. The agent reports its own in its probe (``agent_code``); the host computes
+    it over its checkout; two equal digests mean the target runs this checkout's agent
+    (a box prepared with ``workbench target prepare`` before the last change does not)."""
+    root = Path(package_dir) if package_dir is not None else Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        rel = f.relative_to(root)
+        if rel.parts[0] in HOST_ONLY or "__pycache__" in rel.parts:
+            continue
+        h.update(rel.as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
 
 
 def worker_knob(migrator: str) -> str | None:

@@ -8,6 +8,7 @@ import hashlib
 import os
 import platform
 
+from ..protocol import agent_code_digest
 from . import numa, thp
 from .kernelfs import KernelFS
 
@@ -83,6 +84,7 @@ def collect(fs: KernelFS) -> dict:
         "folio_sizes": thp.offered_folio_sizes(fs),
         "is_root": os.geteuid() == 0,
         "python": platform.python_version(),
+        "agent_code": agent_code_digest(),
     }
     facts.update(migration_interfaces(fs))
     facts.update(workload_facts(fs))

@@ -10,7 +10,9 @@ nothing is specific to the lab-machine VM.
     as binary wheels for the box's Python and CPU: the agent's only dependencies), copies
     it over the SSH connection (a tar stream: no scp/sftp/rsync needed on the box) and
     installs it offline (``pip --no-index --find-links``) into ``~/.migration-workbench/venv``
-    on the box. A second run with the same wheelhouse only checks. What it found is
+    on the box. A second run with the same wheelhouse, whose installed agent reports this
+    checkout's code (:func:`workbench.protocol.agent_code_digest`), only checks; the SSH
+    target refuses a box whose agent does not. What it found is
     returned, kept on the box (``~/.migration-workbench/prepared.json``) and here
     (``$WORKBENCH_CACHE/lab/boxes/``).
 
@@ -45,6 +47,7 @@ from pathlib import Path
 from .. import paths
 from ..agent import kernellog
 from ..errors import WorkbenchError
+from ..protocol import agent_code_digest
 from .remote import Remote
 
 #: the agent side's third-party dependencies (numba brings llvmlite); nothing else of
@@ -239,7 +242,8 @@ def prepare(target, progress=None, require_numa: bool = True) -> dict:
     venv_python = f"{base}/venv/bin/python"
     wh, key = wheelhouse(facts["python_version"], progress)
     facts.update(remote_dir=base, remote_python=venv_python, wheelhouse_key=key)
-    if facts["prepared_key"] == key and facts["venv_exists"] and _agent_probe(r, venv_python, quiet=True):
+    installed = facts["venv_exists"] and facts["prepared_key"] == key and _agent_probe(r, venv_python, quiet=True)
+    if installed and installed.get("agent_code") == agent_code_digest():
         facts.update(prepared=True, installed=False, seconds=round(time.monotonic() - t0, 1))
         _record_here(facts)
         progress(f"{target.label}: already prepared (wheelhouse {key})")
@@ -260,6 +264,10 @@ def prepare(target, progress=None, require_numa: bool = True) -> dict:
           f" && find {qb}/venv/bin -maxdepth 1 -type f -exec sed -i 's|/venv.part|/venv|g' {{}} +",
           timeout=900, what="creating the venv and installing the wheels")
     agent = _agent_probe(r, venv_python)
+    if agent.get("agent_code") != agent_code_digest():
+        raise WorkbenchError(f"{target.label}: the agent installed in {base}/venv reports code "
+                             f"{agent.get('agent_code')}, not this checkout's {agent_code_digest()} (a file missing "
+                             "from the wheel?)")
     facts.update(agent_facts=agent, prepared=True, installed=True, seconds=round(time.monotonic() - t0, 1))
     record = {k: v for k, v in facts.items() if k not in ("prepared_key", "venv_exists")}
     r.run(f"cat >{qb}/prepared.json && printf %s {key} >{qb}/prepared.key", input=json.dumps(record, indent=1),
@@ -284,7 +292,7 @@ def _agent_probe(r: Remote, python: str, quiet: bool = False) -> dict | None:
             continue
         if ev.get("type") == "facts":
             f = ev["facts"]
-            return {k: f.get(k) for k in ("kernel_release", "hostname", "numa") if k in f}
+            return {k: f.get(k) for k in ("kernel_release", "hostname", "numa", "agent_code") if k in f}
     if quiet:
         return None
     raise WorkbenchError(f"{r.label}: the agent installed in the venv answered its probe without facts",

@@ -3,7 +3,10 @@
 Key-based only (BatchMode) and host keys checked (StrictHostKeyChecking=yes): a host
 whose key is not in known_hosts is refused, never added. The remote needs this package
 importable by ``--remote-python`` (default: the venv ``workbench target prepare`` installed
-it into on that box, see :func:`workbench.targets.lab.prepared_python`; else ``python3``).
+it into on that box, see :func:`workbench.targets.lab.prepared_python`; else ``python3``),
+and the same agent code as this checkout: a box whose agent differs (prepared before the
+last change here) is refused with a pointer to ``workbench target prepare``, since its
+trials and verification would not be the ones this checkout runs.
 
 A link that drops in the middle of a plan (ssh exits 255) raises
 :class:`~.base.TargetLost`; :meth:`SSHTarget.recover` then reconnects with backoff
@@ -16,6 +19,7 @@ from __future__ import annotations
 import time
 
 from ..errors import WorkbenchError
+from ..protocol import agent_code_digest
 from . import register
 from .base import Target
 from .local import stream_agent
@@ -83,6 +87,13 @@ class SSHTarget(Target):
             raise WorkbenchError(f"target {self.label} did not answer the blocked plan")
         return answer
 
+    def facts(self) -> dict:
+        facts = super().facts()
+        stale = agent_mismatch(facts, self.label, self.remote_python)
+        if stale:
+            raise WorkbenchError(stale)
+        return facts
+
     def recover(self, why: str = "") -> None:
         """Reconnect: probe again and again, with backoff, until it answers or
         ``reconnect_timeout`` seconds have passed."""
@@ -102,3 +113,13 @@ class SSHTarget(Target):
 
     def describe(self):
         return {**super().describe(), "host": self.host, "port": self.port, "remote_python": self.remote_python}
+
+
+def agent_mismatch(facts: dict, label: str, python: str) -> str | None:
+    """Why the agent that answered the probe is not this checkout's, in one line, or None."""
+    ours, theirs = agent_code_digest(), facts.get("agent_code")
+    if theirs == ours:
+        return None
+    what = f"code {theirs}" if theirs else "a version from before agents reported their code"
+    return (f"the agent on {label} ({python}) is not this checkout's ({what}; here {ours}): run "
+            f"`workbench target prepare {label}` to update it")
