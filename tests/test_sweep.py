@@ -145,6 +145,26 @@ def test_targets_run_in_parallel_never_two_on_one_machine(tmp_path, monkeypatch)
     assert any(sa < eb and sb < ea for sa, ea in a for sb, eb in b), "the two machines never ran at the same time"
 
 
+def test_a_target_on_the_wrong_kernel_fails_its_configurations_with_one_line(tmp_path):
+    """``kernel_expect`` per target: the box on the kernel it should run is measured, the
+    one on another kernel (the fake machines run 6.12.0-fake, no series) fails at once with
+    the runner's one line, and its notebook is kept; the expectation is not part of what a
+    configuration measures, so adding it does not rerun finished ones."""
+    grid = _grid(tmp_path, "expect", [{"spec": "fake:good", "kernel_expect": "6.12.0-fake"},
+                                      {"spec": "fake:bad", "kernel_expect": "patched"}], [{"name": "c"}])
+    status = sweep.run_sweep(grid, runs_root=tmp_path / "runs", out_root=tmp_path / "pm", progress=False)
+    by = status["configurations"]
+    assert by["fake-good-c"]["state"] == "done" and by["fake-bad-c"]["state"] == "failed"
+    assert by["fake-bad-c"]["error"].endswith("target fake:bad runs kernel 6.12.0-fake (no copy-offload interface), "
+                                              "not the expected patched")
+    assert "\n" not in by["fake-bad-c"]["error"]
+    assert store.load_runs(tmp_path / "runs")["target"].unique().tolist() == ["fake:good"]
+    cfg = next(c for c in sweep.load_grid(grid)["configurations"] if c["name"] == "fake-good-c")
+    assert sweep.config_hash(cfg) == sweep.config_hash({**cfg, "kernel_expect": None})
+    with pytest.raises(WorkbenchError, match="--kernel-expect is empty"):
+        sweep.expand_grid({"defaults": {"kernel_expect": " "}})
+
+
 def test_a_killed_worker_is_retried_once_then_the_configuration_fails(tmp_path, monkeypatch):
     import os
     import signal

@@ -22,13 +22,16 @@ unless ``channels`` is given); folio sizes and repeats are inside each run.
 ``max_reboots`` and ``trial_timeout`` (optional) are the runner's: a VM that dies or a
 trial that hangs is recorded as a fault, the VM rebooted and the run carried on; a
 configuration of trials that faults ``max_reboots`` times in a row is given up.
+``kernel_expect`` (optional; ``patched``, ``vanilla``, ``stock`` or a piece of the kernel
+release, as ``workbench run --kernel-expect``) makes a configuration fail at once, with
+one line, on a target running another kernel (a lab box that came back on its old one).
 ``workloads: [move-pages, mbind, demotion]`` (default: move-pages only) chooses how the
 pages migrate, ``access: write`` adds checked writers to each.
 
 A grid may name several targets, each with options of its own; every configuration then
 runs on every target, and each VM target is a VM of its own name::
 
-    targets: [vm:stock, vm:patched, {spec: "ssh://root@box-a", identity: ~/.ssh/lab}]
+    targets: [vm:stock, vm:patched, {spec: "ssh://root@box-a", identity: ~/.ssh/lab, kernel_expect: patched}]
 
 Configurations run on Dask distributed (:mod:`workbench.host.distributed`): one at a time
 per target, the targets in parallel, on a local cluster started and stopped by the sweep
@@ -65,17 +68,18 @@ from . import distributed, notebooks, runner
 from ..errors import WorkbenchError
 from ..agent import workloads as registry
 from ..protocol import ACCESS_MODES, worker_fields, worker_knob
-from .plan import RunParams
+from .plan import RunParams, check_kernel_expect
 from ..units import parse_size, parse_size_list
 
 NOTEBOOK = paths.REPO / "notebooks" / "03-sweep.ipynb"
 KNOWN = {"name", "target", "target_options", "kernel", "vm_name", "accel", "folio_sizes", "migrators", "threads", "channels", "batch_sizes",
          "total_size", "repeats", "src", "dst", "seed", "imports", "workloads", "access", "max_reboots",
-         "trial_timeout"}
+         "trial_timeout", "kernel_expect"}
 DEFAULTS = {"target": "vm", "target_options": {}, "kernel": None, "vm_name": None, "accel": None, "folio_sizes": ["4K", "2M"],
             "migrators": ["kernel"], "threads": [None], "channels": None, "batch_sizes": [None],
             "total_size": "16M", "repeats": 3, "src": 0, "dst": None, "seed": 1, "imports": [],
-            "workloads": ["move-pages"], "access": "none", "max_reboots": runner.MAX_REBOOTS, "trial_timeout": None}
+            "workloads": ["move-pages"], "access": "none", "max_reboots": runner.MAX_REBOOTS, "trial_timeout": None,
+            "kernel_expect": None}
 #: keys added after sweeps were first run: at these values a configuration hashes as it
 #: did before they existed, so a finished configuration is not run again
 LATER_DEFAULTS = {"workloads": ["move-pages"], "access": "none"}
@@ -140,7 +144,7 @@ def expand_grid(spec: dict, default_name: str = "sweep") -> dict:
 
 #: what a grid's ``targets`` entry may say besides its spec
 TARGET_KEYS = {"spec", "kernel", "vm_name", "accel", "nodes", "distances", "identity", "known_hosts",
-               "remote_python", "imports"}
+               "remote_python", "imports", "kernel_expect"}
 
 
 def _target_entry(item) -> dict:
@@ -154,7 +158,7 @@ def _target_entry(item) -> dict:
                              f"{', '.join(sorted(TARGET_KEYS - {'spec'}))}")
     spec = str(entry.pop("spec"))
     out = {"target": spec}
-    for key in ("kernel", "vm_name", "accel", "imports"):
+    for key in ("kernel", "vm_name", "accel", "imports", "kernel_expect"):
         if key in entry:
             out[key] = entry.pop(key)
     if parse_spec(spec)[0] == "vm" and "vm_name" not in out:
@@ -189,11 +193,15 @@ def normalise(cfg: dict) -> dict:
     out["target_options"] = dict(cfg.get("target_options") or {})
     runner._check_max_reboots(cfg["max_reboots"])
     runner._check_timeout(cfg["trial_timeout"])
+    if cfg["kernel_expect"] is not None:
+        out["kernel_expect"] = str(cfg["kernel_expect"])
+        check_kernel_expect(out["kernel_expect"])
     return out
 
 
-#: keys that change how faults are handled, not what is measured: not part of the hash
-HANDLING = ("max_reboots", "trial_timeout")
+#: keys that change how faults are handled or what is refused, not what is measured: not
+#: part of the hash
+HANDLING = ("max_reboots", "trial_timeout", "kernel_expect")
 
 
 def config_hash(cfg: dict) -> str:
@@ -226,11 +234,14 @@ def combinations(migrators, threads=(None,), channels=None, batch_sizes=(None,))
 def run_grid(target, folio_sizes, migrators, threads=(None,), channels=None, batch_sizes=(None,),
              total_size="16M", repeats=3, src=0, dst=None, seed=1, root=None, label="sweep",
              progress=True, journal: str | Path | None = None, workloads=("move-pages",),
-             access="none", max_reboots=runner.MAX_REBOOTS, trial_timeout=None) -> list[str]:
+             access="none", max_reboots=runner.MAX_REBOOTS, trial_timeout=None,
+             kernel_expect: str | None = None) -> list[str]:
     """Run every workload x combination on ``target``; returns the run ids. A fault (a
     dead VM, a hung trial) is recorded and carried through by the runner; any other
     error stops. ``dst`` None: node 1 for workloads that move pages to a named node, the
-    kernel's choice for demotion, none for compaction.
+    kernel's choice for demotion, none for compaction. ``kernel_expect`` (patched,
+    vanilla, stock or a piece of the release) refuses a target on another kernel before
+    its first trial (:func:`workbench.host.plan.kernel_mismatch`).
 
     ``journal`` (a JSON file) remembers the run of each combination as it starts: an
     attempt that is repeated (its worker died, the sweep was killed, a configuration
@@ -250,14 +261,14 @@ def run_grid(target, folio_sizes, migrators, threads=(None,), channels=None, bat
                                              combo["batch_size"] and f"b{combo['batch_size']}",
                                              access != "none" and f"a{access}") if v)
             name = f"{label}-{tag}"
-            reliability = {"max_reboots": max_reboots, "trial_timeout": trial_timeout}
+            guards = {"max_reboots": max_reboots, "trial_timeout": trial_timeout, "kernel_expect": kernel_expect}
             if name in started:
                 run = runner.run(target, params, root=root, resume=started[name], label=name, progress=progress,
-                                 **reliability)
+                                 **guards)
             else:
                 run = runner.run(target, params, root=root, label=name, progress=progress,
                                  on_start=lambda run_id, name=name: _journal(journal, started, name, run_id),
-                                 **reliability)
+                                 **guards)
             ids.append(run.id)
     return ids
 
