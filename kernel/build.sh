@@ -145,10 +145,7 @@ if [ ! -f "$tree/.workbench-base" ]; then
 		fi
 	done
 	if [ -n "$other" ]; then
-		log "seeding $tree from $other"
-		cp -a "$other" "$tree.tmp"
-		rm -f "$tree.tmp/.workbench-key"
-		echo "$other" >"$tree.tmp/.workbench-seeded-from"
+		seed_tree "$other"
 	else
 		mkdir -p "$tree.tmp"
 		if [ -n "$ksrc" ]; then
@@ -214,23 +211,7 @@ fi
 
 # ---- build ------------------------------------------------------------------------
 start=$(date +%s)
-if [ -f .workbench-seeded-from ]; then
-	# objtool's own build records absolute paths, so the copy rebuilds it,
-	# and every object depends on the objtool binary: without this, a
-	# seeded tree would be rebuilt from scratch.  The patches do not touch
-	# tools/, so the rebuilt objtool is the one the copied objects went
-	# through: give what was rebuilt under tools/ (the binary and its own
-	# objects, so that it is not relinked) the old binary's mtime.
-	other=$(cat .workbench-seeded-from)
-	log "seeded tree: building objtool first (log: $tree/.workbench-build.log)"
-	nice -n 10 make -j"$jobs" prepare >"$tree/.workbench-build.log" 2>&1 ||
-		{ tail -20 "$tree/.workbench-build.log" >&2; die "make prepare failed"; }
-	old_objtool=$other/tools/objtool/objtool
-	if git diff --quiet wb-base -- tools/ && [ -f "$old_objtool" ] && [ -f tools/objtool/objtool ]; then
-		find tools -newer "$old_objtool" -exec touch -h -r "$old_objtool" {} +
-	fi
-	rm -f .workbench-seeded-from
-fi
+build_seeded_objtool "$tree/.workbench-build.log"
 log "building bzImage and modules with -j$jobs, nice 10 (log: $tree/.workbench-build.log)"
 if ! nice -n 10 make -j"$jobs" bzImage modules >>"$tree/.workbench-build.log" 2>&1; then
 	grep -E 'error|Error' "$tree/.workbench-build.log" | head -40 >&2 || true

@@ -135,7 +135,14 @@ fi
 work=$cache/build/$src_key-$flavour
 tree=$work/src
 gitq() { git -C "$tree" -c user.name=workbench -c user.email=workbench@localhost "$@"; }
-if [ ! -f "$tree/.workbench-base" ]; then
+other=$cache/build/$src_key-$([ $vanilla = 1 ] && echo patched || echo vanilla)/src
+if [ ! -f "$tree/.workbench-base" ] && [ -f "$other/.workbench-base" ]; then
+	# the other flavour's tree of the same source: only what the series and the
+	# config change is rebuilt (minutes, not the hours of a whole distribution config)
+	rm -rf "$work" && mkdir -p "$work"
+	seed_tree "$other"
+	mv "$tree.tmp" "$tree"
+elif [ ! -f "$tree/.workbench-base" ]; then
 	rm -rf "$work"
 	mkdir -p "$tree.tmp"
 	if [ -n "$ksrc" ]; then
@@ -207,6 +214,7 @@ pkgversion=$kver-wb.${key:0:12}
 log "building linux-image-$release ($pkgversion) with -j$jobs (log: $work/build.log)"
 rm -f "$work"/*.deb "$work"/*.buildinfo "$work"/*.changes
 start=$(date +%s)
+build_seeded_objtool "$work/prepare.log"
 if ! DEB_BUILD_PROFILES="pkg.linux-upstream.nokernelheaders pkg.linux-upstream.nokerneldbg" \
 	nice -n 10 make -j"$jobs" bindeb-pkg LOCALVERSION= KDEB_PKGVERSION="$pkgversion" \
 	DPKG_FLAGS=-d >"$work/build.log" 2>&1; then

@@ -29,3 +29,34 @@ apply_series() {
 		fi
 	done
 }
+
+# seed_tree OTHER: start $tree.tmp as a copy of OTHER, a tree of the same source
+# with its objects (the other flavour), so make rebuilds only what the patches
+# and the config change, not the whole kernel. build_seeded_objtool finishes it.
+seed_tree() {
+	log "seeding $tree from $1"
+	cp -a "$1" "$tree.tmp"
+	rm -f "$tree.tmp/.workbench-key"
+	echo "$1" >"$tree.tmp/.workbench-seeded-from"
+}
+
+# build_seeded_objtool LOGFILE: in a seeded $tree (the current directory),
+# objtool's own build records absolute paths, so the copy rebuilds it, and
+# every object depends on the objtool binary: without this, a seeded tree would
+# be rebuilt from scratch. The patches do not touch tools/, so the rebuilt
+# objtool is the one the copied objects went through: give what was rebuilt
+# under tools/ (the binary and its own objects, so that it is not relinked)
+# the old binary's mtime. Nothing to do in a tree that was not seeded.
+build_seeded_objtool() {
+	local other old_objtool
+	[ -f .workbench-seeded-from ] || return 0
+	other=$(cat .workbench-seeded-from)
+	log "seeded tree: building objtool first (log: $1)"
+	nice -n 10 make -j"$jobs" prepare >"$1" 2>&1 ||
+		{ tail -20 "$1" >&2; die "make prepare failed"; }
+	old_objtool=$other/tools/objtool/objtool
+	if git diff --quiet wb-base -- tools/ && [ -f "$old_objtool" ] && [ -f tools/objtool/objtool ]; then
+		find tools -newer "$old_objtool" -exec touch -h -r "$old_objtool" {} +
+	fi
+	rm -f .workbench-seeded-from
+}
