@@ -179,6 +179,24 @@ def test_kernel_expect_refuses_before_any_trial_for_every_caller(tmp_path):
     assert target.started == [] and not list(tmp_path.iterdir())
 
 
+def test_each_run_probes_the_machine_as_it_is_now(tmp_path):
+    """The same target object across a kernel change (a notebook that kept its target while
+    the box was given another kernel): the second run sees the new kernel, so
+    --kernel-expect judges it and the records name it."""
+    from workbench.errors import WorkbenchError
+    from workbench.host import runner
+    from workbench.host.plan import RunParams
+    target = fake_target.FakeTarget()
+    params = RunParams(folio_sizes=[4096], total_size=1 << 20, repeats=1)
+    first = runner.run(target, params, root=tmp_path, progress=False, kernel_expect="stock")
+    assert first.records()["kernel_release"].tolist() == ["6.12.0-fake"]
+    target._facts_template["kernel_release"] = "6.12.0-other"
+    with pytest.raises(WorkbenchError, match=r"^target fake runs kernel 6.12.0-other .*not the expected "
+                                             r"release containing '6.12.0-fake'$"):
+        runner.run(target, params, root=tmp_path, progress=False, kernel_expect="6.12.0-fake")
+    assert runner.run(target, params, root=tmp_path, progress=False).manifest["kernel_release"] == "6.12.0-other"
+
+
 # ---- lab boxes (issue 14): bad input is one line, and no box is reached -----------------------
 
 @pytest.fixture

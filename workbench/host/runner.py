@@ -127,7 +127,7 @@ def run(target: Target, params: plan.RunParams, root=None, resume: str | None = 
     _check_timeout(trial_timeout)
     chaos = chaos if chaos is not None else Chaos.from_env()
     target.prepare(params)
-    facts = target.facts()
+    facts = target.facts(refresh=True)   # the machine as it is now, not as an earlier run found it
     params = plan.with_defaults(params, target.kind)
     plan.validate(params, facts, target.kind, kernel_expect=kernel_expect)
     trials = plan.expand(params)

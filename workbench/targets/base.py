@@ -107,8 +107,11 @@ class Target:
         """Test hook: make a host-side fault happen now (``kill_qemu`` for a VM)."""
         raise WorkbenchError(f"fault {fault!r} cannot be injected into target {self.label}")
 
-    def facts(self) -> dict:
-        if getattr(self, "_facts", None) is None:
+    def facts(self, refresh: bool = False) -> dict:
+        """What the target's agent reports about its machine (:mod:`workbench.agent.probe`),
+        probed once and kept; ``refresh`` probes again (every run does: a box may have
+        booted another kernel, loaded a migrator's module or been prepared again since)."""
+        if refresh or getattr(self, "_facts", None) is None:
             try:
                 facts = self.ask({"op": Op.PROBE})["facts"]
             except WorkbenchError as exc:

@@ -87,8 +87,8 @@ class SSHTarget(Target):
             raise WorkbenchError(f"target {self.label} did not answer the blocked plan")
         return answer
 
-    def facts(self) -> dict:
-        facts = super().facts()
+    def facts(self, refresh: bool = False) -> dict:
+        facts = super().facts(refresh)
         stale = agent_mismatch(facts, self.label, self.remote_python)
         if stale:
             raise WorkbenchError(stale)

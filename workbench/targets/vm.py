@@ -97,8 +97,8 @@ class VMTarget(Target):
         self.ensure_up()
         yield from self.vm.run_plan(plan, timeout=timeout)
 
-    def facts(self):
-        facts = super().facts()
+    def facts(self, refresh: bool = False):
+        facts = super().facts(refresh)
         st = self.vm.state() or {}
         # the guest cannot see the host-side image's config; the host knows which one it booted
         facts["kernel_config_hash"] = st.get("kernel_config_hash") or facts.get("kernel_config_hash")
