@@ -171,23 +171,53 @@ def test_the_prepared_venv_runs_a_verified_trial_over_ssh(lab_vm, prepared, tmp_
 
 
 @vm
-def test_a_link_the_box_cuts_mid_run_is_reconnected_and_no_trial_counted_twice(lab_vm, prepared, tmp_path):
-    """The real agent on the box kills its own sshd session inside a trial (the box's
-    side of a dropped link): the runner records ``link_lost``, reconnects and sends what
-    did not report again; every trial is stored once and verified."""
-    from workbench.host import runner
+def test_a_link_the_box_cuts_mid_run_is_reconnected_or_the_run_stops_and_resumes(lab_vm, prepared, tmp_path):
+    """The real agent on the box kills its own sshd session inside a trial (the box's side
+    of a dropped link). When the box answers again, the runner records ``link_lost``,
+    reconnects and sends what did not report again: every trial stored once, verified.
+    When it does not (here its address goes nowhere for the reconnection, with no time to
+    wait), the run stops in one line that says how to resume, with every finished trial
+    kept; ``--resume`` on the box completes it, again with no trial twice."""
+    import socket
+
+    from workbench.host import runner, store
     from workbench.host.chaos import Chaos
     from workbench.host.plan import RunParams
-    target = lab_vm.target(remote_python=prepared["remote_python"])
     params = RunParams(folio_sizes=[4096, 2 << 20], total_size=2 << 20, repeats=2)
-    run = runner.run(target, params, root=tmp_path, progress=False,
-                     chaos=Chaos([{"fault": "cut_link", "trial": "2M-2M-n0to1-s1-r0"}]))
+    every = sorted(s.key() for s in params.trials())
+    def cut():                              # a Chaos fires each fault once: one per run
+        return Chaos([{"fault": "cut_link", "trial": "2M-2M-n0to1-s1-r0"}])
+    in_flight = ("kernel-2M-2M-n0to1-s1-r0", "kernel-4K-2M-n0to1-s1-r0", None)
+
+    target = lab_vm.target(remote_python=prepared["remote_python"])
+    run = runner.run(target, params, root=tmp_path, progress=False, chaos=cut())
     records = run.records()
-    assert sorted(records["trial_key"]) == sorted(s.key() for s in params.trials())
-    assert records["verified"].all()
+    assert sorted(records["trial_key"]) == every and records["verified"].all()
     (fault,) = run.faults()
-    assert fault["kind"] == "link_lost"
-    assert fault["trial_key"] in ("kernel-2M-2M-n0to1-s1-r0", "kernel-4K-2M-n0to1-s1-r0", None)
+    assert fault["kind"] == "link_lost" and fault["trial_key"] in in_flight
+
+    gone = lab_vm.target(remote_python=prepared["remote_python"])
+    gone.reconnect_timeout = 0
+    real_recover = gone.recover
+
+    def recover_to_nowhere(why=""):
+        with socket.socket() as sock:       # a port nothing listens on: the box is unreachable
+            sock.bind(("127.0.0.1", 0))
+            gone.port = sock.getsockname()[1]
+        real_recover(why)
+    gone.recover = recover_to_nowhere
+    with pytest.raises(WorkbenchError) as err:
+        runner.run(gone, params, root=tmp_path / "stopped", progress=False, chaos=cut())
+    msg = str(err.value)
+    assert "\n" not in msg and "could not reconnect within 0 s" in msg
+    (stopped,) = [p.parent.name for p in (tmp_path / "stopped").glob("*/manifest.json")]
+    kept = store.open_run(stopped, tmp_path / "stopped").records()
+    assert 1 <= len(kept) < len(every) and kept["verified"].all()
+    assert msg.endswith(f"{len(kept)} finished trials are saved in {tmp_path / 'stopped' / stopped}; resume with "
+                        f"--resume {stopped})")
+    resumed = runner.run(target, params, root=tmp_path / "stopped", resume=stopped, progress=False)
+    records = resumed.records()
+    assert resumed.id == stopped and sorted(records["trial_key"]) == every and records["verified"].all()
 
 
 @vm
@@ -271,38 +301,71 @@ def test_a_kernel_that_does_not_boot_is_reported_and_the_box_comes_back_on_its_o
     box.run("dpkg -r linux-image-6.12.0-wb-broken >/dev/null 2>&1")
 
 
-def _package(vm, vanilla: bool):
+def _package(vanilla: bool):
     """The series (or vanilla) packaged on the lab box's own config and modules."""
     # the image's stock config and first-boot lsmod: fixed inputs, so the package stays cached
     from workbench.targets import kernel_package
     from workbench.targets.disk_vm import build_image
+    if os.environ.get("WORKBENCH_LAB_KERNEL_TESTS") != "1":
+        pytest.skip("the lab kernel chain runs with WORKBENCH_LAB_KERNEL_TESTS=1 (a package build of up to "
+                    "2 h on 2 cores when not cached, then a box of its own booted four times under TCG)")
     image = build_image()
     args = dict(config=image.config, lsmod=image.lsmod, vanilla=vanilla, test_dma_engine=not vanilla)
-    if os.environ.get("WORKBENCH_LAB_KERNEL_TESTS") != "1":
-        pytest.skip("the lab kernel chains run with WORKBENCH_LAB_KERNEL_TESTS=1 (a package build of up to "
-                    "2 h on 2 cores when not cached, then five boots of the box under TCG)")
     return kernel_package.cached(**args) or kernel_package.build(**args)
 
 
 @vm
-def test_patched_package_kexec_and_a_verified_run_of_every_migrator(lab_vm, prepared, tmp_path):
+def test_the_whole_chain_from_a_clean_image(tmp_path):
+    """A box of its own from a clean image: prepare -> the patched package -> install ->
+    kexec -> uname -r is ours -> a verified run of every migrator over SSH -> the vanilla
+    package -> install, booted by a one-shot reboot through GRUB -> the same trials pass;
+    --kernel-expect tells the two apart in one line; the next power cycle is back on the
+    stock kernel (GRUB's default was never moved)."""
     from workbench.host import runner
     from workbench.host.plan import VM_DMA_ENGINE, RunParams
     from workbench.targets import lab
-    pkg = _package(lab_vm, vanilla=False)
-    stock = _box(lab_vm).out("uname -r")
-    res = lab.install(pkg.deb, lab_vm.target(), boot="kexec", timeout=900, console=lab_vm.console)
-    assert res["running_release"] == pkg.release and res["running_version"].startswith(pkg.build_tag + " ")
-    assert "kernel" in res["series_migrator"] and "mtcopy" in res["series_migrator"]
-    target = lab_vm.target(remote_python=prepared["remote_python"])
-    for migrator in ("kernel", "mtcopy", "dcbm"):
-        run = runner.run(target, RunParams(folio_sizes=[4096, 2 << 20], total_size=4 << 20, repeats=1,
-                                           migrator=migrator, dma_engine=VM_DMA_ENGINE if migrator == "dcbm" else None),
-                         root=tmp_path, progress=False)
-        assert run.records()["verified"].all(), migrator
-    # the package was booted once: GRUB's default is still the stock kernel
-    lab_vm.power_cycle(timeout=1800)
-    assert _box(lab_vm).out("uname -r") == stock
+    from workbench.targets.disk_vm import LabVM
+    _need_tools()
+    patched, vanilla = _package(vanilla=False), _package(vanilla=True)
+    box_vm = LabVM(f"{VM_PREFIX}-lab-chain")
+    box_vm.reset()
+    _up(box_vm)
+    try:
+        box = _box(box_vm)
+        stock = box.out("uname -r")
+        prepared = lab.prepare(box_vm.target())
+        assert prepared["installed"]
+        target = box_vm.target(remote_python=prepared["remote_python"])
+        trials = dict(folio_sizes=[4096, 2 << 20], total_size=4 << 20, repeats=1)
+
+        res = lab.install(patched.deb, box_vm.target(), boot="kexec", timeout=900, console=box_vm.console)
+        assert res["running_release"] == patched.release and res["running_version"].startswith(patched.build_tag + " ")
+        assert "[kernel]" in res["series_migrator"]          # mtcopy and dcbm are modules, loaded on use
+        for migrator in ("kernel", "mtcopy", "dcbm"):
+            run = runner.run(target, RunParams(**trials, migrator=migrator,
+                                               dma_engine=VM_DMA_ENGINE if migrator == "dcbm" else None),
+                             root=tmp_path, progress=False, kernel_expect="patched")
+            assert run.records()["verified"].all() and len(run.records()) == 2, migrator
+            assert run.manifest["kernel_release"] == patched.release
+
+        res = lab.install(vanilla.deb, box_vm.target(), boot="reboot", timeout=1200, console=box_vm.console)
+        assert res["running_release"] == vanilla.release and res["running_version"].startswith(vanilla.build_tag + " ")
+        assert res["series_migrator"] is None and vanilla.release in res["boot_entry"]
+        assert res["default_release"] == stock      # not the patched kernel it ran, which was only kexec'd
+        assert f"BOOT_IMAGE=/boot/vmlinuz-{vanilla.release}" in box.out("cat /proc/cmdline")   # through GRUB
+        with pytest.raises(WorkbenchError) as err:
+            runner.run(target, RunParams(**trials), root=tmp_path, progress=False, kernel_expect="patched")
+        assert str(err.value) == (f"target {target.label} runs kernel {vanilla.release} (no copy-offload "
+                                  "interface), not the expected patched")
+        run = runner.run(target, RunParams(**trials), root=tmp_path, progress=False, kernel_expect="vanilla")
+        assert run.records()["verified"].all() and len(run.records()) == 2
+        assert run.manifest["kernel_expect"] == "vanilla"
+
+        box_vm.power_cycle(timeout=1800)
+        assert box.out("uname -r") == stock
+    finally:
+        box_vm.kill()
+        box_vm.reset()
 
 
 # ---- pieces that need no VM -------------------------------------------------------------------------
@@ -402,29 +465,3 @@ def test_a_panic_on_the_console_ends_the_wait_for_the_box(tmp_path, monkeypatch)
     assert Down.calls == 3
     assert lab._wait_back(Down(), "old-id", time.monotonic() - 1, None) == (None, None)
 
-
-@vm
-def test_vanilla_package_by_a_one_shot_reboot_and_kernel_expect_tells_the_kernels_apart(lab_vm, prepared, tmp_path):
-    """The same source without the series, booted with `--boot reboot` (a grub-reboot
-    entry, then a real reboot through the firmware and GRUB): it runs verified trials,
-    `--kernel-expect patched` refuses it in one line, `vanilla` accepts it, and the next
-    power cycle is back on the stock kernel."""
-    from workbench.host import runner
-    from workbench.host.plan import RunParams
-    from workbench.targets import lab
-    pkg = _package(lab_vm, vanilla=True)
-    stock = _box(lab_vm).out("uname -r")
-    res = lab.install(pkg.deb, lab_vm.target(), boot="reboot", timeout=1200, console=lab_vm.console)
-    assert res["running_release"] == pkg.release and res["running_version"].startswith(pkg.build_tag + " ")
-    assert res["series_migrator"] is None and pkg.release in res["boot_entry"]
-    assert f"BOOT_IMAGE=/boot/vmlinuz-{pkg.release}" in _box(lab_vm).out("cat /proc/cmdline")   # GRUB booted it
-    target = lab_vm.target(remote_python=prepared["remote_python"])
-    params = RunParams(folio_sizes=[4096, 2 << 20], total_size=4 << 20, repeats=1)
-    with pytest.raises(WorkbenchError) as err:
-        runner.run(target, params, root=tmp_path, progress=False, kernel_expect="patched")
-    assert str(err.value) == (f"target {target.label} runs kernel {pkg.release} (no copy-offload interface), "
-                              "not the expected patched")
-    run = runner.run(target, params, root=tmp_path, progress=False, kernel_expect="vanilla")
-    assert run.records()["verified"].all() and run.manifest["kernel_expect"] == "vanilla"
-    lab_vm.power_cycle(timeout=1800)
-    assert _box(lab_vm).out("uname -r") == stock

@@ -18,8 +18,10 @@ nothing is specific to the lab-machine VM.
 
 ``install(deb, target, boot="kexec"|"reboot")``
     copies a linux-image .deb, ``dpkg -i`` (its hooks build the initramfs and update
-    GRUB), pins GRUB's default entry to the kernel the box runs now (so any later boot
-    or power cycle comes back to it), boots the new kernel once (``kexec -l`` +
+    GRUB), pins GRUB's default entry to the box's own kernel (the one it ran when the
+    workbench first installed a kernel there, kept in ``~/.migration-workbench/home-kernel``),
+    so any later boot or power cycle comes back to it, never to a test kernel that was
+    only kexec'd, boots the new kernel once (``kexec -l`` +
     ``systemctl kexec``, or a one-shot ``grub-reboot`` + reboot), waits for SSH within a
     time limit, and checks ``uname -r``/``uname -v`` and, for the series,
     ``/sys/kernel/mm/migration/migrator``.
@@ -315,6 +317,9 @@ echo "grub_default=$(cat /etc/default/grub /etc/default/grub.d/*.cfg 2>/dev/null
 """
 
 _GRUB_PIN_FILE = "/etc/default/grub.d/50-migration-workbench.cfg"
+#: (under the login's home) the release GRUB's default is kept on: the kernel the box
+#: ran when the workbench first installed one there
+HOME_KERNEL_FILE = f"{REMOTE_DIR}/home-kernel"
 
 
 def box_state(target) -> dict:
@@ -400,18 +405,27 @@ def install(package_deb, target, boot: str = "kexec", timeout: float = 900.0, co
           what=f"checking /boot/vmlinuz-{pkg.release} and its initrd")
     t_dpkg = time.monotonic()
 
-    # GRUB: the default stays the kernel that runs now; the new one is booted once
+    # GRUB: the default stays the box's own kernel (the one it ran when the workbench
+    # first installed a kernel there, kept in HOME_KERNEL_FILE: never one of ours that
+    # runs now only because it was kexec'd or booted once); the new one is booted once
     new_entry = None
+    home = old
     if "grub_cfg" in st and "have_grub-set-default" in st:
+        home_file = shlex.quote(f"{st['home']}/{HOME_KERNEL_FILE}")
+        home = r.run(f"cat {home_file} 2>/dev/null", check=False, timeout=60).stdout.strip() or old
         if st.get("grub_default") != "saved":
             r.run(f"{sudo}sh -c 'mkdir -p /etc/default/grub.d && echo GRUB_DEFAULT=saved >{_GRUB_PIN_FILE}"
                   f" && update-grub' >/dev/null 2>&1", timeout=600, what="setting GRUB_DEFAULT=saved")
             result["grub_default_changed"] = _GRUB_PIN_FILE
         cfg = r.out("cat /boot/grub/grub.cfg", timeout=60, what="reading grub.cfg")
-        old_entry, new_entry = grub_entry(cfg, old), grub_entry(cfg, pkg.release)
-        if old_entry:
-            r.run(f"{sudo}grub-set-default {shlex.quote(old_entry)}", what="pinning GRUB's default")
-            result["default_entry"] = old_entry
+        home_entry, new_entry = grub_entry(cfg, home), grub_entry(cfg, pkg.release)
+        if home_entry is None and home != old:      # the box's own kernel was removed since
+            home, home_entry = old, grub_entry(cfg, old)
+        if home_entry:
+            r.run(f"{sudo}grub-set-default {shlex.quote(home_entry)}", what="pinning GRUB's default")
+            r.run(f"mkdir -p $(dirname {home_file}) && printf '%s\\n' {shlex.quote(home)} >{home_file}",
+                  timeout=60, what="recording the box's own kernel")
+            result.update(default_entry=home_entry, default_release=home)
         if boot == "reboot" and not new_entry:
             raise WorkbenchError(f"{target.label}: GRUB has no entry for {pkg.release} after dpkg -i")
     elif boot == "kexec":
@@ -439,13 +453,13 @@ def install(package_deb, target, boot: str = "kexec", timeout: float = 900.0, co
         raise WorkbenchError(
             f"{target.label} did not come back after {boot} into {pkg.release}: the console shows {panic} "
             f"after {t_back - t_boot:.0f}s"
-            + (f"; its default boot entry is still {old}" if result.get("default_entry") else "")
+            + (f"; its default boot entry is still {home}" if result.get("default_entry") else "")
             + f" (console: {console})",
             detail=_console_tail(console))
     if back is None:
         raise WorkbenchError(
             f"{target.label} did not come back within {timeout:.0f}s after {boot} into {pkg.release}"
-            + (f"; its default boot entry is still {old}" if result.get("default_entry") else "")
+            + (f"; its default boot entry is still {home}" if result.get("default_entry") else "")
             + (f" (console: {console})" if console else ""),
             detail=_console_tail(console))
     result["running_release"], result["running_version"] = back["release"], back["version"]
