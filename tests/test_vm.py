@@ -55,7 +55,10 @@ def test_4k_and_2m_runs_move_every_page_and_verify(vm_target, tmp_path):
         assert r["verified"] and r["verify_bad_pages"] == 0
         assert r["pages_moved"] == pages and r["pages_failed"] == 0 and r["on_src_before_share"] == 1.0
         assert r["folio_match_share"] == 1.0, f"{folio}: the kernel did not give {folio} folios"
-        assert r["vmstat_pgmigrate_success"] == pages
+        # pgmigrate_success is system-wide: the trial's pages, plus whatever the guest
+        # migrated beside it (a CI run once saw 16 more, from kcompactd or NUMA balancing
+        # on a loaded host); pages_moved above is the exact, per-call figure
+        assert pages <= r["vmstat_pgmigrate_success"] <= pages + 64, r["vmstat_pgmigrate_success"]
         assert r["seconds"] > 0 and r["accelerator"] == vm_target.accelerator()
     assert df.loc["2M", "thp_pages"] == pages and df.loc["2M", "vmstat_thp_migration_success"] == 8
     assert df.loc["4K", "thp_pages"] == 0 and df.loc["4K", "folios"] == pages
