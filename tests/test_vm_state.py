@@ -39,3 +39,31 @@ def test_the_next_command_cancels_the_plans_of_host_processes_that_are_gone(tmp_
     cancels = sorted(json.loads(p.read_text())["request"] for p in (vm.spool / "requests").glob("*.json"))
     assert cancels == ["orphan", "rebooted"]
     assert [p.stem for p in (vm.spool / "owners").glob("*.json")] == ["mine"]   # a live host's plan is left alone
+
+
+def test_tcg_guests_run_single_threaded_and_kvm_guests_do_not(tmp_path, monkeypatch):
+    """Multi-threaded TCG lets a vCPU run a stale translation of kernel text another vCPU
+    is patching (QEMU 7.2, Linux 6.12: "Oops: int3" when a trial switches a trace event),
+    so every TCG guest, the virtme-ng VM and the disk-booted lab VM alike, is single-threaded."""
+    from pathlib import Path
+
+    from workbench.targets import disk_vm
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
+
+    class Image:
+        run_arg = "/boot/vmlinuz"
+    vm = qemu.VM("rel-accel")
+    for accel, want in (("tcg", "-accel tcg,thread=single"), ("icount", "-accel tcg,thread=single -icount"),
+                        ("kvm", None)):
+        opts = vm.command(qemu.VMConfig(accel=accel).resolved(), Image(), "tok")[-1]
+        assert opts.startswith("--qemu-opts="), opts
+        if want:
+            assert want in opts and opts.count(" -accel ") == 1, opts
+        else:
+            assert " -accel " not in opts and "thread=" not in opts, opts
+    lab = disk_vm.LabVM("rel-accel")
+    image = disk_vm.LabImage("key", Path("/img"), Path("/img/disk.qcow2"), Path("/img/id"), "ssh-ed25519 AAAA",
+                             "6.12.117+deb12-amd64", {})
+    for accel, want in (("tcg", "tcg,thread=single"), ("kvm", "kvm")):
+        cmd = lab.command(image, 2222, accel)
+        assert cmd[cmd.index("-accel") + 1] == want

@@ -43,7 +43,9 @@ def format_report(report: dict, target_facts: dict | None = None) -> str:
         + ("   (need 2 for --target local; use --target vm)" if len(h['numa']['memory_nodes']) < 2 else ""),
         f"THP            {'yes' if h['thp'] else 'no'}; folio sizes: {describe_sizes(h['folio_sizes'])}",
         f"migrators      {', '.join(h['offered'])}  (interface: {h['interface']})",
-        f"accelerator    VMs use {report['accelerator']['vm_default']} ({report['accelerator']['why']})",
+        f"accelerator    VMs use {report['accelerator']['vm_default']} ({report['accelerator']['why']})"
+        + ("; TCG single-threaded, one host core per VM (multi-threaded TCG corrupts live kernel "
+           "patching)" if report['accelerator']['vm_default'] == "tcg" else ""),
         f"icount clock   " + ("yes: --accel icount (" + report['accelerator']['icount_why'] + "): instruction-time, "
                               "deterministic path cost, not speed" if report['accelerator']['icount']
                               else f"no: {report['accelerator']['icount_why']}"),

@@ -58,7 +58,7 @@ from pathlib import Path
 
 from .. import paths
 from ..errors import WorkbenchError
-from .qemu import kvm_usable
+from .qemu import TCG_ACCEL, kvm_usable
 
 SUITE = "bookworm"
 #: the packages of the image, besides the kernel (see kernel_package())
@@ -453,7 +453,8 @@ class LabVM:
     def command(self, image: LabImage, port: int, accel: str) -> list[str]:
         mem = sum(int(m.rstrip("M")) for m, _ in self.nodes)
         ncpus = sum(len(_cpus(c)) for _, c in self.nodes)
-        cmd = ["qemu-system-x86_64", "-name", f"lab-{self.name}", "-machine", "pc", "-accel", accel,
+        cmd = ["qemu-system-x86_64", "-name", f"lab-{self.name}", "-machine", "pc",
+               "-accel", TCG_ACCEL if accel == "tcg" else accel,
                "-cpu", "host" if accel == "kvm" else "max",
                "-smp", f"{ncpus},sockets={ncpus},cores=1,threads=1", "-m", f"{mem}M"]
         for i, (m, cpu) in enumerate(self.nodes):
