@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -113,6 +114,11 @@ def test_chaos_sweep_on_a_vm(vm_target, tmp_path, monkeypatch, capsys):
     assert "handle_userfault" in hung["detail"] and "do_pages_move" in hung["detail"]   # where it was stuck
     panic = next(f for f in faults if "guest kernel panic" in f["cause"])
     assert "Kernel panic - not syncing: sysrq triggered crash" in panic["detail"]
+    # that boot's console is kept where the reboot that followed did not overwrite it
+    kept = Path(panic["logs"]) / "console.log"
+    assert kept.parent.parent == vm_target.vm.dir / "deaths", panic["logs"]
+    assert "Kernel panic - not syncing: sysrq triggered crash" in kept.read_text(errors="replace")
+    assert "sysrq triggered crash" not in vm_target.vm.console.read_text(errors="replace")
     assert vm_target.vm.running()                        # left up, as it was, for the next test
     print(f"\nchaos sweep on VM {vm_target.vm.name}: {seconds:.0f} s", file=sys.__stderr__)
 

@@ -41,6 +41,26 @@ def test_the_next_command_cancels_the_plans_of_host_processes_that_are_gone(tmp_
     assert [p.stem for p in (vm.spool / "owners").glob("*.json")] == ["mine"]   # a live host's plan is left alone
 
 
+def test_a_died_boot_keeps_its_console_past_the_next_boot_and_only_the_newest_are_kept(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
+    vm = qemu.VM("rel-deaths")
+    vm.dir.mkdir(parents=True)
+    vm.console.write_text("[ 62.5] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI\n"
+                          "[ 62.6] Kernel panic - not syncing: Fatal exception in interrupt\n")
+    vm.qemu_log.write_text("qemu-system-x86_64: terminating on signal 15\n")
+    lost = vm.death()
+    assert lost.kind == "vm_died" and lost.cause == "guest kernel panic: Fatal exception in interrupt"
+    kept = vm.dir / "deaths" / lost.logs.rsplit("/", 1)[-1]
+    assert str(kept / "console.log") in str(lost) and str(kept / "qemu.log") in str(lost)
+    vm.console.write_text("the next boot\n")                      # what up() does to the live one
+    assert "Oops: int3" in (kept / "console.log").read_text()
+    assert "signal 15" in (kept / "qemu.log").read_text()
+    for _ in range(qemu.VM.KEEP_DEATHS + 2):
+        vm.keep_logs()
+    left = sorted(p.name for p in (vm.dir / "deaths").iterdir())
+    assert len(left) == qemu.VM.KEEP_DEATHS and kept.name not in left   # the oldest went
+
+
 def test_tcg_guests_run_single_threaded_and_kvm_guests_do_not(tmp_path, monkeypatch):
     """Multi-threaded TCG lets a vCPU run a stale translation of kernel text another vCPU
     is patching (QEMU 7.2, Linux 6.12: "Oops: int3" when a trial switches a trace event),

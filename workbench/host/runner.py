@@ -242,7 +242,8 @@ def run(target: Target, params: plan.RunParams, root=None, resume: str | None = 
                 target.recover("a trial hung")
             except TargetLost as lost:
                 cause = f"{injected} (test hook): {lost.cause}" if injected else lost.cause
-                fault(lost.kind, in_flight, cause, detail=lost.detail)
+                fault(lost.kind, in_flight, cause, detail=lost.detail,
+                      **({"logs": lost.logs} if lost.logs else {}))
                 if in_flight is None:
                     lost_between = between(lost_between, str(lost), lost.detail)
                 target.recover(lost.cause)

@@ -12,11 +12,12 @@ class TargetLost(WorkbenchError):
     """The target went away in the middle of a plan: a VM that died (QEMU killed, the
     guest powered off or panicked), an SSH link that dropped, an agent that was killed.
     ``kind`` says which ("vm_died", "link_lost", "agent_died"), ``cause`` why, in one line
-    (a panic's message, QEMU's own last word, ssh's complaint)."""
+    (a panic's message, QEMU's own last word, ssh's complaint); ``logs``, where there are
+    any, the directory that keeps the lost machine's console and messages."""
 
-    def __init__(self, message: str, kind: str, cause: str, detail: str | None = None):
+    def __init__(self, message: str, kind: str, cause: str, detail: str | None = None, logs: str | None = None):
         super().__init__(message, detail=detail)
-        self.kind, self.cause = kind, cause
+        self.kind, self.cause, self.logs = kind, cause, logs
 
 
 def clock_of(accelerator: str) -> str:

@@ -15,7 +15,8 @@ The guest's kernel console goes to ``console.log`` (a virtio console of its own;
 sends its serial console, mixed with its and QEMU's messages, to their stderr, kept in
 ``qemu.log``).
 A VM that dies during a plan raises :class:`~.base.TargetLost` with the cause read from
-its console (the panic's message, a power-off) or QEMU's own last word. A plan whose
+its console (the panic's message, a power-off) or QEMU's own last word, and keeps that
+boot's console and QEMU log under ``deaths/`` (the next boot starts both afresh). A plan whose
 host went away (killed, Ctrl-C) is cancelled by the next command that uses the VM, so a
 VM left behind is reused as it is; one whose boot was interrupted is stopped and booted
 again.
@@ -324,9 +325,33 @@ class VM:
         ``since`` (a panic, a power-off) or QEMU's own last message."""
         cause, report = kernellog.death_cause(self.console_since(since) or self.console_since(0)[-200:],
                                               self.qemu_messages())
-        return TargetLost(f"VM {self.name!r} died during a plan: {cause} (console: {self.console}, QEMU's own "
-                          f"messages: {self.qemu_log})", kind="vm_died", cause=cause,
+        kept = self.keep_logs()
+        return TargetLost(f"VM {self.name!r} died during a plan: {cause} (console: {kept / self.console.name}, "
+                          f"QEMU's own messages: {kept / self.qemu_log.name})", kind="vm_died", cause=cause, logs=str(kept),
                           detail=(report + "\n---\n" if report else "") + self.failure_detail())
+
+    #: how many died or failed boots keep their console and QEMU log under ``deaths/``
+    KEEP_DEATHS = 10
+
+    def keep_logs(self) -> Path:
+        """Copy this boot's console and QEMU log to ``deaths/<time>/``, where the next boot
+        (which starts both afresh) cannot overwrite them; the oldest beyond ``KEEP_DEATHS``
+        go. Returns the directory the message should name."""
+        root = self.dir / "deaths"
+        kept = root / time.strftime("%Y%m%d-%H%M%S")
+        n = 1
+        while kept.exists():
+            n += 1
+            kept = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{n:03d}"
+        kept.mkdir(parents=True)
+        for f in (self.console, self.qemu_log):
+            try:
+                shutil.copyfile(f, kept / f.name)
+            except OSError:
+                pass
+        for old in sorted(p for p in root.iterdir() if p.is_dir())[:-self.KEEP_DEATHS]:
+            shutil.rmtree(old, ignore_errors=True)
+        return kept
 
     def console_problems(self, since: int = 0) -> list[str]:
         """Kernel WARN/BUG/oops lines on the console (from byte offset ``since``)."""
@@ -433,8 +458,10 @@ class VM:
             if proc.poll() is not None or time.time() > deadline:
                 why = "exited" if proc.poll() is not None else f"was not ready after {config.boot_timeout:.0f} s"
                 self.down(quiet=True)
+                kept = self.keep_logs()
                 raise WorkbenchError(f"VM {self.name!r} failed to boot kernel {config.kernel!r}: QEMU {why} "
-                                     f"(console: {self.console}, QEMU's own messages: {self.qemu_log})",
+                                     f"(console: {kept / self.console.name}, "
+                                     f"QEMU's own messages: {kept / self.qemu_log.name})",
                                      detail=self.failure_detail())
             if progress:
                 progress(time.time() - state["started"])
