@@ -102,10 +102,8 @@ def patched(patched_vm):
     watch.check()
 
 
-# The icount VMs live for their module only: with sleep=off an idle icount guest runs its
-# timers and the agent's spool polling as fast as the host lets it (guest time jumps to
-# the next timer), so each one left up burned 60-80% of a host core for the rest of the
-# suite (seen in the CI rehearsal: two of them took about 1.4 of the 2 cores).
+# The icount VMs live for their module only: an icount VM is paused between plans, but
+# one that is never used again still holds 3 GiB of host memory for the rest of the suite.
 @pytest.fixture(scope="module")
 def icount_vm():
     """Stock Debian 6.12 under the instruction-counted clock (--accel icount)."""

@@ -1,6 +1,8 @@
 """The instruction-counted clock in a real VM: it boots, its results say icount wherever
 they go, they verify byte-exact, and they are never compared with wall-clock results.
-No test asserts on a time."""
+No test asserts on a measured time; one bounds the host CPU an idle, paused VM uses."""
+
+import time
 
 import pytest
 
@@ -37,6 +39,20 @@ def test_default_trials_verify_and_say_icount(icount_run):
     assert len(df) == 3 and df["verified"].all() and (df["folio_match_share"] == 1.0).all()
     assert (df["pages_moved"] == SIZE // 4096).all()
     assert set(df["clock"]) == {"icount"} and set(df["accelerator"]) == {"icount"}
+
+
+def test_an_idle_icount_vm_is_paused_and_a_plan_resumes_it(icount_vm, icount_run):
+    """With sleep=off an idle icount guest's timers and its agent's polling run flat out
+    (60-80% of a host core); between plans it is paused and costs nothing. The bound is
+    on host CPU used, not on any time measured."""
+    vm = icount_vm.vm
+    assert vm.run_state() == "paused" and vm.status()["paused_while_idle"]
+    before = vm.cpu_seconds()
+    time.sleep(5)
+    used = vm.cpu_seconds() - before
+    assert used < 1.0, f"the paused icount VM used {used:.2f} s of host CPU in 5 s"
+    assert icount_vm.facts(refresh=True)["clock"] == "icount"       # a plan resumes it ...
+    assert vm.run_state() == "paused"                                # ... and it is paused again
 
 
 def test_the_report_labels_icount_and_refuses_to_mix_clocks(icount_run, vm_target):

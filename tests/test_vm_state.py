@@ -87,3 +87,56 @@ def test_tcg_guests_run_single_threaded_and_kvm_guests_do_not(tmp_path, monkeypa
     for accel, want in (("tcg", "tcg,thread=single"), ("kvm", "kvm")):
         cmd = lab.command(image, 2222, accel)
         assert cmd[cmd.index("-accel") + 1] == want
+
+
+def test_qmp_answers_skip_events_and_an_absent_qemu_is_none(tmp_path):
+    import json as _json
+    import socket
+    import threading
+
+    from workbench.targets import qmp
+    sock = tmp_path / "qmp.sock"
+    assert qmp.execute(sock, "stop") is None                          # nothing listening
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(sock))
+    server.listen(1)
+    seen = []
+
+    def qemu():
+        conn, _ = server.accept()
+        f = conn.makefile("rw")
+        f.write('{"QMP": {"version": {}, "capabilities": []}}\n')
+        f.flush()
+        for line in f:
+            cmd = _json.loads(line)["execute"]
+            seen.append(cmd)
+            if cmd == "stop":
+                f.write('{"event": "STOP", "timestamp": {}}\n')      # an event before the answer
+            f.write('{"return": {"status": "paused", "running": false}}\n' if cmd == "query-status"
+                    else '{"return": {}}\n')
+            f.flush()
+        conn.close()
+    threading.Thread(target=qemu, daemon=True).start()
+    assert qmp.execute(sock, "stop", "query-status") == [{"return": {}},
+                                                          {"return": {"status": "paused", "running": False}}]
+    assert seen == ["qmp_capabilities", "stop", "query-status"]
+    server.close()
+
+
+def test_an_icount_vm_is_paused_only_when_no_host_process_has_a_plan_on_it(tmp_path, monkeypatch):
+    from workbench.targets import qmp
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
+    sent = []
+    monkeypatch.setattr(qmp, "execute", lambda sock, *cmds, **kw: sent.extend(cmds) or [{"return": {}}] * len(cmds))
+    vm = qemu.VM("rel-pause")
+    (vm.spool / "owners").mkdir(parents=True)
+    icount, tcg = {"accelerator": "icount"}, {"accelerator": "tcg"}
+    assert vm.pause_if_idle(icount) and sent == ["stop"]
+    (vm.spool / "owners" / "another-host-process.json").write_text("{}")
+    assert not vm.pause_if_idle(icount) and sent == ["stop"]           # someone else's plan is running
+    vm.resume(icount)
+    assert sent == ["stop", "cont"]
+    assert not vm.pause_if_idle(tcg) and (vm.resume(tcg), sent)[1] == ["stop", "cont"]   # never paused
+    opts = vm.command(qemu.VMConfig(accel="icount").resolved(), type("I", (), {"run_arg": "/vmlinuz"})(), "t")[-1]
+    assert f"-qmp unix:{vm.qmp_sock},server=on,wait=off" in opts
+    assert "-qmp" not in vm.command(qemu.VMConfig(accel="tcg").resolved(), type("I", (), {"run_arg": "/v"})(), "t")[-1]

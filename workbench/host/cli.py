@@ -98,7 +98,8 @@ def cmd_vm(args):
             print(json.dumps(status, indent=1))
         elif status["running"]:
             print(f"VM {status['name']!r} running: pid {status['pid']}, kernel {status['kernel_release']} "
-                  f"({status['kernel']}), {status['accelerator']}, up {status['uptime_s']} s, nodes {status['nodes']}")
+                  f"({status['kernel']}), {status['accelerator']}, up {status['uptime_s']} s, nodes {status['nodes']}"
+                  + ("; paused while idle (no plan on it)" if status.get("paused_while_idle") else ""))
         else:
             print(f"VM {status['name']!r} is down")
     else:

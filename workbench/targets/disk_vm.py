@@ -58,6 +58,7 @@ from pathlib import Path
 
 from .. import paths
 from ..errors import WorkbenchError
+from . import qmp
 from .qemu import TCG_ACCEL, kvm_usable
 
 SUITE = "bookworm"
@@ -538,19 +539,7 @@ class LabVM:
             time.sleep(3)
 
     def _qmp(self, *commands: str, timeout: float = 10.0) -> bool:
-        try:
-            with socket.socket(socket.AF_UNIX) as s:
-                s.settimeout(timeout)
-                s.connect(str(self.dir / "qmp.sock"))
-                f = s.makefile("rw")
-                f.readline()
-                for c in ("qmp_capabilities", *commands):
-                    f.write(json.dumps({"execute": c}) + "\n")
-                    f.flush()
-                    f.readline()
-            return True
-        except OSError:
-            return False
+        return qmp.execute(self.dir / "qmp.sock", *commands, timeout=timeout) is not None
 
     def down(self, timeout: float = 120.0) -> bool:
         """ACPI power-off, then kill QEMU if the guest did not stop within ``timeout``.

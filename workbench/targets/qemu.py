@@ -24,6 +24,8 @@ again.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shlex
@@ -36,7 +38,7 @@ import uuid
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from . import kernel_images
+from . import kernel_images, qmp
 from .base import TargetLost, clock_of
 from .. import paths
 from ..agent import kernellog
@@ -104,6 +106,11 @@ ICOUNT_QEMU_OPTS = "-accel tcg,thread=single -icount shift=0,sleep=off"
 #: single-threaded. The price: a 2-vCPU guest gets one host core, which under TCG only
 #: moves timings that are functional anyway.
 TCG_ACCEL = "tcg,thread=single"
+#: accelerators whose VM is paused (QMP ``stop``) while no host process has a plan on it:
+#: with ``sleep=off`` an idle icount guest's clock jumps from timer to timer, so its
+#: agent's idle polling runs flat out and kept 60-80% of a host core busy; paused, the
+#: guest costs nothing and its clock stands still until the next plan resumes it
+PAUSED_WHEN_IDLE = ("icount",)
 
 
 #: ACPI HMAT figures QEMU gives the guest when a node has no CPUs (``-machine hmat=on``):
@@ -267,6 +274,8 @@ class VM:
         #: what vng and QEMU themselves say (their stderr), apart from the guest's console
         self.qemu_log = self.dir / "qemu.log"
         self.state_file = self.dir / "state.json"
+        #: QEMU's QMP socket (VMs that pause when idle, :data:`PAUSED_WHEN_IDLE`)
+        self.qmp_sock = self.dir / "qmp.sock"
 
     # -- state ---------------------------------------------------------------------
     def state(self) -> dict | None:
@@ -393,6 +402,8 @@ class VM:
             qemu_opts.append(f"-smp {config.ncpus},sockets={sockets},cores={config.ncpus // sockets},threads=1")
         if accel == "icount":
             qemu_opts.append(ICOUNT_QEMU_OPTS)
+        if accel in PAUSED_WHEN_IDLE:
+            qemu_opts.append(qmp.option(self.qmp_sock))
         elif accel == "tcg":
             qemu_opts.append(f"-accel {TCG_ACCEL}")
         # the kernel console also on a virtio console of its own (hvc0), written by QEMU into
@@ -432,6 +443,7 @@ class VM:
             d.mkdir(parents=True)
         for f in ("ready.json", "stopped"):
             (self.spool / f).unlink(missing_ok=True)
+        self.qmp_sock.unlink(missing_ok=True)
         token = uuid.uuid4().hex[:12]
         cmd = self.command(config, image, token)
         env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
@@ -454,6 +466,7 @@ class VM:
                 state["facts"] = ready["facts"]
                 state["qemu_pid"] = _descendant(proc.pid, "qemu-system")
                 self.state_file.write_text(json.dumps(state, indent=1, default=str))
+                self.pause_if_idle(state)
                 return state
             if proc.poll() is not None or time.time() > deadline:
                 why = "exited" if proc.poll() is not None else f"was not ready after {config.boot_timeout:.0f} s"
@@ -476,6 +489,7 @@ class VM:
         pid = st["pid"]
         alive = self._vng_alive(st)
         if alive and self.ready() and not force:
+            self.resume(st)                 # a paused guest cannot read its shutdown
             self._drop({"op": "shutdown"}, "zz-shutdown")
             end = time.time() + timeout
             while self._vng_alive(st) and time.time() < end:
@@ -497,7 +511,9 @@ class VM:
         return {"name": self.name, "running": True, "pid": st["pid"], "kernel": st["config"]["kernel"],
                 "kernel_release": st.get("facts", {}).get("kernel_release"),
                 "accelerator": st["accelerator"], "uptime_s": round(time.time() - st["started"]),
-                "nodes": st["config"]["nodes"], "console": str(self.console)}
+                "nodes": st["config"]["nodes"], "console": str(self.console),
+                **({"paused_while_idle": self.run_state() == "paused"}
+                   if st["accelerator"] in PAUSED_WHEN_IDLE else {})}
 
     def qemu_pid(self) -> int | None:
         st = self.state() or {}
@@ -522,6 +538,40 @@ class VM:
             raise WorkbenchError(f"VM {self.name!r} has no QEMU process to kill")
         os.kill(pid, sig)
         return pid
+
+    # -- pausing an idle VM ----------------------------------------------------------
+    @contextlib.contextmanager
+    def _pause_lock(self):
+        """Serialises resume and pause between host processes: a process that ends its
+        plan pauses only if no other process has put an owner file down first."""
+        with open(self.dir / "pause.lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            yield
+
+    def resume(self, st: dict | None = None) -> None:
+        """Let a VM paused while idle run again (before a plan). Nothing for VMs that are
+        never paused; a QEMU that cannot be reached is left to the plan's own checks."""
+        st = st or self.state() or {}
+        if st.get("accelerator") in PAUSED_WHEN_IDLE:
+            with self._pause_lock():
+                qmp.execute(self.qmp_sock, "cont")
+
+    def pause_if_idle(self, st: dict | None = None) -> bool:
+        """Pause a VM of :data:`PAUSED_WHEN_IDLE` once no host process has a plan on it
+        (no owner file; an owner whose process died keeps it running until the next
+        command cancels its plan). Returns whether it was paused."""
+        st = st or self.state() or {}
+        if st.get("accelerator") not in PAUSED_WHEN_IDLE:
+            return False
+        with self._pause_lock():
+            owners = self.spool / "owners"
+            if owners.is_dir() and any(owners.glob("*.json")):
+                return False
+            return qmp.execute(self.qmp_sock, "stop") is not None
+
+    def run_state(self) -> str | None:
+        """QEMU's own run state ("running", "paused"), where it has a QMP socket."""
+        return qmp.run_state(self.qmp_sock) if self.qmp_sock.exists() else None
 
     # -- plans ---------------------------------------------------------------------
     def _drop(self, plan: dict, request_id: str) -> Path:
@@ -565,6 +615,7 @@ class VM:
         owner = self.spool / "owners" / f"{request_id}.json"
         owner.parent.mkdir(exist_ok=True)
         owner.write_text(json.dumps({"pid": os.getpid(), "boot_id": _boot_id(), "start": _start_time(os.getpid())}))
+        self.resume(st)
         console_at = self.console_size()
         out = self._drop(plan, request_id)
         offset, buffer, finished = 0, "", False
@@ -603,7 +654,9 @@ class VM:
         finally:
             owner.unlink(missing_ok=True)
             if not finished and self._vng_alive(st):
-                self.cancel(request_id)
+                self.cancel(request_id)     # left running, so that the agent reads it
+            elif finished and self._vng_alive(st):
+                self.pause_if_idle(st)
 
     def blocked(self, pids=(), timeout: float = 120.0, tids=()) -> dict:
         for event in self.run_plan({"op": "blocked", "pids": list(pids), "tids": list(tids)}, timeout=timeout):
