@@ -39,14 +39,14 @@ def _boot(kernel: str, name: str, accel: str | None = None, nodes: list | None =
     from workbench.targets import kernel_images
     from workbench.errors import WorkbenchError
     from workbench.targets.vm import VMTarget
-    from workbench.targets.qemu import VMConfig
+    from workbench.targets.vm_config import VMConfig
     need(shutil.which("qemu-system-x86_64") is not None, "QEMU is not installed (apt-get install qemu-system-x86)")
     try:
         kernel_images.resolve(kernel)
     except WorkbenchError as exc:
         need(False, f"no {kernel} kernel: {exc}")
     if accel == "icount":
-        from workbench.targets.qemu import icount_supported
+        from workbench.targets.vm_config import icount_supported
         ok, why = icount_supported()
         need(ok, f"this QEMU cannot run the icount clock: {why}")
     target = VMTarget(VMConfig(kernel=kernel, name=name, accel=accel, nodes=nodes))

@@ -21,7 +21,7 @@ def test_bad_sizes_name_the_value(bad):
 
 
 def test_vm_config_differs_only_in_what_was_asked_for():
-    from workbench.targets.qemu import VMConfig
+    from workbench.targets.vm_config import VMConfig
     up = {"config": {"kernel": "patched", "nodes": [["1536M", "0"], ["1536M", "1"]], "distances": []},
           "accelerator": "tcg"}
     assert VMConfig().differences(up) == []

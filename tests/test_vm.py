@@ -103,7 +103,8 @@ def test_numba_kernels_are_cached_for_the_guest_cpu(vm_target):
 
 
 def test_vm_that_cannot_boot_reports_its_console(tmp_path):
-    from workbench.targets.qemu import VM, VMConfig
+    from workbench.targets.qemu import VM
+    from workbench.targets.vm_config import VMConfig
     from .conftest import need
     import shutil
     need(shutil.which("qemu-system-x86_64") is not None, "QEMU is not installed")

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from workbench.targets import qemu
+from workbench.targets import qemu, vm_config
 
 
 def test_a_pid_is_alive_only_if_it_is_the_same_process_on_the_same_boot():
@@ -75,7 +75,7 @@ def test_tcg_guests_run_single_threaded_and_kvm_guests_do_not(tmp_path, monkeypa
     vm = qemu.VM("rel-accel")
     for accel, want in (("tcg", "-accel tcg,thread=single"), ("icount", "-accel tcg,thread=single -icount"),
                         ("kvm", None)):
-        opts = vm.command(qemu.VMConfig(accel=accel).resolved(), Image(), "tok")[-1]
+        opts = vm.command(vm_config.VMConfig(accel=accel).resolved(), Image(), "tok")[-1]
         assert opts.startswith("--qemu-opts="), opts
         if want:
             assert want in opts and opts.count(" -accel ") == 1, opts
@@ -137,6 +137,6 @@ def test_an_icount_vm_is_paused_only_when_no_host_process_has_a_plan_on_it(tmp_p
     vm.resume(icount)
     assert sent == ["stop", "cont"]
     assert not vm.pause_if_idle(tcg) and (vm.resume(tcg), sent)[1] == ["stop", "cont"]   # never paused
-    opts = vm.command(qemu.VMConfig(accel="icount").resolved(), type("I", (), {"run_arg": "/vmlinuz"})(), "t")[-1]
+    opts = vm.command(vm_config.VMConfig(accel="icount").resolved(), type("I", (), {"run_arg": "/vmlinuz"})(), "t")[-1]
     assert f"-qmp unix:{vm.qmp_sock},server=on,wait=off" in opts
-    assert "-qmp" not in vm.command(qemu.VMConfig(accel="tcg").resolved(), type("I", (), {"run_arg": "/v"})(), "t")[-1]
+    assert "-qmp" not in vm.command(vm_config.VMConfig(accel="tcg").resolved(), type("I", (), {"run_arg": "/v"})(), "t")[-1]

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..targets import kernel_images, qemu
+from ..targets import kernel_images, vm_config
 from . import clocks
 from ..agent.kernelfs import RealFS
 from ..agent.probe import collect
@@ -17,8 +17,8 @@ from ..agent.thp import describe_sizes
 def host_report() -> dict:
     fs = RealFS()
     facts = collect(fs)
-    ok, why = qemu.kvm_usable()
-    icount, icount_why = qemu.icount_supported()
+    ok, why = vm_config.kvm_usable()
+    icount, icount_why = vm_config.icount_supported()
     qemu_bin = shutil.which("qemu-system-x86_64")
     vng = shutil.which("vng", path=f"{Path(sys.executable).parent}:/usr/bin:/usr/local/bin")
     qemu_version = None

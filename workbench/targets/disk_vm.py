@@ -59,7 +59,7 @@ from pathlib import Path
 from .. import paths
 from ..errors import WorkbenchError
 from . import qmp
-from .qemu import TCG_ACCEL, kvm_usable
+from .vm_config import TCG_ACCEL, kvm_usable
 
 SUITE = "bookworm"
 #: the packages of the image, besides the kernel (see kernel_package())

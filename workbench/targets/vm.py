@@ -7,7 +7,8 @@ from dataclasses import fields
 from ..errors import WorkbenchError
 from . import register
 from .base import Target
-from .qemu import TIERED_NODES, VM, VMConfig, parse_distances, parse_nodes
+from .qemu import VM
+from .vm_config import TIERED_NODES, VMConfig, parse_distances, parse_nodes
 
 
 @register("vm")
