@@ -136,12 +136,11 @@ class VM:
         """Copy this boot's console and QEMU log to ``deaths/<time>/``, where the next boot
         (which starts both afresh) cannot overwrite them; the oldest beyond ``KEEP_DEATHS``
         go. Returns the directory the message should name."""
-        root = self.dir / "deaths"
-        kept = root / time.strftime("%Y%m%d-%H%M%S")
-        n = 1
+        root, stamp, n = self.dir / "deaths", time.strftime("%Y%m%d-%H%M%S"), 1
+        kept = root / stamp
         while kept.exists():
             n += 1
-            kept = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{n:03d}"
+            kept = root / f"{stamp}-{n:03d}"
         kept.mkdir(parents=True)
         for f in (self.console, self.qemu_log):
             try:
@@ -192,10 +191,10 @@ class VM:
             qemu_opts.append(f"-smp {config.ncpus},sockets={sockets},cores={config.ncpus // sockets},threads=1")
         if accel == "icount":
             qemu_opts.append(ICOUNT_QEMU_OPTS)
-        if accel in PAUSED_WHEN_IDLE:
-            qemu_opts.append(qmp.option(self.qmp_sock))
         elif accel == "tcg":
             qemu_opts.append(f"-accel {TCG_ACCEL}")
+        if accel in PAUSED_WHEN_IDLE:
+            qemu_opts.append(qmp.option(self.qmp_sock))
         # the kernel console also on a virtio console of its own (hvc0), written by QEMU into
         # console.log: vng sends its serial console (ttyS0) to QEMU's stderr, mixed with
         # vng's and QEMU's own messages, and a second serial port cannot be a second

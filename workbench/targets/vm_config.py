@@ -52,11 +52,6 @@ DEFAULT_NODES = (("1536M", "0"), ("1536M", "1"))
 #: asked for: the default nodes and a CPU-less one, which HMAT makes a lower tier
 TIERED_NODES = DEFAULT_NODES + (("768M", ""),)
 ACCELERATORS = ("auto", "kvm", "tcg", "icount")
-#: QEMU options of the instruction-counted clock: single-threaded TCG, the guest's clock
-#: advancing one nanosecond per executed guest instruction (shift=0), and no real-time
-#: sleeping when every vCPU is idle (sleep=off: the clock jumps to the next timer), so
-#: guest time is a function of the instructions executed, the same on every run
-ICOUNT_QEMU_OPTS = "-accel tcg,thread=single -icount shift=0,sleep=off"
 #: QEMU's TCG accelerator as every TCG guest here runs: one host thread for all vCPUs.
 #: Multi-threaded TCG (QEMU's default for x86 guests on x86 hosts) lets one vCPU run a stale
 #: translation of kernel text that another vCPU is live-patching: QEMU 7.2 (Debian 12) with
@@ -68,6 +63,11 @@ ICOUNT_QEMU_OPTS = "-accel tcg,thread=single -icount shift=0,sleep=off"
 #: single-threaded. The price: a 2-vCPU guest gets one host core, which under TCG only
 #: moves timings that are functional anyway.
 TCG_ACCEL = "tcg,thread=single"
+#: QEMU options of the instruction-counted clock: single-threaded TCG, the guest's clock
+#: advancing one nanosecond per executed guest instruction (shift=0), and no real-time
+#: sleeping when every vCPU is idle (sleep=off: the clock jumps to the next timer), so
+#: guest time is a function of the instructions executed, the same on every run
+ICOUNT_QEMU_OPTS = f"-accel {TCG_ACCEL} -icount shift=0,sleep=off"
 #: accelerators whose VM is paused (QMP ``stop``) while no host process has a plan on it:
 #: with ``sleep=off`` an idle icount guest's clock jumps from timer to timer, so its
 #: agent's idle polling runs flat out (a booted, idle icount VM used 1.31 host cores);
