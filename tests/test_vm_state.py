@@ -139,4 +139,6 @@ def test_an_icount_vm_is_paused_only_when_no_host_process_has_a_plan_on_it(tmp_p
     assert not vm.pause_if_idle(tcg) and (vm.resume(tcg), sent)[1] == ["stop", "cont"]   # never paused
     opts = vm.command(vm_config.VMConfig(accel="icount").resolved(), type("I", (), {"run_arg": "/vmlinuz"})(), "t")[-1]
     assert f"-qmp unix:{vm.qmp_sock},server=on,wait=off" in opts
-    assert "-qmp" not in vm.command(vm_config.VMConfig(accel="tcg").resolved(), type("I", (), {"run_arg": "/v"})(), "t")[-1]
+    tcg_opts = vm.command(vm_config.VMConfig(accel="tcg").resolved(), type("I", (), {"run_arg": "/v"})(), "t")[-1]
+    assert str(vm.qmp_sock) not in tcg_opts                # a TCG VM is never paused: no command socket
+    assert tcg_opts.count("-qmp ") == 1                     # only the watcher's events socket

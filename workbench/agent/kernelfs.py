@@ -83,8 +83,8 @@ class KernelFS:
         """Whether ``modprobe NAME`` would find the module (``modprobe -n``)."""
         raise NotImplementedError
 
-    def load_module(self, name: str) -> None:
-        """``modprobe NAME``; raises :class:`ModuleError` with the reason."""
+    def load_module(self, name: str, params: tuple[str, ...] = ()) -> None:
+        """``modprobe NAME [PARAM=VALUE ...]``; raises :class:`ModuleError` with the reason."""
         raise NotImplementedError
 
     def unload_module(self, name: str) -> None:
@@ -163,8 +163,8 @@ class RealFS(KernelFS):
         except OSError:
             return False
 
-    def load_module(self, name):
-        self._module_command(["modprobe", name], "load")
+    def load_module(self, name, params=()):
+        self._module_command(["modprobe", name, *params], "load")
 
     def unload_module(self, name):
         self._module_command(["rmmod", name], "remove")
@@ -189,10 +189,10 @@ class RealFS(KernelFS):
         try:
             res = subprocess.run(argv, capture_output=True, text=True)
         except OSError as exc:
-            raise ModuleError(f"cannot {verb} module {argv[-1]!r}: {exc}") from None
+            raise ModuleError(f"cannot {verb} module {argv[1]!r}: {exc}") from None
         if res.returncode != 0:
             why = (res.stderr.strip().splitlines() or [f"{argv[0]} exited {res.returncode}"])[-1]
-            raise ModuleError(f"cannot {verb} module {argv[-1]!r}: {why}")
+            raise ModuleError(f"cannot {verb} module {argv[1]!r}: {why}")
 
 
 class _KmsgCursor:
@@ -266,8 +266,8 @@ class RecordingFS(KernelFS):
     def module_loadable(self, name):
         return self.inner.module_loadable(name)
 
-    def load_module(self, name):
-        return self._do("modprobe", name, None, lambda: self.inner.load_module(name))
+    def load_module(self, name, params=()):
+        return self._do("modprobe", name, " ".join(params) or None, lambda: self.inner.load_module(name, params))
 
     def unload_module(self, name):
         return self._do("rmmod", name, None, lambda: self.inner.unload_module(name))
@@ -451,14 +451,14 @@ class FakeFS(KernelFS):
     def module_loadable(self, name):
         return name in self.modules
 
-    def load_module(self, name):
+    def load_module(self, name, params=()):
         if name not in self.modules:
             raise ModuleError(f"cannot load module {name!r}: modprobe: FATAL: Module {name} not found")
         if not self.root:
             raise ModuleError(f"cannot load module {name!r}: Operation not permitted")
         mod = self.modules[name]
         if not mod["loaded"]:
-            mod["loaded"] = True
+            mod["loaded"], mod["params"] = True, tuple(params)
             for path, content in mod["files"].items():
                 self.files.setdefault(path, content)
 

@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
-from . import probe
+from . import panic_record, probe
 from ..errors import WorkbenchError
 from .kernelfs import RealFS
 from ..protocol import Event, Op, TrialSpec
@@ -228,8 +228,10 @@ def serve(spool: Path, token: str) -> None:
     requests.mkdir(parents=True, exist_ok=True)
     responses.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
+    armed = panic_record.arm(RealFS())      # first: a death during warm-up is named too
     warm = _warm_up()
     facts = probe.collect(RealFS())
+    facts["panic_record"] = armed
     facts.update(warm, warmup_seconds=round(time.time() - t0, 1))
     tmp = spool / "ready.json.tmp"
     tmp.write_text(json.dumps({"token": token, "pid": os.getpid(), "facts": facts}))

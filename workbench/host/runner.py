@@ -243,7 +243,7 @@ def run(target: Target, params: plan.RunParams, root=None, resume: str | None = 
             except TargetLost as lost:
                 cause = f"{injected} (test hook): {lost.cause}" if injected else lost.cause
                 fault(lost.kind, in_flight, cause, detail=lost.detail,
-                      **({"logs": lost.logs} if lost.logs else {}))
+                      **({"logs": lost.logs} if lost.logs else {}), **lost.record)
                 if in_flight is None:
                     lost_between = between(lost_between, str(lost), lost.detail)
                 target.recover(lost.cause)
@@ -267,7 +267,8 @@ FAULT_WORDS = {"vm_died": "VM died", "link_lost": "link lost", "agent_died": "ag
 
 
 def describe_faults(faults: list[dict]) -> list[str]:
-    """One line per fault, for a summary: what happened, during which trial, why."""
+    """One line per fault, for a summary: what happened, during which trial, why, and
+    (a VM's) which signal named the cause."""
     out = []
     for f in faults:
         what = FAULT_WORDS.get(f.get("kind"), f.get("kind", "fault"))
@@ -275,7 +276,7 @@ def describe_faults(faults: list[dict]) -> list[str]:
             out.append(f"given up: configuration {f.get('config')}: {f.get('cause')}")
         else:
             out.append(f"{what}" + (f" during trial {f['trial_key']}" if f.get("trial_key") else "")
-                       + f": {f.get('cause')}")
+                       + f": {f.get('cause')}" + (f" (named by {f['named_by']})" if f.get("named_by") else ""))
     return out
 
 

@@ -13,11 +13,14 @@ class TargetLost(WorkbenchError):
     guest powered off or panicked), an SSH link that dropped, an agent that was killed.
     ``kind`` says which ("vm_died", "link_lost", "agent_died"), ``cause`` why, in one line
     (a panic's message, QEMU's own last word, ssh's complaint); ``logs``, where there are
-    any, the directory that keeps the lost machine's console and messages."""
+    any, the directory that keeps the lost machine's console and messages; ``record``,
+    what else the fault's record keeps (a VM's: which signal named the cause, where a
+    panic's text came from, QEMU's ending)."""
 
-    def __init__(self, message: str, kind: str, cause: str, detail: str | None = None, logs: str | None = None):
+    def __init__(self, message: str, kind: str, cause: str, detail: str | None = None, logs: str | None = None,
+                 record: dict | None = None):
         super().__init__(message, detail=detail)
-        self.kind, self.cause, self.logs = kind, cause, logs
+        self.kind, self.cause, self.logs, self.record = kind, cause, logs, dict(record or {})
 
 
 def clock_of(accelerator: str) -> str:

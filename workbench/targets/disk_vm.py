@@ -35,8 +35,11 @@ The VM (``LabVM``)
     1536M with one CPU each, TCG unless KVM really works (``/dev/kvm`` usable *and* the
     CPU shows vmx/svm), user-mode networking with ``restrict=on`` (the guest reaches
     nothing) and one ``hostfwd`` from 127.0.0.1:PORT (a free port) to the guest's 22,
-    serial console to ``console.log``. A guest reboot resets the machine and boots the
-    disk again (what ``grub-reboot`` needs); a guest poweroff ends QEMU.
+    serial console to ``console.log``, a pvpanic device. QEMU runs under the workbench's
+    watcher (:mod:`.qemu_watch`), which keeps its QMP events (``GUEST_PANICKED`` when the
+    box's kernel panics) and how it ended; ``lab status`` shows both. A guest reboot
+    resets the machine and boots the disk again (what ``grub-reboot`` needs); a guest
+    poweroff ends QEMU.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ from pathlib import Path
 
 from .. import paths
 from ..errors import WorkbenchError
-from . import qmp
+from . import qemu_watch, qmp
 from .vm_config import TCG_ACCEL, kvm_usable
 
 SUITE = "bookworm"
@@ -423,7 +426,7 @@ class LabVM:
     def status(self) -> dict:
         st = self.state() or {}
         running = self.running()
-        return {"name": self.name, "running": running, "console": str(self.console),
+        return {"name": self.name, "running": running, "console": str(self.console), "qemu": self.qemu_record(),
                 **({k: st[k] for k in ("pid", "port", "accel", "image", "kernel_release", "started")
                     if k in st} if running else {}),
                 **(self.info() if running else {})}
@@ -468,7 +471,11 @@ class LabVM:
                 "-display", "none", "-vga", "none", "-monitor", "none",
                 "-serial", f"file:{self.console}",
                 "-qmp", f"unix:{self.dir / 'qmp.sock'},server=on,wait=off",
-                "-pidfile", str(self.dir / "qemu.pid"), "-daemonize"]
+                # a panic is told to QEMU (GUEST_PANICKED in events.jsonl); the box then
+                # does what its kernel's panic= says, as a lab box would
+                "-device", "pvpanic-pci", "-action", "panic=none",
+                *qemu_watch.events_option(self.dir).split(),
+                "-pidfile", str(self.dir / "qemu.pid")]
         return cmd
 
     def up(self, progress=None) -> dict:
@@ -494,13 +501,14 @@ class LabVM:
             port = free_port()
             self.console.write_bytes(b"")
             (self.dir / "qmp.sock").unlink(missing_ok=True)
-            proc = subprocess.run(self.command(image, port, accel), capture_output=True, text=True)
-            self.qemu_log.write_text(proc.stdout + proc.stderr)
-            if proc.returncode == 0:
+            (self.dir / "qemu.pid").unlink(missing_ok=True)
+            qemu_watch.clear(self.dir)
+            started = self._start(self.command(image, port, accel))
+            if started is None:
                 break
-            if "hostfwd" not in proc.stderr and "Could not set up host forwarding" not in proc.stderr:
+            if "hostfwd" not in started and "Could not set up host forwarding" not in started:
                 raise WorkbenchError(f"QEMU did not start the lab VM {self.name}: "
-                                     + (proc.stderr.strip().splitlines() or ["?"])[-1])
+                                     + (started.strip().splitlines() or ["?"])[-1])
         else:
             raise WorkbenchError(f"QEMU could not forward a port on 127.0.0.1 for lab VM {self.name}")
         pid = int((self.dir / "qemu.pid").read_text())
@@ -522,6 +530,29 @@ class LabVM:
             if out.startswith("Module"):
                 image.lsmod.write_text(out + "\n")
         return self.info()
+
+    def _start(self, cmd: list[str], timeout: float = 60.0) -> str | None:
+        """Start QEMU under its watcher (:mod:`.qemu_watch`: QMP events and QEMU's
+        ending in this VM's directory), detached from this process. None once QEMU
+        answers on QMP; what it said if it exited first."""
+        with open(self.qemu_log, "wb") as log:
+            proc = subprocess.Popen(qemu_watch.command(self.dir, cmd), stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=log, start_new_session=True)
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if proc.poll() is not None:
+                return self.qemu_log.read_text(errors="replace")
+            if (self.dir / "qemu.pid").exists() and qmp.run_state(self.dir / "qmp.sock", timeout=2) is not None:
+                return None
+            time.sleep(0.2)
+        proc.kill()
+        return f"QEMU did not answer on QMP within {timeout:.0f} s"
+
+    def qemu_record(self) -> dict:
+        """What QEMU said of this boot: its QMP events (names, oldest first) and, once it
+        has ended, how (exit code or signal)."""
+        return {"events": [e.get("event") for e in qemu_watch.read_events(self.dir)],
+                "exit": qemu_watch.read_exit(self.dir)}
 
     def wait_ssh(self, timeout: float) -> float:
         """Until ``ssh true`` works (host key checked), QEMU dies, or ``timeout``."""

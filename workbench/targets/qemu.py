@@ -14,9 +14,14 @@ ready file and the plan's ``done`` event are the status.
 The guest's kernel console goes to ``console.log`` (a virtio console of its own; vng
 sends its serial console, mixed with its and QEMU's messages, to their stderr, kept in
 ``qemu.log``).
-A VM that dies during a plan raises :class:`~.base.TargetLost` with the cause read from
-its console (the panic's message, a power-off) or QEMU's own last word, and keeps that
-boot's console and QEMU log under ``deaths/`` (the next boot starts both afresh). A plan whose
+QEMU runs under a watcher of ours (:mod:`.qemu_watch`, vng's ``--qemu``) that writes down
+QEMU's QMP events and its wait status; the guest has a pvpanic device and a ramoops
+region the host can read (:mod:`.pstore`). A VM that dies during a plan raises
+:class:`~.base.TargetLost` with the cause QEMU named (a panic, a signal that killed it, a
+shutdown and its reason; :mod:`.vm_death` has the rules) and the source that named it,
+the panic's text from the console, its serial copy or pstore, and keeps that boot's
+console, QEMU log, events and panic record under ``deaths/`` (the next boot starts them
+afresh). A plan whose
 host went away (killed, Ctrl-C) is cancelled by the next command that uses the VM, so a
 VM left behind is reused as it is; one whose boot was interrupted is stopped and booted
 again.
@@ -38,8 +43,9 @@ import uuid
 from dataclasses import asdict
 from pathlib import Path
 
-from . import kernel_images, qmp
-from .vm_config import ICOUNT_QEMU_OPTS, PAUSED_WHEN_IDLE, TCG_ACCEL, VMConfig, hmat_options
+from . import kernel_images, pstore, qemu_watch, qmp, vm_death
+from .vm_config import (ICOUNT_QEMU_OPTS, PAUSED_WHEN_IDLE, TCG_ACCEL, VMConfig, crash_reporting_options,
+                        hmat_options, qemu_binary)
 from .base import TargetLost, clock_of
 from .. import paths
 from ..agent import kernellog
@@ -66,6 +72,8 @@ class VM:
         self.state_file = self.dir / "state.json"
         #: QEMU's QMP socket (VMs that pause when idle, :data:`PAUSED_WHEN_IDLE`)
         self.qmp_sock = self.dir / "qmp.sock"
+        #: the file behind the guest's ramoops region (:mod:`.pstore`)
+        self.pstore = self.dir / "pstore.img"
 
     # -- state ---------------------------------------------------------------------
     def state(self) -> dict | None:
@@ -119,15 +127,37 @@ class VM:
         except OSError:
             return []
 
+    #: how long a dead VM's watcher may take to write QEMU's ending down
+    EXIT_WAIT = 10.0
+
+    def serial_lines(self) -> list[str]:
+        """The kernel's lines in QEMU's stderr: vng's serial console (ttyS0), written
+        synchronously by the guest, so it can hold what the virtio console lost."""
+        try:
+            text = self.qemu_log.read_text(errors="replace")
+        except OSError:
+            return []
+        return [ln for ln in text.splitlines() if kernellog._STAMP.match(ln)]
+
+    def explain_death(self, since: int = 0) -> vm_death.Death:
+        """Why the VM died, once QEMU has ended (its watcher wrote the ending down, so
+        QEMU's files are closed): what QEMU named, and the panic's text from the console
+        since byte ``since``, the serial copy or the pstore record."""
+        watched = "--qemu" in (self.state() or {}).get("command", [])   # booted before the watcher: none
+        ended = qemu_watch.wait_exit(self.dir, self.EXIT_WAIT if watched else 0)
+        return vm_death.explain(qemu_watch.read_events(self.dir), ended,
+                                self.console_since(since) or self.console_since(0)[-200:],
+                                serial=self.serial_lines(), pstore=pstore.panic_log(self.pstore),
+                                qemu_said=self.qemu_messages())
+
     def death(self, since: int = 0) -> TargetLost:
-        """What to raise for a VM that died: the cause from its console since byte
-        ``since`` (a panic, a power-off) or QEMU's own last message."""
-        cause, report = kernellog.death_cause(self.console_since(since) or self.console_since(0)[-200:],
-                                              self.qemu_messages())
+        """What to raise for a VM that died (see :meth:`explain_death`)."""
+        died = self.explain_death(since)
         kept = self.keep_logs()
-        return TargetLost(f"VM {self.name!r} died during a plan: {cause} (console: {kept / self.console.name}, "
-                          f"QEMU's own messages: {kept / self.qemu_log.name})", kind="vm_died", cause=cause, logs=str(kept),
-                          detail=(report + "\n---\n" if report else "") + self.failure_detail())
+        return TargetLost(f"VM {self.name!r} died during a plan: {died.cause} (named by {died.named_by}; "
+                          f"console: {kept / self.console.name}, QEMU's own messages: {kept / self.qemu_log.name})",
+                          kind="vm_died", cause=died.cause, logs=str(kept), record=died.fields(),
+                          detail=(died.report + "\n---\n" if died.report else "") + self.failure_detail())
 
     #: how many died or failed boots keep their console and QEMU log under ``deaths/``
     KEEP_DEATHS = 10
@@ -142,11 +172,14 @@ class VM:
             n += 1
             kept = root / f"{stamp}-{n:03d}"
         kept.mkdir(parents=True)
-        for f in (self.console, self.qemu_log):
+        for f in (self.console, self.qemu_log, self.dir / qemu_watch.EVENTS, self.dir / qemu_watch.EXIT):
             try:
                 shutil.copyfile(f, kept / f.name)
             except OSError:
                 pass
+        log = pstore.panic_log(self.pstore)
+        if log:
+            (kept / "pstore.txt").write_text(log)
         for old in sorted(p for p in root.iterdir() if p.is_dir())[:-self.KEEP_DEATHS]:
             shutil.rmtree(old, ignore_errors=True)
         return kept
@@ -172,7 +205,8 @@ class VM:
             raise WorkbenchError("vng (virtme-ng) is not installed: pip install virtme-ng (the setup does this)")
         agent = (f"{shlex.quote(sys.executable)} -m workbench.agent serve "
                  f"--spool {shlex.quote(str(self.spool))} --token {token}")
-        cmd = [vng, "--run", image.run_arg, "-v", "--memory", format_size(config.memory),
+        cmd = [vng, "--run", image.run_arg, "-v", "--qemu", str(qemu_watch.write_shim(self.dir, qemu_binary())),
+               "--memory", format_size(config.memory),
                "--cpus", str(config.ncpus), f"--rwdir={paths.cache_dir()}", "--cwd", str(paths.REPO)]
         accel = config.accelerator()
         if accel in ("tcg", "icount"):
@@ -200,6 +234,10 @@ class VM:
         # vng's and QEMU's own messages, and a second serial port cannot be a second
         # console (one 8250 console per kernel)
         cmd += ["--append", "console=hvc0"]
+        # what names a death from outside the guest: pvpanic, QMP events, ramoops in a file
+        cmd += ["--append", "pstore.compress=none"]
+        qemu_opts += crash_reporting_options(self.pstore)
+        qemu_opts.append(qemu_watch.events_option(self.dir))
         qemu_opts.append(f"-chardev file,id=wbconsole,path={self.console} -device virtio-serial-pci,id=wbconsole-bus "
                          "-device virtconsole,bus=wbconsole-bus.0,chardev=wbconsole")
         cmd += ["--exec", agent]
@@ -233,6 +271,9 @@ class VM:
         for f in ("ready.json", "stopped"):
             (self.spool / f).unlink(missing_ok=True)
         self.qmp_sock.unlink(missing_ok=True)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        qemu_watch.clear(self.dir)
+        pstore.clear(self.pstore)
         token = uuid.uuid4().hex[:12]
         cmd = self.command(config, image, token)
         env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")

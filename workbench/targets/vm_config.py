@@ -31,6 +31,27 @@ def icount_supported(qemu: str = "qemu-system-x86_64") -> tuple[bool, str]:
     return True, "-icount shift=0 with single-threaded TCG"
 
 
+def qemu_binary() -> str:
+    """The QEMU every VM here runs (the system's ``qemu-system-x86_64``)."""
+    exe = shutil.which("qemu-system-x86_64")
+    if not exe:
+        raise WorkbenchError("qemu-system-x86_64 not found: apt-get install qemu-system-x86 (the setup does this)")
+    return exe
+
+
+def crash_reporting_options(pstore_file) -> list[str]:
+    """The QEMU options by which a guest's death is named from outside it: a pvpanic
+    device (the guest's panic notifier tells QEMU, which sends ``GUEST_PANICKED``) whose
+    action is ``none``, so the guest still dumps its log (ramoops), flushes its consoles
+    and reboots (``panic=-1``) as it would without one; and the ramoops region, an
+    ``ivshmem-plain`` BAR backed by ``pstore_file`` (shared, so the host can read what the
+    guest wrote once QEMU has exited; :mod:`workbench.targets.pstore`)."""
+    from ..protocol import PSTORE_SIZE
+    return ["-device pvpanic-pci", "-action panic=none",
+            f"-object memory-backend-file,id=wbpstore,size={PSTORE_SIZE},mem-path={pstore_file},share=on",
+            "-device ivshmem-plain,memdev=wbpstore,id=wbpstore"]
+
+
 def kvm_usable(fs=None) -> tuple[bool, str]:
     """Whether KVM can run a guest on this host: /dev/kvm usable *and* the CPU shows vmx or
     svm (a paravirtual /dev/kvm without them fails with "KVM internal error")."""
