@@ -114,10 +114,19 @@ def test_chaos_sweep_on_a_vm(vm_target, tmp_path, monkeypatch, capsys):
     assert "handle_userfault" in hung["detail"] and "do_pages_move" in hung["detail"]   # where it was stuck
     panic = next(f for f in faults if "guest kernel panic" in f["cause"])
     assert "Kernel panic - not syncing: sysrq triggered crash" in panic["detail"]
-    # that boot's console is kept where the reboot that followed did not overwrite it
-    kept = Path(panic["logs"]) / "console.log"
-    assert kept.parent.parent == vm_target.vm.dir / "deaths", panic["logs"]
-    assert "Kernel panic - not syncing: sysrq triggered crash" in kept.read_text(errors="replace")
+    # QEMU named each death: the panic by pvpanic, each kill by QEMU's wait status
+    assert panic["named_by"] == "pvpanic (QMP GUEST_PANICKED)", panic
+    assert panic["cause"] == "guest kernel panic: sysrq triggered crash", panic
+    kills = [f for f in faults if f["cause"].startswith("kill_qemu")]
+    assert [(f["named_by"], f["qemu_exit"]["signal_name"]) for f in kills] == [("QEMU's exit status", "SIGKILL")] * 2
+    # that boot's logs are kept where the reboot that followed did not overwrite them: the
+    # text where the record says it came from, and ramoops' record of the panic in any case
+    kept = Path(panic["logs"])
+    assert kept.parent == vm_target.vm.dir / "deaths", panic["logs"]
+    source = {"console": "console.log", "serial": "qemu.log", "pstore": "pstore.txt"}[panic["text_from"]]
+    assert "Kernel panic - not syncing: sysrq triggered crash" in (kept / source).read_text(errors="replace")
+    assert "Kernel panic - not syncing: sysrq triggered crash" in (kept / "pstore.txt").read_text()
+    assert "GUEST_PANICKED" in (kept / "events.jsonl").read_text()
     assert "sysrq triggered crash" not in vm_target.vm.console.read_text(errors="replace")
     assert vm_target.vm.running()                        # left up, as it was, for the next test
     print(f"\nchaos sweep on VM {vm_target.vm.name}: {seconds:.0f} s", file=sys.__stderr__)

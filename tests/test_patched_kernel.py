@@ -37,6 +37,9 @@ def test_the_series_is_there(patched):
     assert facts["interface"].startswith("workbench")
     assert facts["migrators"][0] == "kernel" and "mtcopy" in facts["offered"]
     assert facts["knobs"]["batch_size"] == [1, 262144] and facts["knobs"]["batch_kernel_copy"] == [0, 1]
+    # our VM configuration builds pvpanic in and ramoops as a module (00-vm-base.config)
+    assert facts["panic_record"]["pvpanic"] == "on", facts["panic_record"]
+    assert facts["panic_record"]["pstore"].startswith("on: ramoops"), facts["panic_record"]
 
 
 def test_no_change_by_default_the_kernel_migrator_keeps_the_serial_path(patched):

@@ -45,6 +45,13 @@ def test_guest_has_two_nodes_and_every_mthp_size(vm_target):
     assert facts["kernel_config_hash"]  # from the image the host booted
 
 
+def test_a_death_can_be_named_from_outside_the_guest(vm_target):
+    """The stock kernel binds pvpanic and puts ramoops on the host's file (both modules)."""
+    armed = vm_target.facts()["panic_record"]
+    assert armed["pvpanic"] == "on", armed
+    assert armed["pstore"].startswith("on: ramoops, 1024 KiB at 0x"), armed
+
+
 def test_4k_and_2m_runs_move_every_page_and_verify(vm_target, tmp_path):
     params = RunParams(folio_sizes=[4096, 2 << 20], total_size=16 << 20, repeats=1)
     run = runner.run(vm_target, params, root=tmp_path, progress=False)

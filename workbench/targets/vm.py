@@ -105,6 +105,8 @@ class VMTarget(Target):
         facts["kernel_config_hash"] = st.get("kernel_config_hash") or facts.get("kernel_config_hash")
         facts["kernel_image"] = st.get("kernel", {}).get("run_arg")
         facts["vm_config"] = st.get("config")
+        # what the agent armed at boot so that a death is named from outside the guest
+        facts["panic_record"] = st.get("facts", {}).get("panic_record")
         return facts
 
     def describe(self):
