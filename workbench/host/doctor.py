@@ -28,7 +28,7 @@ def host_report() -> dict:
         "host": facts,
         "accelerator": {"kvm": ok, "why": why, "vm_default": "kvm" if ok else "tcg",
                         "icount": icount, "icount_why": icount_why},
-        "qemu": qemu_version, "vng": vng,
+        "qemu": qemu_version, "qemu_binary": qemu_bin, "tcg_mode": vm_config.TCG_ACCEL, "vng": vng,
         "kernels": {"stock": [k.run_arg for k in kernel_images.installed_stock()],
                     "patched": getattr(kernel_images.built_tree(False), "run_arg", None),
                     "vanilla": getattr(kernel_images.built_tree(True), "run_arg", None)},
@@ -49,7 +49,9 @@ def format_report(report: dict, target_facts: dict | None = None) -> str:
         f"icount clock   " + ("yes: --accel icount (" + report['accelerator']['icount_why'] + "): instruction-time, "
                               "deterministic path cost, not speed" if report['accelerator']['icount']
                               else f"no: {report['accelerator']['icount_why']}"),
-        f"qemu           {report['qemu'] or 'not found: apt-get install qemu-system-x86'}",
+        f"qemu           " + (f"{report['qemu']} ({report['qemu_binary']}); TCG mode -accel {report['tcg_mode']}; "
+                              "deaths named by pvpanic, QMP events, QEMU's wait status and ramoops"
+                              if report['qemu'] else 'not found: apt-get install qemu-system-x86'),
         f"vng            {report['vng'] or 'not found: pip install virtme-ng'}",
         f"kernels        stock: {', '.join(report['kernels']['stock']) or 'not fetched (workbench kernel fetch-stock)'}",
         f"               patched: {report['kernels']['patched'] or 'not built'}; "
