@@ -81,8 +81,10 @@ ACCELERATORS = ("auto", "kvm", "tcg", "icount")
 #: series' static call, switched when the migrator changes, is patched the same way. A
 #: guest toggling one migrate event while both vCPUs woke tasks died in 3 of 3 boots
 #: multi-threaded (3 to 56 s into the loop) and survived 15 min (1362 toggles)
-#: single-threaded. The price: a 2-vCPU guest gets one host core, which under TCG only
-#: moves timings that are functional anyway.
+#: single-threaded. QEMU 10.0.2 (bookworm-backports) is no cure: multi-threaded, the
+#: same guest died with the same oops 55.8 s (720 toggles) into a boot
+#: (scripts/tcg-int3-reproducer.sh). The price: a 2-vCPU guest gets one host core, which
+#: under TCG only moves timings that are functional anyway.
 TCG_ACCEL = "tcg,thread=single"
 #: QEMU options of the instruction-counted clock: single-threaded TCG, the guest's clock
 #: advancing one nanosecond per executed guest instruction (shift=0), and no real-time
