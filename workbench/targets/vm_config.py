@@ -82,8 +82,8 @@ ACCELERATORS = ("auto", "kvm", "tcg", "icount")
 #: guest toggling one migrate event while both vCPUs woke tasks died in 3 of 3 boots
 #: multi-threaded (3 to 56 s into the loop) and survived 15 min (1362 toggles)
 #: single-threaded. QEMU 10.0.2 (bookworm-backports) is no cure: multi-threaded, the
-#: same guest died with the same oops 55.8 s (720 toggles) into a boot
-#: (scripts/tcg-int3-reproducer.sh). The price: a 2-vCPU guest gets one host core, which
+#: same guest died with the same oops in 3 of 3 boots, 57.5 to 268 s (437 to 4382
+#: toggles) into the loop (scripts/tcg-int3-reproducer.sh). The price: a 2-vCPU guest gets one host core, which
 #: under TCG only moves timings that are functional anyway.
 TCG_ACCEL = "tcg,thread=single"
 #: QEMU options of the instruction-counted clock: single-threaded TCG, the guest's clock
