@@ -10,7 +10,7 @@ import nbformat
 import pytest
 
 from workbench import paths
-from workbench.host import clocks, report, store
+from workbench.host import clocks, notebooks, report, store
 
 from .conftest import need
 from .test_report import KNOWN, MANIFEST, SWEEP, make_runs
@@ -46,8 +46,7 @@ def test_sweep_notebook_parameters_name_the_grid():
 
 def execute(name, tmp_path, **parameters):
     out = tmp_path / name
-    pm.execute_notebook(str(paths.REPO / "notebooks" / name), str(out), parameters=parameters,
-                        cwd=str(paths.REPO), progress_bar=False, kernel_name="python3")
+    notebooks.execute(paths.REPO / "notebooks" / name, out, parameters)
     return nbformat.read(str(out), as_version=4)
 
 

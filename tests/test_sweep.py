@@ -154,7 +154,8 @@ def test_a_target_on_the_wrong_kernel_fails_its_configurations_with_one_line(tmp
                                       {"spec": "fake:bad", "kernel_expect": "patched"}], [{"name": "c"}])
     status = sweep.run_sweep(grid, runs_root=tmp_path / "runs", out_root=tmp_path / "pm", progress=False)
     by = status["configurations"]
-    assert by["fake-good-c"]["state"] == "done" and by["fake-bad-c"]["state"] == "failed"
+    assert by["fake-good-c"]["state"] == "done", by["fake-good-c"].get("error")
+    assert by["fake-bad-c"]["state"] == "failed"
     assert by["fake-bad-c"]["error"].endswith("target fake:bad runs kernel 6.12.0-fake (no copy-offload interface), "
                                               "not the expected patched")
     assert "\n" not in by["fake-bad-c"]["error"]
@@ -252,3 +253,70 @@ def test_two_vm_targets_at_once_on_the_local_cluster(tmp_path):
     (a, b) = tasks.values()
     overlap = max(min(ea, eb) - max(sa, sb) for sa, ea in a for sb, eb in b)
     assert overlap > 5, f"the two VMs' tasks never ran at the same time: {tasks}"
+
+
+def _kernel_that_dies(tmp_path, monkeypatch, name, deaths):
+    """A Jupyter kernel named ``name`` that exits at start-up the first ``deaths`` times
+    (as one does that lost a port to another process), then starts ipykernel."""
+    import sys
+    counter = tmp_path / f"{name}.starts"
+    start = ("import os, sys\n"
+             f"c = {str(counter)!r}\n"
+             "n = int(open(c).read()) if os.path.exists(c) else 0\n"
+             "open(c, 'w').write(str(n + 1))\n"
+             f"if n < {deaths}: sys.exit('zmq.error.ZMQError: Address already in use')\n"
+             "os.execv(sys.executable, [sys.executable, '-m', 'ipykernel_launcher', '-f', sys.argv[1]])\n")
+    spec = tmp_path / "jupyter" / "kernels" / name
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({"argv": [sys.executable, "-c", start, "{connection_file}"],
+                                                  "display_name": name, "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    return counter
+
+
+def test_a_notebook_whose_kernel_dies_at_start_is_started_again(tmp_path, monkeypatch):
+    """A Jupyter kernel that dies before its first cell (jupyter_client's port race: two
+    kernels started at once can pick the same port) ran nothing, so the sweep starts the
+    notebook again and the configuration is measured; one that never starts fails with
+    one line saying how often it died, and nothing is stored for it."""
+    counter = _kernel_that_dies(tmp_path, monkeypatch, "dies-once", 1)
+    grid = _grid(tmp_path, "restart", ["fake:a"], [{"name": "c"}])
+    status = sweep.run_sweep(grid, runs_root=tmp_path / "runs", out_root=tmp_path / "pm", progress=False,
+                             jupyter_kernel="dies-once")
+    entry = status["configurations"]["fake-a-c"]
+    assert entry["state"] == "done", entry.get("error")
+    assert entry["kernel_restarts"] == 1 and counter.read_text() == "2"
+    assert len(store.load_runs(tmp_path / "runs")) == 2
+
+    counter = _kernel_that_dies(tmp_path, monkeypatch, "never-starts", 99)
+    grid = _grid(tmp_path, "never", ["fake:a"], [{"name": "c"}])
+    status = sweep.run_sweep(grid, runs_root=tmp_path / "runs2", out_root=tmp_path / "pm", progress=False,
+                             jupyter_kernel="never-starts")
+    entry = status["configurations"]["fake-a-c"]
+    assert entry["state"] == "failed" and counter.read_text() == "3"
+    assert entry["error"].endswith("(its Jupyter kernel died before running a cell, 3 times)"), entry["error"]
+    assert "\n" not in entry["error"]
+    assert store.list_runs(tmp_path / "runs2") == []
+
+
+def test_executing_a_notebook_starts_a_dead_kernel_again(tmp_path, monkeypatch):
+    """The in-process path (reports, tests) starts a kernel that died before its first
+    cell again; a cell's own error is raised at once, never retried."""
+    from workbench.host import notebooks
+    import nbformat
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 6 * 7\nprint(x)")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "python3", "language": "python"}
+    src = tmp_path / "t.ipynb"
+    nbformat.write(nb, str(src))
+    counter = _kernel_that_dies(tmp_path, monkeypatch, "dies-twice", 2)
+    notebooks.execute(src, tmp_path / "out.ipynb", {}, jupyter_kernel="dies-twice")
+    out = nbformat.read(str(tmp_path / "out.ipynb"), as_version=4)
+    assert out.cells[0].outputs[0]["text"] == "42\n" and counter.read_text() == "3"
+
+    nb.cells = [nbformat.v4.new_code_cell("raise ValueError('a cell of its own')")]
+    nbformat.write(nb, str(src))
+    counter = _kernel_that_dies(tmp_path, monkeypatch, "fine", 0)
+    with pytest.raises(Exception, match="a cell of its own"):
+        notebooks.execute(src, tmp_path / "out2.ipynb", {}, jupyter_kernel="fine")
+    assert counter.read_text() == "1"

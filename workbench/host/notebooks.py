@@ -39,10 +39,37 @@ def error_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
+#: how often a notebook is started when its Jupyter kernel dies before running a cell
+KERNEL_START_ATTEMPTS = 3
+
+
+def kernel_never_ran(out: Path) -> bool:
+    """True when papermill wrote ``out`` but its kernel ran none of its code cells (or
+    wrote nothing): the kernel died while starting. jupyter_client picks its five ports
+    by binding port 0 and letting go, so a kernel started beside another process that
+    binds ports (another notebook, a Dask worker, QEMU) can lose one of them and die
+    with "Address already in use" (seen here: 1 of 48 notebooks started 12 at a time).
+    Nothing ran, so nothing was measured, and starting again is safe."""
+    try:
+        import nbformat
+        nb = nbformat.read(str(out), as_version=4)
+    except Exception:  # noqa: BLE001 - no notebook written: nothing ran either
+        return True
+    return not any(c.cell_type == "code" and c.get("execution_count") is not None for c in nb.cells)
+
+
 def execute(notebook: Path, out: Path, parameters: dict, jupyter_kernel: str = "python3",
             timeout: float | None = None) -> None:
-    """Execute ``notebook`` into ``out`` with papermill (from the repository's root)."""
+    """Execute ``notebook`` into ``out`` with papermill (from the repository's root),
+    starting it again when its kernel dies before running a cell."""
     require("papermill", "ipykernel", what=f"executing {notebook.name}")
     import papermill as pm
-    pm.execute_notebook(str(notebook), str(out), parameters=parameters, kernel_name=jupyter_kernel,
-                        cwd=str(paths.REPO), progress_bar=False, execution_timeout=timeout)
+    for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+        Path(out).unlink(missing_ok=True)
+        try:
+            pm.execute_notebook(str(notebook), str(out), parameters=parameters, kernel_name=jupyter_kernel,
+                                cwd=str(paths.REPO), progress_bar=False, execution_timeout=timeout)
+            return
+        except Exception:
+            if attempt == KERNEL_START_ATTEMPTS or not kernel_never_ran(out):
+                raise

@@ -326,23 +326,31 @@ def execute_configuration(cfg: dict, grid_name: str, directory: str, runs_root: 
     entry = {"notebook": out_nb.name, "parameters": params, "config_hash": config_hash(cfg),
              "target": target_key(cfg), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            preexec_fn=_die_with_parent)
-    try:
-        log, _ = proc.communicate(timeout=notebook_timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        entry.update(state="failed", error=f"the notebook took longer than {notebook_timeout:.0f} s (its cells so "
-                                           "far are kept)")
-    else:
+    for attempt in range(1, notebooks.KERNEL_START_ATTEMPTS + 1):
+        out_nb.unlink(missing_ok=True)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                preexec_fn=_die_with_parent)
+        try:
+            log, _ = proc.communicate(timeout=notebook_timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            entry.update(state="failed", error=f"the notebook took longer than {notebook_timeout:.0f} s (its cells "
+                                               "so far are kept)")
+            break
         if proc.returncode == 0 and result.exists():
             entry.update(state="done", run_ids=json.loads(result.read_text())["run_ids"])
             entry.update(what_happened(entry["run_ids"], runs_root))
             if entry["given_up"]:
                 entry["state"] = "given_up"
-        else:
-            entry.update(state="failed", error=_notebook_error(out_nb, log))
+            break
+        entry.update(state="failed", error=_notebook_error(out_nb, log))
+        if not notebooks.kernel_never_ran(out_nb):
+            break
+        if attempt == notebooks.KERNEL_START_ATTEMPTS:
+            entry["error"] += f" (its Jupyter kernel died before running a cell, {attempt} times)"
+            break
+        entry["kernel_restarts"] = attempt   # nothing ran: start it again
     entry["seconds"] = round(time.time() - started, 1)
     entry["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     return entry
