@@ -89,6 +89,47 @@ def test_tcg_guests_run_single_threaded_and_kvm_guests_do_not(tmp_path, monkeypa
         assert cmd[cmd.index("-accel") + 1] == want
 
 
+def test_a_vm_boots_without_waiting_for_what_it_never_uses(tmp_path, monkeypatch):
+    """Two things cost a stock guest's boot here and bought nothing: vng waiting for
+    QEMU 7.2's C virtiofsd, which cannot serve it (9p is asked for at once unless a
+    virtiofsd that takes ``--shared-dir`` is installed), and udev loading modules for
+    q35's and ``-cpu max``'s devices (blacklisted for udev; the agent's own modules are
+    loaded by name, which the blacklist leaves alone, and are not on it)."""
+    import os
+    import stat
+
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
+
+    class Image:
+        run_arg = "/boot/vmlinuz"
+
+    def command():
+        vm_config.vng_can_use_virtiofs.cache_clear()
+        return qemu.VM("boot-speed").command(vm_config.VMConfig(accel="tcg").resolved(), Image(), "tok")
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    monkeypatch.setattr(vm_config, "VIRTIOFSD_PATHS", ())
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    daemon = bindir / "virtiofsd"
+    for help_text, force_9p in (("Usage: virtiofsd [options]\n  -o source=PATH", True),    # QEMU 7.2's C daemon
+                                ("Usage: virtiofsd --shared-dir <dir> --socket-path <p>", False)):  # the Rust one
+        daemon.write_text(f"#!/bin/sh\necho '{help_text}'\n")
+        daemon.chmod(daemon.stat().st_mode | stat.S_IEXEC)
+        assert ("--force-9p" in command()) is force_9p, help_text
+    daemon.unlink()
+    cmd = command()
+    assert "--force-9p" in cmd
+    appended = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--append"]
+    (blacklist,) = [a.split("=", 1)[1].split(",") for a in appended if a.startswith("modprobe.blacklist=")]
+    assert blacklist == list(vm_config.UNUSED_GUEST_MODULES) and "kvm_amd" in blacklist and "ahci" in blacklist
+    from workbench.agent.migrators import mm_migration
+    loaded_by_the_agent = {"pvpanic", "pvpanic_pci", "ramoops", "dmatest", mm_migration.TEST_DMA_ENGINE,
+                           *mm_migration.MmMigrationInterface.modules}
+    assert not loaded_by_the_agent & set(blacklist)
+    vm_config.vng_can_use_virtiofs.cache_clear()
+
+
 def test_qmp_answers_skip_events_and_an_absent_qemu_is_none(tmp_path):
     import json as _json
     import socket

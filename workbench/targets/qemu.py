@@ -44,8 +44,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import kernel_images, pstore, qemu_watch, qmp, vm_death
-from .vm_config import (ICOUNT_QEMU_OPTS, PAUSED_WHEN_IDLE, TCG_ACCEL, VMConfig, crash_reporting_options,
-                        hmat_options, qemu_binary)
+from .vm_config import (ICOUNT_QEMU_OPTS, PAUSED_WHEN_IDLE, TCG_ACCEL, UNUSED_GUEST_MODULES, VMConfig,
+                        crash_reporting_options, hmat_options, qemu_binary, vng_can_use_virtiofs)
 from .base import TargetLost, clock_of
 from .. import paths
 from ..agent import kernellog
@@ -208,6 +208,8 @@ class VM:
         cmd = [vng, "--run", image.run_arg, "-v", "--qemu", str(qemu_watch.write_shim(self.dir, qemu_binary())),
                "--memory", format_size(config.memory),
                "--cpus", str(config.ncpus), f"--rwdir={paths.cache_dir()}", "--cwd", str(paths.REPO)]
+        if not vng_can_use_virtiofs():
+            cmd.append("--force-9p")
         accel = config.accelerator()
         if accel in ("tcg", "icount"):
             cmd.append("--disable-kvm")
@@ -236,6 +238,7 @@ class VM:
         cmd += ["--append", "console=hvc0"]
         # what names a death from outside the guest: pvpanic, QMP events, ramoops in a file
         cmd += ["--append", "pstore.compress=none"]
+        cmd += ["--append", "modprobe.blacklist=" + ",".join(UNUSED_GUEST_MODULES)]
         qemu_opts += crash_reporting_options(self.pstore)
         qemu_opts.append(qemu_watch.events_option(self.dir))
         qemu_opts.append(f"-chardev file,id=wbconsole,path={self.console} -device virtio-serial-pci,id=wbconsole-bus "

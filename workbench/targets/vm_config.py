@@ -5,6 +5,7 @@ tier. :mod:`workbench.targets.qemu` boots and runs a VM from a :class:`VMConfig`
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -65,6 +66,45 @@ def kvm_usable(fs=None) -> tuple[bool, str]:
     if "vmx" not in flags and "svm" not in flags:
         return False, "/dev/kvm exists but the CPU shows neither vmx nor svm (paravirtual KVM cannot run a guest)"
     return True, "kvm usable"
+
+
+#: modules that udev loads in a vng guest for what QEMU's q35 machine and ``-cpu max``
+#: bring (KVM for the emulated SVM, the ICH9 chipset's watchdog and SMBus, AHCI and the
+#: CD-ROM, the CPU's crypto and CRC instructions, PS/2 input, the PC speaker) and no
+#: trial uses. Named on the guest's command line as ``modprobe.blacklist=``, which
+#: libkmod applies to udev's loading by device alias, so a module can still be loaded by
+#: name. Under TCG, loading them held the stock 6.12 guest's start (udev settling) for
+#: 10 of its 15.5 s before the agent ran; blacklisted, the agent ran at 8.5 s.
+UNUSED_GUEST_MODULES = ("kvm_amd", "kvm_intel", "kvm", "irqbypass", "ccp",
+                        "iTCO_wdt", "iTCO_vendor_support", "intel_pmc_bxt", "lpc_ich", "i6300esb",
+                        "i2c_i801", "i2c_smbus", "ahci", "libahci", "libata", "sr_mod", "cdrom", "sg",
+                        "aesni_intel", "ghash_clmulni_intel", "sha1_ssse3", "sha256_ssse3", "sha512_ssse3",
+                        "crc32_pclmul", "crc32c_intel", "crct10dif_pclmul", "polyval_clmulni",
+                        "evdev", "psmouse", "serio_raw", "joydev", "pcspkr", "qemu_fw_cfg", "powernow_k8")
+
+#: where vng looks for a virtiofsd (virtme/commands/run.py, VirtioFS._get_virtiofsd_path)
+VIRTIOFSD_PATHS = ("/usr/libexec/virtiofsd", "/usr/lib/virtiofsd/virtiofsd", "/usr/lib/virtiofsd",
+                   "/usr/lib/qemu/virtiofsd")
+
+
+@functools.lru_cache(maxsize=1)
+def vng_can_use_virtiofs() -> bool:
+    """Whether vng will share the host's root through virtio-fs: only with the Rust
+    virtiofsd (its options are ``--shared-dir``, ``--socket-path``). Debian 12 has only
+    QEMU 7.2's C daemon in /usr/lib/qemu, which answers ``--version`` (so vng picks it)
+    but not those options; vng then waited 3.1 s for it once per shared directory (6.3 of
+    the 6.7 s vng took to start QEMU here) before it fell back to 9p. Without a Rust
+    daemon the VM asks for 9p at once (``--force-9p``)."""
+    for path in (shutil.which("virtiofsd"), *VIRTIOFSD_PATHS):
+        if not path or not os.access(path, os.X_OK):
+            continue
+        try:
+            out = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if "--shared-dir" in out.stdout + out.stderr:
+            return True
+    return False
 
 
 #: two nodes of 1536M with one CPU each: the layout the series' benchmark needs, small
