@@ -109,6 +109,25 @@ def test_numba_kernels_are_cached_for_the_guest_cpu(vm_target):
     assert facts["numba_cache_hits"] + facts["numba_cache_misses"] == len(pattern.numba_kernels().KERNELS)
 
 
+def test_the_agent_says_where_its_start_went_and_skips_what_it_never_uses(vm_target):
+    """The agent's start, step by step on the guest's clock (scripts/time-to-first-trial.py
+    reads it): each step ends after the one before; numba loaded its kernels without
+    scipy; udev loaded none of the modules blacklisted for it, and the agent's own did load."""
+    facts = vm_target.vm.ready()["facts"]
+    steps = facts["startup"]
+    order = ["process", "imports", "panic_record", "numba", "probe"]
+    assert list(steps) == order and all(steps[a] <= steps[b] for a, b in zip(order, order[1:])), steps
+    assert 0 < steps["process"] < steps["probe"]
+    assert facts["scipy_loaded"] is False
+    (reads,) = [e["results"]["reads"] for e in vm_target.run_plan({"op": "sysfs", "reads": ["/proc/modules"]})
+                if e["type"] == "sysfs"]
+    modules = {ln.split()[0] for ln in reads["/proc/modules"].splitlines()}
+    from workbench.targets import vm_config
+    assert not modules & set(vm_config.UNUSED_GUEST_MODULES), modules
+    if facts["panic_record"]["pstore"].startswith("on"):
+        assert "ramoops" in modules
+
+
 def test_vm_that_cannot_boot_reports_its_console(tmp_path):
     from workbench.targets.qemu import VM
     from workbench.targets.vm_config import VMConfig

@@ -161,6 +161,26 @@ def _sysfs_ops(fs, writes, reads) -> dict:
     return out
 
 
+def _uptime() -> float | None:
+    """Seconds since this machine booted (/proc/uptime): when each step of an agent's
+    start ended, on the guest's own clock."""
+    try:
+        with open("/proc/uptime") as f:
+            return round(float(f.read().split()[0]), 2)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _process_started() -> float | None:
+    """Seconds after boot at which this process started (/proc/self/stat, field 22)."""
+    try:
+        with open("/proc/self/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        return round(ticks / os.sysconf("SC_CLK_TCK"), 2)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _warm_up() -> dict:
     """Compile (or load from cache) the numba kernels before any timing; says which."""
     import numpy as np
@@ -176,7 +196,8 @@ def _warm_up() -> dict:
     fns = k.KERNELS
     return {"numba_cache_dir": os.environ.get("NUMBA_CACHE_DIR"),
             "numba_cache_hits": sum(sum(f.stats.cache_hits.values()) for f in fns),
-            "numba_cache_misses": sum(sum(f.stats.cache_misses.values()) for f in fns)}
+            "numba_cache_misses": sum(sum(f.stats.cache_misses.values()) for f in fns),
+            "scipy_loaded": sys.modules.get("scipy") is not None}
 
 
 class HostGone(BaseException):
@@ -228,11 +249,15 @@ def serve(spool: Path, token: str) -> None:
     requests.mkdir(parents=True, exist_ok=True)
     responses.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
+    startup = {"process": _process_started(), "imports": _uptime()}
     armed = panic_record.arm(RealFS())      # first: a death during warm-up is named too
+    startup["panic_record"] = _uptime()
     warm = _warm_up()
+    startup["numba"] = _uptime()
     facts = probe.collect(RealFS())
+    startup["probe"] = _uptime()
     facts["panic_record"] = armed
-    facts.update(warm, warmup_seconds=round(time.time() - t0, 1))
+    facts.update(warm, warmup_seconds=round(time.time() - t0, 1), startup=startup)
     tmp = spool / "ready.json.tmp"
     tmp.write_text(json.dumps({"token": token, "pid": os.getpid(), "facts": facts}))
     tmp.rename(spool / "ready.json")
