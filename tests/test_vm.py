@@ -118,6 +118,8 @@ def test_the_agent_says_where_its_start_went_and_skips_what_it_never_uses(vm_tar
     order = ["process", "imports", "panic_record", "numba", "probe"]
     assert list(steps) == order and all(steps[a] <= steps[b] for a, b in zip(order, order[1:])), steps
     assert 0 < steps["process"] < steps["probe"]
+    status = vm_target.vm.status()
+    assert status["startup"] == steps and status["boot_seconds"] > 0
     assert facts["scipy_loaded"] is False
     (reads,) = [e["results"]["reads"] for e in vm_target.run_plan({"op": "sysfs", "reads": ["/proc/modules"]})
                 if e["type"] == "sysfs"]

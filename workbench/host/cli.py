@@ -100,6 +100,11 @@ def cmd_vm(args):
             print(f"VM {status['name']!r} running: pid {status['pid']}, kernel {status['kernel_release']} "
                   f"({status['kernel']}), {status['accelerator']}, up {status['uptime_s']} s, nodes {status['nodes']}"
                   + ("; paused while idle (no plan on it)" if status.get("paused_while_idle") else ""))
+            if status.get("startup"):
+                su = status["startup"]
+                print(f"  booted in {status['boot_seconds']:.1f} s; on the guest's clock the agent started at "
+                      f"{su['process']:.1f} s, imported by {su['imports']:.1f}, numba ready by {su['numba']:.1f}, "
+                      f"ready at {su['probe']:.1f}")
         else:
             print(f"VM {status['name']!r} is down")
     else:

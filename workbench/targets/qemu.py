@@ -345,6 +345,7 @@ class VM:
                 "kernel_release": st.get("facts", {}).get("kernel_release"),
                 "accelerator": st["accelerator"], "uptime_s": round(time.time() - st["started"]),
                 "nodes": st["config"]["nodes"], "console": str(self.console),
+                "boot_seconds": st.get("boot_seconds"), "startup": st.get("facts", {}).get("startup"),
                 **({"paused_while_idle": self.run_state() == "paused"}
                    if st["accelerator"] in PAUSED_WHEN_IDLE else {})}
 
