@@ -88,7 +88,8 @@ def main() -> int:
         results.append(r)
         print(f"# {i + 1}/{args.repeat}: {r['to_first_trial']:.1f} s to the first verified trial "
               f"(command {r['command']:.1f} s; {r['kernel']}, {r['accelerator']}, numba cache hits "
-              f"{r['numba_cache_hits']}; run {r['run_id']})")
+              f"{r['numba_cache_hits']}; run {r['run_id']})"
+              + ("  [TCG: functional times, host wall clock]" if r["accelerator"] == "tcg" else ""))
         for name, sec in r["steps"].items():
             print(f"  {name:<24} {sec:6.1f} s")
     if args.repeat > 1:
