@@ -159,3 +159,45 @@ def test_guard_restores_a_file_that_selects_several():
         g.set(path, "compaction,demotion")
         assert fs.read(path) == "[compaction] syscall [demotion]"
     assert fs.read(path) == "[compaction] [syscall] [demotion]"
+
+
+def test_a_preset_and_the_fields_it_set_are_all_put_back():
+    """The test engine's ``preset`` sets every mode field (patch 0011); restoring the preset
+    alone ("custom" reads back when the fields match no preset) would leave them changed, so
+    the fields it changes are kept first and restored after it."""
+    from workbench.agent.migrators.base import MigrationControl
+    from workbench.agent.migrators.mm_migration import TEST_ENGINE_PARAMS, MmMigrationInterface
+    presets = {"kind": {"order": "in_order", "ring": "0"}, "dsa": {"order": "within", "ring": "32"}}
+    p = TEST_ENGINE_PARAMS
+
+    class EngineFS(FakeFS):
+        def write(self, path, value):
+            if path == f"{p}/preset":
+                if value.strip() != "custom":
+                    for field, v in presets[value.strip()].items():
+                        self.files[f"{p}/{field}"] = v
+            else:
+                super().write(path, value)
+
+        def read(self, path):
+            if path == f"{p}/preset":
+                now = {f: self.files[f"{p}/{f}"] for f in ("order", "ring")}
+                return next((n for n, m in presets.items() if m == now), "custom")
+            return super().read(path)
+
+    fs = EngineFS({f"{p}/order": "in_order", f"{p}/ring": "8", f"{p}/preset": ""})
+    fs.add_rule(f"{p}/order", lambda cur, v: v.strip())
+    fs.add_rule(f"{p}/ring", lambda cur, v: v.strip())
+    assert fs.read(f"{p}/preset") == "custom"
+
+    class Control:
+        composite_knobs = MmMigrationInterface.composite_knobs
+        apply_settings = MigrationControl.apply_settings
+
+    control = Control()
+    control.fs = fs
+    assert f"{p}/ring" in control.composite_knobs()[f"{p}/preset"]
+    with KnobGuard(fs) as g:
+        control.apply_settings(g, {f"{p}/preset": "dsa"})
+        assert (fs.read(f"{p}/order"), fs.read(f"{p}/ring")) == ("within", "32")
+    assert (fs.read(f"{p}/order"), fs.read(f"{p}/ring"), fs.read(f"{p}/preset")) == ("in_order", "8", "custom")

@@ -525,7 +525,7 @@ class KnobGuard:
         #: undo actions other than a knob's old value (remove a cgroup, ...), by position in saved
         self._undo: dict[int, Callable[[], None]] = {}
 
-    def set(self, path: str, value: str):
+    def _original(self, path: str) -> str:
         current = self.fs.read(path)
         choices, selected = parse_choices(current)
         original = selected if selected is not None else current
@@ -534,8 +534,17 @@ class KnobGuard:
             # a file that selects several at once (the series' `reasons`: every enabled one in
             # brackets) takes them back as a comma-separated list, not the last one alone
             original = ",".join(marked)
+        return original
+
+    def set(self, path: str, value: str):
+        original = self._original(path)
         self.fs.write(path, value)
         self.saved.append((path, original))
+
+    def keep(self, path: str):
+        """Restore ``path`` afterwards without writing it now: for a knob that another one
+        changes as a side effect (a preset that sets several fields)."""
+        self.saved.append((path, self._original(path)))
 
     def defer(self, undo: Callable[[], None], what: str) -> None:
         """Run ``undo`` when restoring, in order with the knobs (last set, first undone):

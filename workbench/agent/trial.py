@@ -53,8 +53,7 @@ def run_trial(spec: TrialSpec, fs: KernelFS) -> dict:
         if spec.dma_engine:
             control.load(spec.dma_engine, what="DMA engine module")
         control.configure(guard, spec.migrator, **spec.interface_knobs())
-        for path, value in (spec.settings or {}).items():
-            guard.set(path, str(value))
+        control.apply_settings(guard, spec.settings)
         record["dma_channels_held"] = control.held_channels() if spec.migrator == "dcbm" else None
         trial = Trial(spec, fs, guard, control, record, workload)
         workload.run(trial)

@@ -77,6 +77,20 @@ class MigrationControl:
         """Make the change through ``guard``; ``knobs`` has every INTERFACE_KNOBS key."""
         raise NotImplementedError
 
+    def composite_knobs(self) -> dict[str, tuple[str, ...]]:
+        """Knobs whose write changes others: {path: the paths it changes}."""
+        return {}
+
+    def apply_settings(self, guard: KnobGuard, settings: dict | None) -> None:
+        """Write ``--set`` settings through the guard; the knobs a composite one changes are
+        kept first, so restoring puts every one of them back."""
+        composites = self.composite_knobs()
+        for path, value in (settings or {}).items():
+            for member in composites.get(path, ()):
+                if self.fs.exists(member):
+                    guard.keep(member)
+            guard.set(path, str(value))
+
     def load(self, module: str, what: str = "migrator module") -> None:
         try:
             self.fs.load_module(module)

@@ -28,7 +28,12 @@ DCBM = f"{ROOT}/dcbm"
 #: the test-only DMA engine of patch 0011 (drivers/dma/test-dma-engine.c): what it did
 TEST_DMA_ENGINE = "test_dma_engine"
 TEST_ENGINE_PARAMS = f"/sys/module/{TEST_DMA_ENGINE}/parameters"
-TEST_ENGINE_COUNTERS = ("descriptors", "failed", "corrupted", "hung")
+#: the engine's mode fields (patch 0011, issue 20), which its ``preset`` sets all at once
+TEST_ENGINE_MODE_FIELDS = ("order", "callbacks", "on_error", "ring", "bandwidth_mbps", "latency_ns", "job_delay_ns")
+#: what the engine did (patch 0011); the engine of series v2 before issue 20 has the first
+#: five, the hardware-like engine also the rest (read where present)
+TEST_ENGINE_COUNTERS = ("descriptors", "failed", "corrupted", "hung", "interrupts",
+                        "aborted", "terminated", "ring_full", "refused", "reordered", "late_ns")
 #: batch_size's bound: 1 GiB of base pages (series v2), 262144 with x86-64's 4K pages
 MAX_BATCH_PAGES = (1 << 30) // 4096
 
@@ -94,6 +99,9 @@ class MmMigrationInterface(MigrationControl):
     def set_threads(self, threads: int):
         self.fs.write(f"{MTCOPY}/threads", str(threads))
 
+    def composite_knobs(self):
+        return {f"{TEST_ENGINE_PARAMS}/preset": tuple(f"{TEST_ENGINE_PARAMS}/{f}" for f in TEST_ENGINE_MODE_FIELDS)}
+
     def set_channels(self, channels: int):
         self.fs.write(f"{DCBM}/channels", str(channels))
 
@@ -110,7 +118,8 @@ class MmMigrationInterface(MigrationControl):
                     out.update(self._counters_in(f"{base}/{mig}/{reason}", f"{mig}.{reason}"))
         if self.fs.isdir(TEST_ENGINE_PARAMS):
             for c in TEST_ENGINE_COUNTERS:
-                out[f"{TEST_DMA_ENGINE}.{c}"] = self.fs.read_int(f"{TEST_ENGINE_PARAMS}/{c}")
+                if self.fs.exists(f"{TEST_ENGINE_PARAMS}/{c}"):
+                    out[f"{TEST_DMA_ENGINE}.{c}"] = self.fs.read_int(f"{TEST_ENGINE_PARAMS}/{c}")
         return out
 
     def _counters_in(self, directory: str, prefix: str) -> dict:
