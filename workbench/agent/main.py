@@ -102,6 +102,9 @@ def execute(plan: dict, emit: Emit, fs=None, cancelled: Callable[[], bool] | Non
         elif op == "stress":
             from . import stress
             emit({"type": "stress", "result": stress.run(fs, **plan.get("args", {}))})
+        elif op == "contention":
+            from . import contention
+            emit({"type": "contention", "result": contention.run(fs, **plan.get("args", {}))})
         elif op == "sysfs":
             emit({"type": "sysfs", "results": _sysfs_ops(fs, plan.get("writes", []), plan.get("reads", []))})
         elif op == "bench_verify":
@@ -109,7 +112,7 @@ def execute(plan: dict, emit: Emit, fs=None, cancelled: Callable[[], bool] | Non
             emit({"type": "bench", "result": verify_speed(**plan.get("args", {}))})
         else:
             emit({"type": "error", "message": f"unknown plan op {op!r}; allowed: probe, trials, blocked, snapshot, "
-                                              "stress, sysfs, bench_verify, cancel, shutdown"})
+                                              "stress, contention, sysfs, bench_verify, cancel, shutdown"})
     except WorkbenchError as exc:
         emit({"type": "error", "message": str(exc)})
     except Exception as exc:  # an op that breaks must not take the agent (and a VM) down with it
