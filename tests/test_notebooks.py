@@ -285,9 +285,15 @@ def test_dma_offload_notebook_on_the_patched_vm(patched, tmp_path):
     then each injected fault lined up with dcbm's counters and the verification."""
     execute("05-dma-offload.ipynb", tmp_path, kernel=patched.config.kernel, vm_name=patched.config.name,
             runs_root=str(tmp_path / "runs"), channels=[1, 2], folio_sizes=["64K"], total_size="2M",
-            fault_folio="64K", faults={"fail_every": 5, "corrupt_every": 7})
+            fault_folio="64K", faults={"fail_every": 5, "corrupt_every": 7},
+            # section 3 on the same (TCG) VM, one small point: the plumbing, functional only
+            model_vm_name=patched.config.name, model_accel="", model_folio_sizes=["64K"], model_total_size="1M",
+            model_bandwidths_mbps=[1000], model_latencies_ns=[1000], model_repeats=1)
     df = store.load_runs(tmp_path / "runs")
-    assert sorted(df["label"].unique()) == ["dcbm-c1", "dcbm-c2", "dcbm-corrupt", "dcbm-fail", "kernel"]
+    assert sorted(df["label"].unique()) == ["dcbm-c1", "dcbm-c2", "dcbm-corrupt", "dcbm-fail", "kernel",
+                                            "model-baseline-kernel", "model-dcbm-1000MBps-1000ns"]
+    model = df[df["label"] == "model-dcbm-1000MBps-1000ns"].iloc[0]
+    assert model["verified"] and model["mig_dcbm_folios_migrated"] == 16
     clean = df[df["label"].isin(["kernel", "dcbm-c1", "dcbm-c2"])]
     assert clean["verified"].all()
     fail = df[df["label"] == "dcbm-fail"].iloc[0]
