@@ -73,6 +73,10 @@ def vm_target():
     target.vm.down()
 
 
+#: the one WARN the test engine's map_fail causes (dma-direct, once per boot; test_dcbm)
+MAP_FAIL_WARNING = ("kernel/dma/direct.h", "kernel/dma/swiotlb.c", "dma_direct_map", "swiotlb_map")
+
+
 class ConsoleWatch:
     """Fails a test whose kernel printed a WARN, BUG or oops on the VM console."""
 

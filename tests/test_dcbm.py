@@ -8,7 +8,7 @@ import pytest
 
 from workbench.protocol import TrialSpec
 
-from .conftest import ConsoleWatch
+from .conftest import MAP_FAIL_WARNING, ConsoleWatch
 
 pytestmark = pytest.mark.vm
 ROOT = "/sys/kernel/mm/migration"
@@ -209,8 +209,6 @@ ENGINE_MODES = {
     "on_error=abort": ({"on_error": "abort", "fail_every": "7"}, FAILURES),
     "map_fail": ({"map_fail": "1"}, UNMAPPED),
 }
-#: the one WARN map_fail is expected to cause (dma-direct, once per boot)
-MAP_FAIL_WARNING = ("kernel/dma/direct.h", "kernel/dma/swiotlb.c", "dma_direct_map", "swiotlb_map")
 
 
 def engine_settings(mode: dict, timeout_ms: int = STALL_TIMEOUT_MS) -> dict:

@@ -8,7 +8,7 @@ from workbench.host.plan import RunParams
 from workbench.agent.migrators.mm_migration import REASONS
 from workbench.protocol import TrialSpec
 
-from .conftest import VM_PREFIX, ConsoleWatch, _boot
+from .conftest import MAP_FAIL_WARNING, VM_PREFIX, ConsoleWatch, _boot
 
 pytestmark = pytest.mark.vm
 ROOT = "/sys/kernel/mm/migration"
@@ -32,7 +32,10 @@ def trial(target, **kw):
 
 
 def test_the_series_is_there(patched):
-    assert patched.vm.console_problems(0) == [], "the patched kernel WARNed while booting"
+    # from the start of the console: the VM is shared, so map_fail's WARN (test_dcbm) may be there
+    watch = ConsoleWatch(patched)
+    watch.offset = 0
+    watch.check(allow=MAP_FAIL_WARNING)
     facts = patched.facts()
     assert facts["interface"].startswith("workbench")
     assert facts["migrators"][0] == "kernel" and "mtcopy" in facts["offered"]
