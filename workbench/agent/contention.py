@@ -20,35 +20,27 @@ from . import migrators, thp
 from ..errors import WorkbenchError
 from .kernelfs import KernelFS, KnobGuard
 from .migrators.mm_migration import MmMigrationInterface
+from .blocked import _stack
 from .stress import _worker
 
 #: wait channels of a task inside dcbm's copy (6.12: the killable completion wait)
 DMA_WAIT_CHANNELS = ("dcbm", "wait_for_completion", "do_wait_for_common", "__wait_for_common")
 
 
-def _wchan(pid: int) -> str:
+def _wchan(fs: KernelFS, pid: int) -> str:
     try:
-        with open(f"/proc/{pid}/wchan") as f:
-            return f.read().strip()
-    except OSError:
+        return fs.read(f"/proc/{pid}/wchan").strip()
+    except (OSError, WorkbenchError):
         return ""
 
 
-def _stack(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stack") as f:
-            return f.read()
-    except OSError as exc:
-        return f"({exc.strerror})"
-
-
-def _kill_in_wait(proc, within: float) -> dict:
+def _kill_in_wait(fs: KernelFS, proc, within: float) -> dict:
     """SIGKILL ``proc`` as soon as it waits in dcbm's copy (polled), or after ``within``
     seconds whatever it does; say where it was."""
     end = time.time() + within
     seen = ""
     while time.time() < end and proc.is_alive():
-        seen = _wchan(proc.pid)
+        seen = _wchan(fs, proc.pid)
         if any(w in seen for w in DMA_WAIT_CHANNELS):
             break
         time.sleep(0.002)
@@ -88,7 +80,7 @@ def run(fs: KernelFS, seconds: float = 20, size: int = 4 << 20, folio_size: int 
             p.start()
         if kill is not None:
             time.sleep(kill_after)
-            result["killed"] = {"worker": kill, **_kill_in_wait(procs[kill], seconds)}
+            result["killed"] = {"worker": kill, **_kill_in_wait(fs, procs[kill], seconds)}
         time.sleep(max(0.0, seconds - (kill_after if kill is not None else 0)))
         for stop in stops:
             stop.set()
@@ -104,7 +96,8 @@ def run(fs: KernelFS, seconds: float = 20, size: int = 4 << 20, folio_size: int 
             p.join(30)
         result["hung_workers"] = [i for i, p in enumerate(procs) if p.is_alive()]
         # where a hung worker is stuck, in the kernel's words
-        result["hung_where"] = {i: {"wchan": _wchan(procs[i].pid), "stack": _stack(procs[i].pid)}
+        result["hung_where"] = {i: {"wchan": _wchan(fs, procs[i].pid),
+                                    "stack": _stack(fs, procs[i].pid, procs[i].pid)}
                                 for i in result["hung_workers"]}
         for i in result["hung_workers"]:
             os.kill(procs[i].pid, signal.SIGKILL)
