@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 
+from workbench.agent.migrators.mm_migration import REASONS
 from workbench.errors import WorkbenchError
 from workbench.host import runner
 from workbench.host.plan import RunParams
@@ -337,7 +338,11 @@ def test_patched_a_reason_left_out_of_reasons_takes_the_serial_path(patched_log,
     others = ",".join(n for n in names if n != reason)
     excluded = trial(patched_log, workload=workload, settings={f"{MM}/reasons": others}, **migrator_kw("mtcopy"))
     assert excluded["verified"] and excluded["pages_placed"] == PAGES
-    assert excluded["mig_mtcopy_folios"] == 0 and excluded.get("reason_folios", 0) == 0
+    # the shared VM migrates a few folios of its own meanwhile (kcompactd after earlier tests):
+    # mtcopy may count those, each under its own reason, and none under the excluded one
+    background = {r: excluded.get(f"mig_mtcopy_{r}_folios", 0) for r in REASONS if r != reason}
+    assert excluded.get("reason_folios", 0) == 0, excluded
+    assert excluded["mig_mtcopy_folios"] == sum(background.values()) < PAGES, background
     assert excluded[f"trace_{reason}_succeeded"] >= PAGES            # the kernel still moved them, serially
     included = trial(patched_log, workload=workload, settings={f"{MM}/reasons": reason}, **migrator_kw("mtcopy"))
     assert included["verified"] and included["mig_mtcopy_folios"] >= PAGES
