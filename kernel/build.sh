@@ -2,18 +2,27 @@
 # Build a bootable (vng --run) Linux tree with the migration workbench
 # patches applied.
 #
-# usage: kernel/build.sh [--ksrc PATH] [--vanilla] [--profile NAME] [--print-dir]
+# usage: kernel/build.sh [--ksrc PATH] [--series PATH | --vanilla] [--name NAME]
+#                        [--profile NAME] [--print-dir]
 #
-#   --ksrc PATH     use this kernel source tree instead of Debian's
-#                   /usr/src/linux-source-6.12.tar.xz (it is copied into the
-#                   cache; the original is never modified)
-#   --vanilla       do not apply patches/series (and skip the config fragments
-#                   named *offload*.config, whose options only exist with it)
+#   --ksrc PATH     the base: a kernel source tree (or a .tar.* of one) instead
+#                   of Debian's /usr/src/linux-source-6.12.tar.xz (it is copied
+#                   into the cache; the original is never modified)
+#   --series PATH   the patches to apply with git am instead of our own
+#                   (patches/series): an mbox as "b4 am" writes it, one patch,
+#                   a directory of "git format-patch" files, or a directory
+#                   with a quilt-style "series" file
+#   --vanilla       apply no patches: the base as it is
+#   --name NAME     what the result is called (--kernel NAME boots it);
+#                   default: patched, vanilla, or the series' file name
 #   --profile NAME  test (default): config/*.config + config/test/*.config,
 #                   with the debug checks the VM tests rely on;
 #                   bench: config/*.config + config/bench/*.config, without
 #                   the checks that change the cost of the measured paths
 #   --print-dir     only print the directory that would be built, build nothing
+#
+# The copy-offload options the patched tree's Kconfig offers are turned on by
+# kernel/offload-options.py (read from the tree, not from a list of names).
 #
 # The built tree lives in ${WORKBENCH_CACHE:-$HOME/.cache/migration-workbench}/kernel/.
 # Progress goes to stderr; the last line on stdout is the built tree's path.
@@ -30,6 +39,8 @@ cache=${WORKBENCH_CACHE:-$HOME/.cache/migration-workbench}/kernel
 jobs=${WORKBENCH_JOBS:-$(nproc)}
 
 ksrc=
+series=
+name=
 vanilla=0
 profile=test
 print_only=0
@@ -38,13 +49,17 @@ log() { printf 'build.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 # shellcheck source=series-lib.sh
 . "$here/series-lib.sh"
-usage() { sed -n '4,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit "${1:-2}"; }
+usage() { sed -n '4,29p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit "${1:-2}"; }
 
 while [ $# -gt 0 ]; do
 	case $1 in
 	--ksrc) [ $# -ge 2 ] || usage; ksrc=$2; shift 2 ;;
 	--ksrc=*) ksrc=${1#--ksrc=}; shift ;;
 	--vanilla) vanilla=1; shift ;;
+	--series) [ $# -ge 2 ] || usage; series=$2; shift 2 ;;
+	--series=*) series=${1#--series=}; shift ;;
+	--name) [ $# -ge 2 ] || usage; name=$2; shift 2 ;;
+	--name=*) name=${1#--name=}; shift ;;
 	--profile) [ $# -ge 2 ] || usage; profile=$2; shift 2 ;;
 	--profile=*) profile=${1#--profile=}; shift ;;
 	--print-dir) print_only=1; shift ;;
@@ -58,12 +73,24 @@ test|bench) ;;
 *) log "unknown profile: $profile (test, bench)"; usage ;;
 esac
 [ -d "$confdir/$profile" ] || die "missing $confdir/$profile"
+[ -z "$series" ] || [ $vanilla = 0 ] || die "--series and --vanilla exclude each other (vanilla applies no patches)"
+case $name in
+*[!A-Za-z0-9._-]*|.*) die "kernel name '$name' may only have letters, digits, '.', '_' and '-' (and no leading '.')" ;;
+esac
 
 sha() { sha256sum | cut -c1-64; }
 
 # ---- identify the source ------------------------------------------------
+if [ -n "$ksrc" ] && [ -f "$ksrc" ]; then
+	case $ksrc in
+	*.tar|*.tar.*) tarball=$(cd "$(dirname "$ksrc")" && pwd)/$(basename "$ksrc"); ksrc= ;;
+	*) die "base $ksrc is a file but not a .tar archive of a kernel tree" ;;
+	esac
+fi
 if [ -n "$ksrc" ]; then
-	[ -f "$ksrc/Makefile" ] && [ -d "$ksrc/mm" ] || die "--ksrc $ksrc is not a kernel tree"
+	[ -d "$ksrc" ] || die "base $ksrc does not exist"
+	[ -f "$ksrc/Makefile" ] && [ -d "$ksrc/mm" ] || die "base $ksrc is not a kernel tree (no Makefile and mm/)"
+	[ -f "$ksrc/arch/x86/Kconfig" ] || die "base $ksrc has no arch/x86/Kconfig: the VM boots x86-64 kernels only"
 	ksrc=$(cd "$ksrc" && pwd)
 	if git -C "$ksrc" rev-parse --verify -q HEAD >/dev/null 2>&1; then
 		rev=$(git -C "$ksrc" rev-parse HEAD)
@@ -74,33 +101,68 @@ if [ -n "$ksrc" ]; then
 	fi
 else
 	[ -f "$tarball" ] || die "no source tarball $tarball (apt-get install linux-source-6.12)"
-	pkgver=$(dpkg-query -W -f '${Version}' linux-source-6.12 2>/dev/null || echo unknown)
+	pkgver=$(dpkg-query -S "$tarball" 2>/dev/null | cut -d: -f1 | xargs -r dpkg-query -W -f '${Version}' 2>/dev/null ||
+		true)
+	pkgver=${pkgver:-unknown}
 	# Size+mtime identify the tarball cheaply; the package version names it.
 	src_id="tarball:$tarball:$pkgver:$(stat -c '%s:%Y' "$tarball")"
 fi
 src_key=$(printf '%s' "$src_id" | sha | cut -c1-12)
-flavour=$([ $vanilla = 1 ] && echo vanilla || echo patched)
+# ---- the series -----------------------------------------------------------------
+# series_patches PATH: the patch files of PATH, in order, into the array "patches"
+series_patches() {
+	local path=$1 line list=
+	if [ -d "$path" ]; then
+		[ -f "$path/series" ] && list=$path/series
+	elif [ -f "$path" ] && [ "$(basename "$path")" = series ]; then
+		list=$path; path=$(dirname "$path")
+	elif [ -f "$path" ]; then
+		head -c 4096 "$path" | grep -qE '^(From [0-9a-f]{40} |From: |diff --git )' ||
+			die "series $path is neither an mbox nor a patch (no From or diff line at its start)"
+		patches=("$(cd "$(dirname "$path")" && pwd)/$(basename "$path")")
+		return
+	else
+		die "series $path does not exist"
+	fi
+	if [ -n "$list" ]; then
+		while IFS= read -r line || [ -n "$line" ]; do
+			line=${line%%#*}
+			line=$(echo "$line" | xargs)
+			[ -n "$line" ] || continue
+			[ -f "$path/$line" ] || die "series $list names missing patch $line"
+			patches+=("$(cd "$path" && pwd)/$line")
+		done <"$list"
+	else
+		for line in "$path"/*.patch; do
+			[ -f "$line" ] && patches+=("$(cd "$path" && pwd)/$(basename "$line")")
+		done
+	fi
+	[ ${#patches[@]} -gt 0 ] || die "series $path has no patches (a series file, *.patch files or an mbox)"
+}
+patches=()
+if [ $vanilla = 1 ]; then
+	series_name=none
+	flavour=${name:-vanilla}
+elif [ -n "$series" ]; then
+	series_patches "$series"
+	series_name=$(basename "${series%/}"); series_name=${series_name%.mbx}; series_name=${series_name%.mbox}
+	series_name=${series_name%.patch}; [ "$series_name" != series ] || series_name=$(basename "$(dirname "$series")")
+	series_name=$(printf '%s' "$series_name" | tr -c 'A-Za-z0-9._-' '-')
+	flavour=${name:-$series_name}
+else
+	[ -f "$patchdir/series" ] || die "missing $patchdir/series"
+	series_patches "$patchdir"
+	series_name=workbench
+	flavour=${name:-patched}
+fi
 # The test profile keeps the tree names it always had.
 suffix=$([ "$profile" = test ] && echo "" || echo "-$profile")
 tree=$cache/trees/$src_key-$flavour$suffix
 
-# ---- inputs: patches and config fragments --------------------------------
-patches=()
-if [ $vanilla = 0 ]; then
-	[ -f "$patchdir/series" ] || die "missing $patchdir/series"
-	while IFS= read -r line || [ -n "$line" ]; do
-		line=${line%%#*}
-		line=$(echo "$line" | xargs)
-		[ -n "$line" ] || continue
-		[ -f "$patchdir/$line" ] || die "series names missing patch $line"
-		patches+=("$patchdir/$line")
-	done <"$patchdir/series"
-fi
+# ---- inputs: config fragments ------------------------------------------------------
 fragments=()
 for f in "$confdir"/*.config "$confdir/$profile"/*.config; do
-	[ -e "$f" ] || continue
-	if [ $vanilla = 1 ] && [[ $(basename "$f") == *offload* ]]; then continue; fi
-	fragments+=("$f")
+	[ -e "$f" ] && fragments+=("$f")
 done
 
 key=$( {
@@ -109,7 +171,7 @@ key=$( {
 	echo "profile $profile"
 	for p in "${patches[@]+"${patches[@]}"}"; do echo "patch $(basename "$p") $(sha <"$p")"; done
 	for f in "${fragments[@]+"${fragments[@]}"}"; do echo "config ${f#"$confdir/"} $(sha <"$f")"; done
-	echo "script $(sha <"${BASH_SOURCE[0]}") $(sha <"$here/series-lib.sh")"
+	echo "script $(sha <"${BASH_SOURCE[0]}") $(sha <"$here/series-lib.sh") $(sha <"$here/offload-options.py")"
 } | sha)
 
 if [ $print_only = 1 ]; then
@@ -134,14 +196,14 @@ gitq() { git -C "$tree" -c user.name=workbench -c user.email=workbench@localhost
 # ---- source tree ----------------------------------------------------------
 if [ ! -f "$tree/.workbench-base" ]; then
 	rm -rf "$tree" "$tree.tmp"
-	oflavour=$([ $vanilla = 1 ] && echo patched || echo vanilla)
 	other=
-	# Same source: the other flavour of this profile first (only what the
-	# patches touch is rebuilt), then any other tree (saves the unpacking).
-	for o in "$src_key-$oflavour$suffix" "$src_key-$flavour" "$src_key-$oflavour" \
-		"$src_key-$flavour-bench" "$src_key-$oflavour-bench"; do
-		if [ "$cache/trees/$o" != "$tree" ] && [ -f "$cache/trees/$o/.workbench-base" ]; then
-			other=$cache/trees/$o; break
+	# Same source: another tree of this profile first (the vanilla one, then
+	# ours; only what the patches and config change is rebuilt), then any
+	# other tree of the same source (saves the unpacking).
+	for o in "$src_key-vanilla$suffix" "$src_key-patched$suffix" "$cache/trees/$src_key-"*; do
+		o=$cache/trees/${o#"$cache/trees/"}
+		if [ "$o" != "$tree" ] && [ -f "$o/.workbench-base" ] && [ -f "$o/arch/x86/boot/bzImage" ]; then
+			other=$o; break
 		fi
 	done
 	if [ -n "$other" ]; then
@@ -187,7 +249,9 @@ trap 'rm -rf "$cfg_tmp"' EXIT
 # allnoconfig with the fragments as KCONFIG_ALLCONFIG: what the fragments
 # set is set, everything else is off unless something selects it.  Nothing
 # from the host (virtme-ng's defaults, ~/.config) goes into the kernel.
-cat "${fragments[@]}" >"$cfg_tmp/all.config"
+python3 "$here/offload-options.py" "$tree" "${patches[@]+"${patches[@]}"}" >"$cfg_tmp/offload.config" ||
+	die "cannot read the copy-offload options of $tree"
+cat "${fragments[@]}" "$cfg_tmp/offload.config" >"$cfg_tmp/all.config"
 make -s KCONFIG_ALLCONFIG="$cfg_tmp/all.config" allnoconfig >"$cfg_tmp/conf.log" 2>&1 ||
 	{ cat "$cfg_tmp/conf.log" >&2; die "make allnoconfig failed"; }
 # Check that every fragment option survived olddefconfig (dependencies).
@@ -197,13 +261,28 @@ for f in "${fragments[@]+"${fragments[@]}"}"; do
 		case $line in
 		CONFIG_*=n) sym=${line%%=*}
 			if grep -q "^$sym=" .config; then log "warning: $sym should be unset"; missing=1; fi ;;
-		CONFIG_*=*) grep -qxF "$line" .config || { log "warning: $line did not stick"; missing=1; } ;;
+		CONFIG_*=*) grep -qxF "$line" .config && continue
+			sym=${line%%=*}
+			if grep -rqsE --include='Kconfig*' "^(menu)?config ${sym#CONFIG_}\$" .; then
+				log "warning: $line did not stick"; missing=1
+			else
+				log "$sym is not an option of this tree (left out)"
+			fi ;;
 		"# CONFIG_"*" is not set") sym=${line#\# }; sym=${sym%% *}
 			if grep -q "^$sym=" .config; then log "warning: $sym should be unset"; missing=1; fi ;;
 		esac
 	done <"$f"
 done
 [ $missing = 0 ] || log "some config fragment options did not apply (see above)"
+# The tree's own copy-offload options: say which are on and which stayed off.
+while IFS= read -r line; do
+	case $line in
+	CONFIG_*=*) if grep -qxF "$line" .config; then log "offload option on: $line"
+		else log "offload option left off (its dependencies are not met here): ${line%%=*}"; fi ;;
+	esac
+done <"$cfg_tmp/offload.config"
+grep -q '^CONFIG_' "$cfg_tmp/offload.config" || log "this tree offers no copy-offload option"
+cp "$cfg_tmp/offload.config" .workbench-offload.config
 # An identical .config keeps its old mtime, so make has nothing to redo.
 if [ -f "$cfg_tmp/old.config" ] && cmp -s .config "$cfg_tmp/old.config"; then
 	cp -p "$cfg_tmp/old.config" .config
@@ -220,6 +299,17 @@ if ! nice -n 10 make -j"$jobs" bzImage modules >>"$tree/.workbench-build.log" 2>
 fi
 log "build took $(($(date +%s) - start))s"
 [ -f arch/x86/boot/bzImage ] || die "no bzImage after the build"
+# What the tree is, for every record of a run on it, and its name for --kernel.
+{
+	echo "name=$flavour$suffix"
+	echo "series=$series_name"
+	echo "patches=${#patches[@]}"
+	echo "base=$src_id"
+	echo "inputs=$(printf '%s' "$key" | cut -c1-16)"
+	echo "version=$(make -s kernelversion 2>/dev/null)"
+} >.workbench-tree
+mkdir -p "$cache/names"
+printf '%s\n' "$tree" >"$cache/names/$flavour$suffix"
 echo "$key" >.workbench-key
 echo "$tree"
 exit 0

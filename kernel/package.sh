@@ -6,10 +6,11 @@
 #                          [--test-dma-engine] [--ksrc PATH] [--print-dir]
 #
 #   --config FILE      the box's kernel config (its /boot/config-$(uname -r));
-#                      olddefconfig, then our *offload*.config fragments
+#                      olddefconfig, then the copy-offload options the patched
+#                      tree offers (kernel/offload-options.py)
 #   --lsmod FILE       the box's "lsmod" output: localmodconfig builds only the
 #                      modules it had loaded (plus ours), minutes instead of hours
-#   --vanilla          do not apply patches/series nor the *offload* fragments
+#   --vanilla          do not apply patches/series (nor turn on offload options)
 #   --test-dma-engine  also build the test-only DMA engine (for a VM; never for
 #                      a real machine: it offloads nothing)
 #   --ksrc PATH        kernel source tree instead of Debian's
@@ -18,7 +19,7 @@
 #
 # Output: ${WORKBENCH_CACHE:-$HOME/.cache/migration-workbench}/kernel/pkg/out/KEY/
 # with the linux-image .deb and package.json. Cached by source, patches,
-# fragments, base config, module list and this script. Progress goes to stderr;
+# base config, module list and these scripts. Progress goes to stderr;
 # the last line on stdout is the linux-image .deb's path.
 set -euo pipefail
 {
@@ -88,16 +89,11 @@ if [ $vanilla = 0 ]; then
 		patches+=("$patchdir/$line")
 	done <"$patchdir/series"
 fi
-# Only the series' own options: the other fragments (vng's minimal VM base, debug
-# visibility) are for build.sh's VM kernels, not for a box's own config.
-fragments=()
-if [ $vanilla = 0 ]; then
-	for f in "$confdir"/*offload*.config; do
-		[ -e "$f" ] || continue
-		if [ $test_dma = 0 ] && [[ $(basename "$f") == *test-dma* ]]; then continue; fi
-		fragments+=("$f")
-	done
-fi
+# Only the series' own options, read from the patched tree's Kconfig once it is
+# patched: the fragments in config/ (vng's minimal VM base, debug visibility) are for
+# build.sh's VM kernels, not for a box's own config.
+offload_args=()
+[ $test_dma = 1 ] || offload_args+=(--no-test-only)
 modules=
 [ -z "$lsmod" ] || modules=$(awk 'NR > 1 && $1 ~ /^[a-zA-Z0-9_]+$/ { print $1 }' "$lsmod" | sort -u)
 
@@ -105,7 +101,7 @@ key=$( {
 	echo "src $src_id"
 	echo "vanilla $vanilla test_dma $test_dma"
 	for p in "${patches[@]+"${patches[@]}"}"; do echo "patch $(basename "$p") $(sha <"$p")"; done
-	for f in "${fragments[@]+"${fragments[@]}"}"; do echo "config $(basename "$f") $(sha <"$f")"; done
+	echo "offload options $(sha <"$here/offload-options.py")"
 	echo "base $(sha <"$config")"
 	echo "modules $(printf '%s\n' "$modules" | sha)"
 	echo "script $(sha <"${BASH_SOURCE[0]}") $(sha <"$here/series-lib.sh")"
@@ -189,21 +185,22 @@ scripts/config --file .config \
 	--disable DEBUG_INFO_DWARF5 --disable DEBUG_INFO_BTF --enable DEBUG_INFO_NONE \
 	--set-str SYSTEM_TRUSTED_KEYS "" --set-str SYSTEM_REVOCATION_KEYS "" --disable MODULE_SIG \
 	--set-str LOCALVERSION "$release_suffix" --disable LOCALVERSION_AUTO
-if [ ${#fragments[@]} -gt 0 ]; then
-	scripts/kconfig/merge_config.sh -m .config "${fragments[@]}" >"$cfg_tmp/merge.log" 2>&1 ||
+: >"$cfg_tmp/offload.config"
+if [ $vanilla = 0 ]; then
+	python3 "$here/offload-options.py" "${offload_args[@]+"${offload_args[@]}"}" "$tree" "${patches[@]}" \
+		>"$cfg_tmp/offload.config" || die "cannot read the copy-offload options of $tree"
+	scripts/kconfig/merge_config.sh -m .config "$cfg_tmp/offload.config" >"$cfg_tmp/merge.log" 2>&1 ||
 		{ cat "$cfg_tmp/merge.log" >&2; die "merge_config.sh failed"; }
 fi
 make -s olddefconfig >&2
-missing=0
-for f in "${fragments[@]+"${fragments[@]}"}"; do
-	while IFS= read -r line; do
-		case $line in
-		CONFIG_*=n) grep -q "^${line%%=*}=" .config && { log "error: ${line%%=*} should be unset"; missing=1; } ;;
-		CONFIG_*=*) grep -qxF "$line" .config || { log "error: $line did not stick"; missing=1; } ;;
-		esac
-	done <"$f"
-done
-[ $missing = 0 ] || die "config fragment options did not apply (see above)"
+offload_on=
+while IFS= read -r line; do
+	case $line in
+	CONFIG_*=*) if grep -qxF "$line" .config; then offload_on="$offload_on ${line%%=*}"
+		else log "offload option left off (its dependencies are not met by this config): ${line%%=*}"; fi ;;
+	esac
+done <"$cfg_tmp/offload.config"
+[ $vanilla = 1 ] || [ -n "$offload_on" ] || die "none of the series' copy-offload options could be turned on"
 if [ -f "$cfg_tmp/old.config" ] && cmp -s .config "$cfg_tmp/old.config"; then
 	cp -p "$cfg_tmp/old.config" .config
 fi
@@ -239,7 +236,7 @@ cat >"$out.tmp/package.json" <<EOF
  "image_deb": "$image_deb",
  "source": "$src_id",
  "patches": ${#patches[@]},
- "fragments": "$(for f in "${fragments[@]+"${fragments[@]}"}"; do printf '%s ' "$(basename "$f")"; done)",
+ "offload_options": "${offload_on# }",
  "base_config": "$config",
  "localmodconfig": $([ -n "$lsmod" ] && echo true || echo false),
  "test_dma_engine": $([ $test_dma = 1 ] && echo true || echo false),
