@@ -243,13 +243,12 @@ def test_what_cannot_be_armed_says_why():
 
 # -- every VM carries the devices ------------------------------------------------------
 def test_every_vm_and_the_lab_vm_run_qemu_under_the_watcher_with_pvpanic(tmp_path, monkeypatch):
-    from workbench.targets import disk_vm, qemu, vm_config
+    from workbench.targets import disk_vm, kernel_images, qemu, vm_config
     monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
 
-    class Image:
-        run_arg = "/boot/vmlinuz"
     vm = qemu.VM("naming")
-    cmd = vm.command(vm_config.VMConfig(accel="tcg").resolved(), Image(), "tok")
+    cmd = vm.command(vm_config.VMConfig(accel="tcg").resolved(), kernel_images.KernelImage("path", "/boot/vmlinuz"),
+                     "tok")
     shim = Path(cmd[cmd.index("--qemu") + 1])
     assert shim == vm.dir / qemu_watch.SHIM and "workbench.targets.qemu_watch" in shim.read_text()
     opts = cmd[-1]

@@ -70,8 +70,10 @@ def test_tcg_guests_run_single_threaded_and_kvm_guests_do_not(tmp_path, monkeypa
     from workbench.targets import disk_vm
     monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
 
-    class Image:
-        run_arg = "/boot/vmlinuz"
+    from workbench.targets.kernel_images import KernelImage
+
+    def Image():  # noqa: N802
+        return KernelImage("path", "/boot/vmlinuz")
     vm = qemu.VM("rel-accel")
     for accel, want in (("tcg", "-accel tcg,thread=single"), ("icount", "-accel tcg,thread=single -icount"),
                         ("kvm", None)):
@@ -100,8 +102,10 @@ def test_a_vm_boots_without_waiting_for_what_it_never_uses(tmp_path, monkeypatch
 
     monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
 
-    class Image:
-        run_arg = "/boot/vmlinuz"
+    from workbench.targets.kernel_images import KernelImage
+
+    def Image():  # noqa: N802
+        return KernelImage("path", "/boot/vmlinuz")
 
     def command():
         vm_config.vng_can_use_virtiofs.cache_clear()
@@ -136,6 +140,7 @@ def test_qmp_answers_skip_events_and_an_absent_qemu_is_none(tmp_path):
     import threading
 
     from workbench.targets import qmp
+    from workbench.targets.kernel_images import KernelImage
     sock = tmp_path / "qmp.sock"
     assert qmp.execute(sock, "stop") is None                          # nothing listening
     server = socket.socket(socket.AF_UNIX)
@@ -166,6 +171,7 @@ def test_qmp_answers_skip_events_and_an_absent_qemu_is_none(tmp_path):
 
 def test_an_icount_vm_is_paused_only_when_no_host_process_has_a_plan_on_it(tmp_path, monkeypatch):
     from workbench.targets import qmp
+    from workbench.targets.kernel_images import KernelImage
     monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
     sent = []
     monkeypatch.setattr(qmp, "execute", lambda sock, *cmds, **kw: sent.extend(cmds) or [{"return": {}}] * len(cmds))
@@ -178,8 +184,8 @@ def test_an_icount_vm_is_paused_only_when_no_host_process_has_a_plan_on_it(tmp_p
     vm.resume(icount)
     assert sent == ["stop", "cont"]
     assert not vm.pause_if_idle(tcg) and (vm.resume(tcg), sent)[1] == ["stop", "cont"]   # never paused
-    opts = vm.command(vm_config.VMConfig(accel="icount").resolved(), type("I", (), {"run_arg": "/vmlinuz"})(), "t")[-1]
+    opts = vm.command(vm_config.VMConfig(accel="icount").resolved(), KernelImage("path", "/vmlinuz"), "t")[-1]
     assert f"-qmp unix:{vm.qmp_sock},server=on,wait=off" in opts
-    tcg_opts = vm.command(vm_config.VMConfig(accel="tcg").resolved(), type("I", (), {"run_arg": "/v"})(), "t")[-1]
+    tcg_opts = vm.command(vm_config.VMConfig(accel="tcg").resolved(), KernelImage("path", "/v"), "t")[-1]
     assert str(vm.qmp_sock) not in tcg_opts                # a TCG VM is never paused: no command socket
     assert tcg_opts.count("-qmp ") == 1                     # only the watcher's events socket

@@ -123,6 +123,32 @@ def _translate(exc: OSError, path: str, value: str | None, verb: str | None = No
     return KnobRejected(f"the kernel rejected {value!r} for {path} ({os.strerror(exc.errno or 0)})")
 
 
+#: the environment variable naming a directory of modules built out of tree for the
+#: running kernel (the test DMA engine: kernel/engine-module.sh); a module modprobe does
+#: not know is loaded from there with insmod, after the modules it depends on
+MODULE_DIR_ENV = "WORKBENCH_MODULE_DIR"
+
+
+def out_of_tree_module(name: str) -> str | None:
+    """The .ko file for module ``name`` in $WORKBENCH_MODULE_DIR, if there is one."""
+    directory = os.environ.get(MODULE_DIR_ENV)
+    if not directory:
+        return None
+    for stem in dict.fromkeys((name, name.replace("_", "-"))):
+        path = os.path.join(directory, f"{stem}.ko")
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _module_depends(path: str) -> list[str]:
+    try:
+        out = subprocess.run(["modinfo", "-F", "depends", path], capture_output=True, text=True).stdout
+    except OSError:
+        return []
+    return [d for d in out.strip().split(",") if d]
+
+
 class RealFS(KernelFS):
     def read(self, path):
         with open(path) as f:
@@ -158,13 +184,25 @@ class RealFS(KernelFS):
             raise _translate(exc, path, None, "remove directory") from None
 
     def module_loadable(self, name):
+        return self.module_loadable_in_tree(name) or out_of_tree_module(name) is not None
+
+    def load_module(self, name, params=()):
+        extra = out_of_tree_module(name)
+        if extra and not self.module_loadable_in_tree(name):
+            if os.path.isdir(f"/sys/module/{name}"):
+                return                                  # loaded already, as modprobe would say
+            for dep in _module_depends(extra):
+                self._module_command(["modprobe", dep], "load")
+            self._module_command(["insmod", extra, *params], "load")
+            return
+        self._module_command(["modprobe", name, *params], "load")
+
+    @staticmethod
+    def module_loadable_in_tree(name) -> bool:
         try:
             return subprocess.run(["modprobe", "-n", name], capture_output=True).returncode == 0
         except OSError:
             return False
-
-    def load_module(self, name, params=()):
-        self._module_command(["modprobe", name, *params], "load")
 
     def unload_module(self, name):
         self._module_command(["rmmod", name], "remove")

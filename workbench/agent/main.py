@@ -312,7 +312,12 @@ def main(argv=None) -> int:
     s = sub.add_parser("serve", help="answer plan files dropped in a spool directory")
     s.add_argument("--spool", required=True, type=Path)
     s.add_argument("--token", required=True)
+    s.add_argument("--module-dir", help="modules built out of tree for this kernel (the test DMA engine), "
+                                        "loaded with insmod when modprobe does not know them")
     args = parser.parse_args(argv)
+    if getattr(args, "module_dir", None):
+        from .kernelfs import MODULE_DIR_ENV
+        os.environ[MODULE_DIR_ENV] = args.module_dir    # worker processes inherit it
     if args.mode == "run":
         run_stdin()
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from ..targets import kernel_images
 from .. import paths
@@ -220,8 +221,19 @@ def cmd_kernel(args):
         print(f"stock kernel {image.release}: {image.run_arg}")
         return 0
     if args.action == "build":
-        tree = kernel_images.build(ksrc=args.ksrc, vanilla=args.vanilla, profile=args.profile)
-        print(f"{'vanilla' if args.vanilla else 'patched'} kernel tree ({args.profile} build): {tree}")
+        if args.source and (args.base or args.series):
+            raise WorkbenchError("--source builds a tree as it is; --base and --series build a base with a series "
+                                 "on it: give one or the other")
+        if args.source:
+            name = args.name or Path(args.source.rstrip("/")).name
+            tree = kernel_images.build(ksrc=args.source, vanilla=True, profile=args.profile, name=name)
+        else:
+            tree = kernel_images.build(ksrc=args.base, vanilla=args.vanilla, profile=args.profile,
+                                       series=args.series, name=args.name)
+        info = kernel_images.tree_info(tree)
+        print(f"kernel {info.get('name', tree.name)} ({info.get('version', '?')}, series {info.get('series', '?')}, "
+              f"{args.profile} build): {tree}")
+        print(f"boot it with --kernel {info.get('name', tree)}")
         return 0
     raise WorkbenchError(f"kernel action {args.action!r} is not known; allowed: fetch-stock, build")
 
@@ -392,9 +404,16 @@ def build_parser() -> argparse.ArgumentParser:
     ksub = k.add_subparsers(dest="action", required=True)
     ksub.add_parser("fetch-stock", help="download and unpack the stock Debian 6.12 kernel (for the VM)"
                     ).set_defaults(fn=cmd_kernel)
-    kb = ksub.add_parser("build", help="build the series' tree (or vanilla) for the VM")
-    kb.add_argument("--ksrc", help="a kernel tree to use instead of Debian's linux-source-6.12")
-    kb.add_argument("--vanilla", action="store_true", help="the same tree without our patches")
+    kb = ksub.add_parser("build", help="build a kernel for the VM: our series (default), vanilla, another "
+                                        "series on a base, or any source tree")
+    kb.add_argument("--base", "--ksrc", dest="base",
+                    help="the tree (or .tar of one) to patch instead of Debian's linux-source-6.12")
+    kb.add_argument("--series", help="the patches to apply to --base (default Debian's 6.12) instead of ours: an mbox (b4 am), one patch, "
+                                     "a directory of git format-patch files or one with a series file")
+    kb.add_argument("--source", help="a kernel source tree to build as it is (a researcher's branch)")
+    kb.add_argument("--name", help="what --kernel calls the result (default: patched, vanilla, the series' "
+                                   "file name or the source's directory name)")
+    kb.add_argument("--vanilla", action="store_true", help="the base without any patches")
     kb.add_argument("--profile", default="test", choices=kernel_images.PROFILES,
                     help="test (debug checks on; default) or bench (without the debug options that change "
                          "the migration path's cost; boot it as --kernel patched-bench / vanilla-bench)")

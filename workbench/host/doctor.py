@@ -31,7 +31,9 @@ def host_report() -> dict:
         "qemu": qemu_version, "qemu_binary": qemu_bin, "tcg_mode": vm_config.TCG_ACCEL, "vng": vng,
         "kernels": {"stock": [k.run_arg for k in kernel_images.installed_stock()],
                     "patched": getattr(kernel_images.built_tree(False), "run_arg", None),
-                    "vanilla": getattr(kernel_images.built_tree(True), "run_arg", None)},
+                    "vanilla": getattr(kernel_images.built_tree(True), "run_arg", None),
+                    "named": {n: str(t) for n, t in kernel_images.named_trees().items()
+                              if n not in kernel_images.BUILT}},
     }
 
 
@@ -55,7 +57,8 @@ def format_report(report: dict, target_facts: dict | None = None) -> str:
         f"vng            {report['vng'] or 'not found: pip install virtme-ng'}",
         f"kernels        stock: {', '.join(report['kernels']['stock']) or 'not fetched (workbench kernel fetch-stock)'}",
         f"               patched: {report['kernels']['patched'] or 'not built'}; "
-        f"vanilla: {report['kernels']['vanilla'] or 'not built'}",
+        f"vanilla: {report['kernels']['vanilla'] or 'not built'}"
+        + "".join(f"; {n}: {t}" for n, t in report["kernels"].get("named", {}).items()),
     ]
     if target_facts:
         t = target_facts

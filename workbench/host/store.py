@@ -25,7 +25,8 @@ from .. import paths
 from ..errors import WorkbenchError
 
 #: manifest fields copied onto every row by load_runs
-CONTEXT = ("target", "accelerator", "clock", "kernel_release", "kernel_config_hash", "kernel")
+CONTEXT = ("target", "accelerator", "clock", "kernel_release", "kernel_config_hash", "kernel", "kernel_series",
+           "kernel_inputs")
 
 
 def new_run_id(label: str = "run") -> str:

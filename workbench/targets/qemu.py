@@ -204,7 +204,8 @@ class VM:
         if not vng:
             raise WorkbenchError("vng (virtme-ng) is not installed: pip install virtme-ng (the setup does this)")
         agent = (f"{shlex.quote(sys.executable)} -m workbench.agent serve "
-                 f"--spool {shlex.quote(str(self.spool))} --token {token}")
+                 f"--spool {shlex.quote(str(self.spool))} --token {token}"
+                 + (f" --module-dir {shlex.quote(image.module_dir)}" if image.module_dir else ""))
         cmd = [vng, "--run", image.run_arg, "-v", "--qemu", str(qemu_watch.write_shim(self.dir, qemu_binary())),
                "--memory", format_size(config.memory),
                "--cpus", str(config.ncpus), f"--rwdir={paths.cache_dir()}", "--cwd", str(paths.REPO)]
@@ -266,7 +267,7 @@ class VM:
                        f"({facts.get('kernel_release', '?')}), {st.get('accelerator')}")
             return st  # the image it booted stays what it is, even if the tree is rebuilt meanwhile
         config = config.resolved()
-        image = kernel_images.resolve(config.kernel)
+        image = kernel_images.with_engine(kernel_images.resolve(config.kernel), notify)
         self.down(quiet=True)
         for d in (self.spool / "requests", self.spool / "responses"):
             shutil.rmtree(d, ignore_errors=True)
