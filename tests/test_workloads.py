@@ -349,8 +349,10 @@ def test_a_cpu_less_node_is_described_as_a_lower_tier_through_hmat():
     assert hmat_options(nodes, [[1, 2, 15]])[0] == {2: 1}       # the nearest CPU node initiates
     assert hmat_options(nodes[:2], []) == ({}, [])
 
-    class Image:
-        run_arg = "/boot/vmlinuz"
+    from workbench.targets.kernel_images import KernelImage
+
+    def Image():  # noqa: N802
+        return KernelImage("path", "/boot/vmlinuz")
     vm = VM("wl-unit-hmat")
     cmd = vm.command(VMConfig(nodes=nodes, accel="tcg").resolved(), Image(), "tok")
     assert "768M,initiator=0" in cmd and "1536M,cpus=1" in cmd
