@@ -139,13 +139,18 @@ def build(ksrc: str | None = None, vanilla: bool = False, profile: str = "test",
         raise WorkbenchError(f"build profile {profile!r} is not one of {', '.join(PROFILES)}")
     args = (["bash", str(script)] + (["--ksrc", ksrc] if ksrc else []) + (["--series", series] if series else [])
             + (["--name", name] if name else []) + _build_args(vanilla, profile))
-    res = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    sys.stderr.write(res.stderr)
-    lines = res.stdout.strip().splitlines()
-    if res.returncode != 0 or not lines:
-        errors = [ln.split("error: ", 1)[1] for ln in res.stderr.splitlines() if ln.startswith("build.sh: error: ")]
+    # build.sh's progress goes on to stderr as it comes; its "error:" line becomes ours
+    errors = []
+    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        for line in proc.stderr:
+            sys.stderr.write(line)
+            if line.startswith("build.sh: error: "):
+                errors.append(line.split("error: ", 1)[1].strip())
+        out = proc.stdout.read()
+    lines = out.strip().splitlines()
+    if proc.returncode != 0 or not lines:
         raise WorkbenchError(f"kernel build failed: {errors[-1]}" if errors else
-                             f"kernel build failed (exit {res.returncode}); the make log is in the tree's "
+                             f"kernel build failed (exit {proc.returncode}); the make log is in the tree's "
                              ".workbench-build.log")
     return Path(lines[-1])
 
