@@ -166,7 +166,8 @@ def test_a_preset_and_the_fields_it_set_are_all_put_back():
     alone ("custom" reads back when the fields match no preset) would leave them changed, so
     the fields it changes are kept first and restored after it."""
     from workbench.agent.migrators.base import MigrationControl
-    from workbench.agent.migrators.mm_migration import TEST_ENGINE_PARAMS, MmMigrationInterface
+    from workbench.agent.migrators.mm_migration import MmMigrationInterface
+    from workbench.agent.migrators.test_engine import TEST_ENGINE_PARAMS
     presets = {"kind": {"order": "in_order", "ring": "0"}, "dsa": {"order": "within", "ring": "32"}}
     p = TEST_ENGINE_PARAMS
 

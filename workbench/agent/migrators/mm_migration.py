@@ -9,7 +9,9 @@ See kernel/README.md for every file and its rules (series v2).
 from __future__ import annotations
 
 from ..kernelfs import KnobRejected, parse_choices
+from . import test_engine
 from .base import MigrationControl, register
+from .test_engine import TEST_DMA_ENGINE
 
 ROOT = "/sys/kernel/mm/migration"
 #: every migrator's counters, in stats/<migrator>/ (the sum over reasons) and in
@@ -25,15 +27,6 @@ REASONS = ("compaction", "memory_failure", "memory_hotplug", "syscall", "mempoli
 BATCH_KERNEL_COPY = f"{ROOT}/batch_kernel_copy"
 MTCOPY = f"{ROOT}/mtcopy"
 DCBM = f"{ROOT}/dcbm"
-#: the test-only DMA engine of patch 0011 (drivers/dma/test-dma-engine.c): what it did
-TEST_DMA_ENGINE = "test_dma_engine"
-TEST_ENGINE_PARAMS = f"/sys/module/{TEST_DMA_ENGINE}/parameters"
-#: the engine's mode fields (patch 0011, issue 20), which its ``preset`` sets all at once
-TEST_ENGINE_MODE_FIELDS = ("order", "callbacks", "on_error", "ring", "bandwidth_mbps", "latency_ns", "job_delay_ns")
-#: what the engine did (patch 0011); the engine of series v2 before issue 20 has the first
-#: five, the hardware-like engine also the rest (read where present)
-TEST_ENGINE_COUNTERS = ("descriptors", "failed", "corrupted", "hung", "interrupts",
-                        "aborted", "terminated", "ring_full", "refused", "reordered", "late_ns")
 #: batch_size's bound: 1 GiB of base pages (series v2), 262144 with x86-64's 4K pages
 MAX_BATCH_PAGES = (1 << 30) // 4096
 
@@ -100,7 +93,7 @@ class MmMigrationInterface(MigrationControl):
         self.fs.write(f"{MTCOPY}/threads", str(threads))
 
     def composite_knobs(self):
-        return {f"{TEST_ENGINE_PARAMS}/preset": tuple(f"{TEST_ENGINE_PARAMS}/{f}" for f in TEST_ENGINE_MODE_FIELDS)}
+        return test_engine.composite_knobs()
 
     def set_channels(self, channels: int):
         self.fs.write(f"{DCBM}/channels", str(channels))
@@ -116,10 +109,7 @@ class MmMigrationInterface(MigrationControl):
             for reason in REASONS:
                 if self.fs.isdir(f"{base}/{mig}/{reason}"):
                     out.update(self._counters_in(f"{base}/{mig}/{reason}", f"{mig}.{reason}"))
-        if self.fs.isdir(TEST_ENGINE_PARAMS):
-            for c in TEST_ENGINE_COUNTERS:
-                if self.fs.exists(f"{TEST_ENGINE_PARAMS}/{c}"):
-                    out[f"{TEST_DMA_ENGINE}.{c}"] = self.fs.read_int(f"{TEST_ENGINE_PARAMS}/{c}")
+        out.update(test_engine.counters(self.fs))
         return out
 
     def _counters_in(self, directory: str, prefix: str) -> dict:

@@ -1,0 +1,30 @@
+"""The test-only DMA engine (kernel patch 0011, drivers/dma/test-dma-engine.c; built out of
+tree for any other tree by kernel/engine-module.sh): its files and counters, whichever
+migration interface the kernel has. It is the same module under our series, under V6 or
+under any other series' dcbm, so what it did goes into every record."""
+
+from __future__ import annotations
+
+from ..kernelfs import KernelFS
+
+TEST_DMA_ENGINE = "test_dma_engine"
+TEST_ENGINE_PARAMS = f"/sys/module/{TEST_DMA_ENGINE}/parameters"
+#: the engine's mode fields (issue 20), which its ``preset`` sets all at once
+TEST_ENGINE_MODE_FIELDS = ("order", "callbacks", "on_error", "ring", "bandwidth_mbps", "latency_ns", "job_delay_ns")
+#: what the engine did; the engine of series v2 before issue 20 has the first five, the
+#: hardware-like engine also the rest (read where present)
+TEST_ENGINE_COUNTERS = ("descriptors", "failed", "corrupted", "hung", "interrupts",
+                        "aborted", "terminated", "ring_full", "refused", "reordered", "late_ns")
+
+
+def counters(fs: KernelFS) -> dict[str, int]:
+    """{'test_dma_engine.<counter>': value} while the engine is loaded, else {}."""
+    if not fs.isdir(TEST_ENGINE_PARAMS):
+        return {}
+    return {f"{TEST_DMA_ENGINE}.{c}": fs.read_int(f"{TEST_ENGINE_PARAMS}/{c}")
+            for c in TEST_ENGINE_COUNTERS if fs.exists(f"{TEST_ENGINE_PARAMS}/{c}")}
+
+
+def composite_knobs() -> dict[str, tuple[str, ...]]:
+    """``preset`` writes every mode field: kept first, so that restoring puts each back."""
+    return {f"{TEST_ENGINE_PARAMS}/preset": tuple(f"{TEST_ENGINE_PARAMS}/{f}" for f in TEST_ENGINE_MODE_FIELDS)}
