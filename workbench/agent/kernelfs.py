@@ -87,6 +87,12 @@ class KernelFS:
         """``modprobe NAME [PARAM=VALUE ...]``; raises :class:`ModuleError` with the reason."""
         raise NotImplementedError
 
+    def module_params(self, name: str) -> tuple[str, ...] | None:
+        """The parameter names of a loadable module, without loading it (``modinfo -F
+        parm``); None when there is no such module. What tells one posted series' module
+        from another of the same name before it is loaded."""
+        raise NotImplementedError
+
     def unload_module(self, name: str) -> None:
         """``rmmod NAME``; raises :class:`ModuleError` (in use, not loaded, ...)."""
         raise NotImplementedError
@@ -197,6 +203,16 @@ class RealFS(KernelFS):
             return
         self._module_command(["modprobe", name, *params], "load")
 
+    def module_params(self, name):
+        try:
+            res = subprocess.run(["modinfo", "-F", "parm", out_of_tree_module(name) or name],
+                                 capture_output=True, text=True)
+        except OSError:
+            return None
+        if res.returncode != 0:
+            return None
+        return tuple(ln.split(":", 1)[0].strip() for ln in res.stdout.splitlines() if ":" in ln)
+
     @staticmethod
     def module_loadable_in_tree(name) -> bool:
         try:
@@ -304,6 +320,9 @@ class RecordingFS(KernelFS):
     def module_loadable(self, name):
         return self.inner.module_loadable(name)
 
+    def module_params(self, name):
+        return self.inner.module_params(name)
+
     def load_module(self, name, params=()):
         return self._do("modprobe", name, " ".join(params) or None, lambda: self.inner.load_module(name, params))
 
@@ -394,10 +413,17 @@ class FakeFS(KernelFS):
             self.add(path, content)
 
     @classmethod
-    def from_snapshot(cls, source: str | Path | dict, root: bool = True) -> "FakeFS":
+    def from_snapshot(cls, source: str | Path | dict, root: bool = True, modules_loaded: bool = True) -> "FakeFS":
+        """A snapshot's files; the modules it recorded (``workbench sysfs snapshot --load``)
+        are loadable, with the parameters modinfo gave, and loaded unless
+        ``modules_loaded`` is False (their files then appear when one is loaded)."""
         data = json.loads(Path(source).read_text()) if not isinstance(source, dict) else source
         fs = cls(data["files"], root=root)
         fs.readonly.update(data.get("readonly", []))
+        for name, info in data.get("modules", {}).items():
+            prefix = f"/sys/module/{name}/"
+            files = {p: fs.files.pop(p) for p in [p for p in fs.files if p.startswith(prefix)]}
+            fs.add_module(name, files, loaded=modules_loaded, params=info.get("params"))
         return fs
 
     def add(self, path: str, content: str = "", rule: Rule | None = None, readonly: bool = False):
@@ -438,6 +464,8 @@ class FakeFS(KernelFS):
                 raise OSError(errno.ENOENT, "No such file")
             if not self.root or path in self.readonly:
                 raise OSError(errno.EACCES, "Permission denied")
+            if value == "":
+                return      # RealFS writes nothing then: no write(2) reaches the kernel's store
             rule = self._rule_for(path)
             self.files[path] = rule(self.files[path], value) if rule else value.strip()
         except OSError as exc:
@@ -480,14 +508,25 @@ class FakeFS(KernelFS):
             del self.files[p]
         self.dirs = {d for d in self.dirs if not d.startswith(path + "/")}
 
-    def add_module(self, name: str, files: dict[str, str] | None = None, loaded: bool = False):
-        """A module modprobe can find; loading it adds ``files`` (removing it takes them away)."""
-        self.modules[name] = {"files": dict(files or {}), "loaded": False}
+    def add_module(self, name: str, files: dict[str, str] | None = None, loaded: bool = False,
+                   params: list[str] | None = None):
+        """A module modprobe can find; loading it adds ``files`` (removing it takes them away);
+        ``params``: what modinfo lists (default: the parameters among ``files``)."""
+        self.modules[name] = {"files": dict(files or {}), "loaded": False,
+                              "modinfo_params": tuple(params) if params is not None else None}
         if loaded:
             self.load_module(name)
 
     def module_loadable(self, name):
         return name in self.modules
+
+    def module_params(self, name):
+        if name not in self.modules:
+            return None
+        if self.modules[name]["modinfo_params"] is not None:
+            return self.modules[name]["modinfo_params"]
+        prefix = f"/sys/module/{name}/parameters/"
+        return tuple(sorted(p[len(prefix):] for p in self.modules[name]["files"] if p.startswith(prefix)))
 
     def load_module(self, name, params=()):
         if name not in self.modules:

@@ -97,8 +97,7 @@ def execute(plan: dict, emit: Emit, fs=None, cancelled: Callable[[], bool] | Non
             emit({"type": Event.BLOCKED, **blocked_tasks(fs, plan.get("pids", ()), plan.get("sysrq", True),
                                                          plan.get("tids", ()))})
         elif op == "snapshot":
-            from .kernelfs import snapshot
-            emit({"type": "snapshot", "snapshot": snapshot(fs, plan["roots"])})
+            emit({"type": "snapshot", "snapshot": _snapshot(fs, plan)})
         elif op == "stress":
             from . import stress
             emit({"type": "stress", "result": stress.run(fs, **plan.get("args", {}))})
@@ -144,6 +143,25 @@ def _trials(plan: dict, emit: Emit, fs, cancelled) -> None:
                   "traceback": traceback.format_exc()})
             return
         emit({"type": "record", "record": record})
+
+
+def _snapshot(fs, plan: dict) -> dict:
+    """The files under ``roots``; with ``modules``, each one's parameters as modinfo says
+    before it is loaded, then loaded; with ``writes``, the kernel's answer to each (a
+    recorded transcript a fake's value rules are checked against), the files last."""
+    from .kernelfs import snapshot
+    modules = {}
+    for name in plan.get("modules", ()):
+        modules[name] = {"params": list(fs.module_params(name) or ()), "loaded_before": fs.exists(f"/sys/module/{name}")}
+        if not modules[name]["loaded_before"]:
+            fs.load_module(name)
+    writes = _sysfs_ops(fs, plan.get("writes", []), [])["writes"]
+    snap = snapshot(fs, plan["roots"])
+    if modules:
+        snap["modules"] = modules
+    if writes:
+        snap["writes"] = writes
+    return snap
 
 
 def _sysfs_ops(fs, writes, reads) -> dict:

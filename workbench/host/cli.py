@@ -287,9 +287,18 @@ def cmd_bench(args):
     raise WorkbenchError(f"benchmark {args.what!r} is not known; allowed: verify, migrators, cost")
 
 
+def parse_write(text: str) -> list[str]:
+    path, sep, value = text.partition("=")
+    if not sep or not path.startswith("/sys/"):
+        raise WorkbenchError(f"--write {text!r} is not PATH=VALUE with PATH under /sys/")
+    return [path, value]
+
+
 def cmd_sysfs(args):
     target = target_from_args(args)
-    snap = target.ask({"op": "snapshot", "roots": args.root})["snapshot"]
+    writes = [parse_write(w) for w in args.write or ()]
+    snap = target.ask({"op": "snapshot", "roots": args.root, "modules": args.load or [],
+                       "writes": writes})["snapshot"]
     snap["kernel_release"] = target.facts()["kernel_release"]
     text = json.dumps(snap, indent=1, sort_keys=True)
     if args.out == "-":
@@ -396,6 +405,11 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("action", choices=["snapshot"])
     f.add_argument("out", help="JSON file to write, or - for stdout")
     f.add_argument("--root", action="append", required=True, help="directory to record (repeatable)")
+    f.add_argument("--load", action="append", metavar="MODULE",
+                   help="load this module first, recording its parameters as modinfo gives them (repeatable)")
+    f.add_argument("--write", action="append", metavar="PATH=VALUE",
+                   help="write VALUE to PATH and record the kernel's answer, before the files are recorded "
+                        "(repeatable, in order; what a fake's value rules are checked against)")
     _target_args(f)
     f.set_defaults(fn=cmd_sysfs)
 
