@@ -9,7 +9,10 @@ before) and ``stop_offloading()`` on 0 (back to the kernel's copy, whoever was a
 the file itself keeps reading the driver's own flag. :meth:`FakeKernel.migrate` moves the
 counters as a batch through the active migrator would.
 
-The rules, by version (assumptions, where the record says nothing, marked *):
+The rules, by version (assumptions, where the record says nothing, marked *). V6's were
+checked against the real kernel: every write recorded from V6 booted over Linux 7.2.13
+(``tests/data/sysfs-rfc-v6-7.2.13-vm.json``) is replayed on this fake in
+tests/test_published_interfaces.py.
 
 ======== ===================================== ===============================================
 version  file                                  rule
@@ -26,13 +29,15 @@ v3       cpu_mt/cpuselect (``cpuselect=True``) any number: 1 fills one die first
 padata   cpu_mt_copy/{offloading,threads}      as v2's cpu_mt; dcbm as v3 with ``dcbm=True``
 v4       dcbm/{offloading,nr_dma_chan}         as v3*
 v4       dcbm/folios_{migrated,failures}       read-only (EACCES)
-v6       parameters/{offloading,nr_dma_chan}   as v3*
-v6       parameters/reason_mask                comma-separated syscall, compaction, demotion,
-                                               numa_misplaced*; all; none; or a number (>= 0)
+v6       parameters/offloading             kstrtobool, reads back 1/0 (recorded)
+v6       parameters/nr_dma_chan            kstrtouint 1..16, no leading space (recorded)
+v6       parameters/reason_mask                a number (raw mask) or comma-separated
+                                               migrate_reason_names[], all, none; reads back
+                                               as names or none (:func:`reason_mask_rule`)
 v6       parameters/folios_{migrated,failures} any write resets to 0
 ======== ===================================== ===============================================
 
-``nr_dma_chan`` defaults to 1*, ``reason_mask`` to ``all``*, every flag to 0.
+``nr_dma_chan`` defaults to 1*, ``reason_mask`` to every reason, every flag to 0.
 :attr:`FakeKernel.bounds` holds the threads and channels ranges the tree enforces, so
 tests read them from the fake instead of hard-coding them.
 """
@@ -47,7 +52,9 @@ DCBM = "/sys/kernel/dcbm"
 CPU_MT = "/sys/kernel/cpu_mt"
 CPU_MT_COPY = "/sys/kernel/cpu_mt_copy"
 DCBM_PARAMS = "/sys/module/dcbm/parameters"
-REASONS = ("syscall", "compaction", "demotion", "numa_misplaced")
+#: migrate_reason_names[], in MR_* order (V6's reason_mask bits)
+REASONS = ("compaction", "memory_failure", "memory_hotplug", "syscall_or_cpuset", "mempolicy_mbind",
+           "numa_misplaced", "contig_range", "longterm_pin", "demotion", "damon")
 VERSIONS = ("v1", "v2", "v3", "padata", "v4", "v6")
 
 #: files every tree has, so that no detection can succeed on an empty tree by accident
@@ -74,19 +81,47 @@ def any_write_resets(current: str, value: str) -> str:
 
 
 def reason_mask_rule(current: str, value: str) -> str:
+    """V6's reason_mask: a number (kstrtoul, base 0) is a raw mask, bits beyond the ten
+    reasons dropped; else comma-separated tokens, each ``none`` (clears), ``all`` (sets
+    every reason) or a migrate_reason_names[] name, empty tokens skipped, anything else
+    EINVAL. It reads back as the set reasons' names, comma-separated, or ``none``."""
     v = value.strip()
-    if v in ("all", "none"):
-        return v
     try:
-        n = int(v, 0)
+        mask = int(v, 0) if v and not v.startswith("-") else None
     except ValueError:
-        names = [x.strip() for x in v.split(",")]
-        if not v or any(x not in REASONS for x in names):
-            raise OSError(errno.EINVAL, "unknown reason") from None
-        return ",".join(names)
-    if n < 0:
-        raise OSError(errno.EINVAL, "negative mask")
-    return str(n)
+        mask = None
+    if mask is None:
+        mask = 0
+        for tok in (t.strip() for t in v.split(",")):
+            if not tok:
+                continue
+            if tok == "none":
+                mask = 0
+            elif tok == "all":
+                mask = (1 << len(REASONS)) - 1
+            elif tok in REASONS:
+                mask |= 1 << REASONS.index(tok)
+            else:
+                raise OSError(errno.EINVAL, "unknown reason")
+    mask &= (1 << len(REASONS)) - 1
+    return ",".join(r for i, r in enumerate(REASONS) if mask >> i & 1) or "none"
+
+
+def kstrtouint_rule(lo: int, hi: int):
+    """kstrtouint (a module parameter's own set function): digits (base 0), one trailing
+    newline at most, no other space; then the function's own range check."""
+    def rule(current: str, value: str) -> str:
+        text = value[:-1] if value.endswith("\n") else value
+        try:
+            if not text or text != text.strip() or text.startswith(("-", "+")):
+                raise ValueError
+            n = int(text, 0)
+        except ValueError:
+            raise OSError(errno.EINVAL, "not a number") from None
+        if not lo <= n <= hi:
+            raise OSError(errno.EINVAL, "out of range")
+        return str(n)
+    return rule
 
 
 class FakeKernel(FakeFS):
@@ -162,9 +197,9 @@ def fake_tree(version: str, *, mtcopy: bool = True, dcbm: bool | None = None,
         fs.counter_root = DCBM
     elif version == "v6":
         fs.add_flag(f"{DCBM_PARAMS}/offloading", "dcbm", bool_rule)
-        fs.add(f"{DCBM_PARAMS}/nr_dma_chan", "1", rule=int_rule(1, 16))
+        fs.add(f"{DCBM_PARAMS}/nr_dma_chan", "1", rule=kstrtouint_rule(1, 16))
         fs.bounds["channels"] = (1, 16)
-        fs.add(f"{DCBM_PARAMS}/reason_mask", "all", rule=reason_mask_rule)
+        fs.add(f"{DCBM_PARAMS}/reason_mask", ",".join(REASONS), rule=reason_mask_rule)
         for name in ("folios_migrated", "folios_failures"):
             fs.add(f"{DCBM_PARAMS}/{name}", "0", rule=any_write_resets)
         fs.counter_root = DCBM_PARAMS

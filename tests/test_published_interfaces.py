@@ -1,7 +1,9 @@
 """The public RFC series' controls (workbench.agent.migrators.rfc) against fake trees built
 from the reference file's paths and value rules (tests/fake_kernels.py)."""
 
+import json
 from contextlib import nullcontext
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +13,7 @@ from workbench.agent import migrators, vmstat
 from workbench.errors import WorkbenchError
 from workbench.agent.kernelfs import FakeFS, KnobGuard, KnobPermission, KnobRejected, RecordingFS
 from workbench.agent.migrators.base import KernelCopyOnly
-from workbench.agent.migrators.rfc import PadataMtCopy, RfcV1, RfcV2V3, RfcV4, RfcV6
+from workbench.agent.migrators.rfc import V6_REASONS, PadataMtCopy, RfcV1, RfcV2V3, RfcV4, RfcV6
 from workbench.agent.migrators.mm_migration import MmMigrationInterface
 
 RFC = (RfcV6, RfcV4, PadataMtCopy, RfcV2V3, RfcV1)
@@ -182,7 +184,9 @@ def test_bad_settings_are_one_line_and_change_nothing(version, extra, kw, msg, s
 
 @pytest.mark.parametrize("names,msg", [
     (["compaction", "bogus"], "migration reason 'bogus' is not known to RFC V6's reason_mask; allowed: "
-                              "comma-separated syscall, compaction, demotion, numa_misplaced; all; none; or a number"),
+                              "comma-separated compaction, memory_failure, memory_hotplug, syscall_or_cpuset, "
+                              "mempolicy_mbind, numa_misplaced, contig_range, longterm_pin, demotion, damon; all; "
+                              "none; or a number"),
     ("compaction;demotion", "migration reason 'compaction;demotion' is not known"),
     (-1, "reason mask -1 is negative; allowed:"),
 ])
@@ -201,7 +205,7 @@ def test_a_refused_reason_mask_is_one_line_and_restored():
     fs.add_rule("/sys/module/dcbm/parameters/reason_mask", lambda cur, v: (_ for _ in ()).throw(OSError(22, "x")))
     with pytest.raises(WorkbenchError, match=r"^reason mask 'demotion' was refused by the kernel .*; allowed: "):
         migrators.detect(fs).set_reasons(KnobGuard(fs), ["demotion"])
-    assert fs.read("/sys/module/dcbm/parameters/reason_mask") == "all"
+    assert fs.read("/sys/module/dcbm/parameters/reason_mask") == ",".join(V6_REASONS), "every reason, as before"
 
 
 def test_a_kernel_that_stores_another_value_is_caught():
@@ -267,21 +271,19 @@ def test_both_flags_on_is_reported_as_unknown_and_resolved():
     assert "no file names the active migrator" in " ".join(ctl.lacks())
 
 
-def test_v6_reads_a_bool_parameter_as_y_or_n():
-    fs = fake_tree("v6")
-    ctl = migrators.detect(fs)
-    fs.files["/sys/module/dcbm/parameters/offloading"] = "Y"
-    assert ctl.active() == "dcbm"
-    fs.files["/sys/module/dcbm/parameters/offloading"] = "N"
-    assert ctl.active() == "kernel"
+ALL_V6 = ",".join(V6_REASONS)
 
 
-@pytest.mark.parametrize("names,written", [
-    (["compaction", "demotion"], "compaction,demotion"), ("compaction, demotion", "compaction,demotion"),
-    (["MR_SYSCALL", "mr_numa_misplaced"], "syscall,numa_misplaced"), ("all", "all"), ("NONE", "none"),
-    ([], "none"), (9, "9"), ("0x10", None),
+@pytest.mark.parametrize("names,written,reads", [
+    (["compaction", "demotion"], "compaction,demotion", "compaction,demotion"),
+    ("demotion, compaction", "demotion,compaction", "compaction,demotion"),      # the kernel's order
+    (["MR_SYSCALL", "mr_numa_misplaced"], "syscall_or_cpuset,numa_misplaced", "syscall_or_cpuset,numa_misplaced"),
+    ("all", "all", ALL_V6), ("NONE", "none", "none"), ([], "none", "none"),
+    (9, "9", "compaction,syscall_or_cpuset"),                                  # bits 0 and 3
+    (1 << 12, "4096", "none"),                                                 # beyond the ten: dropped
+    ("0x10", None, None),
 ])
-def test_set_reasons_forms(names, written):
+def test_set_reasons_forms(names, written, reads):
     fs = fake_tree("v6")
     ctl = migrators.detect(fs)
     if written is None:  # hex is not a form the workbench passes on
@@ -290,8 +292,8 @@ def test_set_reasons_forms(names, written):
         return
     with KnobGuard(fs) as g:
         assert ctl.set_reasons(g, names) == written
-        assert ctl.reasons() == written
-    assert ctl.reasons() == "all"
+        assert ctl.reasons() == reads
+    assert ctl.reasons() == ALL_V6
 
 
 def test_cpuselect_is_refused_where_absent():
@@ -364,7 +366,7 @@ def test_versions_without_counters_have_none(kw):
     ("v6", "/sys/module/dcbm/parameters/folios_failures", "5", "0"),
     ("v6", "/sys/module/dcbm/parameters/reason_mask", "compaction,demotion", "compaction,demotion"),
     ("v6", "/sys/module/dcbm/parameters/reason_mask", "none", "none"),
-    ("v6", "/sys/module/dcbm/parameters/reason_mask", "12", "12"),
+    ("v6", "/sys/module/dcbm/parameters/reason_mask", "12", "memory_hotplug,syscall_or_cpuset"),
     ("v6", "/sys/module/dcbm/parameters/reason_mask", "bogus", KnobRejected),
 ])
 def test_fake_rules(version, path, value, outcome):
@@ -429,3 +431,57 @@ def test_ours_lacks_nothing_and_a_stock_kernel_lacks_offload():
     assert migrators.detect(unified_tree()).describe()["lacks"] == []
     assert migrators.detect(FakeFS()).describe()["lacks"] == [
         "no copy-offload interface: only the kernel's own folio-by-folio copy, no knobs, no counters"]
+
+
+# V6 as the real kernel answers (recorded from V6 booted over Linux 7.2.13) -------------
+V6_RECORDED = Path(__file__).parent / "data" / "sysfs-rfc-v6-7.2.13-vm.json"
+
+
+def v6_recording():
+    return json.loads(V6_RECORDED.read_text())
+
+
+@pytest.mark.parametrize("write", v6_recording()["writes"],
+                         ids=[f"{w['path'].rsplit('/', 1)[1]}={w['value']!r}" for w in v6_recording()["writes"]])
+def test_the_v6_fake_answers_each_write_as_the_real_kernel_did(write):
+    """Every write recorded from the real V6 guest (workbench sysfs snapshot --write),
+    replayed on the fake from the same value: refused or taken alike, the same value after."""
+    fs = fake_tree("v6")
+    fs.files[write["path"]] = write["before"]
+    try:
+        fs.write(write["path"], write["value"])
+        refused = False
+    except KnobRejected:
+        refused = True
+    assert refused == (write["error"] is not None)
+    assert fs.read(write["path"]) == write["after"]
+
+
+def test_v6_is_found_before_its_module_is_loaded_and_loaded_when_chosen():
+    """V6 shows nothing until dcbm is loaded: a loadable dcbm with V6's parameters (as
+    modinfo listed them on the real guest) is V6, with its channels knob; choosing dcbm loads it."""
+    fs = FakeFS.from_snapshot(v6_recording(), modules_loaded=False)
+    assert not fs.exists("/sys/module/dcbm/parameters")
+    ctl = migrators.detect(fs)
+    assert type(ctl) is RfcV6
+    assert ctl.migrators() == ["kernel"] and ctl.loadable() == ["dcbm"]
+    assert ctl.knobs()["channels"] == (1, 16)
+    with KnobGuard(fs) as g:
+        ctl.configure(g, "dcbm", channels=2)
+        assert fs.read("/sys/module/dcbm/parameters/offloading") == "1"
+        assert fs.read("/sys/module/dcbm/parameters/nr_dma_chan") == "2"
+    assert fs.read("/sys/module/dcbm/parameters/offloading") == "0"
+    # another module named dcbm (V1-V4's were too) is not taken for V6
+    other = FakeFS({})
+    other.add_module("dcbm", params=["offloading", "nr_dma_chan"])
+    assert type(migrators.detect(other)) is KernelCopyOnly
+
+
+def test_the_fake_v6_starts_as_the_recorded_v6_ended():
+    """The recording's last writes put every parameter back to its default (counters reset
+    to 0): the fake's defaults are those values, file for file."""
+    rec = v6_recording()["files"]
+    fake = fake_tree("v6")
+    params = [p for p in rec if p.startswith("/sys/module/dcbm/parameters/")]
+    assert len(params) == 5
+    assert {p: fake.read(p) for p in params} == {p: rec[p] for p in params}

@@ -7,7 +7,8 @@ each class below spells out. Each class is registered here, in this order, which
 first); every predicate is also written to exclude the others, so the order only
 matters for trees no posted kernel has:
 
-1. RFC V6   ``/sys/module/dcbm/parameters/{offloading,reason_mask}``: its own location.
+1. RFC V6   ``/sys/module/dcbm/parameters/{offloading,reason_mask}``, or a loadable ``dcbm``
+            module with those parameters (``modinfo``): its own location.
 2. RFC V4   ``/sys/kernel/dcbm/folios_migrated``: V4's dcbm is V3's plus counters.
 3. padata   ``/sys/kernel/cpu_mt_copy/offloading``: its own directory.
 4. V2/V3    ``/sys/kernel/cpu_mt/offloading`` or ``/sys/kernel/dcbm/nr_dma_chan``
@@ -37,32 +38,52 @@ CHANNELS = (1, 16)
 #: RFC V2 takes 1..64 threads, RFC V3 1..32
 THREADS_V2 = (1, 64)
 THREADS_V3 = (1, 32)
-#: the migration reasons the later versions' policy names (MR_SYSCALL, ...), as V6 spells them
-V6_REASONS = ("syscall", "compaction", "demotion", "numa_misplaced")
+#: V6's reason_mask takes the kernel's own migrate_reason_names[] (match_string), all ten
+#: MR_* reasons in their order (bit i = reason i), and reads back as them, comma-separated,
+#: or "none"; default: every reason. Read from V6's mm/migrate_copy_offload.c and checked on
+#: V6 booted over Linux 7.2.13.
+V6_REASONS = ("compaction", "memory_failure", "memory_hotplug", "syscall_or_cpuset", "mempolicy_mbind",
+              "numa_misplaced", "contig_range", "longterm_pin", "demotion", "damon")
+#: the workbench's names (as our series' ``reasons`` spells them) where the kernel's differ
+V6_REASON_ALIASES = {"syscall": "syscall_or_cpuset"}
+#: the parameters that make a module named dcbm V6's, before it is loaded
+V6_DCBM_PARAMS = {"offloading", "nr_dma_chan", "reason_mask"}
 
 
 @register
 class RfcV6(RfcControl):
     """dcbm as module parameters; counters reset by any write (the workbench never writes
-    them: it takes deltas); ``reason_mask`` chooses which migration reasons are offloaded."""
+    them: it takes deltas); ``reason_mask`` chooses which migration reasons are offloaded.
+
+    dcbm is a module (``CONFIG_DCBM_DMA=m``): the kernel shows nothing of V6 until it is
+    loaded, so a loadable dcbm with V6's parameters is V6 too, and the workbench loads it
+    when dcbm is chosen. One provider at a time: turning ``offloading`` on while another is
+    registered fails with EBUSY (no "last one turned on wins" as in V1-V4)."""
 
     name = "RFC V6 /sys/module/dcbm/parameters"
     brought_by = "RFC V6 (2026-06)"
     DRIVERS = (Driver("dcbm", DCBM_PARAMS, "channels", "nr_dma_chan", DCBM_COUNTERS),)
     BOUNDS = {"channels": CHANNELS}
-    LACKS = ("no mtcopy (dropped in V4)", NO_BATCH_SIZE, NO_COPY_TIME)
+    LACKS = ("no mtcopy (dropped in V4)", NO_BATCH_SIZE, NO_COPY_TIME,
+             "dcbm's counters are its totals over every reason (none per reason)",
+             "a batch dcbm cannot start for want of a DMA channel (ENODEV) goes back to the CPU copy "
+             "and counts in neither folios_migrated nor folios_failures")
+    modules = ("dcbm",)
 
     @classmethod
     def detect(cls, fs):
-        return fs.exists(f"{DCBM_PARAMS}/offloading") and fs.exists(f"{DCBM_PARAMS}/reason_mask")
+        if fs.exists(f"{DCBM_PARAMS}/offloading") and fs.exists(f"{DCBM_PARAMS}/reason_mask"):
+            return True
+        return not fs.exists(DCBM_PARAMS) and V6_DCBM_PARAMS <= set(fs.module_params("dcbm") or ())
 
     def reasons(self) -> str:
         return self.fs.read(f"{DCBM_PARAMS}/reason_mask").strip()
 
     def set_reasons(self, guard, names: str | int | Iterable[str]) -> str:
         """Offload only for these migration reasons: names (``["compaction", "demotion"]``
-        or ``"compaction,demotion"``; ``MR_`` prefix and case ignored), ``"all"``,
-        ``"none"``, or a number (written as is: the record does not give its bit layout).
+        or ``"compaction,demotion"``; ``MR_`` prefix and case ignored; the workbench's
+        ``syscall`` is the kernel's ``syscall_or_cpuset``), ``"all"``, ``"none"``, or a
+        number (bit i = the i-th of :data:`V6_REASONS`; the kernel drops bits beyond them).
         Returns what was written; the guard puts the old mask back."""
         value = _reason_mask(names)
         path = f"{DCBM_PARAMS}/reason_mask"
@@ -95,6 +116,7 @@ def _reason_mask(names) -> str:
     for raw in names:
         name = str(raw).strip().lower()
         name = name[3:] if name.startswith("mr_") else name
+        name = V6_REASON_ALIASES.get(name, name)
         if name not in V6_REASONS:
             raise WorkbenchError(f"migration reason {str(raw).strip()!r} is not known to RFC V6's reason_mask; "
                                  f"allowed: {_REASONS_ALLOWED}")

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from ...errors import WorkbenchError
 from ..kernelfs import KnobRejected
+from . import test_engine
 from .base import MigrationControl
 
 #: what every posted version lacks compared with /sys/kernel/mm/migration/
@@ -118,6 +119,11 @@ class RfcControl(MigrationControl):
         for d in self.present():
             if d.knob and self.fs.exists(d.knob_path()):
                 out[d.knob] = self.bounds(d.knob)
+        # a driver that is a module not loaded yet (V6's dcbm): its knob as modinfo lists it
+        for d in self.DRIVERS:
+            if (d.knob and out[d.knob] is None and d.migrator in self.modules and d.migrator in self.loadable()
+                    and d.knob_file in (self.fs.module_params(d.migrator) or ())):
+                out[d.knob] = self.bounds(d.knob)
         return out
 
     def lacks(self):
@@ -166,4 +172,8 @@ class RfcControl(MigrationControl):
                 path = f"{d.root}/{c}"
                 if self.fs.exists(path):
                     out[f"{d.migrator}.{c}"] = self.fs.read_int(path)
+        out.update(test_engine.counters(self.fs))
         return out
+
+    def composite_knobs(self):
+        return test_engine.composite_knobs()
