@@ -260,3 +260,10 @@ def test_bad_lab_words_are_argparse_errors(capsys, no_box, argv, expect):
         cli.main(argv)
     out, err = capsys.readouterr()
     assert exit_.value.code == 2 and expect in err.strip().splitlines()[-1]
+
+
+def test_a_recorded_write_is_a_sysfs_path_and_a_value(capsys):
+    rc, out, err = run_cli(capsys, "sysfs", "snapshot", "-", "--target", "fake", "--root", "/sys/module/dcbm",
+                           "--write", "/etc/passwd=1")
+    assert rc == 2 and out == ""
+    assert "--write '/etc/passwd=1' is not PATH=VALUE with PATH under /sys/" in one_line_error(err)

@@ -202,3 +202,26 @@ def test_a_preset_and_the_fields_it_set_are_all_put_back():
         control.apply_settings(g, {f"{p}/preset": "dsa"})
         assert (fs.read(f"{p}/order"), fs.read(f"{p}/ring")) == ("within", "32")
     assert (fs.read(f"{p}/order"), fs.read(f"{p}/ring"), fs.read(f"{p}/preset")) == ("in_order", "8", "custom")
+
+
+def test_a_snapshot_records_modules_before_loading_and_the_answers_to_writes():
+    """What `workbench sysfs snapshot --load M --write P=V` records, replayed: the module
+    loadable with the parameters modinfo gave, each write's answer in order."""
+    from workbench.agent.main import _snapshot
+    fs = FakeFS({"/sys/kernel/mm/transparent_hugepage/enabled": "always [madvise] never"})
+    fs.add_module("dcbm", {"/sys/module/dcbm/parameters/offloading": "0",
+                           "/sys/module/dcbm/parameters/nr_dma_chan": "1"}, params=["offloading", "nr_dma_chan"])
+    fs.add_rule("/sys/module/dcbm/parameters/nr_dma_chan", int_rule(1, 16))
+    snap = _snapshot(fs, {"roots": ["/sys/module/dcbm"], "modules": ["dcbm"],
+                          "writes": [["/sys/module/dcbm/parameters/nr_dma_chan", "17"],
+                                     ["/sys/module/dcbm/parameters/nr_dma_chan", "4"]]})
+    assert snap["modules"] == {"dcbm": {"params": ["offloading", "nr_dma_chan"], "loaded_before": False}}
+    refused, taken = snap["writes"]
+    assert refused["error"] and (refused["before"], refused["after"]) == ("1", "1")
+    assert taken["error"] is None and (taken["before"], taken["after"]) == ("1", "4")
+    assert snap["files"]["/sys/module/dcbm/parameters/nr_dma_chan"] == "4"
+    replay = FakeFS.from_snapshot(snap, modules_loaded=False)
+    assert not replay.exists("/sys/module/dcbm/parameters/offloading")
+    assert replay.module_params("dcbm") == ("offloading", "nr_dma_chan")
+    replay.load_module("dcbm")
+    assert replay.read("/sys/module/dcbm/parameters/nr_dma_chan") == "4"
