@@ -189,3 +189,21 @@ def test_an_icount_vm_is_paused_only_when_no_host_process_has_a_plan_on_it(tmp_p
     tcg_opts = vm.command(vm_config.VMConfig(accel="tcg").resolved(), KernelImage("path", "/v"), "t")[-1]
     assert str(vm.qmp_sock) not in tcg_opts                # a TCG VM is never paused: no command socket
     assert tcg_opts.count("-qmp ") == 1                     # only the watcher's events socket
+
+
+def test_the_guest_agent_is_told_the_host_cache_and_the_out_of_tree_modules(tmp_path, monkeypatch):
+    """The guest does not inherit the host's environment: a WORKBENCH_CACHE set on the host
+    (the only directory the guest may write, numba's cache in it) and the directory of
+    modules built out of tree for the kernel are on the agent's command line."""
+    import shlex
+
+    from workbench.targets.kernel_images import KernelImage
+    cache = tmp_path / "a cache"
+    monkeypatch.setenv("WORKBENCH_CACHE", str(cache))
+    vm = qemu.VM("agent-env")
+    image = KernelImage("path", "/boot/vmlinuz", module_dir=str(cache / "kernel" / "engine" / "k"))
+    cmd = vm.command(vm_config.VMConfig(accel="tcg").resolved(), image, "tok")
+    agent = shlex.split(cmd[cmd.index("--exec") + 1])
+    assert agent[:2] == ["env", f"WORKBENCH_CACHE={cache}"]
+    assert f"--rwdir={cache}" in cmd
+    assert agent[agent.index("--module-dir") + 1] == image.module_dir

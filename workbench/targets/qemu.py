@@ -203,7 +203,10 @@ class VM:
         vng = shutil.which("vng", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
         if not vng:
             raise WorkbenchError("vng (virtme-ng) is not installed: pip install virtme-ng (the setup does this)")
-        agent = (f"{shlex.quote(sys.executable)} -m workbench.agent serve "
+        # the guest does not inherit the host's environment: the cache (writable in the guest
+        # through --rwdir, numba's cache among it) is named on the command line
+        agent = (f"env WORKBENCH_CACHE={shlex.quote(str(paths.cache_dir()))} "
+                 f"{shlex.quote(sys.executable)} -m workbench.agent serve "
                  f"--spool {shlex.quote(str(self.spool))} --token {token}"
                  + (f" --module-dir {shlex.quote(image.module_dir)}" if image.module_dir else ""))
         cmd = [vng, "--run", image.run_arg, "-v", "--qemu", str(qemu_watch.write_shim(self.dir, qemu_binary())),
