@@ -21,7 +21,8 @@ pm = pytest.importorskip("papermill")
 
 def test_the_notebooks_exist():
     assert [p.name for p in NOTEBOOKS] == ["01-quickstart.ipynb", "02-explore.ipynb", "03-sweep.ipynb",
-                                           "04-report.ipynb", "05-dma-offload.ipynb", "06-cost.ipynb"]
+                                           "04-report.ipynb", "05-dma-offload.ipynb", "06-cost.ipynb",
+                                           "07-our-series-and-upstreams.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -74,6 +75,17 @@ def test_cost_notebook_plots_stored_cost_runs(tmp_path):
     assert "patched, defaults" in out and "no difference" in out and "F = 0.500" in out
     assert sum(o.get("output_type") == "display_data" and "image/png" in o.get("data", {})
                for c in nb.cells for o in c.get("outputs", [])) == 2
+
+
+def test_our_series_and_upstreams_from_the_stored_runs(tmp_path):
+    """07 from the V6 and v2 runs kept in data/runs: all eight found, the table names both
+    series, the figure marks V6's corrupted trials."""
+    nb = execute("07-our-series-and-upstreams.ipynb", tmp_path)
+    out = text_of(nb)
+    assert "8 runs" in out and "no run labelled" not in out
+    assert "workbench" in out and "v6" in out
+    assert sum(o.get("output_type") == "display_data" and "image/png" in o.get("data", {})
+               for c in nb.cells for o in c.get("outputs", [])) == 1
 
 
 def test_quickstart_runs_one_verified_migration(tmp_path):

@@ -1,0 +1,48 @@
+"""The side-by-side table of two series' dcbm (workbench.host.side_by_side, notebook 07)."""
+
+import pandas as pd
+
+from workbench.host import side_by_side
+
+E = side_by_side.ENGINE_PREFIX
+
+
+def rec(series, preset, folio_size, ok=True, migrated=None, **kw):
+    pages = 1024
+    r = {"kernel_series": series, "migrator": "dcbm", "channels": 1, "folio": f"{folio_size >> 10}K",
+         "folio_size": folio_size, "pages": pages, "verified": ok, "verify_bad_pages": 0 if ok else 16,
+         "settings": f"{E}preset={preset}", "accelerator": "tcg", "seconds": 0.5,
+         "mig_dcbm_folios_migrated": pages * 4096 // folio_size if migrated is None else migrated}
+    r.update(kw)
+    return r
+
+
+def test_one_row_per_series_mode_folio_and_channels():
+    df = pd.DataFrame([
+        rec("v6", "dsa", 65536), rec("v6", "dsa", 65536, ok=False),
+        rec("workbench", "dsa", 65536, migrated=2, mig_dcbm_timeouts=2, copy_share=0.99),
+        rec("workbench", "dsa", 65536, migrated=2, mig_dcbm_timeouts=2, copy_share=0.97),
+        rec("v6", "ptdma", 4096, migrated=0), {"kernel_series": "v6", "migrator": "kernel"},
+    ])
+    t = side_by_side.table(df)
+    assert list(t["engine"]) == ["dsa", "dsa", "ptdma"] and list(t["kernel_series"]) == ["v6", "workbench", "v6"]
+    v6, ours, pt = (t.iloc[i] for i in range(3))
+    assert (v6["trials"], v6["verified"], v6["corrupted"], v6["dma_share"]) == (2, 1, 1, 1.0)
+    assert pd.isna(v6["timeouts"]) and pd.isna(v6["F"]), "V6 has neither counter"
+    assert ours["dma_share"] == 2 / 64 and ours["timeouts"] == 2 and abs(ours["F"] - 0.98) < 1e-9
+    assert pt["dma_share"] == 0 and pt["functional"]
+
+
+def test_the_engine_mode_is_the_preset_else_the_engine_settings():
+    assert side_by_side.engine_mode(f"{E}preset=ptdma /sys/kernel/mm/x=1") == "ptdma"
+    assert side_by_side.engine_mode(f"{E}order=within {E}callbacks=asked") == "order=within callbacks=asked"
+    assert side_by_side.engine_mode(None) == "kind"
+
+
+def test_the_figure_marks_corrupted_bars():
+    import matplotlib
+    matplotlib.use("Agg")
+    t = side_by_side.table(pd.DataFrame([rec("v6", "dsa", 65536, ok=False), rec("workbench", "dsa", 65536)]))
+    fig = side_by_side.fig_dma_share(t)
+    texts = [x.get_text() for x in fig.axes[0].texts]
+    assert texts == ["1/1\ncorrupt"]
