@@ -175,7 +175,7 @@ def test_a_dcbm_migration_that_never_completes_is_dumped_rebooted_and_given_up(p
     in move_pages, waiting in the kernel, state D), the VM is rebooted, and with
     --max-reboots 1 the configuration is given up at once; the VM is up again after."""
     from workbench.agent.migrators.mm_migration import DCBM
-    from workbench.agent.migrators.test_engine import TEST_DMA_ENGINE, TEST_ENGINE_PARAMS
+    from workbench.agent.migrators.dma_test_engine import TEST_DMA_ENGINE, TEST_ENGINE_PARAMS
     from workbench.host import runner
     params = RunParams(folio_sizes=[4096], total_size=4 << 20, repeats=2, migrator="dcbm", channels=1,
                        dma_engine=TEST_DMA_ENGINE,

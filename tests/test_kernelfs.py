@@ -167,7 +167,7 @@ def test_a_preset_and_the_fields_it_set_are_all_put_back():
     the fields it changes are kept first and restored after it."""
     from workbench.agent.migrators.base import MigrationControl
     from workbench.agent.migrators.mm_migration import MmMigrationInterface
-    from workbench.agent.migrators.test_engine import TEST_ENGINE_PARAMS
+    from workbench.agent.migrators.dma_test_engine import TEST_ENGINE_PARAMS
     presets = {"kind": {"order": "in_order", "ring": "0"}, "dsa": {"order": "within", "ring": "32"}}
     p = TEST_ENGINE_PARAMS
 

@@ -127,8 +127,8 @@ def test_a_vm_boots_without_waiting_for_what_it_never_uses(tmp_path, monkeypatch
     appended = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--append"]
     (blacklist,) = [a.split("=", 1)[1].split(",") for a in appended if a.startswith("modprobe.blacklist=")]
     assert blacklist == list(vm_config.UNUSED_GUEST_MODULES) and "kvm_amd" in blacklist and "ahci" in blacklist
-    from workbench.agent.migrators import mm_migration, test_engine
-    loaded_by_the_agent = {"pvpanic", "pvpanic_pci", "ramoops", "dmatest", test_engine.TEST_DMA_ENGINE,
+    from workbench.agent.migrators import dma_test_engine, mm_migration
+    loaded_by_the_agent = {"pvpanic", "pvpanic_pci", "ramoops", "dmatest", dma_test_engine.TEST_DMA_ENGINE,
                            *mm_migration.MmMigrationInterface.modules}
     assert not loaded_by_the_agent & set(blacklist)
     vm_config.vng_can_use_virtiofs.cache_clear()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import MISSING, asdict, dataclass, fields, replace
 
 from ..agent import workloads
-from ..agent.migrators.test_engine import TEST_DMA_ENGINE
+from ..agent.migrators.dma_test_engine import TEST_DMA_ENGINE
 from ..agent.thp import describe_sizes
 from ..errors import WorkbenchError
 from ..protocol import Knobs, TrialSpec, check_folio_size, check_knob_bounds

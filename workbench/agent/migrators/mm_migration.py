@@ -9,9 +9,9 @@ See kernel/README.md for every file and its rules (series v2).
 from __future__ import annotations
 
 from ..kernelfs import KnobRejected, parse_choices
-from . import test_engine
+from . import dma_test_engine
 from .base import MigrationControl, register
-from .test_engine import TEST_DMA_ENGINE
+from .dma_test_engine import TEST_DMA_ENGINE
 
 ROOT = "/sys/kernel/mm/migration"
 #: every migrator's counters, in stats/<migrator>/ (the sum over reasons) and in
@@ -93,7 +93,7 @@ class MmMigrationInterface(MigrationControl):
         self.fs.write(f"{MTCOPY}/threads", str(threads))
 
     def composite_knobs(self):
-        return test_engine.composite_knobs()
+        return dma_test_engine.composite_knobs()
 
     def set_channels(self, channels: int):
         self.fs.write(f"{DCBM}/channels", str(channels))
@@ -109,7 +109,7 @@ class MmMigrationInterface(MigrationControl):
             for reason in REASONS:
                 if self.fs.isdir(f"{base}/{mig}/{reason}"):
                     out.update(self._counters_in(f"{base}/{mig}/{reason}", f"{mig}.{reason}"))
-        out.update(test_engine.counters(self.fs))
+        out.update(dma_test_engine.counters(self.fs))
         return out
 
     def _counters_in(self, directory: str, prefix: str) -> dict:

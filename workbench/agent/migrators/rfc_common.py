@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from ...errors import WorkbenchError
 from ..kernelfs import KnobRejected
-from . import test_engine
+from . import dma_test_engine
 from .base import MigrationControl
 
 #: what every posted version lacks compared with /sys/kernel/mm/migration/
@@ -172,8 +172,8 @@ class RfcControl(MigrationControl):
                 path = f"{d.root}/{c}"
                 if self.fs.exists(path):
                     out[f"{d.migrator}.{c}"] = self.fs.read_int(path)
-        out.update(test_engine.counters(self.fs))
+        out.update(dma_test_engine.counters(self.fs))
         return out
 
     def composite_knobs(self):
-        return test_engine.composite_knobs()
+        return dma_test_engine.composite_knobs()
