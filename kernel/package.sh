@@ -81,13 +81,7 @@ flavour=$([ $vanilla = 1 ] && echo vanilla || echo patched)
 patches=()
 if [ $vanilla = 0 ]; then
 	[ -f "$patchdir/series" ] || die "missing $patchdir/series"
-	while IFS= read -r line || [ -n "$line" ]; do
-		line=${line%%#*}
-		line=$(echo "$line" | xargs)
-		[ -n "$line" ] || continue
-		[ -f "$patchdir/$line" ] || die "series names missing patch $line"
-		patches+=("$patchdir/$line")
-	done <"$patchdir/series"
+	series_patches "$patchdir"
 fi
 # Only the series' own options, read from the patched tree's Kconfig once it is
 # patched: the fragments in config/ (vng's minimal VM base, debug visibility) are for

@@ -1,5 +1,36 @@
 # Shared by build.sh and package.sh; sourced, not run.
 
+# series_patches PATH: (needs the caller's die) the patch files of PATH, in order, into the array "patches"
+series_patches() {
+	local path=$1 line list=
+	if [ -d "$path" ]; then
+		[ -f "$path/series" ] && list=$path/series
+	elif [ -f "$path" ] && [ "$(basename "$path")" = series ]; then
+		list=$path; path=$(dirname "$path")
+	elif [ -f "$path" ]; then
+		head -c 4096 "$path" | grep -qE '^(From [0-9a-f]{40} |From: |diff --git )' ||
+			die "series $path is neither an mbox nor a patch (no From or diff line at its start)"
+		patches=("$(cd "$(dirname "$path")" && pwd)/$(basename "$path")")
+		return
+	else
+		die "series $path does not exist"
+	fi
+	if [ -n "$list" ]; then
+		while IFS= read -r line || [ -n "$line" ]; do
+			line=${line%%#*}
+			line=$(echo "$line" | xargs)
+			[ -n "$line" ] || continue
+			[ -f "$path/$line" ] || die "series $list names missing patch $line"
+			patches+=("$(cd "$path" && pwd)/$line")
+		done <"$list"
+	else
+		for line in "$path"/*.patch; do
+			[ -f "$line" ] && patches+=("$(cd "$path" && pwd)/$(basename "$line")")
+		done
+	fi
+	[ ${#patches[@]} -gt 0 ] || die "series $path has no patches (a series file, *.patch files or an mbox)"
+}
+
 # apply_series: put $tree back to the pristine source (git tag wb-base) and apply
 # the patch files in the array "patches" with git am. Files whose content comes
 # out the same as before keep their old mtime, so make rebuilds only what a
