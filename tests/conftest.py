@@ -7,6 +7,7 @@ Tests that need the QEMU VM (or sshd, or root) skip with the reason when it is m
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -101,6 +102,36 @@ class ConsoleWatch:
         assert not kept, "kernel console:\n" + "\n".join(kept[:20])
 
 
+class KnobWatch:
+    """Fails a test that leaves a kernel knob of the shared VM changed: the series' knobs
+    and the test DMA engine's mode and faults are read before and after it (counters and
+    statistics left out). A knob a test does not restore would otherwise fail a later,
+    innocent test on the same VM — as an engine fault left set did once in CI."""
+
+    ROOTS = ("/sys/kernel/mm/migration", "/sys/module/test_dma_engine/parameters",
+             "/sys/kernel/debug/test_dma_engine")
+
+    def __init__(self, target):
+        self.target = target
+        self.before = self._knobs()
+
+    def _knobs(self) -> dict[str, str]:
+        from workbench.agent.migrators.dma_test_engine import TEST_ENGINE_COUNTERS
+        snap = next(e for e in self.target.run_plan({"op": "snapshot", "roots": list(self.ROOTS)})
+                    if e["type"] == "snapshot")["snapshot"]["files"]
+        counters = tuple(f"/test_dma_engine/parameters/{c}" for c in TEST_ENGINE_COUNTERS)
+        # a choice file ("[kernel] dcbm") lists what is loaded: only the choice is a knob
+        return {p: " ".join(re.findall(r"\[[^\]]*\]", v)) if "[" in v else v.strip()
+                for p, v in snap.items() if "/stats/" not in p and not p.endswith(counters)}
+
+    def check(self):
+        after = self._knobs()
+        changed = {p: (self.before[p], after[p]) for p in self.before.keys() & after.keys()
+                   if self.before[p] != after[p]}
+        assert not changed, "knobs left changed by this test (before, after): " + "; ".join(
+            f"{p}: {b!r} -> {a!r}" for p, (b, a) in sorted(changed.items()))
+
+
 @pytest.fixture(scope="session")
 def patched_vm():
     """The kernel series (kernel/build.sh) in a 2-node VM."""
@@ -111,10 +142,11 @@ def patched_vm():
 
 @pytest.fixture
 def patched(patched_vm):
-    """The patched VM, with its console scanned after the test."""
-    watch = ConsoleWatch(patched_vm)
+    """The patched VM, with its console scanned and its knobs compared after the test."""
+    watch, knobs = ConsoleWatch(patched_vm), KnobWatch(patched_vm)
     yield patched_vm
     watch.check()
+    knobs.check()
 
 
 # The icount VMs live for their module only: an icount VM is paused between plans, but

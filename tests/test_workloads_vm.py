@@ -43,16 +43,19 @@ class KernelLog:
         except OSError:
             return 0
 
-    def problems(self):
-        from workbench.targets.qemu import CONSOLE_PROBLEMS
+    def lines(self, words) -> list[str]:
         out = []
         for path, offset in self.offsets.items():
             try:
                 text = path.read_bytes()[offset:].decode(errors="replace")
             except OSError:
                 continue
-            out += [ln for ln in text.splitlines() if any(p in ln for p in CONSOLE_PROBLEMS)]
+            out += [ln for ln in text.splitlines() if any(w in ln for w in words)]
         return out
+
+    def problems(self):
+        from workbench.targets.qemu import CONSOLE_PROBLEMS
+        return self.lines(CONSOLE_PROBLEMS)
 
 
 @pytest.fixture
@@ -69,10 +72,15 @@ def tiered(tiered_vm):
     assert not log.problems(), "kernel log:\n" + "\n".join(log.problems()[:20])
 
 
+#: the running test's kernel log on the patched VM, for assertion messages
+CURRENT_LOG: list = [None]
+
+
 @pytest.fixture
 def patched_log(patched):
-    log = KernelLog(patched)
+    log = CURRENT_LOG[0] = KernelLog(patched)
     yield patched
+    CURRENT_LOG[0] = None
     assert not log.problems(), "kernel log:\n" + "\n".join(log.problems()[:20])
 
 
@@ -284,8 +292,14 @@ def assert_series_counted(r, migrator, expect_folios):
     """The batch path of the chosen migrator copied the workload's folios, for its reason."""
     if r.get("reason_counters"):
         assert r["reason_folios"] >= expect_folios, r
-    assert r[f"mig_{migrator}_folios"] >= expect_folios
-    assert r[f"mig_{migrator}_fallbacks"] == 0
+    # on failure, the migrator's totals and the engine's counters say which path fell back
+    reasons = tuple(f"mig_{migrator}_{name}_" for name in REASONS)
+    counters = {k: v for k, v in r.items() if k.startswith((f"mig_{migrator}_", "mig_test_dma_engine_"))
+                and not k.startswith(reasons) and v}
+    if CURRENT_LOG[0] is not None:        # and what the migrators and the engine said
+        counters["kernel log"] = CURRENT_LOG[0].lines(("dcbm", "mtcopy", "test_dma_engine", "migrat"))[-20:]
+    assert r[f"mig_{migrator}_folios"] >= expect_folios, counters
+    assert r[f"mig_{migrator}_fallbacks"] == 0, counters
 
 
 @pytest.mark.parametrize("migrator", ["mtcopy", "dcbm"])
