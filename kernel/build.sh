@@ -2,12 +2,15 @@
 # Build a bootable (vng --run) Linux tree with the migration workbench
 # patches applied.
 #
-# usage: kernel/build.sh [--ksrc PATH] [--series PATH | --vanilla] [--name NAME]
-#                        [--profile NAME] [--print-dir]
+# usage: kernel/build.sh [--line LINE | --ksrc PATH] [--series PATH | --vanilla]
+#                        [--name NAME] [--profile NAME] [--print-dir]
 #
+#   --line LINE     the base: a kernel line of kernel/lines (6.12, the default,
+#                   or 7.3), its source package taken from Debian's archive
+#                   by kernel/debian-source.sh
 #   --ksrc PATH     the base: a kernel source tree (or a .tar.* of one) instead
-#                   of Debian's /usr/src/linux-source-6.12.tar.xz (it is copied
-#                   into the cache; the original is never modified)
+#                   of a line's source (it is copied into the cache; the
+#                   original is never modified)
 #   --series PATH   the patches to apply with git am instead of our own
 #                   (patches/series): an mbox as "b4 am" writes it, one patch,
 #                   a directory of "git format-patch" files, or a directory
@@ -34,11 +37,13 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 patchdir=$here/patches
 confdir=$here/config
-tarball=${WORKBENCH_KERNEL_TARBALL:-/usr/src/linux-source-6.12.tar.xz}
+default_tarball=${WORKBENCH_KERNEL_TARBALL:-/usr/src/linux-source-6.12.tar.xz}
+tarball=$default_tarball
 cache=${WORKBENCH_CACHE:-$HOME/.cache/migration-workbench}/kernel
 jobs=${WORKBENCH_JOBS:-$(nproc)}
 
 ksrc=
+kline=
 series=
 name=
 vanilla=0
@@ -49,12 +54,14 @@ log() { printf 'build.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 # shellcheck source=series-lib.sh
 . "$here/series-lib.sh"
-usage() { sed -n '4,29p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit "${1:-2}"; }
+usage() { sed -n '4,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit "${1:-2}"; }
 
 while [ $# -gt 0 ]; do
 	case $1 in
 	--ksrc) [ $# -ge 2 ] || usage; ksrc=$2; shift 2 ;;
 	--ksrc=*) ksrc=${1#--ksrc=}; shift ;;
+	--line) [ $# -ge 2 ] || usage; kline=$2; shift 2 ;;
+	--line=*) kline=${1#--line=}; shift ;;
 	--vanilla) vanilla=1; shift ;;
 	--series) [ $# -ge 2 ] || usage; series=$2; shift 2 ;;
 	--series=*) series=${1#--series=}; shift ;;
@@ -74,6 +81,13 @@ test|bench) ;;
 esac
 [ -d "$confdir/$profile" ] || die "missing $confdir/$profile"
 [ -z "$series" ] || [ $vanilla = 0 ] || die "--series and --vanilla exclude each other (vanilla applies no patches)"
+[ -z "$kline" ] || [ -z "$ksrc" ] || die "--line and --ksrc exclude each other (both name the base)"
+# ---- the line: its base source and the series of ours on it ---------------------------
+line_select "$kline"
+[ -z "$kline" ] || [ "$line_series" != - ] || [ $vanilla = 1 ] || [ -n "$series" ] ||
+	die "kernel line $kline has no series of ours yet: build it with --vanilla, or give --series"
+[ -z "$kline" ] || line_fetch_source
+[ "$line_series" = - ] || patchdir=$here/$line_series
 case $name in
 *[!A-Za-z0-9._-]*|.*) die "kernel name '$name' may only have letters, digits, '.', '_' and '-' (and no leading '.')" ;;
 esac
@@ -96,6 +110,7 @@ if [ -n "$ksrc" ]; then
 		rev=$(git -C "$ksrc" rev-parse HEAD)
 		dirty=$(git -C "$ksrc" diff HEAD | sha)
 		src_id="ksrc:$ksrc:git:$rev:$dirty"
+		source_desc="git $rev$([ "$dirty" = "$(printf '' | sha)" ] || echo ' with changes')"
 	else
 		src_id="ksrc:$ksrc:mtime:$(find "$ksrc" -type f -newer "$ksrc/Makefile" -printf '%T@ %p\n' 2>/dev/null | sort | sha):$(stat -c %Y "$ksrc/Makefile")"
 	fi
@@ -103,7 +118,11 @@ else
 	[ -f "$tarball" ] || die "no source tarball $tarball (apt-get install linux-source-6.12)"
 	pkgver=$(dpkg-query -S "$tarball" 2>/dev/null | cut -d: -f1 | xargs -r dpkg-query -W -f '${Version}' 2>/dev/null ||
 		true)
+	# a package debian-source.sh unpacked (never installed) says what it is beside it
+	unpacked=${tarball%/usr/src/*}/.unpacked
+	[ -n "$pkgver" ] || [ ! -f "$unpacked" ] || pkgver=$(cut -d' ' -f2 "$unpacked")
 	pkgver=${pkgver:-unknown}
+	source_desc="$(basename "$tarball") $pkgver"
 	# Size+mtime identify the tarball cheaply; the package version names it.
 	src_id="tarball:$tarball:$pkgver:$(stat -c '%s:%Y' "$tarball")"
 fi
@@ -112,7 +131,7 @@ src_key=$(printf '%s' "$src_id" | sha | cut -c1-12)
 patches=()
 if [ $vanilla = 1 ]; then
 	series_name=none
-	flavour=${name:-vanilla}
+	flavour=${name:-vanilla$line_suffix}
 elif [ -n "$series" ]; then
 	series_patches "$series"
 	series_name=$(basename "${series%/}"); series_name=${series_name%.mbx}; series_name=${series_name%.mbox}
@@ -123,7 +142,7 @@ else
 	[ -f "$patchdir/series" ] || die "missing $patchdir/series"
 	series_patches "$patchdir"
 	series_name=workbench
-	flavour=${name:-patched}
+	flavour=${name:-patched$line_suffix}
 fi
 # The test profile keeps the tree names it always had.
 suffix=$([ "$profile" = test ] && echo "" || echo "-$profile")
@@ -275,6 +294,9 @@ log "build took $(($(date +%s) - start))s"
 	echo "series=$series_name"
 	echo "patches=${#patches[@]}"
 	echo "base=$src_id"
+	echo "source=${source_desc:-$ksrc}"
+	# the line: given, or the first line's default source; a base of one's own has none
+	echo "line=$({ [ -n "$kline" ] || { [ -z "$ksrc" ] && [ "$tarball" = "$default_tarball" ]; }; } && echo "$line_name")"
 	echo "inputs=$(printf '%s' "$key" | cut -c1-16)"
 	echo "version=$(make -s kernelversion 2>/dev/null)"
 } >.workbench-tree

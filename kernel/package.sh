@@ -3,7 +3,8 @@
 # real machine ("make bindeb-pkg"), with that machine's own config as the base.
 #
 # usage: kernel/package.sh --config FILE [--lsmod FILE] [--vanilla]
-#                          [--test-dma-engine] [--ksrc PATH] [--print-dir]
+#                          [--test-dma-engine] [--line LINE | --ksrc PATH]
+#                          [--print-dir]
 #
 #   --config FILE      the box's kernel config (its /boot/config-$(uname -r));
 #                      olddefconfig, then the copy-offload options the patched
@@ -13,8 +14,10 @@
 #   --vanilla          do not apply patches/series (nor turn on offload options)
 #   --test-dma-engine  also build the test-only DMA engine (for a VM; never for
 #                      a real machine: it offloads nothing)
-#   --ksrc PATH        kernel source tree instead of Debian's
-#                      /usr/src/linux-source-6.12.tar.xz (copied, never modified)
+#   --line LINE        the kernel line of kernel/lines whose Debian source to
+#                      build (6.12, the default, or 7.3; fetched as build.sh does)
+#   --ksrc PATH        kernel source tree instead of a line's Debian source
+#                      (copied, never modified)
 #   --print-dir        only print the output directory, build nothing
 #
 # Output: ${WORKBENCH_CACHE:-$HOME/.cache/migration-workbench}/kernel/pkg/out/KEY/
@@ -31,19 +34,20 @@ tarball=${WORKBENCH_KERNEL_TARBALL:-/usr/src/linux-source-6.12.tar.xz}
 cache=${WORKBENCH_CACHE:-$HOME/.cache/migration-workbench}/kernel/pkg
 jobs=${WORKBENCH_JOBS:-$(nproc)}
 
-ksrc= config= lsmod= vanilla=0 test_dma=0 print_only=0
+ksrc= kline= config= lsmod= vanilla=0 test_dma=0 print_only=0
 
 log() { printf 'package.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 # shellcheck source=series-lib.sh
 . "$here/series-lib.sh"
-usage() { sed -n '4,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit "${1:-2}"; }
+usage() { sed -n '4,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit "${1:-2}"; }
 
 while [ $# -gt 0 ]; do
 	case $1 in
 	--config) [ $# -ge 2 ] || usage; config=$2; shift 2 ;;
 	--lsmod) [ $# -ge 2 ] || usage; lsmod=$2; shift 2 ;;
 	--ksrc) [ $# -ge 2 ] || usage; ksrc=$2; shift 2 ;;
+	--line) [ $# -ge 2 ] || usage; kline=$2; shift 2 ;;
 	--vanilla) vanilla=1; shift ;;
 	--test-dma-engine) test_dma=1; shift ;;
 	--print-dir) print_only=1; shift ;;
@@ -58,6 +62,13 @@ grep -q '^CONFIG_' "$config" || die "$config is not a kernel config"
 config=$(cd "$(dirname "$config")" && pwd)/$(basename "$config")
 [ -z "$lsmod" ] || lsmod=$(cd "$(dirname "$lsmod")" && pwd)/$(basename "$lsmod")
 
+[ -z "$kline" ] || [ -z "$ksrc" ] || die "--line and --ksrc exclude each other (both name the base)"
+line_select "$kline"
+[ "$line_series" != - ] || [ $vanilla = 1 ] ||
+	die "kernel line $line_name has no series of ours yet: package it with --vanilla"
+[ -z "$kline" ] || line_fetch_source
+[ "$line_series" = - ] || patchdir=$here/$line_series
+
 sha() { sha256sum | cut -c1-64; }
 
 # ---- identify the source (as build.sh does) --------------------------------------
@@ -71,11 +82,15 @@ if [ -n "$ksrc" ]; then
 	fi
 else
 	[ -f "$tarball" ] || die "no source tarball $tarball (apt-get install linux-source-6.12)"
-	pkgver=$(dpkg-query -W -f '${Version}' linux-source-6.12 2>/dev/null || echo unknown)
+	pkgver=$(dpkg-query -S "$tarball" 2>/dev/null | cut -d: -f1 | xargs -r dpkg-query -W -f '${Version}' 2>/dev/null ||
+		true)
+	unpacked=${tarball%/usr/src/*}/.unpacked
+	[ -n "$pkgver" ] || [ ! -f "$unpacked" ] || pkgver=$(cut -d' ' -f2 "$unpacked")
+	pkgver=${pkgver:-unknown}
 	src_id="tarball:$tarball:$pkgver:$(stat -c '%s:%Y' "$tarball")"
 fi
 src_key=$(printf '%s' "$src_id" | sha | cut -c1-12)
-flavour=$([ $vanilla = 1 ] && echo vanilla || echo patched)
+flavour=$([ $vanilla = 1 ] && echo vanilla || echo patched)$line_suffix
 
 # ---- inputs ------------------------------------------------------------------------
 patches=()

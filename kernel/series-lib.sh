@@ -91,3 +91,28 @@ build_seeded_objtool() {
 	fi
 	rm -f .workbench-seeded-from
 }
+
+# line_select LINE: (needs the caller's die and here) a kernel line of
+# $here/lines, or the first line when LINE is empty; sets line_name,
+# line_pkg, line_suite, line_series ("-": none of ours) and line_suffix
+# (what names of trees on it carry: nothing on the first line, "-LINE" on
+# the others)
+line_select() {
+	local first
+	first=$(awk '!/^#/ && NF { print $1; exit }' "$here/lines")
+	line_name=${1:-$first}
+	line_pkg=$(awk -v l="$line_name" '!/^#/ && $1 == l { print $2 }' "$here/lines")
+	[ -n "$line_pkg" ] || die "kernel line '$line_name' is not one of $(awk '!/^#/ && NF { printf "%s%s", s, $1; s=", " }' "$here/lines")"
+	line_suite=$(awk -v l="$line_name" '!/^#/ && $1 == l { print $3 }' "$here/lines")
+	line_series=$(awk -v l="$line_name" '!/^#/ && $1 == l { print $5 }' "$here/lines")
+	line_suffix=
+	[ "$line_name" = "$first" ] || line_suffix=-$line_name
+}
+
+# line_fetch_source: the selected line's source tarball into "tarball": the
+# host's own (left as the caller set it) or fetched by debian-source.sh
+line_fetch_source() {
+	[ "$line_suite" != host ] || return 0
+	tarball=$(bash "$here/debian-source.sh" --suite "$line_suite" --file "usr/src/$line_pkg.tar.*" "$line_pkg") ||
+		die "cannot fetch $line_pkg from $line_suite"
+}

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from workbench import paths
+from workbench.errors import WorkbenchError
 from workbench.host import cli
 
 KERNEL = paths.REPO / "kernel"
@@ -174,7 +175,10 @@ def test_bad_trees_and_series_are_one_line_each(tmp_path, capsys, cache):
         (["--base", str(good), "--series", str(notes)], f"series {notes} is neither an mbox nor a patch"),
         (["--base", str(good), "--series", str(series)], f"patch {bad.name} does not apply"),
         (["--base", str(good), "--series", str(series), "--vanilla"], "a series and --vanilla exclude each other"),
-        (["--source", str(good), "--series", str(series)], "--source builds a tree as it is; --base and --series"),
+        (["--source", str(good), "--series", str(series)], "--source builds a tree as it is; --line, --base and"),
+        (["--source", str(good), "--line", "7.3"], "--source builds a tree as it is; --line, --base and"),
+        (["--line", "9.9"], "kernel line '9.9' is not one of 6.12, 7.3"),
+        (["--line", "7.3", "--base", str(good)], "--line and --base both name the base: give one"),
         (["--base", str(good), "--name", "../up"], "kernel name '../up' is not allowed"),
     ]
     for argv, expect in cases:
@@ -206,3 +210,31 @@ def test_the_engine_needs_a_built_tree(tmp_path):
                          capture_output=True, text=True)
     assert res.returncode == 1
     assert res.stderr.strip().endswith("is not built (no Module.symvers): build it first (kernel/build.sh)")
+
+
+def test_the_kernel_lines_come_from_one_table():
+    from workbench.targets import kernel_lines
+    lines = {line.name: line for line in kernel_lines.lines()}
+    assert list(lines) == ["6.12", "7.3"] and kernel_lines.default().name == "6.12"
+    assert lines["6.12"].series == "patches" and lines["6.12"].suffix == ""
+    assert lines["7.3"].source_package == "linux-source-7.3" and lines["7.3"].suite == "trixie-backports"
+    assert lines["7.3"].suffix == "-7.3"
+    # the stock image regexes pick the image package and its release out of a suite's names
+    assert lines["6.12"].stock_pattern().match("linux-image-6.12.118+deb12-amd64-unsigned").group(1) == \
+        "6.12.118+deb12-amd64"
+    assert lines["7.3"].stock_pattern().match("linux-image-7.3.4+deb13-amd64").group(1) == "7.3.4+deb13-amd64"
+    assert not lines["7.3"].stock_pattern().match("linux-image-7.3.4+deb13-rt-amd64")
+    assert kernel_lines.of_stock_name("stock") == lines["6.12"]
+    assert kernel_lines.of_stock_name("stock-7.3") == lines["7.3"]
+    assert kernel_lines.of_stock_name("patched") is None
+    with pytest.raises(WorkbenchError, match="kernel line '8.0' is not one of 6.12, 7.3"):
+        kernel_lines.of_stock_name("stock-8.0")
+
+
+def test_a_line_without_a_series_of_ours_says_so(capsys, cache):
+    """7.3 has no series of ours yet: building it patched is refused before its source is
+    fetched or anything compiled."""
+    line = run_cli(capsys, "kernel", "build", "--line", "7.3")
+    assert line == ("workbench: error: kernel line 7.3 has no series of ours yet: build it with --vanilla, "
+                    "or give --series"), line
+    assert not (cache / "debian").exists(), "nothing was fetched"

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from workbench.errors import WorkbenchError
 from workbench.targets import lab, make_target
 
 
@@ -177,7 +178,7 @@ def test_kernel_package(capsys, cache, monkeypatch, deb, tmp_path):
     rc, out, err = run_cli(capsys, "kernel", "package", "--config", str(config), "--vanilla", "--no-localmodconfig")
     assert rc == 0
     how = {"config_from": None, "localmodconfig": False, "lsmod": None, "vanilla": True, "test_dma_engine": False,
-           "ksrc": None}
+           "ksrc": None, "line": None}
     assert calls == [("cached", str(config), how), ("build", str(config), how)]
     assert out.splitlines() == [f"kernel package (patched): {deb}",
                                 "  release  6.12.117-wb-patched (uname -r once booted), version 6.12.117-wb-patched-3",
@@ -193,7 +194,22 @@ def test_kernel_package(capsys, cache, monkeypatch, deb, tmp_path):
     source = kw.pop("config_from")
     assert what == "cached" and config is None
     assert (source.label, source.known_hosts) == ("ssh://root@box:2222", "/k/kh")
-    assert kw == {"localmodconfig": True, "lsmod": "/k/lsmod", "vanilla": False, "test_dma_engine": True, "ksrc": None}
+    assert kw == {"localmodconfig": True, "lsmod": "/k/lsmod", "vanilla": False, "test_dma_engine": True, "ksrc": None,
+                  "line": None}
+
+
+def test_a_package_of_a_line_without_our_series_is_refused_in_one_line(tmp_path, capsys):
+    """7.3 has no series of ours yet: only its vanilla source can be packaged; the script
+    says so before it fetches or builds anything, and a line that does not exist is named."""
+    from workbench.targets import kernel_package
+    config = tmp_path / "config-7.3"
+    config.write_text("CONFIG_NUMA=y\n")
+    with pytest.raises(WorkbenchError, match="^kernel line 7.3 has no series of ours yet: package it with --vanilla$"):
+        kernel_package.cached(config, line="7.3")
+    with pytest.raises(WorkbenchError, match="kernel line '5.4' is not one of 6.12, 7.3"):
+        kernel_package.cached(config, line="5.4", vanilla=True)
+    with pytest.raises(WorkbenchError, match="--line and --ksrc both name the base"):
+        kernel_package.cached(config, line="7.3", vanilla=True, ksrc="/src/linux")
 
 
 class FakeLabVM:

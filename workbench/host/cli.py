@@ -217,19 +217,22 @@ def cmd_compare(args):
 
 def cmd_kernel(args):
     if args.action == "fetch-stock":
-        image = kernel_images.fetch_stock(progress=lambda m: sys.stderr.write(m + "\n"))
+        from ..targets import kernel_lines
+        line = kernel_lines.get(args.line) if args.line else kernel_lines.default()
+        image = kernel_images.fetch_stock(progress=lambda m: sys.stderr.write(m + "\n"), line=line)
         print(f"stock kernel {image.release}: {image.run_arg}")
+        print(f"boot it with --kernel stock{line.suffix}")
         return 0
     if args.action == "build":
-        if args.source and (args.base or args.series):
-            raise WorkbenchError("--source builds a tree as it is; --base and --series build a base with a series "
+        if args.source and (args.base or args.series or args.line):
+            raise WorkbenchError("--source builds a tree as it is; --line, --base and --series build a base with a series "
                                  "on it: give one or the other")
         if args.source:
             name = args.name or Path(args.source.rstrip("/")).name
             tree = kernel_images.build(ksrc=args.source, vanilla=True, profile=args.profile, name=name)
         else:
             tree = kernel_images.build(ksrc=args.base, vanilla=args.vanilla, profile=args.profile,
-                                       series=args.series, name=args.name)
+                                       series=args.series, name=args.name, line=args.line)
         info = kernel_images.tree_info(tree)
         print(f"kernel {info.get('name', tree.name)} ({info.get('version', '?')}, series {info.get('series', '?')}, "
               f"{args.profile} build): {tree}")
@@ -416,12 +419,19 @@ def build_parser() -> argparse.ArgumentParser:
     from . import cli_lab, cli_notebooks
     k = sub.add_parser("kernel", help="kernel images for the VM, and packages for boxes")
     ksub = k.add_subparsers(dest="action", required=True)
-    ksub.add_parser("fetch-stock", help="download and unpack the stock Debian 6.12 kernel (for the VM)"
-                    ).set_defaults(fn=cmd_kernel)
+    from ..targets import kernel_lines
+    line_names = ", ".join(l.name for l in kernel_lines.lines())
+    kf = ksub.add_parser("fetch-stock", help="download and unpack a line's stock Debian kernel (for the VM)")
+    kf.add_argument("--line", help=f"the kernel line ({line_names}; default {kernel_lines.default().name}): "
+                                   "its Debian image, from the suite kernel/lines names")
+    kf.set_defaults(fn=cmd_kernel)
     kb = ksub.add_parser("build", help="build a kernel for the VM: our series (default), vanilla, another "
                                         "series on a base, or any source tree")
+    kb.add_argument("--line", help=f"the kernel line whose Debian source is the base ({line_names}; default "
+                                   f"{kernel_lines.default().name}); trees on another line are named after it "
+                                   "(vanilla-7.3)")
     kb.add_argument("--base", "--ksrc", dest="base",
-                    help="the tree (or .tar of one) to patch instead of Debian's linux-source-6.12")
+                    help="the tree (or .tar of one) to patch instead of a line's Debian source")
     kb.add_argument("--series", help="the patches to apply to --base (default Debian's 6.12) instead of ours: an mbox (b4 am), one patch, "
                                      "a directory of git format-patch files or one with a series file")
     kb.add_argument("--source", help="a kernel source tree to build as it is (a researcher's branch)")

@@ -84,7 +84,8 @@ def cmd_kernel_package(args) -> int:
         raise WorkbenchError("--lsmod is for localmodconfig; it does not go with --no-localmodconfig")
     source = ssh_target(args.config_from, args, "--config-from") if args.config_from else None
     how = dict(config=args.config, config_from=source, localmodconfig=not args.no_localmodconfig,
-               lsmod=args.lsmod, vanilla=args.vanilla, test_dma_engine=args.test_dma_engine, ksrc=args.ksrc)
+               lsmod=args.lsmod, vanilla=args.vanilla, test_dma_engine=args.test_dma_engine, ksrc=args.ksrc,
+               line=args.line)
     pkg = kernel_package.cached(**how)
     from_cache = pkg is not None
     if not from_cache:
@@ -194,7 +195,9 @@ def add_kernel_parsers(ksub) -> None:
     p.add_argument("--test-dma-engine", action="store_true",
                    help="also build the test-only DMA engine (for the lab VM, which has no DMA engine; never for "
                         "a real machine)")
-    p.add_argument("--ksrc", help="a kernel tree to use instead of Debian's linux-source-6.12")
+    p.add_argument("--line", help="the kernel line (kernel/lines) whose Debian source to build: 6.12 (default) "
+                                  "or 7.3 (vanilla only until series v3)")
+    p.add_argument("--ksrc", help="a kernel tree to use instead of a line's Debian source")
     _ssh_options(p)
     p.set_defaults(fn=cmd_kernel_package)
 

@@ -2,6 +2,7 @@
 
 * ``stock``: Debian 12's ``linux-image-6.12.*+deb12-amd64-unsigned``, fetched with
   ``apt-get download`` and unpacked into the cache (never installed into /boot);
+  ``stock-7.3``: the 7.3 line's Debian image from its suite (``kernel/lines``);
 * ``patched`` / ``vanilla``: trees built by ``kernel/build.sh`` (the kernel series);
 * any name ``workbench kernel build --name`` gave a tree (another series, a source tree);
 * a path: a bzImage/vmlinuz file, or a built kernel tree.
@@ -22,8 +23,8 @@ from pathlib import Path
 
 from .. import paths
 from ..errors import WorkbenchError
+from . import kernel_lines
 
-STOCK_PATTERN = re.compile(r"^linux-image-(6\.12\.\d+\+deb12-amd64)-unsigned$")
 
 
 @dataclass
@@ -38,6 +39,10 @@ class KernelImage:
     series: str | None = None
     inputs: str | None = None
     version: str | None = None
+    #: the kernel line it is on (kernel/lines), and what its source was (Debian's package
+    #: and version, or a tree's git commit)
+    line: str | None = None
+    source: str | None = None
     #: modules built out of tree for it (the test DMA engine), given to the agent
     module_dir: str | None = None
 
@@ -51,38 +56,39 @@ def stock_root() -> Path:
     return paths.cache_dir() / "kernels" / "stock"
 
 
-def _available_stock_packages() -> list[str]:
+def _available_stock_packages(line: kernel_lines.KernelLine) -> list[str]:
+    """The line's stock image packages in its suite, oldest first."""
+    pattern = line.stock_pattern()
+    if line.suite == "host":
+        cmd = ["apt-cache", "pkgnames", pattern.pattern.lstrip("^").split("(")[0]]
+    else:
+        cmd = ["bash", str(paths.REPO / "kernel" / "debian-source.sh"), "--suite", line.suite,
+               "--list", pattern.pattern]
     try:
-        out = subprocess.run(["apt-cache", "pkgnames", "linux-image-6.12"], capture_output=True, text=True,
-                             check=True).stdout
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError) as exc:
-        raise WorkbenchError(f"cannot list Debian kernel packages with apt-cache: {exc}") from None
-    names = [n for n in out.split() if STOCK_PATTERN.match(n)]
-    key = lambda n: [int(x) for x in re.findall(r"\d+", STOCK_PATTERN.match(n).group(1))]  # noqa: E731
+        raise WorkbenchError(f"cannot list the {line.name} line's Debian kernel packages: {exc}") from None
+    names = [n for n in out.split() if pattern.match(n)]
+    key = lambda n: [int(x) for x in re.findall(r"\d+", pattern.match(n).group(1))]  # noqa: E731
     return sorted(names, key=key)
 
 
-def installed_stock() -> list[KernelImage]:
+def installed_stock(line: kernel_lines.KernelLine | None = None) -> list[KernelImage]:
+    """Stock images in the cache, oldest first: the line's, or every line's."""
     out = []
     root = stock_root()
     for d in sorted(root.glob("*/boot")) if root.exists() else []:
         for vmlinuz in d.glob("vmlinuz-*"):
             release = vmlinuz.name[len("vmlinuz-"):]
-            out.append(KernelImage("stock", str(vmlinuz), release, d / f"config-{release}"))
+            if line is not None and not release.startswith(line.name + "."):
+                continue
+            stock_line = next((k.name for k in kernel_lines.lines() if release.startswith(k.name + ".")), None)
+            out.append(KernelImage("stock", str(vmlinuz), release, d / f"config-{release}", line=stock_line,
+                                   source=f"Debian image {release}"))
     return out
 
 
-def fetch_stock(progress=print) -> KernelImage:
-    """Download and unpack the newest stock 6.12 image, unless it is already cached."""
-    have = installed_stock()
-    if have:
-        return have[-1]
-    candidates = _available_stock_packages()
-    if not candidates:
-        raise WorkbenchError("no linux-image-6.12.*+deb12-amd64-unsigned package in apt's lists; "
-                             "run `apt-get update` (Debian 12 bookworm with its updates)")
-    pkg = candidates[-1]
-    release = STOCK_PATTERN.match(pkg).group(1)
+def _unpack_from_host_apt(pkg: str, into: Path, progress) -> None:
     dl = paths.cache_dir() / "kernels" / "downloads"
     dl.mkdir(parents=True, exist_ok=True)
     progress(f"downloading {pkg} with apt-get download")
@@ -90,14 +96,65 @@ def fetch_stock(progress=print) -> KernelImage:
     debs = sorted(dl.glob(f"{pkg}_*.deb"))
     if res.returncode != 0 or not debs:
         raise WorkbenchError(f"apt-get download {pkg} failed: {res.stderr.strip().splitlines()[-1:]}")
+    progress(f"unpacking {debs[-1].name}")
+    subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(into)], check=True)
+
+
+def _unpack_from_suite(line: kernel_lines.KernelLine, release: str, pkg: str, into: Path, progress) -> None:
+    """A newer Debian splits an image into the image, its binary, modules and base
+    packages (trixie: linux-image-R depends on linux-binary-R, linux-modules-R and
+    linux-base-R): unpack each that exists, then lay them out as one image's root."""
+    script = paths.REPO / "kernel" / "debian-source.sh"
+    parts = [pkg] + [f"{p}-{release}" for p in ("linux-binary-unsigned", "linux-modules", "linux-base")]
+    listed = subprocess.run(["bash", str(script), "--suite", line.suite, "--list",
+                             "^(" + "|".join(re.escape(p) for p in parts) + ")$"],
+                            capture_output=True, text=True).stdout.split()
+    for part in [p for p in parts if p in listed]:
+        progress(f"fetching {part} from {line.suite}")
+        res = subprocess.run(["bash", str(script), "--suite", line.suite, part], capture_output=True, text=True)
+        if res.returncode != 0:
+            raise WorkbenchError(f"cannot fetch {part} from {line.suite}: "
+                                 f"{(res.stderr.strip().splitlines() or ['?'])[-1]}")
+        src = Path(res.stdout.strip().splitlines()[-1])
+        subprocess.run(["cp", "-a", "--reflink=auto", f"{src}/.", str(into)], check=True)
+    # one layout for every line: boot/vmlinuz-R, boot/config-R, lib/modules/R
+    moddir = into / "usr" / "lib" / "modules" / release
+    boot = into / "boot"
+    boot.mkdir(exist_ok=True)
+    for name, target in (("vmlinuz.unsigned", f"vmlinuz-{release}"), ("vmlinuz", f"vmlinuz-{release}"),
+                         ("config", f"config-{release}"), ("System.map", f"System.map-{release}")):
+        if (moddir / name).exists() and not (boot / target).exists():
+            (moddir / name).rename(boot / target)
+    if moddir.exists():
+        (into / "lib" / "modules").mkdir(parents=True, exist_ok=True)
+        moddir.rename(into / "lib" / "modules" / release)
+    if not (boot / f"vmlinuz-{release}").exists():
+        raise WorkbenchError(f"{pkg} and its parts in {line.suite} hold no vmlinuz for {release}")
+
+
+def fetch_stock(progress=print, line: kernel_lines.KernelLine | None = None) -> KernelImage:
+    """Download and unpack the newest stock image of a line (default: the first line's),
+    unless it is already cached."""
+    line = line or kernel_lines.default()
+    have = installed_stock(line)
+    if have:
+        return have[-1]
+    candidates = _available_stock_packages(line)
+    if not candidates:
+        where = "apt's lists (run `apt-get update`)" if line.suite == "host" else line.suite
+        raise WorkbenchError(f"no package matching {line.stock_image} in {where}")
+    pkg = candidates[-1]
+    release = line.stock_pattern().match(pkg).group(1)
     target = stock_root() / release
     tmp = target.with_suffix(".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    progress(f"unpacking {debs[-1].name}")
-    subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(tmp)], check=True)
+    if line.suite == "host":
+        _unpack_from_host_apt(pkg, tmp, progress)
+    else:
+        _unpack_from_suite(line, release, pkg, tmp, progress)
     tmp.rename(target)
-    return installed_stock()[-1]
+    return installed_stock(line)[-1]
 
 
 #: build profiles of kernel/build.sh: the test build (debug checks on, the default) and
@@ -117,14 +174,22 @@ NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 
 
 def build(ksrc: str | None = None, vanilla: bool = False, profile: str = "test", series: str | None = None,
-          name: str | None = None) -> Path:
+          name: str | None = None, line: str | None = None) -> Path:
     """Run kernel/build.sh (cached by source, patches and config): ``ksrc`` is the base
-    (a tree or a .tar of one; default Debian's 6.12 source), ``series`` the patches on it
+    (a tree or a .tar of one), or ``line`` a kernel line's Debian source (default the first
+    line's: Debian's 6.12), ``series`` the patches on it
     (default ours; ``vanilla``: none), ``name`` what ``--kernel`` calls the result. Its
     progress goes to stderr; one line names what went wrong."""
     script = paths.REPO / "kernel" / "build.sh"
     if not script.exists():
         raise WorkbenchError(f"{script} is missing: this checkout has no kernel series")
+    if line is not None:
+        kline = kernel_lines.get(line)          # one line naming the lines there are
+        if ksrc:
+            raise WorkbenchError("--line and --base both name the base: give one")
+        if kline.series is None and not vanilla and not series:
+            raise WorkbenchError(f"kernel line {line} has no series of ours yet: build it with --vanilla, "
+                                 "or give --series")
     if ksrc and not Path(ksrc).exists():
         raise WorkbenchError(f"kernel source {ksrc!r} does not exist; allowed: a kernel tree or a .tar of one")
     if series and not Path(series).exists():
@@ -132,12 +197,12 @@ def build(ksrc: str | None = None, vanilla: bool = False, profile: str = "test",
                              "git format-patch files or one with a series file")
     if series and vanilla:
         raise WorkbenchError("a series and --vanilla exclude each other (vanilla applies no patches)")
-    if name is not None and (not NAME.match(name) or name in ("stock",)):
+    if name is not None and (not NAME.match(name) or name == "stock" or name.startswith("stock-")):
         raise WorkbenchError(f"kernel name {name!r} is not allowed; allowed: letters, digits, '.', '_' and '-', "
-                             "not starting with '.' or '-', and not 'stock'")
+                             "not starting with '.' or '-', and not 'stock' or 'stock-*' (the lines' stock kernels)")
     if profile not in PROFILES:
         raise WorkbenchError(f"build profile {profile!r} is not one of {', '.join(PROFILES)}")
-    args = (["bash", str(script)] + (["--ksrc", ksrc] if ksrc else []) + (["--series", series] if series else [])
+    args = (["bash", str(script)] + (["--ksrc", ksrc] if ksrc else []) + (["--line", line] if line else []) + (["--series", series] if series else [])
             + (["--name", name] if name else []) + _build_args(vanilla, profile))
     # build.sh's progress goes on to stderr as it comes; its "error:" line becomes ours
     errors = []
@@ -169,7 +234,7 @@ def tree_image(tree: Path, kind: str) -> KernelImage:
     rel = Path(tree) / "include/config/kernel.release"
     return KernelImage(kind, str(tree), rel.read_text().strip() if rel.exists() else None, Path(tree) / ".config",
                        name=info.get("name"), series=info.get("series"), inputs=info.get("inputs"),
-                       version=info.get("version"))
+                       version=info.get("version"), line=info.get("line") or None, source=info.get("source"))
 
 
 def names_dir() -> Path:
@@ -238,10 +303,13 @@ def built_tree(vanilla: bool, profile: str = "test") -> KernelImage | None:
 
 def resolve(spec: str) -> KernelImage:
     """'stock' | 'patched' | 'vanilla' | 'patched-bench' | 'vanilla-bench' | a path -> a bootable image."""
-    if spec == "stock":
-        have = installed_stock()
+    stock_line = kernel_lines.of_stock_name(spec)
+    if stock_line is not None:
+        have = installed_stock(stock_line)
         if not have:
-            raise WorkbenchError("the stock Debian 6.12 kernel is not fetched yet: run `workbench kernel fetch-stock`")
+            flag = "" if stock_line == kernel_lines.default() else f" --line {stock_line.name}"
+            raise WorkbenchError(f"the stock Debian {stock_line.name} kernel is not fetched yet: "
+                                 f"run `workbench kernel fetch-stock{flag}`")
         return have[-1]
     if spec in BUILT:
         vanilla, profile = BUILT[spec]

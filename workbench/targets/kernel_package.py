@@ -96,8 +96,16 @@ def check_config_source(config, config_from) -> None:
         raise WorkbenchError("kernel package needs exactly one of --config FILE or --config-from ssh://host")
 
 
-def _script_args(config, config_from, localmodconfig, lsmod, vanilla, test_dma_engine, ksrc) -> list[str]:
+def _script_args(config, config_from, localmodconfig, lsmod, vanilla, test_dma_engine, ksrc,
+                 line=None) -> list[str]:
     check_config_source(config, config_from)
+    if line is not None:
+        from . import kernel_lines
+        kline = kernel_lines.get(line)
+        if ksrc:
+            raise WorkbenchError("--line and --ksrc both name the base: give one")
+        if kline.series is None and not vanilla:
+            raise WorkbenchError(f"kernel line {line} has no series of ours yet: package it with --vanilla")
     if config_from is not None:
         config, fetched_lsmod, _ = fetch_box_inputs(config_from, lsmod=localmodconfig and lsmod is None)
         lsmod = lsmod or fetched_lsmod
@@ -112,14 +120,16 @@ def _script_args(config, config_from, localmodconfig, lsmod, vanilla, test_dma_e
         cmd.append("--test-dma-engine")
     if ksrc:
         cmd += ["--ksrc", str(ksrc)]
+    if line:
+        cmd += ["--line", line]
     return cmd
 
 
 def cached(config: str | Path | None = None, *, config_from=None, localmodconfig: bool = True,
            lsmod: str | Path | None = None, vanilla: bool = False, test_dma_engine: bool = False,
-           ksrc: str | None = None) -> KernelPackage | None:
+           ksrc: str | None = None, line: str | None = None) -> KernelPackage | None:
     """The package ``build`` with these arguments would return, if it is already built."""
-    cmd = _script_args(config, config_from, localmodconfig, lsmod, vanilla, test_dma_engine, ksrc)
+    cmd = _script_args(config, config_from, localmodconfig, lsmod, vanilla, test_dma_engine, ksrc, line)
     proc = subprocess.run(cmd + ["--print-dir"], capture_output=True, text=True)
     if proc.returncode != 0 or not proc.stdout.strip():
         return None
@@ -134,14 +144,16 @@ def cached(config: str | Path | None = None, *, config_from=None, localmodconfig
 
 def build(config: str | Path | None = None, *, config_from=None, localmodconfig: bool = True,
           lsmod: str | Path | None = None, vanilla: bool = False, test_dma_engine: bool = False,
-          ksrc: str | None = None, progress=None, timeout: float | None = None) -> KernelPackage:
+          ksrc: str | None = None, line: str | None = None, progress=None,
+          timeout: float | None = None) -> KernelPackage:
     """Build (or take from the cache) the kernel package.
 
     ``config``: a config file; or ``config_from``: an SSH target whose running config
     (and, with ``localmodconfig``, its ``lsmod``) is the base. ``test_dma_engine`` adds
-    the test-only DMA engine (for the lab VM, never for a real machine).
+    the test-only DMA engine (for the lab VM, never for a real machine). ``line``: a kernel
+    line of kernel/lines whose Debian source to build (default the first, 6.12).
     """
-    cmd = _script_args(config, config_from, localmodconfig, lsmod, vanilla, test_dma_engine, ksrc)
+    cmd = _script_args(config, config_from, localmodconfig, lsmod, vanilla, test_dma_engine, ksrc, line)
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     err_lines: list[str] = []
