@@ -45,4 +45,6 @@ if [ ! -e "$stamp" ]; then
 fi
 
 .venv/bin/workbench kernel fetch-stock >&2
+# the 7.3 line's stock kernel, from trixie-backports (kernel/lines)
+.venv/bin/workbench kernel fetch-stock --line 7.3 >&2
 echo "setup: done" >&2

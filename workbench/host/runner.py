@@ -79,6 +79,7 @@ def manifest_for(target: Target, params: plan.RunParams, facts: dict, label: str
         "kernel_release": facts.get("kernel_release"), "kernel_config_hash": facts.get("kernel_config_hash"),
         "kernel": (facts.get("vm_config") or {}).get("kernel"),
         "kernel_series": facts.get("kernel_series"), "kernel_inputs": facts.get("kernel_inputs"),
+        "kernel_line": facts.get("kernel_line"), "kernel_source": facts.get("kernel_source"),
         "numa": facts.get("numa"), "cpu_model": facts.get("cpu_model"), "cpus": facts.get("cpus"),
         "migration_interface": facts.get("interface"),
         "workbench_revision": git_revision(), "workbench_version": __version__,

@@ -26,7 +26,7 @@ from ..errors import WorkbenchError
 
 #: manifest fields copied onto every row by load_runs
 CONTEXT = ("target", "accelerator", "clock", "kernel_release", "kernel_config_hash", "kernel", "kernel_series",
-           "kernel_inputs")
+           "kernel_inputs", "kernel_line", "kernel_source")
 
 
 def new_run_id(label: str = "run") -> str:

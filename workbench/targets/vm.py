@@ -104,7 +104,7 @@ class VMTarget(Target):
         # the guest cannot see the host-side image's config; the host knows which one it booted
         facts["kernel_config_hash"] = st.get("kernel_config_hash") or facts.get("kernel_config_hash")
         facts["kernel_image"] = st.get("kernel", {}).get("run_arg")
-        for key in ("series", "inputs"):        # what kernel/build.sh built it from
+        for key in ("series", "inputs", "line", "source"):        # what kernel/build.sh built it from
             facts[f"kernel_{key}"] = st.get("kernel", {}).get(key)
         facts["vm_config"] = st.get("config")
         # what the agent armed at boot so that a death is named from outside the guest
