@@ -168,15 +168,22 @@ def _sysfs_ops(fs, writes, reads) -> dict:
     """Raw knob writes for tests of the kernel's own checks: each write's outcome and
     the file before and after."""
     out = {"writes": [], "reads": {}}
+
+    def current(path):
+        """The file's value, or None where it is missing or write-only (drop_caches)."""
+        try:
+            return fs.read(path) if fs.exists(path) else None
+        except PermissionError:
+            return None
     for path, value in writes:
-        before = fs.read(path) if fs.exists(path) else None
+        before = current(path)
         try:
             fs.write(path, value)
             error = None
         except WorkbenchError as exc:
             error = str(exc)
         out["writes"].append({"path": path, "value": value, "error": error, "before": before,
-                              "after": fs.read(path) if fs.exists(path) else None})
+                              "after": current(path)})
     for path in reads:
         out["reads"][path] = fs.read(path) if fs.exists(path) else None
     return out
