@@ -116,12 +116,7 @@ if [ -n "$ksrc" ]; then
 	fi
 else
 	[ -f "$tarball" ] || die "no source tarball $tarball (apt-get install linux-source-6.12)"
-	pkgver=$(dpkg-query -S "$tarball" 2>/dev/null | cut -d: -f1 | xargs -r dpkg-query -W -f '${Version}' 2>/dev/null ||
-		true)
-	# a package debian-source.sh unpacked (never installed) says what it is beside it
-	unpacked=${tarball%/usr/src/*}/.unpacked
-	[ -n "$pkgver" ] || [ ! -f "$unpacked" ] || pkgver=$(cut -d' ' -f2 "$unpacked")
-	pkgver=${pkgver:-unknown}
+	pkgver=$(tarball_version "$tarball")
 	source_desc="$(basename "$tarball") $pkgver"
 	# Size+mtime identify the tarball cheaply; the package version names it.
 	src_id="tarball:$tarball:$pkgver:$(stat -c '%s:%Y' "$tarball")"

@@ -82,11 +82,7 @@ if [ -n "$ksrc" ]; then
 	fi
 else
 	[ -f "$tarball" ] || die "no source tarball $tarball (apt-get install linux-source-6.12)"
-	pkgver=$(dpkg-query -S "$tarball" 2>/dev/null | cut -d: -f1 | xargs -r dpkg-query -W -f '${Version}' 2>/dev/null ||
-		true)
-	unpacked=${tarball%/usr/src/*}/.unpacked
-	[ -n "$pkgver" ] || [ ! -f "$unpacked" ] || pkgver=$(cut -d' ' -f2 "$unpacked")
-	pkgver=${pkgver:-unknown}
+	pkgver=$(tarball_version "$tarball")
 	src_id="tarball:$tarball:$pkgver:$(stat -c '%s:%Y' "$tarball")"
 fi
 src_key=$(printf '%s' "$src_id" | sha | cut -c1-12)

@@ -116,3 +116,13 @@ line_fetch_source() {
 	tarball=$(bash "$here/debian-source.sh" --suite "$line_suite" --file "usr/src/$line_pkg.tar.*" "$line_pkg") ||
 		die "cannot fetch $line_pkg from $line_suite"
 }
+
+# tarball_version TARBALL: the Debian version of the package the tarball came
+# from: the installed package that owns it, or what debian-source.sh wrote
+# beside a package it unpacked (never installed); "unknown" otherwise
+tarball_version() {
+	local v unpacked=${1%/usr/src/*}/.unpacked
+	v=$(dpkg-query -S "$1" 2>/dev/null | cut -d: -f1 | xargs -r dpkg-query -W -f '${Version}' 2>/dev/null || true)
+	[ -n "$v" ] || [ ! -f "$unpacked" ] || v=$(cut -d' ' -f2 "$unpacked")
+	echo "${v:-unknown}"
+}
