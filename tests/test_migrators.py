@@ -163,3 +163,66 @@ def test_dcbm_without_free_channels_says_what_to_load():
     assert "\n" not in msg and "No such device" in msg
     assert "no free DMA memcpy channel (it wants 2)" in msg and "--dma-engine test_dma_engine" in msg
     assert fs.files == before, "the channel count written before the refusal is put back"
+
+
+# -- series v3 (kernel/v3 on 7.3) ------------------------------------------------------------
+
+V3_STATS = """reason batches folios bytes copied fallbacks declined errors copy_ns cpu_ns not_offered serial
+compaction 0 0 0 0 0 0 0 0 0 0 0
+memory_failure 0 0 0 0 0 0 0 0 0 0 3
+syscall_or_cpuset 2 1024 4194304 1020 4 0 1 900 0 0 0
+mempolicy_mbind 0 0 0 0 0 0 0 0 0 7 0
+total 2 1024 4194304 1020 4 0 1 900 0 7 3
+"""
+
+
+def v3_tree(with_mtcopy=True) -> FakeFS:
+    from workbench.agent.migrators import series_v3
+    fs = FakeFS()
+    fs.add(f"{ROOT}/migrator", "[kernel] mtcopy" if with_mtcopy else "[kernel]")
+    fs.add(f"{ROOT}/batch_kernel_copy", "0", rule=bool_rule)
+    for mig in ("kernel", "mtcopy") if with_mtcopy else ("kernel",):
+        fs.add(f"{ROOT}/{mig}/reasons", "syscall_or_cpuset,mempolicy_mbind")
+        fs.add(f"{ROOT}/{mig}/min_folios", "1", rule=int_rule(1, 1 << 32))
+        fs.add(f"{ROOT}/{mig}/min_bytes", "0")
+        fs.add(f"{series_v3.STATS}/{mig}/stats", V3_STATS)
+    if with_mtcopy:
+        fs.add(f"{ROOT}/mtcopy/threads", "2", rule=int_rule(1, 2))
+    return fs
+
+
+def test_series_v3_is_told_from_v2_and_configured_and_restored(monkeypatch):
+    from workbench.agent.migrators.series_v3 import SeriesV3Interface
+    fs = v3_tree()
+    ctl = migrators.detect(fs)
+    assert isinstance(ctl, SeriesV3Interface)
+    assert isinstance(migrators.detect(unified_tree()), MmMigrationInterface)   # v2 stays v2
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert ctl.knobs() == {"threads": (1, 2), "channels": None, "batch_size": None, "batch_kernel_copy": (0, 1)}
+    before = dict(fs.files)
+    with KnobGuard(fs) as g:
+        ctl.configure(g, "mtcopy", threads=1, batch_kernel_copy=True)
+        assert ctl.active() == "mtcopy" and fs.read(f"{ROOT}/mtcopy/threads") == "1"
+        assert fs.read(f"{ROOT}/batch_kernel_copy") == "1"
+    assert fs.files == before
+    with pytest.raises(WorkbenchError, match="batch size"):
+        with KnobGuard(fs) as g:
+            ctl.configure(g, "kernel", batch_size=1024)     # v3 has no batch size knob (yet)
+    assert fs.files == before
+
+
+def test_series_v3_counters_come_from_the_debugfs_tables():
+    ctl = migrators.detect(v3_tree())
+    c = ctl.counters()
+    assert (c["kernel.copied"], c["kernel.fallbacks"], c["kernel.errors"], c["kernel.serial"]) == (1020, 4, 1, 3)
+    # the kernel's syscall_or_cpuset is the workbench's syscall, as in the trace
+    assert c["mtcopy.syscall.folios"] == 1024 and c["mtcopy.mempolicy_mbind.not_offered"] == 7
+    assert "kernel.syscall_or_cpuset.folios" not in c
+    assert ctl.reason_layout().startswith("debugfs migrate_copy/")
+    assert ctl.lacks() and any("batch size" in item for item in ctl.lacks())
+
+
+def test_a_v3_stats_table_with_a_short_row_is_an_error():
+    from workbench.agent.migrators.series_v3 import parse_stats
+    with pytest.raises(ValueError, match="kernel stats row 'compaction' has 2 values for 3 counters"):
+        parse_stats("reason a b c\ncompaction 1 2\n", "kernel")

@@ -24,7 +24,6 @@ import numpy as np
 
 from . import migrators, pattern, thp
 from ..errors import WorkbenchError
-from .migrators.mm_migration import MmMigrationInterface
 from .kernelfs import KernelFS, KnobGuard
 from .syscalls import MADV_HUGEPAGE, AnonRegion, MovePages, page_nodes
 
@@ -82,7 +81,7 @@ def run(fs: KernelFS, seconds: float = 60, size: int = 16 << 20, folio_size: int
         min_switches: int = 0,
         switch_every: float = 0.5, unload: list[str] | None = None, seed: int = 11, nodes=(0, 1)) -> dict:
     control = migrators.detect(fs)
-    if not isinstance(control, MmMigrationInterface):
+    if not callable(getattr(control, "select", None)):   # our series (v2, v3) select by name
         raise WorkbenchError(f"the churn test needs the workbench kernel interface; this kernel has {control.name}")
     unload = list(unload or [])
     # every migrator the kernel can offer takes part, loaded or not yet
@@ -96,7 +95,9 @@ def run(fs: KernelFS, seconds: float = 60, size: int = 16 << 20, folio_size: int
     guard = KnobGuard(fs)
     result = {"switches": 0, "thread_changes": 0, "channel_changes": 0, "unloads": 0, "unload_busy": 0,
               "reloads": 0, "unloaded": {m: 0 for m in unload},
-              "provider_unload_while_held": {"refused": 0, "succeeded": 0}, "refused": {}, "last_refusal": {}}
+              "provider_unload_while_held": {"refused": 0, "succeeded": 0}, "refused": {}, "last_refusal": {},
+              # the longest a migrator switch and a module removal took while batches ran
+              "select_max_s": 0.0, "unload_max_s": 0.0}
     providers = [m for m in unload if m not in control.modules]
     try:
         thp.enable_only(fs, guard, folio_size)
@@ -117,8 +118,10 @@ def run(fs: KernelFS, seconds: float = 60, size: int = 16 << 20, folio_size: int
             time.sleep(switch_every)
             offered = control.migrators()
             choice = rng.choice(offered)
+            t0 = time.monotonic()
             if _attempt(result, "select", lambda: control.select(choice)):
                 result["switches"] += 1
+                result["select_max_s"] = max(result["select_max_s"], time.monotonic() - t0)
             bounds = control.knobs().get("threads")
             if bounds and "mtcopy" in offered:
                 if _attempt(result, "threads", lambda: control.set_threads(rng.randint(*bounds))):
@@ -137,9 +140,11 @@ def run(fs: KernelFS, seconds: float = 60, size: int = 16 << 20, folio_size: int
                             if ok:
                                 fs.load_module(mod)
                 for mod in unload:
+                    t0 = time.monotonic()
                     if _attempt(result, "unload", lambda: fs.unload_module(mod)):
                         result["unloads"] += 1
                         result["unloaded"][mod] += 1
+                        result["unload_max_s"] = max(result["unload_max_s"], time.monotonic() - t0)
                     else:
                         result["unload_busy"] += 1
                 for mod in reversed(unload):

@@ -12,7 +12,9 @@ from .base import INTERFACES, KernelCopyOnly, MigrationControl, register  # noqa
 
 
 def detect(fs: KernelFS) -> MigrationControl:
-    from . import mm_migration as unified  # noqa: F401  (registers itself; ours is tried first
+    # each registers itself; the detection rules of our series v3 and v2 exclude each other
+    from . import series_v3  # noqa: F401
+    from . import mm_migration as unified  # noqa: F401
     from . import rfc  # noqa: F401  (the public RFC series' interfaces, in their detection order
     for cls in INTERFACES:
         if cls.detect(fs):

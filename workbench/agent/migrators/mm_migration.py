@@ -39,7 +39,8 @@ class MmMigrationInterface(MigrationControl):
 
     @classmethod
     def detect(cls, fs):
-        return fs.exists(f"{ROOT}/migrator")
+        # series v3 has the same file and a settings directory per migrator (series_v3.py)
+        return fs.exists(f"{ROOT}/migrator") and not fs.exists(f"{ROOT}/kernel/min_folios")
 
     def migrators(self):
         return parse_choices(self.fs.read(f"{ROOT}/migrator"))[0]

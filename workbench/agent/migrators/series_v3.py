@@ -1,0 +1,99 @@
+"""Series v3's interface (kernel/v3, on Linux 7.3; in progress, issue 19).
+
+The same directory as series v2, /sys/kernel/mm/migration/, with another layout:
+
+* ``migrator`` (choices) and ``batch_kernel_copy`` as in v2 (patch 0002);
+* a directory per registered migrator with the settings that decide which batches it is
+  offered: ``reasons`` (the kernel's reason names, comma separated), ``min_folios``,
+  ``min_bytes`` (0002), and a migrator's own settings beside them (mtcopy's ``threads``,
+  0005);
+* no batch size knob (the kernel's compile-time 512 base pages) and no stats/ in sysfs:
+  the counters are per-CPU, read-only, one table per migrator in debugfs,
+  ``/sys/kernel/debug/migrate_copy/<migrator>/stats``: a header row of counter names, a
+  row per migrate reason (the kernel's names) and a ``total`` row (0003).
+
+What it does not have (yet) compared with v2 is in :meth:`SeriesV3Interface.lacks`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..kernelfs import parse_choices
+from .base import MigrationControl, register
+
+ROOT = "/sys/kernel/mm/migration"
+STATS = "/sys/kernel/debug/migrate_copy"
+#: the workbench's name for a reason where the kernel's differs (as in tracing.py)
+REASON_NAMES = {"syscall_or_cpuset": "syscall"}
+#: mtcopy's bound besides the online CPUs (kernel/v3 0005)
+MTCOPY_MAX_THREADS = 32
+
+
+@register
+class SeriesV3Interface(MigrationControl):
+    name = "workbench series v3 /sys/kernel/mm/migration"
+    brought_by = "migration workbench kernel series v3 (kernel/v3 0002), Linux 7.3.4"
+    modules = ("mtcopy",)
+
+    @classmethod
+    def detect(cls, fs):
+        # a migrator's own directory of settings: v3 only (v2 has stats/ and a global reasons)
+        return fs.exists(f"{ROOT}/migrator") and fs.exists(f"{ROOT}/kernel/min_folios")
+
+    def migrators(self):
+        return parse_choices(self.fs.read(f"{ROOT}/migrator"))[0]
+
+    def active(self):
+        return parse_choices(self.fs.read(f"{ROOT}/migrator"))[1]
+
+    def knobs(self):
+        threads = None
+        if self.fs.exists(f"{ROOT}/mtcopy/threads") or "mtcopy" in self.loadable():
+            threads = (1, min(os.cpu_count() or 1, MTCOPY_MAX_THREADS))
+        return {"threads": threads, "channels": None, "batch_size": None, "batch_kernel_copy": (0, 1)}
+
+    def lacks(self):
+        return ["no batch size knob yet (compile-time NR_MAX_BATCHED_MIGRATION, 512 base pages)",
+                "no DMA migrator yet (dcbm comes in a later v3 patch)",
+                "no batch time counter: F (the copy's share of migration time) is not in the counters"]
+
+    def _configure(self, guard, migrator, knobs):
+        if knobs["batch_kernel_copy"] is not None:
+            guard.set(f"{ROOT}/batch_kernel_copy", str(knobs["batch_kernel_copy"]))
+        if knobs["threads"] is not None:
+            guard.set(f"{ROOT}/mtcopy/threads", str(knobs["threads"]))
+        guard.set(f"{ROOT}/migrator", migrator)
+
+    # direct changes, for churn tests (the caller's guard must hold the originals)
+    def select(self, migrator: str):
+        self.fs.write(f"{ROOT}/migrator", migrator)
+
+    def set_threads(self, threads: int):
+        self.fs.write(f"{ROOT}/mtcopy/threads", str(threads))
+
+    def counters(self):
+        """``<migrator>.<counter>`` (the total row) and ``<migrator>.<reason>.<counter>``."""
+        out = {}
+        for migrator in self.migrators():
+            path = f"{STATS}/{migrator}/stats"
+            if self.fs.exists(path):
+                out.update(parse_stats(self.fs.read(path), migrator))
+        return out
+
+    def reason_layout(self) -> str | None:
+        return "debugfs migrate_copy/<migrator>/stats (a row per reason)" if self.fs.isdir(STATS) else None
+
+
+def parse_stats(text: str, migrator: str) -> dict[str, int]:
+    """One migrator's stats table as flat counters (see the module's docstring)."""
+    header, *rows = text.strip().splitlines()
+    names = header.split()[1:]
+    out = {}
+    for row in rows:
+        reason, *values = row.split()
+        if len(values) != len(names):
+            raise ValueError(f"{migrator} stats row {reason!r} has {len(values)} values for {len(names)} counters")
+        prefix = migrator if reason == "total" else f"{migrator}.{REASON_NAMES.get(reason, reason)}"
+        out.update({f"{prefix}.{name}": int(v) for name, v in zip(names, values)})
+    return out
