@@ -20,7 +20,7 @@ import pytest
 from workbench.agent import workloads
 from workbench.protocol import TrialSpec
 
-from .conftest import VM_PREFIX, ConsoleWatch, _boot
+from .conftest import TIERED_NODES, VM_PREFIX, ConsoleWatch, _boot
 
 pytestmark = pytest.mark.vm
 
@@ -33,7 +33,8 @@ SIZE = 4 << 20
 @pytest.fixture(scope="module")
 def v3():
     t0 = time.time()
-    target = _boot(KERNEL, f"{VM_PREFIX}-{KERNEL}")
+    # two nodes with CPUs and a CPU-less lower tier, so that demotion runs on the same VM
+    target = _boot(KERNEL, f"{VM_PREFIX}-{KERNEL}", nodes=TIERED_NODES)
     print(f"\n[{KERNEL} boot: {time.time() - t0:.0f} s]")
     yield target
     target.vm.down()
@@ -234,3 +235,17 @@ def test_switching_migrators_and_removing_mtcopy_under_load_is_bounded(v3):
     # (the longest switch and removal are printed, not asserted: tests assert no times; one
     # that waited for whole migrations would hang the churn, not slow it)
     watch.check()
+
+
+def test_demotion_by_proactive_reclaim_keeps_the_cpu_copy(v3):
+    # memory.reclaim demotes with PF_MEMALLOC set and is not kswapd: the one PF_MEMALLOC rule
+    # of 0002 keeps its batches from every migrator, although demotion is one of the reasons
+    record, moved = trial(v3, {"batch_kernel_copy": "1"}, "demotion", workload="demotion", folio_size=4096,
+                          dst=None, wait_seconds=120)
+    assert record["dst"] == 2 and record["pages_placed"] == record["pages"], record
+    kswapd = record.get("vmstat_pgdemote_kswapd", 0)
+    print(f"\n[demotion: {moved}; pgdemote kswapd {kswapd}, direct {record.get('vmstat_pgdemote_direct')}, "
+          f"proactive {record.get('vmstat_pgdemote_proactive')}]")
+    assert moved["not_offered"] > 0, moved
+    # only kswapd's batches may have been copied ahead
+    assert moved["copied"] <= kswapd, (moved, kswapd)
