@@ -11,7 +11,8 @@ What its patches promise and these tests hold them to:
         writes are refused and change nothing.
   0003  per-CPU counters per migrator and reason (debugfs ``migrate_copy/<name>/stats``,
         rows named as the kernel names its reasons) account for every folio of a batched
-        call; the tracepoints ``mm_migrate_copy_{start,end}`` mark each batch copy."""
+        call; the tracepoints ``mm_migrate_copy_{start,end}`` mark each batch copy and
+        ``mm_migrate_batch_end`` every batch's end, whence the first-folio latency."""
 
 import time
 
@@ -97,6 +98,9 @@ def test_defaults_form_no_batch(v3):
     for fs in (4096, 2 << 20):
         record, moved = trial(v3, folio_size=fs)
         assert moved == ZERO, (fs, moved)
+        # every batch ends with mm_migrate_batch_end, batched copy or not: first-folio latency
+        assert record["trace_batches"] >= 1 and record["trace_first_batch_ns"] > 0, record
+        assert not any(k.startswith("trace_copy_") for k in record), record
     watch.check()
 
 
@@ -111,7 +115,7 @@ def test_batch_kernel_copy_copies_every_folio_ahead(v3, workload, reason):
         n, size = folios(record), record["pages"] * 4096
         assert moved["batches"] >= 1 and moved["copy_ns"] > 0, moved
         assert moved["copied"] == moved["folios"] and moved["fallbacks"] == moved["declined"] == 0, moved
-        # the batch tracepoints saw the same copies, and time each call's first batch
+        # the batch tracepoints saw the same copies, and time each call's first batch's end
         assert record["trace_copy_kernel_copied"] == moved["copied"], record
         assert record["trace_first_batch_calls"] >= 1 and record["trace_first_batch_ns"] > 0, record
         if workload == "migrate-pages":

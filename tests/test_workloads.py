@@ -412,25 +412,30 @@ COPY_TRACE = """\
           python-812     [001] .....  2000.000100: mm_migrate_copy_start: migrator=kernel folios=512 bytes=2097152 reason=syscall_or_cpuset
           python-812     [001] .....  2000.000900: mm_migrate_copy_end: migrator=kernel folios=512 bytes=2097152 copied=510 fallbacks=2 rc=0 copy_ns=790000 reason=syscall_or_cpuset
           python-812     [001] .....  2000.002000: mm_migrate_copy_start: migrator=kernel folios=512 bytes=2097152 reason=syscall_or_cpuset
+          python-812     [001] .....  2000.001500: mm_migrate_batch_end: nr_succeeded=512 nr_failed=0 mode=MIGRATE_SYNC reason=syscall_or_cpuset
           python-812     [001] .....  2000.002500: mm_migrate_copy_end: migrator=kernel folios=512 bytes=2097152 copied=0 fallbacks=512 rc=-95 copy_ns=1000 reason=syscall_or_cpuset
+          python-812     [001] .....  2000.003900: mm_migrate_batch_end: nr_succeeded=512 nr_failed=0 mode=MIGRATE_SYNC reason=syscall_or_cpuset
           python-812     [001] .....  2000.004000: mm_migrate_pages: nr_succeeded=1024 nr_failed=0 nr_thp_succeeded=0 nr_thp_failed=0 nr_thp_split=0 nr_split=0 mode=MIGRATE_SYNC reason=syscall_or_cpuset
           python-812     [001] .....  2001.000000: mm_migrate_pages_start: mode=MIGRATE_SYNC reason=syscall_or_cpuset
           python-812     [001] .....  2001.000300: mm_migrate_copy_end: migrator=kernel folios=1 bytes=4096 copied=1 fallbacks=0 rc=0 copy_ns=2000 reason=syscall_or_cpuset
+          python-812     [001] .....  2001.000350: mm_migrate_batch_end: nr_succeeded=1 nr_failed=0 mode=MIGRATE_SYNC reason=syscall_or_cpuset
           python-812     [001] .....  2001.000400: mm_migrate_pages: nr_succeeded=1 nr_failed=0 nr_thp_succeeded=0 nr_thp_failed=0 nr_thp_split=0 nr_split=0 mode=MIGRATE_SYNC reason=syscall_or_cpuset
 """
 
 
-def test_batch_copy_events_are_summarised_per_migrator_with_first_batch_latency():
+def test_batch_copy_events_are_summarised_per_migrator_with_first_folio_latency():
     events = tracing.parse(COPY_TRACE)
-    assert [e["event"] for e in events].count("mm_migrate_copy_end") == 3 and events[4]["rc"] == -95
+    assert [e["event"] for e in events].count("mm_migrate_copy_end") == 3 and events[5]["rc"] == -95
     s = tracing.summarize(events)
     assert (s["trace_calls"], s["trace_unpaired"], s["trace_syscall_succeeded"]) == (2, 0, 1025)
     assert {k: v for k, v in s.items() if k.startswith("trace_copy_kernel_")} == {
         "trace_copy_kernel_batches": 3, "trace_copy_kernel_folios": 1025, "trace_copy_kernel_bytes": 4198400,
         "trace_copy_kernel_copied": 511, "trace_copy_kernel_fallbacks": 514, "trace_copy_kernel_errors": 1,
         "trace_copy_kernel_ns": 793000}
-    # the first batch of each call: 900 µs and 300 µs after its start; the second batch not
+    # the first batch of each call ends (its folios moved) 1500 µs and 350 µs after its start;
+    # the second batch's end does not count
+    assert s["trace_batches"] == 3
     assert (s["trace_first_batch_calls"], s["trace_first_batch_ns"], s["trace_first_batch_max_ns"]) == \
-        (2, 600_000, 900_000)
+        (2, 925_000, 1_500_000)
     # a kernel without the events: no copy fields at all
     assert not any(k.startswith(("trace_copy_", "trace_first_batch")) for k in tracing.summarize(tracing.parse(TRACE)))

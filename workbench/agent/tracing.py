@@ -11,10 +11,11 @@ fields: calls, pages succeeded/failed and time from start to end event, per reas
 Where the kernel has them (our series v3 on 7.3, ``kernel/v3`` patch 0003),
 ``migrate:mm_migrate_copy_start`` and ``migrate:mm_migrate_copy_end`` bracket each batch
 a migrator copies ahead of its moves (migrator, reason, folios, bytes; at the end the
-folios copied, fallbacks, return code and copy time). They are recorded too, per
-migrator, with each call's **first batch latency**: from the call's start event to the
-end of its first batch copy, on the trace clock, so it holds under icount and needs no
-poller (the folios of that batch are moved right after; the moves are not in it).
+folios copied, fallbacks, return code and copy time), and ``migrate:mm_migrate_batch_end``
+ends every batch of ``migrate_pages()``, batched copy or not, once its folios are moved.
+They are recorded too, per migrator, with each call's **first-folio latency**: from the
+call's start event to the end of its first batch, on the trace clock, so it holds under
+icount and needs no poller.
 
 Kernel versions: ``mm_migrate_pages`` exists since v3.8 (Mel Gorman's "mm: migrate: Add a
 tracepoint for migrate_pages"), ``mm_migrate_pages_start`` since v5.12 (absent from 5.11
@@ -45,7 +46,7 @@ from .kernelfs import KernelFS, KnobGuard, parse_choices
 TRACEFS_ROOTS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 EVENTS = ("migrate/mm_migrate_pages_start", "migrate/mm_migrate_pages")
 #: enabled where present: series v3 (kernel/v3 0003), not in any released kernel
-COPY_EVENTS = ("migrate/mm_migrate_copy_start", "migrate/mm_migrate_copy_end")
+COPY_EVENTS = ("migrate/mm_migrate_copy_start", "migrate/mm_migrate_copy_end", "migrate/mm_migrate_batch_end")
 #: the trace prints MR_SYSCALL as syscall_or_cpuset; everything else by the name the
 #: series' ``reasons`` file uses too
 TRACE_REASON = {"syscall_or_cpuset": "syscall"}
@@ -57,7 +58,7 @@ BUFFER_KB = 4096
 CLOCKS = ("mono", "global")
 
 _LINE = re.compile(r"^\s*(?P<task>.*?)-(?P<pid>\d+)\s+\[(?P<cpu>\d+)\].*?\s(?P<ts>\d+\.\d+):\s+"
-                   r"(?P<event>mm_migrate_(?:pages|pages_start|copy_start|copy_end)):\s+(?P<body>.*)$")
+                   r"(?P<event>mm_migrate_(?:pages|pages_start|copy_start|copy_end|batch_end)):\s+(?P<body>.*)$")
 
 
 def tracefs_root(fs: KernelFS) -> str | None:
@@ -169,20 +170,29 @@ def summarize(events: list[dict], lost: int = 0) -> dict:
 
     With batch copy events (series v3), per migrator M: ``trace_copy_M_batches``,
     ``_folios``, ``_bytes``, ``_copied``, ``_fallbacks``, ``_errors`` (batches ending
-    with an error or declined) and ``_ns`` (the kernel's copy time); and over the calls
-    that copied a batch, ``trace_first_batch_calls``, ``trace_first_batch_ns`` (median of
-    call start → end of its first batch copy) and ``trace_first_batch_max_ns``."""
+    with an error or declined) and ``_ns`` (the kernel's copy time); with batch end events,
+    over the calls that ended a batch, ``trace_batches`` (all batches),
+    ``trace_first_batch_calls``, ``trace_first_batch_ns`` (median of call start → end of
+    its first batch: the first-folio latency) and ``trace_first_batch_max_ns``."""
     open_starts: dict[int, list[dict]] = {}
     per: dict[str, dict] = {}
     copies: dict[str, dict] = {}
     first_batch: list[int] = []
-    timed_calls: set[int] = set()     # the starts whose first batch copy is timed
+    timed_calls: set[int] = set()     # the starts whose first batch is timed
+    batches = 0
     unpaired = 0
     for ev in sorted(events, key=lambda e: e["ts"]):
         if ev["event"] == "mm_migrate_pages_start":
             open_starts.setdefault(ev["pid"], []).append(ev)
             continue
         if ev["event"] == "mm_migrate_copy_start":
+            continue
+        if ev["event"] == "mm_migrate_batch_end":
+            batches += 1
+            stack = open_starts.get(ev["pid"])
+            if stack and id(stack[-1]) not in timed_calls:
+                timed_calls.add(id(stack[-1]))
+                first_batch.append(int(round((ev["ts"] - stack[-1]["ts"]) * 1e9)))
             continue
         if ev["event"] == "mm_migrate_copy_end":
             c = copies.setdefault(str(ev.get("migrator")), dict.fromkeys(
@@ -193,10 +203,6 @@ def summarize(events: list[dict], lost: int = 0) -> dict:
                 if isinstance(ev.get(key), int):
                     c[name] += ev[key]
             c["errors"] += ev.get("rc", 0) != 0
-            stack = open_starts.get(ev["pid"])
-            if stack and id(stack[-1]) not in timed_calls:
-                timed_calls.add(id(stack[-1]))
-                first_batch.append(int(round((ev["ts"] - stack[-1]["ts"]) * 1e9)))
             continue
         reason = ev.get("reason") or "unknown"
         r = per.setdefault(reason, {"calls": 0, "ns": 0, "max_ns": 0, **{v: 0 for v in FIELDS.values()}})
@@ -219,6 +225,8 @@ def summarize(events: list[dict], lost: int = 0) -> dict:
         out.update({f"trace_{reason}_{k}": v for k, v in r.items()})
     for migrator, c in sorted(copies.items()):
         out.update({f"trace_copy_{migrator}_{k}": v for k, v in c.items()})
+    if batches:
+        out["trace_batches"] = batches
     if first_batch:
         out.update({"trace_first_batch_calls": len(first_batch),
                     "trace_first_batch_ns": int(statistics.median(first_batch)),
