@@ -35,7 +35,7 @@ class IcountFake(FakeTarget):
                 spec = TrialSpec.from_dict(self.seen[-1])
                 ns = BASE_NS.get(spec.folio_size, 50_000)
                 if spec.batch_kernel_copy:       # the batched kernel copy: a per-batch cost
-                    ns *= 1 + 0.5 / spec.batch_size
+                    ns *= 1 + 0.5 / (spec.batch_size or cost.FIXED_BATCH)
                 if spec.migrator == "mtcopy":
                     ns *= 1.10 * spec.threads
                 ns *= 1 + 0.0002 * spec.repeat + 0.0001 * self.boot      # a tiny, realistic spread
@@ -86,3 +86,22 @@ def test_bench_cost_takes_no_target(capsys):
     from workbench.host import cli
     assert cli.main(["bench", "cost", "--target", "local"]) == 2
     assert "bench cost boots its own VMs" in capsys.readouterr().err
+
+
+def test_a_series_without_a_batch_size_knob_is_measured_at_its_fixed_batch_on_its_own_trees(tmp_path):
+    labels = [c.label for c in cost.configurations("fixed", channels=())]
+    assert "batched kernel copy, batch 512" in labels and not any("dcbm" in label for label in labels)
+    fixed = next(c for c in cost.configurations("fixed", channels=()) if c.label == "batched kernel copy, batch 512")
+    assert fixed.knobs == {"batch_kernel_copy": True}        # no batch_size: the kernel's own 512
+    booted = []
+    df = cost.measure(folio_sizes=[4096], size=1 << 20, repeats=1, boots=1, root=tmp_path, progress=False,
+                      batch_sizes="fixed", channels=(), trees=("vanilla-7.3", "v3-wip"),
+                      configs=[c for c in cost.configurations("fixed", channels=()) if not c.first_folio],
+                      target_factory=lambda tree, boot: booted.append(tree) or IcountFake(tree, boot))
+    assert booted == ["vanilla-7.3", "v3-wip"] and set(df["config"]) >= {"vanilla", "batched kernel copy, batch 512"}
+
+
+def test_bench_cost_trees_must_be_two(capsys):
+    from workbench.host import cli
+    assert cli.main(["bench", "cost", "--trees", "v3-wip"]) == 2
+    assert "--trees 'v3-wip' must name two trees, vanilla first" in capsys.readouterr().err

@@ -280,10 +280,18 @@ def cmd_bench(args):
             if getattr(args, flag):
                 raise WorkbenchError(f"bench cost boots its own VMs (vanilla-bench and patched-bench, --accel "
                                      f"icount); --{flag} does not apply")
-        batch_sizes = [int(b) for b in str(args.batch_sizes).split(",") if b.strip()]
+        batch_sizes = "fixed" if str(args.batch_sizes).strip() == "fixed" else \
+            [int(b) for b in str(args.batch_sizes).split(",") if b.strip()]
+        trees = tuple(t.strip() for t in str(args.trees).split(","))
+        if len(trees) != 2 or not all(trees):
+            raise WorkbenchError(f"--trees {args.trees!r} must name two trees, vanilla first: e.g. vanilla,patched "
+                                 f"or vanilla-7.3,v3-wip")
+        channels = () if str(args.channels).strip() == "none" else \
+            tuple(int(c) for c in str(args.channels).split(",") if c.strip())
         df = cost.measure(folio_sizes=parse_size_list(args.folio_size, "folio size"),
                           size=parse_size(args.size or "8M", "size"), repeats=args.repeats, boots=args.boots,
-                          batch_sizes=batch_sizes, root=args.runs_dir, progress=not args.json)
+                          batch_sizes=batch_sizes, root=args.runs_dir, progress=not args.json, trees=trees,
+                          channels=channels)
         summary = cost.summarize(df)
         print(json.dumps(summary, indent=1, default=str) if args.json else cost.format_text(summary))
         return 0 if summary["verified"] else 1
@@ -456,7 +464,13 @@ def build_parser() -> argparse.ArgumentParser:
                                   "cost: bytes per trial (default 8M)")
     b.add_argument("--repeats", type=int, default=3)
     b.add_argument("--folio-size", default="4K,64K,2M", help="cost: folio sizes (default %(default)s)")
-    b.add_argument("--batch-sizes", default="1,16,64,512", help="cost: batched kernel copy batch sizes")
+    b.add_argument("--batch-sizes", default="1,16,64,512",
+                   help="cost: batched kernel copy batch sizes, or 'fixed' for a series without a batch size knob "
+                        "(the kernel's 512)")
+    b.add_argument("--trees", default="vanilla,patched",
+                   help="cost: the vanilla and the patched tree whose bench builds boot (default %(default)s; "
+                        "series v3 on 7.3: vanilla-7.3,v3-wip)")
+    b.add_argument("--channels", default="1", help="cost: dcbm channel counts, or 'none' (default %(default)s)")
     b.add_argument("--boots", type=int, default=2, help="cost: fresh boots of each tree (default %(default)s)")
     b.add_argument("--json", action="store_true", help="cost: the figures as JSON")
     b.add_argument("--runs-dir", help="migrators, cost: where their runs are stored (default data/runs)")

@@ -52,24 +52,33 @@ class CostConfig:
                          first_folio=self.first_folio, trace=False, **self.knobs)
 
 
+#: ``--batch-sizes fixed``: a series without a batch size knob (v3 so far) batches at the
+#: kernel's compile-time NR_MAX_BATCHED_MIGRATION, 512 base pages with 4K pages
+FIXED_BATCH = 512
+
+
 def configurations(batch_sizes=(1, 16, 64, 512), threads=(1, 2), channels=(1,), latency=True) -> list[CostConfig]:
+    """``batch_sizes`` may be ``"fixed"``: the batched kernel copy at the kernel's own batch
+    size (:data:`FIXED_BATCH`), for a series without a batch size knob."""
     out = [CostConfig("vanilla", "vanilla"), CostConfig("patched, defaults", "patched")]
-    for b in batch_sizes:
-        out.append(CostConfig(f"batched kernel copy, batch {b}", "patched",
-                              {"batch_size": b, "batch_kernel_copy": True}))
+    fixed = batch_sizes == "fixed"
+    batch_knobs = {FIXED_BATCH: {}} if fixed else {b: {"batch_size": b} for b in batch_sizes}
+    for b, knob in batch_knobs.items():
+        out.append(CostConfig(f"batched kernel copy, batch {b}", "patched", {**knob, "batch_kernel_copy": True}))
     out += [CostConfig(f"mtcopy, {t} thread{'s' if t > 1 else ''}", "patched", {"migrator": "mtcopy", "threads": t})
             for t in threads]
     out += [CostConfig(f"dcbm, {c} channel{'s' if c > 1 else ''}", "patched", {"migrator": "dcbm", "channels": c})
             for c in channels]
     if latency:
         out += [CostConfig(f"first-folio latency, batch {b}", "patched",
-                           {"batch_size": b, "batch_kernel_copy": True}, first_folio=True)
-                for b in batch_sizes]
+                           {**knob, "batch_kernel_copy": True}, first_folio=True)
+                for b, knob in batch_knobs.items()]
     return out
 
 
 def default_target_factory(kernel: str, boot: int):
-    """The icount VM of one tree (bench profile), booted afresh for each boot."""
+    """The icount VM of one tree (bench profile), booted afresh for each boot; ``kernel``
+    is the tree's name without the profile (vanilla, patched, vanilla-7.3, v3-wip)."""
     from ..targets import make_target
     target = make_target("vm", kernel=f"{kernel}-bench", vm_name=f"cost-{kernel}", accel="icount")
     target.vm.down()
@@ -78,18 +87,22 @@ def default_target_factory(kernel: str, boot: int):
 
 def measure(folio_sizes=(4096, 64 << 10, 2 << 20), size: int = 8 << 20, repeats: int = 3, boots: int = 2,
             batch_sizes=(1, 16, 64, 512), root=None, progress: bool = True, target_factory=None,
-            configs: list[CostConfig] | None = None) -> pd.DataFrame:
+            configs: list[CostConfig] | None = None, trees: tuple[str, str] = ("vanilla", "patched"),
+            channels=(1,)) -> pd.DataFrame:
     """Run every configuration, ``boots`` times on fresh boots; returns their records
-    (columns ``config``, ``boot``, ``cost_ns`` per folio besides the usual ones)."""
+    (columns ``config``, ``boot``, ``cost_ns`` per folio besides the usual ones).
+    ``trees``: the names of the vanilla and the patched tree (their bench builds boot),
+    e.g. ``("vanilla-7.3", "v3-wip")`` for series v3 on 7.3."""
     factory = target_factory or default_target_factory
-    configs = configs or configurations(batch_sizes)
+    configs = configs or configurations(batch_sizes, channels=channels)
+    tree_of = dict(zip(("vanilla", "patched"), trees))
     ids = []
     for boot in range(boots):
         for kernel in ("vanilla", "patched"):
             mine = [c for c in configs if c.kernel == kernel]
             if not mine:
                 continue
-            target = factory(kernel, boot)
+            target = factory(tree_of[kernel], boot)
             if target.clock() != "icount":
                 raise WorkbenchError(f"the cost benchmark needs the icount clock; target {target.label} has "
                                      f"{target.clock()}")
@@ -97,7 +110,7 @@ def measure(folio_sizes=(4096, 64 << 10, 2 << 20), size: int = 8 << 20, repeats:
             runner.run(target, RunParams(folio_sizes=[folio_sizes[0]], total_size=size, repeats=1, trace=False),
                        root=root, label=f"cost-warmup-{kernel}-boot{boot}", progress=False)
             for cfg in mine:
-                meta = {"cost": {"config": cfg.label, "kernel_tree": kernel, "boot": boot,
+                meta = {"cost": {"config": cfg.label, "kernel_tree": kernel, "tree": tree_of[kernel], "boot": boot,
                                  "latency_trial": cfg.first_folio}}
                 run = runner.run(target, cfg.params(folio_sizes, size, repeats), root=root, progress=progress,
                                  label=f"cost-boot{boot}-{cfg.label.replace(', ', '-').replace(' ', '')}",
