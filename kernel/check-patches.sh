@@ -1,26 +1,46 @@
 #!/usr/bin/env bash
-# Check the patch series: scripts/checkpatch.pl --strict on every patch of
-# patches/series, then compile the series' files for other architectures.
-# usage: kernel/check-patches.sh [--no-cross] [KERNEL_TREE]
+# Check a patch series: scripts/checkpatch.pl --strict on every patch of its
+# series file, then compile the series' files for other architectures.
+# usage: kernel/check-patches.sh [--no-cross] [--series DIR] [--line LINE] [KERNEL_TREE]
 #
-# KERNEL_TREE defaults to the vanilla tree of build.sh (built or not, it
-# only needs its scripts and its git history: tag wb-base).
+#   --series DIR  the series directory (default patches/, series v2; v3/ is
+#                 series v3 on 7.3); its cross.conf says which options to add
+#                 and which objects to compile
+#   --line LINE   the kernel line whose vanilla tree is the base (kernel/lines;
+#                 default the default line)
+#
+# KERNEL_TREE defaults to the vanilla tree of build.sh for the line (built or
+# not, it only needs its scripts and its git history: tag wb-base).
 #
 # Cross compiles (Debian's gcc-aarch64-linux-gnu and gcc-powerpc64le-linux-gnu):
 # the series is applied to a clean copy of the source, which is configured
 # with make allnoconfig + config/cross/<target>.config for
 #   arm64-64k  arm64 with 64K pages (HPAGE_PMD_NR = 8192, a PUD = 2^26 pages)
 #   ppc64le    ppc64le book3s (HPAGE_PMD_NR is not a compile-time constant)
-# and mm/util.o, mm/migrate.o, mm/migrate_copy.o, mm/mtcopy.o, mm/dcbm.o and
-# drivers/dma/test-dma-engine.o are compiled with -Werror.  The copy and the
-# build directories are cached in ${WORKBENCH_CACHE:-~/.cache/migration-workbench}/kernel/xcheck/.
+# plus the series' options (cross.conf), and the series' objects (cross.conf)
+# are compiled with -Werror.  The copy and the build directories are cached in
+# ${WORKBENCH_CACHE:-~/.cache/migration-workbench}/kernel/xcheck/<series dir>/.
 #
 # Exits non-zero if any patch has a checkpatch finding or a compile fails.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cross=1
-[ "${1:-}" = --no-cross ] && { cross=0; shift; }
-tree=${1:-$("$here/build.sh" --vanilla --print-dir)}
+sdir=$here/patches
+line_args=()
+while [ $# -gt 0 ]; do
+	case $1 in
+	--no-cross) cross=0; shift ;;
+	--series) sdir=$(cd "$2" && pwd); shift 2 ;;
+	--line) line_args=(--line "$2"); shift 2 ;;
+	*) break ;;
+	esac
+done
+[ -f "$sdir/series" ] || { echo "no series file in $sdir" >&2; exit 2; }
+[ -f "$sdir/cross.conf" ] || { echo "no cross.conf in $sdir (options=..., objects=...)" >&2; exit 2; }
+options= objects=
+# shellcheck source=/dev/null
+. "$sdir/cross.conf"
+tree=${1:-$("$here/build.sh" "${line_args[@]}" --vanilla --print-dir)}
 [ -x "$tree/scripts/checkpatch.pl" ] || { echo "no checkpatch.pl in $tree (run build.sh --vanilla first)" >&2; exit 2; }
 # spdxcheck.py wants the system python with python3-ply and python3-git.
 export PATH=/usr/bin:$PATH
@@ -29,15 +49,15 @@ patches=()
 while IFS= read -r p; do
 	p=${p%%#*}; p=$(echo "$p" | xargs)
 	[ -n "$p" ] || continue
-	patches+=("$here/patches/$p")
-	out=$(cd "$tree" && ./scripts/checkpatch.pl --strict "$here/patches/$p" 2>&1) || status=1
+	patches+=("$sdir/$p")
+	out=$(cd "$tree" && ./scripts/checkpatch.pl --strict "$sdir/$p" 2>&1) || status=1
 	printf '%s: %s\n' "$p" "$(grep '^total:' <<<"$out")"
 	grep -qE '^total: 0 errors, 0 warnings, 0 checks' <<<"$out" || { echo "$out"; status=1; }
-done <"$here/patches/series"
+done <"$sdir/series"
 [ $cross = 1 ] || exit $status
 
 # ---- cross compiles ---------------------------------------------------------
-xdir=${WORKBENCH_CACHE:-$HOME/.cache/migration-workbench}/kernel/xcheck
+xdir=${WORKBENCH_CACHE:-$HOME/.cache/migration-workbench}/kernel/xcheck/$(basename "$sdir")
 src=$xdir/src
 jobs=${WORKBENCH_JOBS:-$(nproc)}
 gitq() { git -C "$src" -c user.name=workbench -c user.email=workbench@localhost "$@"; }
@@ -58,15 +78,16 @@ gitq reset -q --hard wb-base
 for p in "${patches[@]}"; do
 	gitq am -q --whitespace=nowarn "$p" || { gitq am --abort || true; echo "cross: $(basename "$p") does not apply" >&2; exit 1; }
 done
-objs="mm/util.o mm/migrate.o mm/migrate_copy.o mm/mtcopy.o mm/dcbm.o drivers/dma/test-dma-engine.o"
+objs=$objects
 for target in arm64-64k:arm64:aarch64-linux-gnu- ppc64le:powerpc:powerpc64le-linux-gnu-; do
 	IFS=: read -r name arch cc <<<"$target"
-	frag=$here/config/cross/$name.config
 	out=$xdir/build-$name
+	mkdir -p "$out"
+	frag=$out/.xcheck.config
+	{ cat "$here/config/cross/$name.config"; tr ' ' '\n' <<<"$options"; } >"$frag"
 	if ! command -v "${cc}gcc" >/dev/null; then
 		echo "cross $name: no ${cc}gcc (apt-get install gcc-${cc%-}): FAILED"; status=1; continue
 	fi
-	mkdir -p "$out"
 	mk() { nice -n 10 make -s -C "$src" O="$out" ARCH="$arch" CROSS_COMPILE="$cc" "$@" </dev/null; }
 	if ! mk KCONFIG_ALLCONFIG="$frag" allnoconfig >"$out/.xcheck.log" 2>&1; then
 		cat "$out/.xcheck.log"; echo "cross $name: configuration FAILED"; status=1; continue
