@@ -96,9 +96,12 @@ def test_a_series_without_a_batch_size_knob_is_measured_at_its_fixed_batch_on_it
     booted = []
     df = cost.measure(folio_sizes=[4096], size=1 << 20, repeats=1, boots=1, root=tmp_path, progress=False,
                       batch_sizes="fixed", channels=(), trees=("vanilla-7.3", "v3-wip"),
-                      configs=[c for c in cost.configurations("fixed", channels=()) if not c.first_folio],
                       target_factory=lambda tree, boot: booted.append(tree) or IcountFake(tree, boot))
     assert booted == ["vanilla-7.3", "v3-wip"] and set(df["config"]) >= {"vanilla", "batched kernel copy, batch 512"}
+    # no batch_size knob in the records: the summary takes the batch from the label
+    summary = cost.summarize(df)
+    assert {r["batch_size"] for r in summary["rows"] if r["config"].startswith("batched")} == {512}
+    assert [r["batch_size"] for r in summary["latency"]] == [512]
 
 
 def test_bench_cost_trees_must_be_two(capsys):

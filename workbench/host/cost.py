@@ -25,6 +25,7 @@ instruction-time. Every trial is a stored run, so nothing measured is lost.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -152,6 +153,16 @@ def _spread(g: pd.DataFrame, value: str) -> tuple[float, float, float]:
     return med, within, across
 
 
+def _batch_size(g: pd.DataFrame, cfg: str) -> int | None:
+    """A configuration's batch size: its trials' knob, else (``--batch-sizes fixed``, no
+    knob set) the one its label names."""
+    value = g["batch_size"].iloc[0]
+    if not pd.isna(value):
+        return int(value)
+    m = re.search(r"\bbatch (\d+)$", cfg)
+    return int(m.group(1)) if m else None
+
+
 def summarize(df: pd.DataFrame) -> dict:
     """The benchmark's figures: a row per (configuration, folio size), latency rows and F."""
     cost = df[~df["latency_trial"]]
@@ -163,7 +174,7 @@ def summarize(df: pd.DataFrame) -> dict:
         share = pd.to_numeric(g.get("copy_share"), errors="coerce").dropna() if "copy_share" in g else pd.Series()
         row = {"config": cfg, "kernel": g["kernel_tree"].iloc[0], "migrator": g["migrator"].iloc[0],
                "folio_size": int(folio_size), "folio": format_size(int(folio_size)),
-               "batch_size": None if pd.isna(g["batch_size"].iloc[0]) else int(g["batch_size"].iloc[0]),
+               "batch_size": _batch_size(g, cfg),
                "cost_ns_per_folio": med, "spread": spread, "spread_repeats": within, "spread_boots": across,
                "n": len(g), "copy_share": float(share.median()) if len(share) else None,
                "verified": bool(g["verified"].all())}
@@ -189,7 +200,7 @@ def summarize(df: pd.DataFrame) -> dict:
     for (cfg, folio_size), g in lat.groupby(["config", "folio_size"], sort=False):
         ns = pd.to_numeric(g["first_folio_ns"], errors="coerce").dropna()
         latency.append({"config": cfg, "folio": format_size(int(folio_size)), "folio_size": int(folio_size),
-                        "batch_size": int(g["batch_size"].iloc[0]),
+                        "batch_size": _batch_size(g, cfg),
                         "first_folio_us": float(ns.median()) / 1e3 if len(ns) else None,
                         "call_us": float(g["seconds"].median()) * 1e6, "n": len(ns)})
     overhead = pd.to_numeric(df.get("harness_overhead_share"), errors="coerce").dropna() \
