@@ -207,7 +207,14 @@ def test_series_v3_is_told_from_v2_and_configured_and_restored(monkeypatch):
     assert fs.files == before
     with pytest.raises(WorkbenchError, match="batch size"):
         with KnobGuard(fs) as g:
-            ctl.configure(g, "kernel", batch_size=1024)     # v3 has no batch size knob (yet)
+            ctl.configure(g, "kernel", batch_size=1024)     # no batch size knob before 0007
+    assert fs.files == before
+    fs.add(f"{ROOT}/batch_size", "512", rule=int_rule(1, 16384))       # kernel/v3 0007
+    assert ctl.knobs()["batch_size"] == (1, 16384) and not any("batch size" in x for x in ctl.lacks())
+    before = dict(fs.files)
+    with KnobGuard(fs) as g:
+        ctl.configure(g, "kernel", batch_size=16, batch_kernel_copy=True)
+        assert fs.read(f"{ROOT}/batch_size") == "16"
     assert fs.files == before
 
 

@@ -7,7 +7,9 @@ The same directory as series v2, /sys/kernel/mm/migration/, with another layout:
   offered: ``reasons`` (the kernel's reason names, comma separated), ``min_folios``,
   ``min_bytes`` (0002), and a migrator's own settings beside them (mtcopy's ``threads``,
   0005);
-* no batch size knob (the kernel's compile-time 512 base pages) and no stats/ in sysfs:
+* ``batch_size`` (0007): the batch in base pages while batching, 1 to 64 MiB worth, with
+  no effect while batching is off;
+* no stats/ in sysfs:
   the counters are per-CPU, read-only, one table per migrator in debugfs,
   ``/sys/kernel/debug/migrate_copy/<migrator>/stats``: a header row of counter names, a
   row per migrate reason (the kernel's names) and a ``total`` row (0003).
@@ -28,6 +30,8 @@ STATS = "/sys/kernel/debug/migrate_copy"
 REASON_NAMES = {"syscall_or_cpuset": "syscall"}
 #: mtcopy's bound besides the online CPUs (kernel/v3 0005)
 MTCOPY_MAX_THREADS = 32
+#: batch_size's bound (kernel/v3 0007): 64 MiB of base pages, 16384 with 4K pages
+MAX_BATCH_PAGES = (64 << 20) // 4096
 
 
 @register
@@ -51,14 +55,18 @@ class SeriesV3Interface(MigrationControl):
         threads = None
         if self.fs.exists(f"{ROOT}/mtcopy/threads") or "mtcopy" in self.loadable():
             threads = (1, min(os.cpu_count() or 1, MTCOPY_MAX_THREADS))
-        return {"threads": threads, "channels": None, "batch_size": None, "batch_kernel_copy": (0, 1)}
+        batch = (1, MAX_BATCH_PAGES) if self.fs.exists(f"{ROOT}/batch_size") else None
+        return {"threads": threads, "channels": None, "batch_size": batch, "batch_kernel_copy": (0, 1)}
 
     def lacks(self):
-        return ["no batch size knob yet (compile-time NR_MAX_BATCHED_MIGRATION, 512 base pages)",
-                "no DMA migrator yet (dcbm comes in a later v3 patch)",
+        lacks = [] if self.fs.exists(f"{ROOT}/batch_size") else \
+            ["no batch size knob (compile-time NR_MAX_BATCHED_MIGRATION, 512 base pages; kernel/v3 0007 adds it)"]
+        return lacks + ["no DMA migrator yet (dcbm comes in a later v3 patch)",
                 "no batch time counter: F (the copy's share of migration time) is not in the counters"]
 
     def _configure(self, guard, migrator, knobs):
+        if knobs["batch_size"] is not None:
+            guard.set(f"{ROOT}/batch_size", str(knobs["batch_size"]))
         if knobs["batch_kernel_copy"] is not None:
             guard.set(f"{ROOT}/batch_kernel_copy", str(knobs["batch_kernel_copy"]))
         if knobs["threads"] is not None:
