@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -175,6 +176,22 @@ TIERED_NODES = [["1G", "0"], ["1G", "1"], ["512M", ""]]
 def tiered_vm():
     """Stock Debian 6.12 with a third, CPU-less node in a lower memory tier (demotion)."""
     target = _boot("stock", f"{VM_PREFIX}-tiered", nodes=TIERED_NODES)
+    yield target
+    target.vm.down()
+
+
+#: the series v3 tree under test (tests/test_kernel_v3*.py); WORKBENCH_TEST_V3_KERNEL
+#: names another (a v3 being written, say)
+V3_KERNEL = os.environ.get("WORKBENCH_TEST_V3_KERNEL", "v3-wip")
+
+
+@pytest.fixture(scope="session")
+def v3_vm():
+    """Series v3 on 7.3 with two nodes with CPUs and a CPU-less lower tier (demotion),
+    shared by the v3 test modules, which run one after the other."""
+    t0 = time.time()
+    target = _boot(V3_KERNEL, f"{VM_PREFIX}-{V3_KERNEL}", nodes=TIERED_NODES)
+    print(f"\n[{V3_KERNEL} boot: {time.time() - t0:.0f} s]")
     yield target
     target.vm.down()
 

@@ -14,7 +14,6 @@ What its patches promise and these tests hold them to:
         call; the tracepoints ``mm_migrate_copy_{start,end}`` mark each batch copy and
         ``mm_migrate_batch_end`` every batch's end, whence the first-folio latency."""
 
-import os
 import time
 
 import pytest
@@ -22,33 +21,19 @@ import pytest
 from workbench.agent import workloads
 from workbench.protocol import TrialSpec
 
-from .conftest import TIERED_NODES, VM_PREFIX, ConsoleWatch, _boot
+from .conftest import ConsoleWatch
+from .vm_plans import sysfs
 
 pytestmark = pytest.mark.vm
 
-#: the tree under test; WORKBENCH_TEST_V3_KERNEL names another (a v3 being written, say)
-KERNEL = os.environ.get("WORKBENCH_TEST_V3_KERNEL", "v3-wip")
 ROOT = "/sys/kernel/mm/migration"
 STATS = "/sys/kernel/debug/migrate_copy/kernel/stats"
 SIZE = 4 << 20
 
 
-@pytest.fixture(scope="module")
-def v3():
-    t0 = time.time()
-    # two nodes with CPUs and a CPU-less lower tier, so that demotion runs on the same VM
-    target = _boot(KERNEL, f"{VM_PREFIX}-{KERNEL}", nodes=TIERED_NODES)
-    print(f"\n[{KERNEL} boot: {time.time() - t0:.0f} s]")
-    yield target
-    target.vm.down()
-
-
-def sysfs(target, reads=(), writes=()):
-    for event in target.run_plan({"op": "sysfs", "reads": list(reads), "writes": [list(w) for w in writes]}):
-        if event["type"] == "sysfs":
-            return event["results"]
-        assert event["type"] != "error", event
-    raise AssertionError("no sysfs result")
+@pytest.fixture
+def v3(v3_vm):
+    return v3_vm
 
 
 def counters(target) -> dict[str, dict[str, int]]:

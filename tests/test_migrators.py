@@ -233,3 +233,64 @@ def test_a_v3_stats_table_with_a_short_row_is_an_error():
     from workbench.agent.migrators.series_v3 import parse_stats
     with pytest.raises(ValueError, match="kernel stats row 'compaction' has 2 values for 3 counters"):
         parse_stats("reason a b c\ncompaction 1 2\n", "kernel")
+
+
+def v3_dcbm_tree(free_channels: int) -> FakeFS:
+    """Series v3 with dcbm loaded (kernel/v3 0008): selecting it takes ``channels``
+    channels (ENODEV when fewer are free); ``channels`` is refused (EBUSY) while dcbm is
+    active; its events are a debugfs table of ``name value`` lines."""
+    import errno
+
+    from workbench.agent.kernelfs import choice_rule
+    from workbench.agent.migrators import series_v3
+    fs = v3_tree()
+    fs.files[f"{ROOT}/migrator"] = "[kernel] mtcopy dcbm"
+    for name, value in (("reasons", "syscall_or_cpuset"), ("min_folios", "1"), ("min_bytes", "1048576")):
+        fs.add(f"{ROOT}/dcbm/{name}", value)
+    fs.add(f"{series_v3.STATS}/dcbm/stats", V3_STATS)
+    fs.add(f"{ROOT}/dcbm/wait_us", "50000", rule=int_rule(1, 1000000))
+    fs.add(f"{ROOT}/dcbm/min_mbps", "100", rule=int_rule(10, 1000000))
+    fs.add(f"{ROOT}/dcbm/held", "", readonly=True)
+    fs.add(series_v3.DCBM_EVENTS, "descriptors 96\ndesc_errors 2\nbusy 0\ntimeouts 1\nkilled 0\n", readonly=True)
+    fs.add("/sys/module/test_dma_engine/parameters/failed", "2")
+
+    def channels(current, value):
+        if "[dcbm]" in fs.files[f"{ROOT}/migrator"]:
+            raise OSError(errno.EBUSY, "dcbm is active")
+        return int_rule(1, 16)(current, value)
+
+    def select(current, value):
+        if value.strip() == "dcbm" and int(fs.files[f"{ROOT}/dcbm/channels"]) > free_channels:
+            raise OSError(errno.ENODEV, "no free DMA memcpy channel")
+        return choice_rule(current, value)
+    fs.add(f"{ROOT}/dcbm/channels", "1", rule=channels)
+    fs.add_rule(f"{ROOT}/migrator", select)
+    return fs
+
+
+def test_series_v3_dcbm_channels_are_set_before_it_is_selected_and_restored():
+    fs = v3_dcbm_tree(free_channels=4)
+    ctl = migrators.detect(fs)
+    assert ctl.knobs()["channels"] == (1, 16) and not any("DMA migrator" in x for x in ctl.lacks())
+    before = dict(fs.files)
+    with KnobGuard(fs) as g:
+        ctl.configure(g, "dcbm", channels=4)
+        assert ctl.active() == "dcbm" and fs.read(f"{ROOT}/dcbm/channels") == "4"
+        with pytest.raises(WorkbenchError, match="Device or resource busy"):
+            ctl.set_channels(2)                     # not under an active dcbm
+    assert fs.files == before, "the migrator is put back before the channel count"
+    c = ctl.counters()
+    assert (c["dcbm.descriptors"], c["dcbm.desc_errors"], c["dcbm.timeouts"]) == (96, 2, 1)
+    assert c["dcbm.copied"] == 1020 and c["test_dma_engine.failed"] == 2
+
+
+def test_series_v3_dcbm_without_free_channels_says_what_to_load():
+    fs = v3_dcbm_tree(free_channels=1)
+    ctl = migrators.detect(fs)
+    before = dict(fs.files)
+    with pytest.raises(WorkbenchError) as e:
+        with KnobGuard(fs) as g:
+            ctl.configure(g, "dcbm", channels=2)
+    msg = str(e.value)
+    assert "\n" not in msg and "No such device" in msg and "(it wants 2)" in msg and "--dma-engine" in msg
+    assert fs.files == before

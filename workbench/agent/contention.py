@@ -19,7 +19,6 @@ import time
 from . import migrators, thp
 from ..errors import WorkbenchError
 from .kernelfs import KernelFS, KnobGuard
-from .migrators.mm_migration import MmMigrationInterface
 from .blocked import _stack
 from .stress import _worker
 
@@ -54,9 +53,9 @@ def run(fs: KernelFS, seconds: float = 20, size: int = 4 << 20, folio_size: int 
         channels: int = 1, settings: dict | None = None, kill: int | None = None, kill_after: float = 1.0,
         dma_engine: str = "test_dma_engine", seed: int = 21, nodes=(0, 1)) -> dict:
     control = migrators.detect(fs)
-    if not isinstance(control, MmMigrationInterface):
-        raise WorkbenchError(f"the DMA contention test needs the workbench kernel interface; "
-                             f"this kernel has {control.name}")
+    if "dcbm" not in control.modules:
+        raise WorkbenchError(f"the DMA contention test needs a kernel whose interface has dcbm (the workbench's "
+                             f"series v2 or v3); this kernel has {control.name}")
     if kill is not None and not 0 <= kill < workers:
         raise WorkbenchError(f"kill={kill}: no such worker; allowed 0 to {workers - 1}")
     if dma_engine:

@@ -28,3 +28,9 @@ def counters(fs: KernelFS) -> dict[str, int]:
 def composite_knobs() -> dict[str, tuple[str, ...]]:
     """``preset`` writes every mode field: kept first, so that restoring puts each back."""
     return {f"{TEST_ENGINE_PARAMS}/preset": tuple(f"{TEST_ENGINE_PARAMS}/{f}" for f in TEST_ENGINE_MODE_FIELDS)}
+
+
+def no_channel_hint(exc: Exception, channels: str) -> str:
+    """The one-line error when selecting dcbm found too few free DMA memcpy channels."""
+    return (f"{exc}: dcbm found no free DMA memcpy channel (it wants {channels.strip()}); load a DMA engine "
+            f"driver first (in a VM: --dma-engine {TEST_DMA_ENGINE}, a test-only engine)")

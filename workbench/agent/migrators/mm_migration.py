@@ -11,7 +11,6 @@ from __future__ import annotations
 from ..kernelfs import KnobRejected, parse_choices
 from . import dma_test_engine
 from .base import MigrationControl, register
-from .dma_test_engine import TEST_DMA_ENGINE
 
 ROOT = "/sys/kernel/mm/migration"
 #: every migrator's counters, in stats/<migrator>/ (the sum over reasons) and in
@@ -72,9 +71,7 @@ class MmMigrationInterface(MigrationControl):
         except KnobRejected as exc:
             if migrator != "dcbm":
                 raise
-            raise KnobRejected(f"{exc}: dcbm found no free DMA memcpy channel (it wants "
-                               f"{self.fs.read(f'{DCBM}/channels').strip()}); load a DMA engine driver first "
-                               f"(in a VM: --dma-engine {TEST_DMA_ENGINE}, a test-only engine)") from None
+            raise KnobRejected(dma_test_engine.no_channel_hint(exc, self.fs.read(f"{DCBM}/channels"))) from None
 
     def held_channels(self) -> str | None:
         """The DMA channels dcbm holds, by name (None without dcbm)."""

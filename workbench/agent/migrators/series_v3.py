@@ -9,6 +9,10 @@ The same directory as series v2, /sys/kernel/mm/migration/, with another layout:
   0005);
 * ``batch_size`` (0007): the batch in base pages while batching, 1 to 64 MiB worth, with
   no effect while batching is off;
+* dcbm (0008, module dcbm): ``dcbm/channels`` (1 to 16, written while dcbm is not
+  active), ``dcbm/wait_us`` and ``dcbm/min_mbps`` (the bound of its wait), ``dcbm/held``;
+  what it did in debugfs ``/sys/kernel/debug/dcbm/events`` (a ``name value`` line each),
+  read as ``dcbm.<event>`` beside the framework's counters;
 * no stats/ in sysfs:
   the counters are per-CPU, read-only, one table per migrator in debugfs,
   ``/sys/kernel/debug/migrate_copy/<migrator>/stats``: a header row of counter names, a
@@ -21,11 +25,18 @@ from __future__ import annotations
 
 import os
 
-from ..kernelfs import parse_choices
+from ..kernelfs import KnobRejected, parse_choices
+from . import dma_test_engine
 from .base import MigrationControl, register
 
 ROOT = "/sys/kernel/mm/migration"
 STATS = "/sys/kernel/debug/migrate_copy"
+DCBM = f"{ROOT}/dcbm"
+#: dcbm's own events (kernel/v3 0008): descriptors, desc_errors, busy, too_large,
+#: ring_waits, map_errors, prep_errors, timeouts, killed
+DCBM_EVENTS = "/sys/kernel/debug/dcbm/events"
+#: dcbm's channel bound (kernel/v3 0008)
+DCBM_MAX_CHANNELS = 16
 #: the workbench's name for a reason where the kernel's differs (as in tracing.py)
 REASON_NAMES = {"syscall_or_cpuset": "syscall"}
 #: mtcopy's bound besides the online CPUs (kernel/v3 0005)
@@ -38,7 +49,7 @@ MAX_BATCH_PAGES = (64 << 20) // 4096
 class SeriesV3Interface(MigrationControl):
     name = "workbench series v3 /sys/kernel/mm/migration"
     brought_by = "migration workbench kernel series v3 (kernel/v3 0002), Linux 7.3.4"
-    modules = ("mtcopy",)
+    modules = ("mtcopy", "dcbm")
 
     @classmethod
     def detect(cls, fs):
@@ -55,14 +66,17 @@ class SeriesV3Interface(MigrationControl):
         threads = None
         if self.fs.exists(f"{ROOT}/mtcopy/threads") or "mtcopy" in self.loadable():
             threads = (1, min(os.cpu_count() or 1, MTCOPY_MAX_THREADS))
+        channels = (1, DCBM_MAX_CHANNELS) if self.fs.exists(f"{DCBM}/channels") or "dcbm" in self.loadable() \
+            else None
         batch = (1, MAX_BATCH_PAGES) if self.fs.exists(f"{ROOT}/batch_size") else None
-        return {"threads": threads, "channels": None, "batch_size": batch, "batch_kernel_copy": (0, 1)}
+        return {"threads": threads, "channels": channels, "batch_size": batch, "batch_kernel_copy": (0, 1)}
 
     def lacks(self):
         lacks = [] if self.fs.exists(f"{ROOT}/batch_size") else \
             ["no batch size knob (compile-time NR_MAX_BATCHED_MIGRATION, 512 base pages; kernel/v3 0007 adds it)"]
-        return lacks + ["no DMA migrator yet (dcbm comes in a later v3 patch)",
-                "no batch time counter: F (the copy's share of migration time) is not in the counters"]
+        if not (self.fs.exists(DCBM) or "dcbm" in self.loadable()):
+            lacks.append("no DMA migrator (dcbm: kernel/v3 0008, CONFIG_MIGRATE_DCBM)")
+        return lacks + ["no batch time counter: F (the copy's share of migration time) is not in the counters"]
 
     def _configure(self, guard, migrator, knobs):
         if knobs["batch_size"] is not None:
@@ -71,7 +85,23 @@ class SeriesV3Interface(MigrationControl):
             guard.set(f"{ROOT}/batch_kernel_copy", str(knobs["batch_kernel_copy"]))
         if knobs["threads"] is not None:
             guard.set(f"{ROOT}/mtcopy/threads", str(knobs["threads"]))
-        guard.set(f"{ROOT}/migrator", migrator)
+        if knobs["channels"] is not None:
+            # written while dcbm is not active (EBUSY otherwise); the guard restored the
+            # migrator of an earlier trial already
+            guard.set(f"{DCBM}/channels", str(knobs["channels"]))
+        try:
+            guard.set(f"{ROOT}/migrator", migrator)
+        except KnobRejected as exc:
+            if migrator != "dcbm":
+                raise
+            raise KnobRejected(dma_test_engine.no_channel_hint(exc, self.fs.read(f"{DCBM}/channels"))) from None
+
+    def held_channels(self) -> str | None:
+        path = f"{DCBM}/held"
+        return self.fs.read(path).strip() if self.fs.exists(path) else None
+
+    def composite_knobs(self):
+        return dma_test_engine.composite_knobs()
 
     # direct changes, for churn tests (the caller's guard must hold the originals)
     def select(self, migrator: str):
@@ -80,6 +110,10 @@ class SeriesV3Interface(MigrationControl):
     def set_threads(self, threads: int):
         self.fs.write(f"{ROOT}/mtcopy/threads", str(threads))
 
+    def set_channels(self, channels: int):
+        """Refused (EBUSY) while dcbm is the active migrator."""
+        self.fs.write(f"{DCBM}/channels", str(channels))
+
     def counters(self):
         """``<migrator>.<counter>`` (the total row) and ``<migrator>.<reason>.<counter>``."""
         out = {}
@@ -87,6 +121,10 @@ class SeriesV3Interface(MigrationControl):
             path = f"{STATS}/{migrator}/stats"
             if self.fs.exists(path):
                 out.update(parse_stats(self.fs.read(path), migrator))
+        if self.fs.exists(DCBM_EVENTS):
+            out.update({f"dcbm.{name}": int(value) for name, value in
+                        (line.split() for line in self.fs.read(DCBM_EVENTS).splitlines() if line.strip())})
+        out.update(dma_test_engine.counters(self.fs))
         return out
 
     def reason_layout(self) -> str | None:
