@@ -115,6 +115,31 @@ def test_our_own_series_adds_exactly_its_options():
         "MIGRATION_COPY_OFFLOAD", "MTCOPY", "DCBM", "FAIL_MIGRATE_COPY", "TEST_DMA_ENGINE"}
 
 
+def test_series_v3_adds_exactly_its_options():
+    patches = sorted((KERNEL / "v3").glob("0*.patch"))
+    assert offload_options().added_by(patches) == {
+        "MIGRATION_BATCH_COPY", "MIGRATE_MTCOPY", "MIGRATE_DCBM", "TEST_DMA_ENGINE"}
+
+
+def added_file(patch: Path, path: str) -> str:
+    """The content a patch gives a file it creates."""
+    text = patch.read_text()
+    start = text.index(f"+++ b/{path}\n")
+    body = text[text.index("\n@@", start) + 1:]
+    body = body.split("\ndiff --git ", 1)[0].split("\n-- \n", 1)[0]
+    return "\n".join(ln[1:] for ln in body.splitlines()[1:] if ln.startswith("+"))
+
+
+def test_the_test_dma_engine_is_one_source_on_both_lines():
+    """The engine is in v2's series (6.12) and v3's (7.3) as the same file, so that results
+    on both lines are on the same engine and engine-module.sh may take either."""
+    (v2,) = (KERNEL / "patches").glob("*test-only-memcpy-engine*.patch")
+    (v3,) = (KERNEL / "v3").glob("*test-only-memcpy-engine*.patch")
+    source = "drivers/dma/test-dma-engine.c"
+    assert len(added_file(v2, source)) > 10000
+    assert added_file(v2, source) == added_file(v3, source)
+
+
 def run_cli(capsys, *argv):
     rc = cli.main(list(argv))
     _, err = capsys.readouterr()

@@ -1,5 +1,5 @@
-"""Integration: series v3's dcbm (kernel/v3 0008) on the test DMA engine, built out of tree
-for the v3 tree, in the VM test_kernel_v3.py boots (shared).
+"""Integration: series v3's dcbm (kernel/v3 0008) on the test DMA engine (0009, the same
+engine as series v2's), in the VM test_kernel_v3.py boots (shared).
 
 What 0008 promises and these tests hold it to, on every mode of the engine (issue 20):
   * every descriptor asks for its interrupt and reports its own result, so an engine that
