@@ -298,6 +298,11 @@ def fig_amdahl(summary: dict, speedups=(1, 1.5, 2, 4, 8, 16, 64)):
     ax.set_xscale("log", base=2)
     ax.set(xlabel="copy speedup S", ylabel="predicted move_pages() speedup",
            title="Amdahl with F measured in instruction-time\n(what an engine S times faster at copying would buy)")
-    ax.legend(fontsize=8)
+    if rows:
+        ax.legend(fontsize=8)
+    else:   # series v3 counts no batch time (kernel/v3 0003): say so rather than draw nothing
+        ax.text(0.5, 0.5, "no copy share F: the patched tree's counters have no batch time\n"
+                "(series v3 counts copy time, not the batch's)", ha="center", va="center",
+                transform=ax.transAxes, fontsize=9)
     fig.tight_layout()
     return fig
