@@ -18,13 +18,13 @@ BASE_NS = {4096: 10_000, 2 << 20: 400_000}
 
 
 class IcountFake(FakeTarget):
-    def __init__(self, kernel, boot):
+    def __init__(self, kernel, boot, batch_trace=False):
         facts = copy.deepcopy(FACTS)
         facts.update(interface="ours", offered=["kernel", "mtcopy", "dcbm"], migrators=["kernel", "mtcopy", "dcbm"],
                      knobs={"threads": [1, 2], "channels": [1, 16], "batch_size": [1, 262144]},
                      kernel_release=f"6.12.117-{kernel}")
         super().__init__(facts=facts)
-        self.kernel, self.boot = kernel, boot
+        self.kernel, self.boot, self.batch_trace = kernel, boot, batch_trace
 
     def accelerator(self):
         return "icount"
@@ -44,6 +44,9 @@ class IcountFake(FakeTarget):
                                         "threads": spec.threads, "channels": spec.channels,
                                         "first_folio_ns": 1000 * (spec.batch_size or 1) if spec.first_folio else None,
                                         "copy_share": 0.5, "harness_overhead_share": 1e-4})
+                if spec.trace and self.batch_trace:      # series v3's mm_migrate_batch_end
+                    event["record"].update({"trace_first_batch_ns": 700 * (spec.batch_size or 1),
+                                            "trace_syscall_ns": ns * folios})
             yield event
 
 
@@ -108,3 +111,21 @@ def test_bench_cost_trees_must_be_two(capsys):
     from workbench.host import cli
     assert cli.main(["bench", "cost", "--trees", "v3-wip"]) == 2
     assert "--trees 'v3-wip' must name two trees, vanilla first" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("batch_trace", [True, False], ids=["tracepoints", "poller"])
+def test_first_folio_latency_comes_from_the_batch_tracepoints_else_a_poller(tmp_path, batch_trace):
+    configs = [c for c in cost.configurations((16,), channels=()) if c.first_folio]
+    df = cost.measure(folio_sizes=[4096], size=1 << 20, repeats=2, boots=1, root=tmp_path, progress=False,
+                      configs=configs, target_factory=lambda tree, boot: IcountFake(tree, boot, batch_trace))
+    (lat,) = cost.summarize(df)["latency"]
+    runs = sorted(p.name for p in tmp_path.iterdir() if "latency" in p.name)
+    if batch_trace:      # no polling thread in the guest: the trace's figure, one run
+        assert lat["by"] == "trace" and lat["first_folio_us"] == pytest.approx(700 * 16 / 1e3)
+        call_ns = 10_000 * (1 + 0.5 / 16) * 256          # the fake's batched copy of 256 folios
+        assert lat["call_us"] == pytest.approx(call_ns / 1e3, rel=0.01) and len(runs) == 1, runs
+    else:                # a kernel without the tracepoints: a second run with the poller is kept
+        assert lat["by"] == "poller" and lat["first_folio_us"] == pytest.approx(16.0)
+        assert len(runs) == 2 and sum(r.rsplit("-", 1)[0].endswith("-poller") for r in runs) == 1, runs
+        assert len(cost.load(root=tmp_path)) == 2, "the superseded traced run is not read again"
+    assert "first-folio latency against batch size" in cost.format_text(cost.summarize(df))

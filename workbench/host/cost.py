@@ -18,15 +18,16 @@ each as instruction-time per moved folio and its ratio to vanilla. The spread of
 configuration is the larger of its spread across repeats (within a boot) and across
 boots, relative to its median; a ratio whose distance from 1 is under three times the
 spread of the two configurations is "no difference". It also measures first-folio
-latency against batch size and the copy share F from the series' own counters, in
-instruction-time. Every trial is a stored run, so nothing measured is lost.
+latency against batch size (from the series' batch tracepoints where the kernel has them,
+series v3; else from a polling thread, whose instructions count) and the copy share F from
+the series' own counters, in instruction-time. Every trial is a stored run, so nothing measured is lost.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
@@ -45,12 +46,18 @@ class CostConfig:
     label: str
     kernel: str                     # "vanilla" or "patched"
     knobs: dict = field(default_factory=dict)
-    first_folio: bool = False       # a latency trial (its polling thread adds instructions)
+    first_folio: bool = False       # a latency trial
+    #: how a latency trial sees the first folio: "trace", the series' batch tracepoints
+    #: (call start to the end of its first batch: nothing added to the guest but the trace);
+    #: "poller", a polling thread (its instructions count), for kernels without them
+    latency_by: str = "trace"
 
     def params(self, folio_sizes, size, repeats) -> RunParams:
-        # no trace events: the benchmark counts the migration path's instructions, nothing else
+        # no trace events in cost trials: the benchmark counts the migration path's
+        # instructions, nothing else
+        trace = self.first_folio and self.latency_by == "trace"
         return RunParams(folio_sizes=list(folio_sizes), total_size=size, repeats=repeats,
-                         first_folio=self.first_folio, trace=False, **self.knobs)
+                         first_folio=self.first_folio and not trace, trace=trace, **self.knobs)
 
 
 #: ``--batch-sizes fixed``: a series without a batch size knob (v3 so far) batches at the
@@ -86,6 +93,20 @@ def default_target_factory(kernel: str, boot: int):
     return target
 
 
+def _run_config(target, cfg: CostConfig, kernel, tree, boot, folio_sizes, size, repeats, root, progress):
+    meta = {"cost": {"config": cfg.label, "kernel_tree": kernel, "tree": tree, "boot": boot,
+                     "latency_trial": cfg.first_folio, "latency_by": cfg.latency_by if cfg.first_folio else None}}
+    suffix = "-poller" if cfg.first_folio and cfg.latency_by == "poller" else ""
+    return runner.run(target, cfg.params(folio_sizes, size, repeats), root=root, progress=progress,
+                      label=f"cost-boot{boot}-{cfg.label.replace(', ', '-').replace(' ', '')}{suffix}",
+                      manifest_extra=meta)
+
+
+def _has_trace_latency(run) -> bool:
+    df = store.load_runs(run.dir.parent, [run.id]) if run.count() else pd.DataFrame()
+    return "trace_first_batch_ns" in df and pd.to_numeric(df["trace_first_batch_ns"], errors="coerce").notna().any()
+
+
 def measure(folio_sizes=(4096, 64 << 10, 2 << 20), size: int = 8 << 20, repeats: int = 3, boots: int = 2,
             batch_sizes=(1, 16, 64, 512), root=None, progress: bool = True, target_factory=None,
             configs: list[CostConfig] | None = None, trees: tuple[str, str] = ("vanilla", "patched"),
@@ -111,15 +132,23 @@ def measure(folio_sizes=(4096, 64 << 10, 2 << 20), size: int = 8 << 20, repeats:
             runner.run(target, RunParams(folio_sizes=[folio_sizes[0]], total_size=size, repeats=1, trace=False),
                        root=root, label=f"cost-warmup-{kernel}-boot{boot}", progress=False)
             for cfg in mine:
-                meta = {"cost": {"config": cfg.label, "kernel_tree": kernel, "tree": tree_of[kernel], "boot": boot,
-                                 "latency_trial": cfg.first_folio}}
-                run = runner.run(target, cfg.params(folio_sizes, size, repeats), root=root, progress=progress,
-                                 label=f"cost-boot{boot}-{cfg.label.replace(', ', '-').replace(' ', '')}",
-                                 manifest_extra=meta)
+                run = _run_config(target, cfg, kernel, tree_of[kernel], boot, folio_sizes, size, repeats, root,
+                                  progress)
+                if cfg.first_folio and cfg.latency_by == "trace" and not _has_trace_latency(run):
+                    # a kernel without the batch tracepoints (series v2): the polling thread;
+                    # the traced run stays stored, marked as superseded (load() skips it)
+                    traced = run
+                    run = _run_config(target, replace(cfg, latency_by="poller"), kernel, tree_of[kernel], boot,
+                                      folio_sizes, size, repeats, root, progress)
+                    traced.update_manifest(cost={**traced.manifest["cost"], "superseded_by": run.id})
                 ids.append(run.id)
             if hasattr(target, "vm"):
                 target.vm.down()
     return load(ids, root)
+
+
+def _numeric(df: pd.DataFrame, column: str) -> pd.Series:
+    return pd.to_numeric(df[column], errors="coerce").dropna() if column in df else pd.Series(dtype=float)
 
 
 def load(run_ids=None, root=None) -> pd.DataFrame:
@@ -130,7 +159,7 @@ def load(run_ids=None, root=None) -> pd.DataFrame:
     frames = []
     for run in runs:
         meta = run.manifest.get("cost")
-        if not meta or not run.count():
+        if not meta or not run.count() or meta.get("superseded_by"):
             continue
         df = store.load_runs(root, [run.id])
         frames.append(df.assign(config=meta["config"], kernel_tree=meta["kernel_tree"], boot=meta["boot"],
@@ -198,11 +227,14 @@ def summarize(df: pd.DataFrame) -> dict:
     lat = df[df["latency_trial"]]
     latency = []
     for (cfg, folio_size), g in lat.groupby(["config", "folio_size"], sort=False):
-        ns = pd.to_numeric(g["first_folio_ns"], errors="coerce").dropna()
+        # the batch tracepoints' figure where the kernel has them, else the polling thread's
+        traced = _numeric(g, "trace_first_batch_ns")
+        ns = traced if len(traced) else _numeric(g, "first_folio_ns")
+        call = _numeric(g, "trace_syscall_ns") / 1e3 if len(traced) else g["seconds"] * 1e6
         latency.append({"config": cfg, "folio": format_size(int(folio_size)), "folio_size": int(folio_size),
-                        "batch_size": _batch_size(g, cfg),
+                        "batch_size": _batch_size(g, cfg), "by": "trace" if len(traced) else "poller",
                         "first_folio_us": float(ns.median()) / 1e3 if len(ns) else None,
-                        "call_us": float(g["seconds"].median()) * 1e6, "n": len(ns)})
+                        "call_us": float(call.median()) if len(call) else None, "n": len(ns)})
     overhead = pd.to_numeric(df.get("harness_overhead_share"), errors="coerce").dropna() \
         if "harness_overhead_share" in df else pd.Series(dtype=float)
     return {"rows": rows, "latency": latency, "verified": bool(df["verified"].all()),
@@ -233,7 +265,10 @@ def format_text(summary: dict) -> str:
         lines += ["", "copy share F = copy_ns / batch_ns (the series' counters, instruction-time):"]
         lines += [f"  {r['config']:<34} {r['folio']:>5}  F = {r['copy_share']:.3f}" for r in shares]
     if summary["latency"]:
-        lines += ["", "first-folio latency against batch size (its polling thread's instructions included):"]
+        by = {r.get("by", "poller") for r in summary["latency"]}
+        how = {"trace": "from the batch tracepoints: call start to its first batch's end",
+               "poller": "its polling thread's instructions included"}
+        lines += ["", "first-folio latency against batch size (" + "; ".join(how[b] for b in sorted(by)) + "):"]
         lines += [f"  batch {r['batch_size']:>6} {r['folio']:>5}: first folio after {r['first_folio_us']:.1f} us "
                   f"of a {r['call_us']:.1f} us call" if r["first_folio_us"] is not None else
                   f"  batch {r['batch_size']:>6} {r['folio']:>5}: not seen" for r in summary["latency"]]
