@@ -147,10 +147,11 @@ def test_writers_touching_the_pages_during_a_slow_dma_copy_lose_nothing(v3, wait
         # a folio a writer holds at unmap time is retried, so the offered folios may exceed n
         assert r["verified"] and r["pages_moved"] == r["pages"], counts(r)
         assert r["access_bad_pages"] == 0 and r["access_passes"] > 0, r
-        if wait_us == "1000000":
-            assert r["mig_dcbm_copied"] > 0 and r["mig_dcbm_timeouts"] == 0, counts(r)
-        else:
-            assert r["mig_dcbm_copied"] > 0 or r["mig_dcbm_timeouts"] > 0, counts(r)
+        # how much DMA copies in time depends on how much CPU the guest's engine thread gets
+        # beside the writers (a loaded host: 1 s ran out once too); what is not copied in
+        # time is copied by the CPU, and nothing may be lost either way
+        assert r["mig_dcbm_copied"] > 0 or r["mig_dcbm_timeouts"] > 0, counts(r)
+        assert r["mig_dcbm_timeouts"] <= r["mig_dcbm_batches"], counts(r)
         print(f"\n[writers, wait_us {wait_us}: {counts(r)}]")
 
 
@@ -176,9 +177,13 @@ def test_descriptors_that_never_complete_time_out_within_the_bound(v3):
     settings = {f"{ENGINE}/hang_every": "20", f"{DCBM}/wait_us": "20000", f"{DCBM}/min_mbps": "1000"}
     for spec, r in dcbm_trials(v3, settings, folios=(4096, 64 << 10), channels=(1, 2)):
         check_accounting(r)
-        hung = r["mig_test_dma_engine_hung"]
+        hung, submitted = r["mig_test_dma_engine_hung"], r["mig_dcbm_descriptors"]
         assert hung >= 1 and 1 <= r["mig_dcbm_timeouts"] <= r["mig_dcbm_batches"], counts(r)
-        assert hung <= r["mig_dcbm_fallbacks"] <= hung + r["mig_test_dma_engine_terminated"], counts(r)
+        # one descriptor a folio: every folio submitted and completed is copied; a hung or
+        # terminated one is not; and a full ring that waits for a hung descriptor stops the
+        # batch at its bound, so what was never submitted is the CPU's too
+        lost = hung + r["mig_test_dma_engine_terminated"]
+        assert submitted - lost <= r["mig_dcbm_copied"] <= submitted - hung, counts(r)
 
 
 def test_unmappable_memory_is_left_to_the_cpu(v3_vm):
