@@ -220,15 +220,22 @@ def test_a_process_killed_in_its_dma_wait_aborts_nobody_else(v3):
     assert (survivor["bad_pages"], survivor["misplaced_pages"], survivor["errors"]) == (0, 0, 0), survivor
     assert res["hung_workers"] == [] and res["restore_problems"] == []
     c = res["counters"]
-    assert c["dcbm.killed"] >= 1 and c["dcbm.timeouts"] == 0, c
+    # a timeout is possible when the host is loaded (the engine's thread starves under TCG;
+    # seen once in a rehearsal with a kernel build beside it): the CPU copies then
+    print(f"\n[kill: {c}]")
+    assert c["dcbm.killed"] >= 1, c
     assert c["dcbm.busy"] >= 1, f"a batch found the channel taken and was declined: {c}"
+    # terminating a channel dropped no more than the descriptors of the batches that ended
+    # that way: a 2 MiB batch of 64K folios is 32 descriptors (no other task's among them)
+    assert c["test_dma_engine.terminated"] <= 32 * (c["dcbm.killed"] + c["dcbm.timeouts"]), c
 
 
 def test_a_full_ring_under_concurrent_migrations_makes_progress(v3):
     """Three processes, two channels whose rings hold 32 descriptors, 4K folios (512
     descriptors a batch): every batch that gets a channel fills its ring and waits for it.
     The wait is bounded high here: three processes verifying on two vCPUs starve the
-    engine's thread under TCG, and a timeout is not what this test is about."""
+    engine's thread under TCG, and a timeout is not what this test is about (on a loaded
+    host some batches may still run out: the CPU copies them)."""
     res = contention(v3, seconds=12, size=2 << 20, folio_size=4096, workers=3, channels=2,
                      settings={f"{ENGINE}/preset": "ptdma", f"{DCBM}/wait_us": "1000000"})
     assert len(res["workers"]) == 3 and res["hung_workers"] == [], res
@@ -236,7 +243,7 @@ def test_a_full_ring_under_concurrent_migrations_makes_progress(v3):
         assert w["rounds"] >= 2 and (w["bad_pages"], w["misplaced_pages"], w["errors"]) == (0, 0, 0), w
     c = res["counters"]
     assert c["test_dma_engine.ring_full"] > 0 and c["dcbm.ring_waits"] > 0, c
-    assert c["dcbm.copied"] > 0 and c["dcbm.timeouts"] == 0, c
+    assert c["dcbm.copied"] > 0 and c["dcbm.timeouts"] < c["dcbm.batches"], c
     assert res["restore_problems"] == []
 
 
