@@ -5,7 +5,7 @@ under any other series' dcbm, so what it did goes into every record."""
 
 from __future__ import annotations
 
-from ..kernelfs import KernelFS
+from ..kernelfs import KernelFS, KnobRejected
 
 TEST_DMA_ENGINE = "test_dma_engine"
 TEST_ENGINE_PARAMS = f"/sys/module/{TEST_DMA_ENGINE}/parameters"
@@ -30,7 +30,23 @@ def composite_knobs() -> dict[str, tuple[str, ...]]:
     return {f"{TEST_ENGINE_PARAMS}/preset": tuple(f"{TEST_ENGINE_PARAMS}/{f}" for f in TEST_ENGINE_MODE_FIELDS)}
 
 
-def no_channel_hint(exc: Exception, channels: str) -> str:
-    """The one-line error when selecting dcbm found too few free DMA memcpy channels."""
-    return (f"{exc}: dcbm found no free DMA memcpy channel (it wants {channels.strip()}); load a DMA engine "
-            f"driver first (in a VM: --dma-engine {TEST_DMA_ENGINE}, a test-only engine)")
+
+def select_migrator(guard, fs: KernelFS, root: str, migrator: str) -> None:
+    """Write ``root/migrator`` through ``guard``, the same file in series v2 and v3. When
+    dcbm cannot take its channels the kernel says ENODEV; the error then says in one line
+    how many it wanted and what to load."""
+    try:
+        guard.set(f"{root}/migrator", migrator)
+    except KnobRejected as exc:
+        if migrator != "dcbm":
+            raise
+        wanted = fs.read(f"{root}/dcbm/channels").strip()
+        raise KnobRejected(f"{exc}: dcbm found no free DMA memcpy channel (it wants {wanted}); load a DMA "
+                           f"engine driver first (in a VM: --dma-engine {TEST_DMA_ENGINE}, a test-only engine)") \
+            from None
+
+
+def held_channels(fs: KernelFS, root: str) -> str | None:
+    """The DMA channels dcbm holds, by name, from ``root/dcbm/held`` (None without dcbm)."""
+    path = f"{root}/dcbm/held"
+    return fs.read(path).strip() if fs.exists(path) else None

@@ -8,7 +8,7 @@ See kernel/README.md for every file and its rules (series v2).
 
 from __future__ import annotations
 
-from ..kernelfs import KnobRejected, parse_choices
+from ..kernelfs import parse_choices
 from . import dma_test_engine
 from .base import MigrationControl, register
 
@@ -66,17 +66,10 @@ class MmMigrationInterface(MigrationControl):
                            ("threads", f"{MTCOPY}/threads"), ("channels", f"{DCBM}/channels")):
             if knobs[knob] is not None:
                 guard.set(path, str(knobs[knob]))
-        try:
-            guard.set(f"{ROOT}/migrator", migrator)
-        except KnobRejected as exc:
-            if migrator != "dcbm":
-                raise
-            raise KnobRejected(dma_test_engine.no_channel_hint(exc, self.fs.read(f"{DCBM}/channels"))) from None
+        dma_test_engine.select_migrator(guard, self.fs, ROOT, migrator)
 
     def held_channels(self) -> str | None:
-        """The DMA channels dcbm holds, by name (None without dcbm)."""
-        path = f"{DCBM}/held"
-        return self.fs.read(path).strip() if self.fs.exists(path) else None
+        return dma_test_engine.held_channels(self.fs, ROOT)
 
     def _loadable(self) -> list[str]:
         if not hasattr(self, "_loadable_cache"):

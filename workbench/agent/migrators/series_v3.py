@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 
-from ..kernelfs import KnobRejected, parse_choices
+from ..kernelfs import parse_choices
 from . import dma_test_engine
 from .base import MigrationControl, register
 
@@ -89,16 +89,10 @@ class SeriesV3Interface(MigrationControl):
             # written while dcbm is not active (EBUSY otherwise); the guard restored the
             # migrator of an earlier trial already
             guard.set(f"{DCBM}/channels", str(knobs["channels"]))
-        try:
-            guard.set(f"{ROOT}/migrator", migrator)
-        except KnobRejected as exc:
-            if migrator != "dcbm":
-                raise
-            raise KnobRejected(dma_test_engine.no_channel_hint(exc, self.fs.read(f"{DCBM}/channels"))) from None
+        dma_test_engine.select_migrator(guard, self.fs, ROOT, migrator)
 
     def held_channels(self) -> str | None:
-        path = f"{DCBM}/held"
-        return self.fs.read(path).strip() if self.fs.exists(path) else None
+        return dma_test_engine.held_channels(self.fs, ROOT)
 
     def composite_knobs(self):
         return dma_test_engine.composite_knobs()
