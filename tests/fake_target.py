@@ -23,12 +23,13 @@ FACTS = {
              "memory_nodes": [0, 1]},
     "interface": "none", "brought_by": "upstream", "migrators": ["kernel"], "offered": ["kernel"],
     "active": "kernel", "loadable": [], "knobs": {"threads": None, "channels": None, "batch_size": None},
-    "workloads": {name: {"ok": name != "demotion", "reason": reason, "brought_by": "fake",
+    "workloads": {name: {"ok": "demotion" not in name, "reason": reason, "brought_by": "fake",
                          "missing": "no lower memory tier: every node with memory is in one tier (tier 4: nodes 0,1)"
-                         if name == "demotion" else None}
+                         if "demotion" in name else None}
                   for name, reason in (("move-pages", "syscall"), ("migrate-pages", "syscall"),
                                        ("mbind", "mempolicy_mbind"), ("numa-balancing", "numa_misplaced"),
-                                       ("demotion", "demotion"), ("compaction", "compaction"),
+                                       ("demotion", "demotion"), ("kswapd-demotion", "demotion"),
+                                       ("compaction", "compaction"),
                                        ("proactive-compaction", "compaction"))},
     "memory_tiers": {"4": [0, 1]}, "trace_missing": None,
 }

@@ -13,6 +13,7 @@ import pytest
 
 from workbench.agent import access, pattern, tracing, workloads
 from workbench.agent.kernelfs import FakeFS, KnobGuard, bool_rule
+from workbench.agent.numa import node_watermarks
 from workbench.agent.workloads.base import lower_tier_nodes, memory_tiers
 from workbench.errors import WorkbenchError
 from workbench.protocol import Knobs, TrialSpec
@@ -53,12 +54,12 @@ def kernel(nodes=2, balancing=True, compaction=True, tiers=None, cgroup=True, de
 
 
 def test_the_registry_lists_every_way_pages_migrate_in_order():
-    assert workloads.names() == ["move-pages", "migrate-pages", "mbind", "numa-balancing", "demotion", "compaction",
-                                 "proactive-compaction"]
+    assert workloads.names() == ["move-pages", "migrate-pages", "mbind", "numa-balancing", "demotion",
+                                 "kswapd-demotion", "compaction", "proactive-compaction"]
     reasons = {n: workloads.get(n).reason for n in workloads.names()}
     assert reasons == {"move-pages": "syscall", "migrate-pages": "syscall", "mbind": "mempolicy_mbind",
-                       "numa-balancing": "numa_misplaced", "demotion": "demotion", "compaction": "compaction",
-                       "proactive-compaction": "compaction"}
+                       "numa-balancing": "numa_misplaced", "demotion": "demotion", "kswapd-demotion": "demotion",
+                       "compaction": "compaction", "proactive-compaction": "compaction"}
     for name in workloads.names():
         w = workloads.get(name)
         assert w.brought_by != "?" and w.title != "?" and w.kernel_reason.startswith("MR_")
@@ -86,12 +87,54 @@ def test_what_each_workload_needs_from_the_kernel():
                                                "(tier 4: nodes 0,1,2)")
     s = workloads.support(kernel(nodes=3, tiers={4: "0-1", 28: "2"}))
     assert s["demotion"]["ok"], s["demotion"]
+    # kswapd's demotion needs what demotion needs, and the watermarks to work with
+    assert s["kswapd-demotion"]["missing"] == "no /proc/sys/vm/watermark_scale_factor", s["kswapd-demotion"]
+    fs = kernel(nodes=3, tiers={4: "0-1", 28: "2"})
+    for path in ("/proc/sys/vm/watermark_scale_factor", "/proc/sys/vm/swappiness", "/proc/zoneinfo"):
+        fs.files[path] = "10"
+    assert workloads.support(fs)["kswapd-demotion"]["ok"]
     s = workloads.support(kernel(nodes=3, tiers={4: "0-1", 28: "2"}, cgroup=False))
     assert s["demotion"]["missing"] == "no cgroup v2 hierarchy at /sys/fs/cgroup"
     s = workloads.support(kernel(nodes=3, tiers={4: "0-1", 28: "2"}, demotion=False))
     assert "demotion_enabled (demotion in reclaim, v5.15)" in s["demotion"]["missing"]
     for v in workloads.support(kernel(nodes=3)).values():
         assert v["ok"] or ("\n" not in v["missing"] and v["missing"])
+
+
+ZONEINFO = """Node 0, zone      DMA
+  per-node stats
+      nr_inactive_anon 120
+      nr_free_pages 999999
+  pages free     3000
+        boost    0
+        min      20
+        low      25
+        high     30
+        promo    35
+        spanned  4095
+  pagesets
+Node 0, zone    DMA32
+  pages free     200000
+        boost    0
+        min      4000
+        low      5000
+        high     6000
+        promo    7000
+        spanned  258048
+Node 1, zone   Normal
+  per-node stats
+  pages free     250000
+        min      4100
+        low      5125
+        high     6150
+"""
+
+
+def test_a_nodes_watermarks_are_its_zones_summed():
+    fs = FakeFS({"/proc/zoneinfo": ZONEINFO})
+    assert node_watermarks(fs, 0) == {"free": 203000, "min": 4020, "low": 5025, "high": 6030}
+    assert node_watermarks(fs, 1) == {"free": 250000, "min": 4100, "low": 5125, "high": 6150}
+    assert node_watermarks(fs, 2) == {"free": 0, "min": 0, "low": 0, "high": 0}
 
 
 def test_memory_tiers_and_the_lower_tier_of_a_node():

@@ -25,7 +25,7 @@ def run_cli(capsys, *argv):
 
 @pytest.mark.parametrize("argv,expect", [
     (["--workload", "bogus"], "workload 'bogus' is not known; allowed: move-pages, migrate-pages, mbind, "
-                              "numa-balancing, demotion, compaction, proactive-compaction"),
+                              "numa-balancing, demotion, kswapd-demotion, compaction, proactive-compaction"),
     (["--access", "scribble"], "access 'scribble' is not known; allowed: none, read, write"),
     (["--access", "write", "--access-threads", "0"], "access threads 0 must be an integer from 1 to 64"),
     (["--workload", "numa-balancing", "--wait-seconds", "0"], "wait seconds 0.0 must be a number of seconds"),
@@ -207,8 +207,10 @@ def test_doctor_says_which_workloads_run_and_why_not():
                                "(--workload; reasons: move-pages syscall")
     assert lines[1] == ("  cannot run   demotion: no lower memory tier: every node with memory is in one tier "
                         "(tier 4: nodes 0,1)")
-    assert lines[2] == "  memory tiers tier 4: nodes 0,1"
-    assert lines[3].startswith("  tracing      migrate:mm_migrate_pages")
+    assert lines[2] == ("  cannot run   kswapd-demotion: no lower memory tier: every node with memory is in one "
+                        "tier (tier 4: nodes 0,1)")
+    assert lines[3] == "  memory tiers tier 4: nodes 0,1"
+    assert lines[4].startswith("  tracing      migrate:mm_migrate_pages")
     del facts["workloads"]
     assert "move-pages only" in workload_lines(facts)[0]
 

@@ -37,3 +37,23 @@ def topology(fs: KernelFS) -> dict:
             entry["distances"] = [int(x) for x in fs.read(f"{base}/distance").split()]
         nodes.append(entry)
     return {"nodes": nodes, "memory_nodes": memory_nodes(fs)}
+
+
+def node_watermarks(fs: KernelFS, node: int) -> dict[str, int]:
+    """A node's free pages and its zones' watermarks summed, in pages, from
+    /proc/zoneinfo: {'free', 'min', 'low', 'high'}. Below ``low`` an allocation wakes the
+    node's kswapd, which reclaims (or demotes) until ``high``; below ``min`` the
+    allocating task reclaims itself (direct reclaim)."""
+    out = dict.fromkeys(("free", "min", "low", "high"), 0)
+    current = None
+    for line in fs.read("/proc/zoneinfo").splitlines():
+        parts = line.replace(",", " ").split()
+        if not parts:
+            continue
+        if parts[0] == "Node":
+            current = int(parts[1])
+        elif current == node and parts[:2] == ["pages", "free"]:
+            out["free"] += int(parts[2])
+        elif current == node and len(parts) == 2 and parts[0] in ("min", "low", "high"):
+            out[parts[0]] += int(parts[1])
+    return out

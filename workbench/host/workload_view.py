@@ -13,7 +13,8 @@ from ..agent import workloads
 
 #: how each workload's throughput is named in a table title
 TITLES = {"move-pages": "move_pages()", "migrate-pages": "migrate_pages()", "mbind": "mbind(MPOL_MF_MOVE)",
-          "numa-balancing": "NUMA balancing", "demotion": "demotion (memory.reclaim)", "compaction": "compaction"}
+          "numa-balancing": "NUMA balancing", "demotion": "demotion (memory.reclaim)",
+          "kswapd-demotion": "demotion (kswapd)", "compaction": "compaction"}
 
 
 def with_workload(df: pd.DataFrame) -> pd.DataFrame:

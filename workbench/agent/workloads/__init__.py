@@ -14,6 +14,7 @@ workload                 reason (kernel)      how
 ``mbind``                mempolicy_mbind      mbind(MPOL_BIND, MPOL_MF_MOVE) of a region
 ``numa-balancing``       numa_misplaced       the task runs on the other node's CPUs
 ``demotion``             demotion             memory.reclaim of a cgroup, to a lower tier
+``kswapd-demotion``      demotion             the top node below its low watermark: kswapd
 ``compaction``           compaction           a fragmented node compacted
 ``proactive-compaction`` compaction           the same, left to kcompactd (proactiveness 100)
 =======================  ===================  ==============================================
@@ -45,6 +46,7 @@ def _load():
     from . import mbind  # noqa: F401
     from . import numa_balancing  # noqa: F401
     from . import demotion  # noqa: F401
+    from . import kswapd_demotion  # noqa: F401
     from . import compaction  # noqa: F401  (compaction, then proactive-compaction)
 
 

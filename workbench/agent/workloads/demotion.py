@@ -44,6 +44,12 @@ TIERING = "2"
 HOT_THRESHOLD = "hot_threshold_ms"
 
 
+def on_top(holder: Holder, lower: list[int]) -> int:
+    """The holder's pages not yet in a lower tier."""
+    counts = holder.ask("nodes")["nodes"]
+    return sum(v for k, v in counts.items() if int(k) >= 0 and int(k) not in lower)
+
+
 def cgroup_missing(fs: KernelFS) -> str | None:
     """Whether a memory cgroup can be made. memory.reclaim (v5.19) shows in a child
     cgroup, not always in the root (a kernel built from allnoconfig has no memory.* file
@@ -126,12 +132,11 @@ class DemotionWorkload(Workload):
                 holder.ask("access", mode=spec.access, threads=spec.access_threads)
             t.start_trace()
             with t.observe():
-                seconds, eagain, writes = self._reclaim(fs, holder, cg, lower)
+                seconds, how = self._demote(t, holder, cg, lower)
             counts = holder.ask("nodes")["nodes"]
             placed = sum(int(counts.get(str(n), 0)) for n in lower)
             t.placement({**counts, str(expect): placed}, expect)
-            record.update({"seconds": seconds, "reclaim_writes": writes, "reclaim_eagain": eagain,
-                           "folios": spec.total_size // spec.folio_size,
+            record.update({"seconds": seconds, **how, "folios": spec.total_size // spec.folio_size,
                            "gbps": placed * PAGE / seconds / 1e9 if seconds > 0 else float("nan")})
             record.update(self._promote(t, holder, wait))
             if spec.access != "none":
@@ -158,14 +163,13 @@ class DemotionWorkload(Workload):
                                  "memory.reclaim (cgroup v2 proactive reclaim, v5.19)")
         return cg
 
-    @staticmethod
-    def _reclaim(fs: KernelFS, holder: Holder, cg: str, lower: list[int]) -> tuple[float, int, int]:
+    def _demote(self, t: Trial, holder: Holder, cg: str, lower: list[int]) -> tuple[float, dict]:
         """memory.reclaim of what is still on top, until nothing is (or RECLAIM_TRIES
-        writes); returns (seconds inside the writes, EAGAIN answers, writes)."""
+        writes); returns (seconds inside the writes, record fields)."""
+        fs = t.fs
         seconds, eagain, writes = 0.0, 0, 0
         for _ in range(RECLAIM_TRIES):
-            counts = holder.ask("nodes")["nodes"]
-            top = sum(v for k, v in counts.items() if int(k) >= 0 and int(k) not in lower)
+            top = on_top(holder, lower)
             if top == 0:
                 break
             writes += 1
@@ -175,7 +179,7 @@ class DemotionWorkload(Workload):
             except KnobRejected:
                 eagain += 1           # could not reclaim all of it this time (EAGAIN)
             seconds += time.perf_counter() - t0
-        return seconds, eagain, writes
+        return seconds, {"reclaim_writes": writes, "reclaim_eagain": eagain}
 
     def _promote(self, t: Trial, holder: Holder, wait: float) -> dict:
         """NUMA balancing's tiering mode brings touched pages back up, where the kernel has it."""
