@@ -146,6 +146,24 @@ def test_mbind_batches_follow_their_own_reason(v3):
     assert (moved["copied"], moved["not_offered"]) == (folios(record), 0), moved
 
 
+@pytest.mark.parametrize("folio_size", [4096, 2 << 20], ids=["4K", "2M"])
+def test_a_numa_hinting_fault_never_offers_its_one_folio(v3, folio_size):
+    # 0002: a hinting fault migrates one folio and the faulting task waits for it, so its
+    # batch is never offered, even with numa_misplaced chosen and no minimum in the way
+    settings = {"batch_kernel_copy": "1", "kernel/reasons": "all", "kernel/min_folios": "1"}
+    record, moved = trial(v3, settings, "numa_misplaced", workload="numa-balancing", folio_size=folio_size,
+                          total_size=SIZE, wait_seconds=120)
+    print(f"\n[numa-balancing {folio_size >> 10}K: {record['pages_moved']} of {record['pages']} pages moved in "
+          f"{record.get('seconds', float('nan')):.1f} s; numa_misplaced row {moved}]")
+    assert record["pages_moved"] > 0, record
+    # every folio the faults moved went through a batch of one, none offered, none copied ahead
+    assert moved["not_offered"] >= record["pages_moved"] * 4096 // folio_size, moved
+    assert moved == {**ZERO, "not_offered": moved["not_offered"]}, moved
+    # the same settings copy a one-folio batch of another reason ahead: the rule, not a minimum
+    one, moved = trial(v3, settings, folio_size=folio_size, total_size=folio_size)
+    assert (moved["copied"], moved["folios"], moved["not_offered"]) == (1, 1, 0), moved
+
+
 # (an empty write never reaches the kernel's store(); a bare newline, as `echo > file`, does)
 BAD_WRITES = [
     ("migrator", ["nosuch", "\n", "[kernel]", "KERNEL", "kernel mtcopy"]),
@@ -241,6 +259,23 @@ def test_demotion_by_proactive_reclaim_keeps_the_cpu_copy(v3):
     assert moved["not_offered"] > 0, moved
     # only kswapd's batches may have been copied ahead
     assert moved["copied"] <= kswapd, (moved, kswapd)
+
+
+def test_demotion_by_kswapd_is_offered_to_the_migrator(v3):
+    # kswapd runs with PF_MEMALLOC too, but no allocation waits on it: 0002 offers its
+    # batches (the tiering use case), and the kernel migrator copies them ahead
+    record, moved = trial(v3, {"batch_kernel_copy": "1"}, "demotion", workload="kswapd-demotion", folio_size=4096,
+                          dst=None, wait_seconds=120)
+    kswapd = record.get("vmstat_pgdemote_kswapd", 0)
+    print(f"\n[kswapd demotion: {record['pressure_rounds']} rounds, {record['pressure_bytes'] >> 20} MiB of "
+          f"pressure, {record['seconds']:.1f} s; pgdemote kswapd {kswapd}, direct "
+          f"{record.get('vmstat_pgdemote_direct')}; demotion row {moved}]")
+    assert record["dst"] == 2 and record["pages_placed"] == record["pages"], record
+    assert kswapd > 0 and moved["batches"] >= 1, (kswapd, moved)
+    # what was offered was copied ahead; what was left out is direct reclaim's (PF_MEMALLOC)
+    assert moved["copied"] == moved["folios"] > 0 and moved["fallbacks"] == moved["declined"] == 0, moved
+    assert moved["copied"] <= kswapd and moved["not_offered"] <= record.get("vmstat_pgdemote_direct", 0), \
+        (moved, record.get("vmstat_pgdemote_direct"))
 
 
 # -- 0007: batch_size ---------------------------------------------------------------------------
