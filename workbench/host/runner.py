@@ -19,6 +19,7 @@ and carry on through what a kernel under test does to its machine.
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from collections import defaultdict
 from typing import Callable
@@ -90,6 +91,12 @@ def manifest_for(target: Target, params: plan.RunParams, facts: dict, label: str
 class _Hung(Exception):
     def __init__(self, limit: float, stuck: str):
         self.limit, self.stuck = limit, stuck
+
+
+def _notice(text: str) -> None:
+    """A notice during a run (a fault, a configuration given up, a test hook): on stderr,
+    above the progress bar, so that stdout keeps only what the command prints (--json)."""
+    tqdm.write(text, file=sys.stderr)
 
 
 def _check_max_reboots(max_reboots) -> None:
@@ -164,8 +171,8 @@ def run(target: Target, params: plan.RunParams, root=None, resume: str | None = 
         config = spec.config_key() if spec else None
         the_run.add_fault({"kind": kind, "trial_key": key, "config": config, "cause": cause,
                            "detail": detail, **more})
-        bar.write(f"run {the_run.id}: {kind.replace('_', ' ')}" + (f" during trial {key}" if key else "")
-                  + f": {cause}")
+        _notice(f"run {the_run.id}: {kind.replace('_', ' ')}" + (f" during trial {key}" if key else "")
+                + f": {cause}")
         if spec is None:
             return
         in_a_row[config].append(cause)
@@ -175,7 +182,7 @@ def run(target: Target, params: plan.RunParams, root=None, resume: str | None = 
             given_up[config] = reason
             the_run.update_manifest(given_up=dict(given_up))
             the_run.add_fault({"kind": "given_up", "trial_key": None, "config": config, "cause": reason})
-            bar.write(f"run {the_run.id}: configuration {config} given up: {reason}")
+            _notice(f"run {the_run.id}: configuration {config} given up: {reason}")
             left = [t for t in todo if t.config_key() == config]
             for t in left:
                 todo.remove(t)
@@ -208,12 +215,12 @@ def run(target: Target, params: plan.RunParams, root=None, resume: str | None = 
                             in_flight, pid, tid, last = event["trial_key"], event.get("pid"), event.get("tid"), now
                             if chaos:
                                 for host_fault in chaos.started(armed[in_flight], label):
-                                    bar.write(f"run {the_run.id}: test hook: {host_fault} at trial {in_flight}")
+                                    _notice(f"run {the_run.id}: test hook: {host_fault} at trial {in_flight}")
                                     try:
                                         target.inject(host_fault)
                                         injected = host_fault
                                     except WorkbenchError as exc:  # e.g. the VM is already gone
-                                        bar.write(f"run {the_run.id}: test hook {host_fault} failed: {exc}")
+                                        _notice(f"run {the_run.id}: test hook {host_fault} failed: {exc}")
                         elif kind == Event.RECORD:
                             record = event["record"]
                             the_run.append({**record, **context, "host_started": since, "host_finished": now})
