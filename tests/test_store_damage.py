@@ -39,6 +39,99 @@ def half_manifest(run):
     return path
 
 
+def test_summary_leaves_a_damaged_record_out_and_says_so(capsys, tmp_path):
+    run = make_run(tmp_path)
+    bad = truncate(sorted(run.records_dir.glob("*.parquet"))[1])
+    rc, out, err = run_cli(capsys, "summary", "--runs-dir", str(tmp_path))
+    assert rc == 0 and "kernel" in out and "±" in out
+    assert err.splitlines() == [f"skipped damaged record {bad}: {NOT_PARQUET}", LEFT_OUT_1]
+    df = store.load_runs(tmp_path)                       # outside a command: skipped too, named once
+    assert len(df) == 3 and df.attrs["left_out"] == [str(bad)]
+    assert capsys.readouterr().err.splitlines() == [f"skipped damaged record {bad}: {NOT_PARQUET}"]
+
+
+def test_a_half_written_manifest_leaves_its_run_out(capsys, tmp_path):
+    good = make_run(tmp_path, "good")
+    bad = half_manifest(make_run(tmp_path, "bad"))
+    rc, out, err = run_cli(capsys, "summary", "--runs-dir", str(tmp_path))
+    assert rc == 0
+    assert err.splitlines() == [f"skipped damaged manifest {bad}: {HALF_MANIFEST}; its run is left out", LEFT_OUT_1]
+    assert set(store.load_runs(tmp_path)["run_id"]) == {good.id}
+    assert [f["run_id"] for f in store.load_faults(tmp_path)] == []
+
+
+def test_compare_json_is_json_alone_while_it_leaves_files_out(capsys, tmp_path):
+    a, b = make_run(tmp_path, "a", repeats=3), make_run(tmp_path, "b", repeats=3)
+    bad = truncate(sorted(b.records_dir.glob("*.parquet"))[0])
+    rc, out, err = run_cli(capsys, "compare", a.id, b.id, "--runs-dir", str(tmp_path), "--json")
+    doc = json.loads(out)
+    assert rc == 0 and doc[0]["base"] == a.id and {r["new_n"] for r in doc[0]["rows"]} == {2, 3}
+    assert err.splitlines() == [f"skipped damaged record {bad}: {NOT_PARQUET}", LEFT_OUT_1]
+
+
+def test_compare_of_a_run_with_nothing_readable_is_one_line(capsys, tmp_path):
+    a, b = make_run(tmp_path, "a"), make_run(tmp_path, "b")
+    for p in b.records_dir.glob("*.parquet"):
+        truncate(p)
+    rc, out, err = run_cli(capsys, "compare", a.id, b.id, "--runs-dir", str(tmp_path))
+    assert rc == 2 and out == ""
+    assert one_line_error(err) == f"workbench: error: run {b.id!r} has no readable record to compare"
+
+
+@pytest.mark.parametrize("argv", [["summary"], ["compare", "{a}", "{b}"], ["compare", "{a}", "{b}", "--json"],
+                                  ["report"]])
+@pytest.mark.parametrize("damage", ["record", "manifest"])
+def test_strict_refuses_in_one_line_naming_the_file(capsys, tmp_path, argv, damage):
+    a, b = make_run(tmp_path, "a"), make_run(tmp_path, "b")
+    if damage == "record":
+        bad, why = truncate(sorted(b.records_dir.glob("*.parquet"))[0]), NOT_PARQUET
+    else:
+        bad, why = half_manifest(b), HALF_MANIFEST
+    argv = [x.format(a=a.id, b=b.id) for x in argv]
+    rc, out, err = run_cli(capsys, *argv, "--runs-dir", str(tmp_path), "--strict")
+    assert rc == 2 and out == ""
+    assert err.splitlines() == [f"workbench: error: damaged {damage} {bad}: {why}; refused (--strict); "
+                                "`workbench store check --move-aside` sets it aside"]
+
+
+def test_the_report_names_what_it_left_out(capsys, tmp_path):
+    from workbench.host import report
+    run = make_run(tmp_path)
+    bad = truncate(sorted(run.records_dir.glob("*.parquet"))[0])
+    df = report.load(None, tmp_path)
+    assert len(df) == 3
+    assert report.summary_line(df).endswith(
+        f"**1 damaged file is left out (a record or manifest that cannot be read; `workbench store check` lists "
+        f"them): {bad}.**")
+
+
+def test_resume_moves_a_damaged_record_aside_and_runs_its_trial_again(capsys, tmp_path):
+    with pytest.raises(WorkbenchError, match="3 finished trials are saved"):
+        runner.run(FakeTarget(fail_after=3), params(), root=tmp_path, progress=False)
+    (run,) = store.list_runs(tmp_path)
+    bad = truncate(sorted(run.records_dir.glob("*.parquet"))[1])
+    damaged_key = params().trials()[1].key()
+    capsys.readouterr()
+    second = FakeTarget()
+    runner.run(second, params(), root=tmp_path, resume=run.id, progress=False)
+    assert second.started == [damaged_key, params().trials()[3].key()]     # the damaged one, the missing one
+    assert capsys.readouterr().err.splitlines() == [
+        f"run {run.id}: damaged record {bad}: {NOT_PARQUET}; moved aside to {bad.name}.damaged, its trial runs again"]
+    assert (bad.parent / f"{bad.name}.damaged").exists() and not bad.exists()
+    df = store.load_runs(tmp_path)
+    assert len(df) == 4 and df["trial_key"].is_unique
+    # the new records were numbered past the one moved aside: none took another's name
+    assert sorted(p.name[:5] for p in run.records_dir.glob("*.parquet")) == ["00000", "00002", "00003", "00004"]
+
+
+def test_a_damaged_manifest_cannot_be_resumed(tmp_path):
+    run = make_run(tmp_path)
+    bad = half_manifest(run)
+    with pytest.raises(WorkbenchError) as e:
+        runner.run(FakeTarget(), params(), root=tmp_path, resume=run.id, progress=False)
+    assert str(e.value) == f"run {run.id!r} cannot be resumed: damaged manifest {bad}: {HALF_MANIFEST}"
+
+
 def test_run_json_is_json_alone_when_a_fault_is_noticed(capsys, tmp_path, monkeypatch):
     plan = tmp_path / "chaos.json"
     plan.write_text(json.dumps({"faults": [{"fault": "panic", "at": 1}]}))

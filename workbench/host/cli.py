@@ -10,7 +10,7 @@ from pathlib import Path
 from ..targets import kernel_images
 from .. import paths
 from . import store
-from .cli_dispatch import dispatch
+from .cli_dispatch import add_strict, dispatch
 from ..errors import WorkbenchError
 from ..units import format_size, parse_size, parse_size_list
 
@@ -394,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rows", default="migrator")
     s.add_argument("--value", default="gbps")
     s.add_argument("--runs-dir")
+    add_strict(s)
     s.set_defaults(fn=cmd_summary)
 
     c = sub.add_parser("compare", help="compare runs configuration by configuration (Welch's t-test)",
@@ -410,6 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compare runs of different accelerators (never different clocks)")
     c.add_argument("--runs-dir")
     c.add_argument("--json", action="store_true")
+    add_strict(c)
     c.set_defaults(fn=cmd_compare)
 
     f = sub.add_parser("sysfs", help="record a target's sysfs/procfs tree for replay in tests")

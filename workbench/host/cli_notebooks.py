@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .cli_dispatch import add_strict
+
 
 def cmd_sweep(args) -> int:
     from . import sweep
@@ -80,6 +82,7 @@ def add_parsers(sub) -> None:
     r.add_argument("--out", help="HTML file to write (default papermill-runs/<date>-report/report-<time>.html)")
     r.add_argument("--out-dir", help="where the executed notebook goes (default papermill-runs/)")
     r.add_argument("--jupyter-kernel", default="python3", help="Jupyter kernel to execute with (default %(default)s)")
+    add_strict(r)
     r.set_defaults(fn=cmd_report)
 
 

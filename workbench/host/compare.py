@@ -140,6 +140,9 @@ def load_sides(base: str, new: list[str], by: str = "run", root=None) -> tuple[p
         raise WorkbenchError(f"--by {by!r} is not one of {', '.join(BY_CHOICES)}")
     if by == "run":
         frames = [store.load_runs(root, [s]) for s in [base, *new]]
+        for side, frame in zip([base, *new], frames):
+            if frame.empty:
+                raise WorkbenchError(f"run {side!r} has no readable record to compare")
         return frames[0], frames[1:]
     df = store.load_runs(root)
     if df.empty:

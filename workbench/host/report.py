@@ -43,7 +43,10 @@ def load(run_ids=None, root=None) -> pd.DataFrame:
     if df.empty:
         where = root or paths.runs_dir()
         raise WorkbenchError(f"no runs to report in {where}" + (f" among {', '.join(run_ids)}" if run_ids else ""))
-    return prepare(df)
+    left_out = df.attrs.get("left_out", [])
+    df = prepare(df)
+    df.attrs["left_out"] = left_out      # damaged files, which summary_line names
+    return df
 
 
 def prepare(df: pd.DataFrame) -> pd.DataFrame:
@@ -118,6 +121,10 @@ def summary_line(df: pd.DataFrame) -> str:
     if left_out:
         notes.append(f"{left_out} trial{'s are' if left_out != 1 else ' is'} left out of every table and figure: "
                      "the kernel logged an oops, BUG or WARN during " + ("them" if left_out != 1 else "it"))
+    damaged = df.attrs.get("left_out") or []
+    if damaged:
+        notes.append(f"{len(damaged)} damaged file{'s are' if len(damaged) != 1 else ' is'} left out (a record "
+                     "or manifest that cannot be read; `workbench store check` lists them): " + ", ".join(damaged))
     return (f"**{df['run_id'].nunique()} runs, {len(df)} trials**: " + "; ".join(sorted(df["setup"].unique()))
             + "".join(f"  \n**{n[0].upper() + n[1:]}.**" for n in notes))
 

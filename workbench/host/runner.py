@@ -142,9 +142,13 @@ def run(target: Target, params: plan.RunParams, root=None, resume: str | None = 
     trials = plan.expand(params)
     if resume:
         the_run = store.open_run(resume, root)
-        if not plan.same_params(the_run.manifest.get("params"), params.to_dict()):
+        try:
+            made_with = the_run.manifest.get("params")
+        except store.DamagedFile as exc:
+            raise WorkbenchError(f"run {resume!r} cannot be resumed: {exc.damage}") from None
+        if not plan.same_params(made_with, params.to_dict()):
             raise WorkbenchError(f"run {resume!r} was made with other parameters "
-                                 f"({the_run.manifest.get('params')}); resume it with the same ones")
+                                 f"({made_with}); resume it with the same ones")
         the_run.update_manifest(given_up={}, finished=None)  # a resumed run tries them again
     else:
         expected = {"kernel_expect": kernel_expect} if kernel_expect is not None else {}
@@ -152,7 +156,8 @@ def run(target: Target, params: plan.RunParams, root=None, resume: str | None = 
                                     **(manifest_extra or {})}, root)
     if on_start:
         on_start(the_run.id)
-    done = the_run.completed_keys()
+    # a resumed run's damaged record is moved aside and its trial runs again
+    done = the_run.completed_keys(store.SetAside(warn=lambda line: _notice(f"run {the_run.id}: {line}")))
     todo = [t for t in trials if t.key() not in done]
     context = {"target": target.label, "accelerator": target.accelerator(), "clock": target.clock(),
                "kernel_release": facts.get("kernel_release")}

@@ -9,15 +9,27 @@ What went wrong on the way (a VM that died, a hung trial, a lost link, a configu
 given up) is kept beside the records in ``faults/``, one JSON file per fault, written the
 same way: a trial that failed that way is a fault, never a record, so a table never
 counts it and a resumed run runs it again.
+
+A file that cannot be read (a truncated record, a half-written manifest: a full disk, a
+copy cut short) is :class:`Damage`. Reading skips it with one line on stderr naming it
+(the run of a damaged manifest goes with it) and :func:`reading` counts what a command
+left out, or, strict, refuses with that line (:class:`DamagedFile`); a resumed run moves
+a damaged record aside and runs its trial again; :func:`move_aside` sets a
+damaged file aside.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 import time
 import uuid
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 import pandas as pd
 
@@ -27,6 +39,161 @@ from ..errors import WorkbenchError
 #: manifest fields copied onto every row by load_runs
 CONTEXT = ("target", "accelerator", "clock", "kernel_release", "kernel_config_hash", "kernel", "kernel_series",
            "kernel_inputs", "kernel_line", "kernel_source")
+
+
+#: what a damaged file is renamed to by :func:`move_aside` (``<name>.damaged``): no
+#: reader globs it, so later reads are clean, and nothing is deleted
+DAMAGED_SUFFIX = ".damaged"
+
+
+@dataclass(frozen=True)
+class Damage:
+    """A file of the store that cannot be read: ``what`` is record, manifest or fault."""
+    path: Path
+    what: str
+    reason: str
+
+    def __str__(self):
+        return f"damaged {self.what} {self.path}: {self.reason}"
+
+
+class DamagedFile(WorkbenchError):
+    """A damaged file where the store could not go on without it (or was told not to)."""
+
+    def __init__(self, damage: Damage, hint: str = "`workbench store check --move-aside` sets it aside"):
+        super().__init__(f"{damage}; {hint}")
+        self.damage = damage
+
+
+def _stderr(text: str):
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+class Reading:
+    """How one command reads the store: a damaged file is left out with one line (once
+    per file) and counted in ``left_out``, or, ``strict``, refused (:class:`DamagedFile`)."""
+
+    def __init__(self, strict: bool = False, warn: Callable[[str], None] | None = None):
+        self.strict = strict
+        self.warn = warn or _stderr
+        self.left_out: dict[Path, Damage] = {}
+
+    def skip(self, damage: Damage) -> None:
+        if self.strict:
+            raise DamagedFile(damage, hint="refused (--strict); `workbench store check --move-aside` sets it aside")
+        if damage.path not in self.left_out:
+            self.left_out[damage.path] = damage
+            self.warn(f"skipped {damage}" + ("; its run is left out" if damage.what == "manifest" else ""))
+
+    def summary(self) -> str | None:
+        """The command's count of what it left out, or None."""
+        n = len(self.left_out)
+        return (f"left out {n} damaged file{'s' if n != 1 else ''} (`workbench store check` lists them; "
+                "--strict refuses instead)") if n else None
+
+
+class SetAside(Reading):
+    """A resumed run's reading: a damaged record is moved aside, so its trial counts as
+    not done and runs again."""
+
+    def skip(self, damage: Damage) -> None:
+        moved = move_aside(damage.path)
+        self.left_out[damage.path] = damage
+        self.warn(f"{damage}; moved aside to {moved.name}, its trial runs again")
+
+
+_ACTIVE: ContextVar[Reading | None] = ContextVar("workbench_store_reading", default=None)
+
+
+@contextmanager
+def reading(strict: bool = False, warn: Callable[[str], None] | None = None) -> Iterator[Reading]:
+    """Every read of the store inside shares one :class:`Reading` (a command's: each
+    damaged file named once, and at the end how many were left out)."""
+    r = Reading(strict, warn)
+    token = _ACTIVE.set(r)
+    try:
+        yield r
+    finally:
+        _ACTIVE.reset(token)
+        if r.summary():
+            r.warn(r.summary())
+
+
+def _active() -> Reading:
+    return _ACTIVE.get() or Reading()
+
+
+def _why(exc: BaseException, path: Path) -> str:
+    """A short reason from what a reader raised (no path, no second sentence)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = re.sub(r"^Could not open Parquet input source '[^']*': ", "", str(exc).splitlines()[0] if str(exc) else "")
+    text = text.replace(str(path), "").split(". ")[0].rstrip(".")
+    return text or type(exc).__name__
+
+
+def read_record(path: Path) -> pd.DataFrame:
+    """One trial's record file; :class:`DamagedFile` if it cannot be read."""
+    try:
+        if path.stat().st_size == 0:
+            raise DamagedFile(Damage(path, "record", "empty file"))
+        df = pd.read_parquet(path)
+    except DamagedFile:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises many kinds; a damaged file is one line
+        raise DamagedFile(Damage(path, "record", f"not readable Parquet: {_why(exc, path)}")) from None
+    if "trial_key" not in df.columns or df.empty:
+        raise DamagedFile(Damage(path, "record", "no trial in it (no trial_key)"))
+    return df
+
+
+def read_json(path: Path, what: str) -> dict:
+    """A manifest or a fault; :class:`DamagedFile` if it is not a JSON object."""
+    try:
+        data = path.read_bytes()
+        if not data:
+            raise DamagedFile(Damage(path, what, "empty file"))
+        doc = json.loads(data)
+    except DamagedFile:
+        raise
+    except (OSError, ValueError) as exc:
+        raise DamagedFile(Damage(path, what, f"not JSON: {_why(exc, path)}")) from None
+    if not isinstance(doc, dict):
+        raise DamagedFile(Damage(path, what, f"not a JSON object but {type(doc).__name__}"))
+    return doc
+
+
+def move_aside(path: Path) -> Path:
+    """Rename a damaged file to ``<name>.damaged`` (``.damaged.1``, ... if taken); returns the new path."""
+    target = path.with_name(path.name + DAMAGED_SUFFIX)
+    n = 0
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}{DAMAGED_SUFFIX}.{n}")
+    path.rename(target)
+    return target
+
+
+def _next_number(directory: Path) -> int:
+    """The next file number in a directory of ``NNNNN-...`` files (any moved aside count too,
+    so a new file never takes an old one's name)."""
+    numbers = [int(m.group(1)) for p in directory.iterdir() if (m := re.match(r"(\d+)-", p.name))] \
+        if directory.is_dir() else []
+    return max(numbers) + 1 if numbers else 0
+
+
+class _Numbers:
+    """The next number of each directory a run writes to, counted once (a run has one writer)."""
+
+    def __init__(self):
+        self.next: dict[Path, int] = {}
+
+    def take(self, directory: Path) -> int:
+        n = self.next.get(directory)
+        n = _next_number(directory) if n is None else n
+        self.next[directory] = n + 1
+        return n
 
 
 def new_run_id(label: str = "run") -> str:
@@ -40,10 +207,12 @@ class Run:
         self.id = self.dir.name
         self.records_dir = self.dir / "records"
         self.faults_dir = self.dir / "faults"
+        self._numbers = _Numbers()
 
     @property
     def manifest(self) -> dict:
-        return json.loads((self.dir / "manifest.json").read_text())
+        """The run's manifest; :class:`DamagedFile` (one line) if it cannot be read."""
+        return read_json(self.dir / "manifest.json", "manifest")
 
     def update_manifest(self, **fields):
         m = self.manifest
@@ -51,7 +220,7 @@ class Run:
         _atomic_write(self.dir / "manifest.json", json.dumps(m, indent=1, default=str))
 
     def append(self, record: dict) -> Path:
-        n = len(list(self.records_dir.glob("*.parquet")))
+        n = self._numbers.take(self.records_dir)
         key = re.sub(r"[^A-Za-z0-9_.-]+", "_", record["trial_key"])
         path = self.records_dir / f"{n:05d}-{key}.parquet"
         tmp = path.with_suffix(".tmp")
@@ -62,29 +231,39 @@ class Run:
     def add_fault(self, fault: dict) -> Path:
         """Keep one fault (kind, trial_key, config, cause, detail, ...) for good."""
         self.faults_dir.mkdir(exist_ok=True)
-        n = len(list(self.faults_dir.glob("*.json")))
+        n = self._numbers.take(self.faults_dir)
         path = self.faults_dir / f"{n:05d}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', fault.get('kind', 'fault'))}.json"
         _atomic_write(path, json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "run_id": self.id, **fault},
                                        indent=1, default=str))
         return path
 
-    def faults(self) -> list[dict]:
-        """Every fault of this run, oldest first."""
-        if not self.faults_dir.is_dir():
-            return []
-        return [json.loads(p.read_text()) for p in sorted(self.faults_dir.glob("*.json"))]
+    def faults(self, reading: Reading | None = None) -> list[dict]:
+        """Every readable fault of this run, oldest first (a damaged one: ``reading``'s, see :class:`Reading`)."""
+        return self._read_each(sorted(self.faults_dir.glob("*.json")) if self.faults_dir.is_dir() else [],
+                               lambda p: read_json(p, "fault"), reading)
 
-    def completed_keys(self) -> set[str]:
-        return {k for k in self.records()["trial_key"]} if self.count() else set()
+    def completed_keys(self, reading: Reading | None = None) -> set[str]:
+        df = self.records(reading)
+        return set(df["trial_key"]) if not df.empty else set()
 
     def count(self) -> int:
         return len(list(self.records_dir.glob("*.parquet")))
 
-    def records(self) -> pd.DataFrame:
-        files = sorted(self.records_dir.glob("*.parquet"))
-        if not files:
-            return pd.DataFrame()
-        return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    def records(self, reading: Reading | None = None) -> pd.DataFrame:
+        """Every readable record of this run (a damaged one: ``reading``'s, see :class:`Reading`)."""
+        frames = self._read_each(sorted(self.records_dir.glob("*.parquet")), read_record, reading)
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    @staticmethod
+    def _read_each(files, read, reading: Reading | None) -> list:
+        reading = reading or _active()
+        out = []
+        for f in files:
+            try:
+                out.append(read(f))
+            except DamagedFile as exc:
+                reading.skip(exc.damage)
+        return out
 
 
 def _atomic_write(path: Path, text: str):
@@ -118,21 +297,35 @@ def list_runs(root: Path | None = None) -> list[Run]:
     return [Run(p.parent) for p in sorted(root.glob("*/manifest.json"))] if root.exists() else []
 
 
+def _chosen(root, run_ids) -> list[Run]:
+    return [open_run(r, root) for r in run_ids] if run_ids else list_runs(root)
+
+
+def _readable_runs(runs: list[Run], reading: Reading) -> Iterator[tuple[Run, dict]]:
+    """The runs whose manifest can be read, with it."""
+    for run in runs:
+        try:
+            yield run, run.manifest
+        except DamagedFile as exc:
+            reading.skip(exc.damage)
+
+
 def load_faults(root: Path | None = None, run_ids: list[str] | None = None) -> list[dict]:
     """Every fault of the chosen (default: all) runs, oldest first within each run."""
-    runs = [open_run(r, root) for r in run_ids] if run_ids else list_runs(root)
-    return [f for run in runs for f in run.faults()]
+    r = _active()
+    return [f for run, _ in _readable_runs(_chosen(root, run_ids), r) for f in run.faults(r)]
 
 
 def load_runs(root: Path | None = None, run_ids: list[str] | None = None) -> pd.DataFrame:
-    """Every record of the chosen (default: all) runs, with each run's context columns."""
-    runs = [open_run(r, root) for r in run_ids] if run_ids else list_runs(root)
-    frames = []
-    for run in runs:
-        df = run.records()
+    """Every record of the chosen (default: all) runs, with each run's context columns;
+    a damaged file is left out (or refused) as the :func:`reading` in force says, and
+    ``attrs["left_out"]`` lists the damaged files of these runs it met."""
+    r = _active()
+    runs, frames = _chosen(root, run_ids), []
+    for run, m in _readable_runs(runs, r):
+        df = run.records(r)
         if df.empty:
             continue
-        m = run.manifest
         for col in CONTEXT:
             if col not in df.columns:
                 df[col] = m.get(col)
@@ -143,4 +336,8 @@ def load_runs(root: Path | None = None, run_ids: list[str] | None = None) -> pd.
         if "label" not in df.columns:
             df["label"] = m.get("label")
         frames.append(df)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    dirs = {run.dir for run in runs}
+    out.attrs["left_out"] = [str(p) for p in r.left_out if dirs & set(p.parents)]
+    return out
+
