@@ -132,6 +132,44 @@ def test_a_damaged_manifest_cannot_be_resumed(tmp_path):
     assert str(e.value) == f"run {run.id!r} cannot be resumed: damaged manifest {bad}: {HALF_MANIFEST}"
 
 
+def test_store_check_lists_moves_aside_and_then_reads_clean(capsys, tmp_path):
+    a, b, clean = make_run(tmp_path, "a"), make_run(tmp_path, "b"), make_run(tmp_path, "c")
+    record = truncate(sorted(a.records_dir.glob("*.parquet"))[0])
+    manifest = half_manifest(b)
+    b.faults_dir.mkdir()
+    fault = b.faults_dir / "00000-hung.json"
+    fault.write_text("")
+    lines = [f"damaged record {record}: {NOT_PARQUET}", f"damaged manifest {manifest}: {HALF_MANIFEST}",
+             f"damaged fault {fault}: empty file"]
+
+    rc, out, err = run_cli(capsys, "store", "check", "--runs-dir", str(tmp_path))
+    assert rc == 1 and err == ""
+    assert out.splitlines() == lines + [f"3 runs checked in {tmp_path}: 3 damaged files; --move-aside sets them "
+                                        "aside"]
+
+    rc, out, err = run_cli(capsys, "store", "check", clean.id, "--runs-dir", str(tmp_path))
+    assert (rc, out, err) == (0, f"1 run checked in {tmp_path}: no damaged file\n", "")
+
+    rc, out, err = run_cli(capsys, "store", "check", "--runs-dir", str(tmp_path), "--json")
+    assert rc == 1 and err == ""
+    assert json.loads(out) == {"root": str(tmp_path), "runs": 3, "damaged": [
+        {"path": str(record), "what": "record", "reason": NOT_PARQUET, "moved_to": None},
+        {"path": str(manifest), "what": "manifest", "reason": HALF_MANIFEST, "moved_to": None},
+        {"path": str(fault), "what": "fault", "reason": "empty file", "moved_to": None}]}
+
+    rc, out, err = run_cli(capsys, "store", "check", "--runs-dir", str(tmp_path), "--move-aside")
+    assert rc == 1 and err == ""
+    assert out.splitlines() == [f"{line} (moved aside to {p.name}.damaged)"
+                                for line, p in zip(lines, (record, manifest, fault))] + [
+        f"3 runs checked in {tmp_path}: 3 damaged files, moved aside"]
+    assert not record.exists() and (record.parent / f"{record.name}.damaged").exists()
+
+    rc, out, err = run_cli(capsys, "store", "check", "--runs-dir", str(tmp_path))
+    assert (rc, err) == (0, "") and out == f"2 runs checked in {tmp_path}: no damaged file\n"
+    rc, out, err = run_cli(capsys, "summary", "--runs-dir", str(tmp_path), "--strict")
+    assert rc == 0 and err == ""
+
+
 def test_run_json_is_json_alone_when_a_fault_is_noticed(capsys, tmp_path, monkeypatch):
     plan = tmp_path / "chaos.json"
     plan.write_text(json.dumps({"faults": [{"fault": "panic", "at": 1}]}))

@@ -14,8 +14,8 @@ A file that cannot be read (a truncated record, a half-written manifest: a full 
 copy cut short) is :class:`Damage`. Reading skips it with one line on stderr naming it
 (the run of a damaged manifest goes with it) and :func:`reading` counts what a command
 left out, or, strict, refuses with that line (:class:`DamagedFile`); a resumed run moves
-a damaged record aside and runs its trial again; :func:`move_aside` sets a
-damaged file aside.
+a damaged record aside and runs its trial again; :func:`check_run` and
+:func:`move_aside` are ``workbench store check``.
 """
 
 from __future__ import annotations
@@ -265,6 +265,18 @@ class Run:
                 reading.skip(exc.damage)
         return out
 
+    def check(self) -> list[Damage]:
+        """Every damaged file of this run: its manifest, records and faults, each read whole."""
+        found = []
+        for path, read in ([(self.dir / "manifest.json", lambda p: read_json(p, "manifest"))]
+                           + [(p, read_record) for p in sorted(self.records_dir.glob("*.parquet"))]
+                           + [(p, lambda p: read_json(p, "fault")) for p in sorted(self.faults_dir.glob("*.json"))]):
+            try:
+                read(path)
+            except DamagedFile as exc:
+                found.append(exc.damage)
+        return found
+
 
 def _atomic_write(path: Path, text: str):
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -341,3 +353,8 @@ def load_runs(root: Path | None = None, run_ids: list[str] | None = None) -> pd.
     out.attrs["left_out"] = [str(p) for p in r.left_out if dirs & set(p.parents)]
     return out
 
+
+def check_runs(root: Path | None = None, run_ids: list[str] | None = None) -> tuple[list[Run], list[Damage]]:
+    """The chosen (default: all) runs and every damaged file among them."""
+    runs = _chosen(root, run_ids)
+    return runs, [d for run in runs for d in run.check()]
