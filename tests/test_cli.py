@@ -32,6 +32,9 @@ def one_line_error(err):
     (["--target", "fake", "--size", "12Q"], "size '12Q' is not a size"),
     (["--target", "fake", "--migrator", "dcbm"], "migrator 'dcbm' is not offered by this kernel; it offers: kernel"),
     (["--target", "fake", "--repeats", "0"], "repeats 0 must be at least 1"),
+    (["--target", "fake", "--repeats", "100000000"],
+     "repeats 100000000 x 3 folio sizes is 300000000 trials; a run holds at most 10000 (use fewer repeats, or "
+     "several runs)"),
     (["--target", "fake", "--threads", "4"], "threads 4 does not apply to migrator 'kernel'; threads are for mtcopy"),
     (["--target", "fake", "--migrator", "mtcopy", "--channels", "2"],
      "channels 2 does not apply to migrator 'mtcopy'; channels are for dcbm"),
@@ -53,6 +56,8 @@ def one_line_error(err):
     (["--target", "vm", "--migrator", "kernel", "--threads", "2"], "threads 2 does not apply to migrator 'kernel'"),
     (["--target", "vm", "--migrator", "dcbm", "--threads", "2"], "threads 2 does not apply to migrator 'dcbm'"),
     (["--target", "vm", "--src", "0", "--dst", "0"], "source and destination are both node 0"),
+    (["--target", "vm", "--folio-size", "2M", "--repeats", "10001"],
+     "repeats 10001 x 1 folio size is 10001 trials; a run holds at most 10000"),
     (["--target", "ssh://h", "--kernel", "patched"], "--kernel does not apply to target 'ssh'"),
     (["--target", "local", "--ssh-identity", "k"], "--ssh-identity does not apply to target 'local'"),
     (["--target", "vm:patched", "--kernel", "stock"], "target vm:patched and --kernel stock name two kernels"),

@@ -181,3 +181,28 @@ def test_run_json_is_json_alone_when_a_fault_is_noticed(capsys, tmp_path, monkey
     assert [f["kind"] for f in doc["faults"]] == ["vm_died"] and len(doc["records"]) == 2
     assert err.splitlines() == [f"run {doc['run_id']}: vm died during trial kernel-4K-4M-n0to1-s1-r0: "
                                 "guest kernel panic: sysrq triggered crash"]
+
+
+def test_a_plan_too_large_is_refused_at_once(capsys, tmp_path):
+    start = time.monotonic()
+    rc, out, err = run_cli(capsys, "run", "--target", "fake", "--runs-dir", str(tmp_path), "--repeats", "100000000")
+    assert rc == 2 and out == "" and time.monotonic() - start < 10
+    assert err.splitlines() == ["workbench: error: repeats 100000000 x 3 folio sizes is 300000000 trials; "
+                                "a run holds at most 10000 (use fewer repeats, or several runs)"]
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("grid,expect", [
+    ({"matrix": {"seed": list(range(1000)), "src": list(range(1000))}},
+     "the grid expands to 1000000 configurations (1000 x 1000 x 1 x 1: matrix, configurations, targets); "
+     "a sweep holds at most 1000"),
+    ({"defaults": {"repeats": 100000000}},
+     "repeats 100000000 x 2 folio sizes is 200000000 trials; a run holds at most 10000 (use fewer repeats, or "
+     "several runs)"),
+])
+def test_a_sweep_too_large_is_refused_before_it_is_expanded(grid, expect):
+    from workbench.host import sweep
+    start = time.monotonic()
+    with pytest.raises(WorkbenchError) as e:
+        sweep.expand_grid(grid)
+    assert str(e.value) == expect and time.monotonic() - start < 1

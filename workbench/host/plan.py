@@ -14,6 +14,21 @@ from ..protocol import Knobs, TrialSpec, check_folio_size, check_knob_bounds
 from ..units import format_size
 
 
+#: the most trials one run holds: a run's plan is one list, held by the host and sent to
+#: the agent whole (again after each fault), about 440 bytes of JSON a trial, so 10,000
+#: trials are 4 MB sent in well under a second, and at a second or more a trial (a VM
+#: moving a few MiB) hours of work; more is a typo, or several runs (a sweep)
+MAX_TRIALS = 10_000
+
+
+def check_trial_count(repeats: int, folio_sizes: int) -> None:
+    """Refuse a plan larger than :data:`MAX_TRIALS` before anything is expanded."""
+    if repeats * folio_sizes > MAX_TRIALS:
+        raise WorkbenchError(f"repeats {repeats} x {folio_sizes} folio size{'s' if folio_sizes != 1 else ''} is "
+                             f"{repeats * folio_sizes} trials; a run holds at most {MAX_TRIALS} (use fewer repeats, "
+                             "or several runs)")
+
+
 @dataclass(kw_only=True)
 class RunParams(Knobs):
     folio_sizes: list[int]
@@ -34,6 +49,7 @@ class RunParams(Knobs):
                                      f"{format_size(size)}")
         if not isinstance(self.repeats, int) or self.repeats < 1:
             raise WorkbenchError(f"repeats {self.repeats} must be at least 1")
+        check_trial_count(self.repeats, len(self.folio_sizes))
 
     def trials(self) -> list[TrialSpec]:
         """Repeats outermost, so slow drift of the machine spreads over every folio size."""

@@ -52,6 +52,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import os
 import re
 import signal
@@ -68,7 +69,7 @@ from . import distributed, notebooks, runner
 from ..errors import WorkbenchError
 from ..agent import workloads as registry
 from ..protocol import ACCESS_MODES, worker_fields, worker_knob
-from .plan import RunParams, check_kernel_expect
+from .plan import RunParams, check_kernel_expect, check_trial_count
 from ..units import parse_size, parse_size_list
 
 NOTEBOOK = paths.REPO / "notebooks" / "03-sweep.ipynb"
@@ -80,6 +81,10 @@ DEFAULTS = {"target": "vm", "target_options": {}, "kernel": None, "vm_name": Non
             "total_size": "16M", "repeats": 3, "src": 0, "dst": None, "seed": 1, "imports": [],
             "workloads": ["move-pages"], "access": "none", "max_reboots": runner.MAX_REBOOTS, "trial_timeout": None,
             "kernel_expect": None}
+#: the most configurations a grid expands to: each is a notebook executed in a kernel of
+#: its own (seconds at the least) and the sweep's journal is rewritten after each, so a
+#: matrix past this is a mistake; it is refused before anything is expanded
+MAX_CONFIGURATIONS = 1000
 #: keys added after sweeps were first run: at these values a configuration hashes as it
 #: did before they existed, so a finished configuration is not run again
 LATER_DEFAULTS = {"workloads": ["move-pages"], "access": "none"}
@@ -116,6 +121,14 @@ def expand_grid(spec: dict, default_name: str = "sweep") -> dict:
                              "use name, defaults, matrix, configurations, targets")
     base = {**DEFAULTS, **(spec.get("defaults") or {})}
     matrix = spec.get("matrix") or {}
+    if not isinstance(matrix, dict):
+        raise WorkbenchError("a grid's matrix is a mapping of keys to lists of values")
+    sizes = [len(_listify(v)) for v in matrix.values()] + [len(spec.get("configurations") or [{}]),
+                                                           len(_listify(spec.get("targets") or [None]))]
+    count = math.prod(sizes)
+    if count > MAX_CONFIGURATIONS:
+        raise WorkbenchError(f"the grid expands to {count} configurations ({' x '.join(map(str, sizes))}: matrix, "
+                             f"configurations, targets); a sweep holds at most {MAX_CONFIGURATIONS}")
     combos = [dict(zip(matrix, values)) for values in itertools.product(*(_listify(v) for v in matrix.values()))] \
         if matrix else [{}]
     explicit = spec.get("configurations") or [{}]
@@ -190,6 +203,7 @@ def normalise(cfg: dict) -> dict:
         raise WorkbenchError(f"access {out['access']!r} is not known; allowed: {', '.join(ACCESS_MODES)}")
     out["channels"] = None if cfg.get("channels") is None else _listify(cfg["channels"])
     out["repeats"] = int(cfg["repeats"])
+    check_trial_count(out["repeats"], len(out["folio_sizes"]))   # each of its runs: refused before any runs
     out["target_options"] = dict(cfg.get("target_options") or {})
     runner._check_max_reboots(cfg["max_reboots"])
     runner._check_timeout(cfg["trial_timeout"])
