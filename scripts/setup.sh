@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up migration workbench on a fresh Debian/Ubuntu machine. Idempotent: a second
 # run only checks what is there.
-#   - Debian packages: QEMU, sshd (for the ssh target's test), kernel build tools
+#   - Debian packages: QEMU, sshd (for the ssh target's test), kernel build tools,
+#     what `workbench conformance` runs (libnuma's headers for the selftests, stress-ng)
 #   - .venv with this package and its test/notebook extras
 #   - the stock Debian 6.12 kernel, downloaded and unpacked into the cache
 set -euo pipefail
@@ -15,6 +16,7 @@ APT_PACKAGES=(
   python3-ply python3-git
   gcc-aarch64-linux-gnu gcc-powerpc64le-linux-gnu
   chromium chromium-driver
+  libnuma-dev stress-ng
 )
 
 missing=()
