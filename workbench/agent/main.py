@@ -106,12 +106,16 @@ def execute(plan: dict, emit: Emit, fs=None, cancelled: Callable[[], bool] | Non
             emit({"type": "contention", "result": contention.run(fs, **plan.get("args", {}))})
         elif op == "sysfs":
             emit({"type": "sysfs", "results": _sysfs_ops(fs, plan.get("writes", []), plan.get("reads", []))})
+        elif op == "conformance":
+            from . import conformance
+            conformance.run(fs, plan["cases"], plan["configs"], emit)
         elif op == "bench_verify":
             from .verify_speed import verify_speed
             emit({"type": "bench", "result": verify_speed(**plan.get("args", {}))})
         else:
             emit({"type": "error", "message": f"unknown plan op {op!r}; allowed: probe, trials, blocked, snapshot, "
-                                              "stress, contention, sysfs, bench_verify, cancel, shutdown"})
+                                              "stress, contention, sysfs, conformance, bench_verify, cancel, "
+                                              "shutdown"})
     except WorkbenchError as exc:
         emit({"type": "error", "message": str(exc)})
     except Exception as exc:  # an op that breaks must not take the agent (and a VM) down with it

@@ -106,6 +106,21 @@ class MigrationControl:
         """Flat {'<migrator>.<counter>': value}; empty when the kernel has none."""
         return {}
 
+    def offloads(self, migrator: str, knobs: dict) -> bool:
+        """Whether this configuration copies through a migrator's batch (which then counts
+        its copies), rather than the kernel's own folio-by-folio copy."""
+        return migrator != "kernel" or bool(knobs.get("batch_kernel_copy"))
+
+    def offer_everything(self, guard: KnobGuard, migrator: str) -> str | None:
+        """Offer ``migrator`` every batch it may take (every reason it accepts, no
+        minimum), through the guard; returns what was set, None where the interface has
+        no such settings."""
+        return None
+
+    def folios_copied(self, delta: dict[str, int], migrator: str) -> int | None:
+        """Folios ``migrator`` copied, from a counters() delta; None: the interface does not say."""
+        return None
+
     def copy_share_all(self, delta: dict[str, int], migrator: str) -> float | None:
         """F of all copying (the migrator's and the CPU fallback's), when the interface says."""
         return None

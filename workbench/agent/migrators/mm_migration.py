@@ -124,6 +124,17 @@ class MmMigrationInterface(MigrationControl):
             return "stats/<migrator>/<reason>/<counter>"
         return None
 
+    def offer_everything(self, guard, migrator):
+        # series v2 has one reasons file for every migrator and no minimum
+        if self.fs.exists(f"{ROOT}/reasons"):
+            guard.set(f"{ROOT}/reasons", "all")
+            return "reasons=all"
+        return None
+
+    def folios_copied(self, delta, migrator):
+        # v2 counts the folios offered and those that fell back to the CPU
+        return delta.get(f"{migrator}.folios", 0) - delta.get(f"{migrator}.fallbacks", 0)
+
     def copy_share(self, delta, migrator):
         """F of the migrator's copy: copy_ns / batch_ns (the per-folio CPU fallback copies
         are apart, in fallback_ns: see :meth:`copy_share_all`)."""

@@ -121,6 +121,20 @@ class SeriesV3Interface(MigrationControl):
         out.update(dma_test_engine.counters(self.fs))
         return out
 
+    def offer_everything(self, guard, migrator):
+        # 0002's settings of what a migrator is offered; "all" is every reason it may take
+        wanted = {"reasons": "all", "min_folios": "1", "min_bytes": "0"}
+        done = []
+        for name, value in wanted.items():
+            path = f"{ROOT}/{migrator}/{name}"
+            if self.fs.exists(path):
+                guard.set(path, value)
+                done.append(f"{name}={value}")
+        return " ".join(done) or None
+
+    def folios_copied(self, delta, migrator):
+        return delta.get(f"{migrator}.copied", 0)
+
     def reason_layout(self) -> str | None:
         return "debugfs migrate_copy/<migrator>/stats (a row per reason)" if self.fs.isdir(STATS) else None
 

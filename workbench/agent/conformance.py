@@ -1,0 +1,139 @@
+"""Other people's tests under a migrator (the ``conformance`` plan op): the kernel's own
+selftests and an outside stressor, run as programs on the target while a migrator is set
+up as a trial sets it up, with what the migrator copied counted around each.
+
+The host sends cases (a program and its arguments, how to read its result) and migrator
+configurations; every (case, configuration) gives one record:
+
+``status``      what the program said: ``pass``, ``fail`` or ``skip`` (``skip_reason``)
+``verdict``     ``status``, except that a pass during which the migrator under test copied
+                nothing is ``did not exercise``: it says nothing about that migrator
+``copied``      folios the migrator copied meanwhile (None: the interface cannot say)
+``kernel_clean`` and ``kernel_report``: the kernel log and taint meanwhile (:mod:`.kernellog`)
+``output``      the program's own output (its last ``OUTPUT_LIMIT`` characters)
+
+So that the kernel's tests reach the migrator, the configuration may offer it every
+batch (``offer_everything``: every reason it may take, no minimum), where the interface
+has such settings; the record says so. Everything is restored after each case.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+
+from . import migrators
+from .kernelfs import KernelFS, KnobGuard
+from .kernellog import TrialLog
+from .vmstat import delta
+
+OUTPUT_LIMIT = 16000
+#: kselftest's TAP result line: "ok 1 migration.private_anon # SKIP why"
+TAP = re.compile(r"^(not ok|ok) \d+ (\S+)(?: # (SKIP|XFAIL|TODO)\s*(.*))?$")
+
+
+def read_kselftest(output: str, returncode: int | None) -> tuple[str, str | None]:
+    """(status, skip reason) of one kselftest harness case from its output."""
+    results = [m for m in (TAP.match(line.strip()) for line in output.splitlines()) if m]
+    if returncode is None:
+        return "fail", None
+    if not results:
+        # a program that skips before its harness starts says so by exit code 4 (KSFT_SKIP)
+        return ("skip", _last_line(output)) if returncode == 4 else ("fail", None)
+    if any(m.group(1) == "not ok" for m in results):
+        return "fail", None
+    skips = [m for m in results if m.group(3) == "SKIP"]
+    if len(skips) == len(results):
+        return "skip", skips[0].group(4) or None
+    return ("pass", None) if returncode in (0, 4) else ("fail", None)
+
+
+def read_exit_code(output: str, returncode: int | None) -> tuple[str, str | None]:
+    """A program without TAP: 0 passes, 4 (kselftest's KSFT_SKIP) skips, anything else fails."""
+    if returncode == 0:
+        return "pass", None
+    if returncode == 4:
+        return "skip", _last_line(output)
+    return "fail", None
+
+
+def read_stress_ng(output: str, returncode: int | None) -> tuple[str, str | None]:
+    """stress-ng: exit 0 with no ``fail:`` line (its failed checks and verifications) and
+    no failed stressor passes; exit 4 (no resources / not implemented) or a stressor that
+    says it skipped is a skip."""
+    lines = output.splitlines()
+    if returncode is not None and any("skipping" in ln.lower() for ln in lines):
+        return "skip", next(ln for ln in lines if "skipping" in ln.lower()).strip()
+    failed = any(re.search(r"stress-ng: fail:|\bfailed: [1-9]|unsuccessful run", ln) for ln in lines)
+    if returncode == 0 and not failed:
+        return "pass", None
+    if returncode == 4 and not failed:
+        return "skip", _last_line(output)
+    return "fail", None
+
+
+READERS = {"kselftest": read_kselftest, "exit-code": read_exit_code, "stress-ng": read_stress_ng}
+
+
+def _last_line(output: str) -> str | None:
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    return lines[-1][:200] if lines else None
+
+
+def run_case(fs: KernelFS, case: dict, config: dict) -> dict:
+    """One case under one migrator configuration: its record (see the module's docstring)."""
+    migrator = config.get("migrator", "kernel")
+    knobs = dict(config.get("knobs") or {})
+    record = {"suite": case["suite"], "test": case["test"], "case": case.get("case") or case["test"],
+              "config": config["name"], "migrator": migrator, "argv": " ".join(case["argv"]),
+              **{k: knobs.get(k) for k in ("threads", "channels", "batch_kernel_copy")},
+              "dma_engine": config.get("dma_engine"), "engine_preset": config.get("engine_preset")}
+    log = TrialLog(fs)
+    guard = KnobGuard(fs)
+    try:
+        control = migrators.detect(fs)
+        record["interface"] = control.name
+        if config.get("dma_engine"):
+            control.load(config["dma_engine"], what="DMA engine module")
+        control.configure(guard, migrator, **knobs)
+        record["offer_everything"] = control.offer_everything(guard, migrator) \
+            if config.get("offer_everything", True) else None
+        control.apply_settings(guard, config.get("settings"))
+        c0 = control.counters()
+        t0 = time.monotonic()
+        try:
+            proc = subprocess.run(case["argv"], capture_output=True, text=True, timeout=case.get("timeout", 600),
+                                  cwd=case.get("cwd"), env=case.get("env"))
+            output, returncode = proc.stdout + proc.stderr, proc.returncode
+        except subprocess.TimeoutExpired as exc:
+            output = _text(exc.stdout) + _text(exc.stderr) + f"\n(killed after {case.get('timeout', 600)} s)"
+            returncode = None
+        record["seconds"] = time.monotonic() - t0
+        moved = delta(c0, control.counters())
+        copied = control.folios_copied(moved, migrator)
+    finally:
+        problems = guard.restore()
+        if problems:
+            record["restore_problems"] = "; ".join(problems)
+    status, why = READERS[case.get("reader", "kselftest")](output, returncode)
+    exercised = copied is None or copied > 0 or not control.offloads(migrator, knobs)
+    record.update({"returncode": returncode, "status": status, "skip_reason": why, "copied": copied,
+                   "verdict": "did not exercise" if status == "pass" and not exercised else status,
+                   "output": output[-OUTPUT_LIMIT:],
+                   **{f"mig_{k.replace('.', '_')}": v for k, v in moved.items() if v and k.count(".") == 1}})
+    record.update(log.verdict())
+    return record
+
+
+def _text(data) -> str:
+    if data is None:
+        return ""
+    return data.decode(errors="replace") if isinstance(data, bytes) else data
+
+
+def run(fs: KernelFS, cases: list[dict], configs: list[dict], emit) -> None:
+    """Every case under every configuration, a record each as it finishes."""
+    for config in configs:
+        for case in cases:
+            emit({"type": "record", "record": run_case(fs, case, config)})
