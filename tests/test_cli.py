@@ -267,6 +267,24 @@ def test_bad_lab_words_are_argparse_errors(capsys, no_box, argv, expect):
     assert exit_.value.code == 2 and expect in err.strip().splitlines()[-1]
 
 
+@pytest.mark.parametrize("argv,expect", [
+    (["conformance", "--migrators", "bogus"],
+     "migrator configuration 'bogus' is not known; allowed: kernel, kernel-batched, mtcopy-1, mtcopy-2, dcbm-1, "
+     "dcbm-4, dcbm-dsa, dcbm-ptdma, all"),
+    (["conformance", "--migrators", "mtcopy-3,dcbm-9"], "migrator configuration 'mtcopy-3', 'dcbm-9' are not known"),
+    (["conformance", "--migrators", ","], "migrator configuration ',' is not known"),
+    (["conformance", "--suites", "ltp"], "suite 'ltp' not known; allowed: selftests, stress-ng (a test as SUITE:TEST, "
+                                         "e.g. selftests:migration), all"),
+    (["conformance", "--suites", "selftests:cow"], "test 'cow' is not in suite selftests; it has: migration"),
+])
+def test_bad_conformance_input_is_refused_before_a_vm_boots(capsys, monkeypatch, argv, expect):
+    from workbench import targets
+    monkeypatch.setattr(targets, "make_target", lambda *a, **k: pytest.fail("a target was made"))
+    rc, out, err = run_cli(capsys, *argv)
+    assert rc == 2 and out == ""
+    assert expect in one_line_error(err)
+
+
 def test_a_recorded_write_is_a_sysfs_path_and_a_value(capsys):
     rc, out, err = run_cli(capsys, "sysfs", "snapshot", "-", "--target", "fake", "--root", "/sys/module/dcbm",
                            "--write", "/etc/passwd=1")

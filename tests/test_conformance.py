@@ -1,0 +1,220 @@
+"""`workbench conformance` without a VM: reading the programs' results, the case list, the
+configurations a kernel can run, one case under a migrator on a fake v3 kernel (offered
+everything while it runs, restored after, "did not exercise" when the migrator copied
+nothing), and a run stored and shown as a matrix. The VM half: test_conformance_vm.py."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from workbench.agent import conformance as agent_conformance
+from workbench.agent.kernelfs import FakeFS, bool_rule
+from workbench.host import conformance, store
+
+ROOT = "/sys/kernel/mm/migration"
+STATS = "/sys/kernel/debug/migrate_copy"
+HEADER = "reason batches folios bytes copied fallbacks declined errors copy_ns cpu_ns not_offered serial"
+
+
+def stats(copied: int) -> str:
+    return f"{HEADER}\nsyscall_or_cpuset 1 {copied} 0 {copied} 0 0 0 0 0 0 0\ntotal 1 {copied} 0 {copied} 0 0 0 0 0 0 0\n"
+
+
+def v3_kernel() -> FakeFS:
+    fs = FakeFS()
+    fs.add(f"{ROOT}/migrator", "[kernel] mtcopy")
+    fs.add(f"{ROOT}/batch_kernel_copy", "0", rule=bool_rule)
+    for mig in ("kernel", "mtcopy"):
+        fs.add(f"{ROOT}/{mig}/reasons", "syscall_or_cpuset,mempolicy_mbind")
+        fs.add(f"{ROOT}/{mig}/min_folios", "1")
+        fs.add(f"{ROOT}/{mig}/min_bytes", "1048576")
+        fs.add(f"{STATS}/{mig}/stats", stats(0))
+    fs.add(f"{ROOT}/mtcopy/threads", "2")
+    return fs
+
+
+TAP_PASS = "TAP version 13\n1..1\n# Starting 1 tests from 1 test cases.\nok 1 migration.private_anon\n"
+TAP_SKIP = "TAP version 13\n1..1\nok 1 migration.private_anon_htlb # SKIP Reading HugeTLB pagesize failed\n"
+TAP_FAIL = "TAP version 13\n1..1\n# migration.c:180:private_anon:Expected migrate(...) (-2) == 0 (0)\n" \
+           "not ok 1 migration.private_anon\n"
+
+
+@pytest.mark.parametrize("output, rc, expect", [
+    (TAP_PASS, 0, ("pass", None)),
+    (TAP_SKIP, 4, ("skip", "Reading HugeTLB pagesize failed")),
+    (TAP_FAIL, 1, ("fail", None)),
+    (TAP_PASS, None, ("fail", None)),                    # killed at its timeout
+    ("numa.h missing\n", 4, ("skip", "numa.h missing")),  # skipped before the harness began
+    ("Segmentation fault\n", 139, ("fail", None)),
+    (TAP_PASS, 1, ("fail", None)),                       # a harness that passed but exited badly
+])
+def test_a_kselftest_result_is_read_from_its_tap_lines(output, rc, expect):
+    assert agent_conformance.read_kselftest(output, rc) == expect
+
+
+@pytest.mark.parametrize("output, rc, expect", [
+    ("stress-ng: info:  [1] numa: no NUMA nodes found, skipping test\nsuccessful run completed\n", 0,
+     ("skip", "stress-ng: info:  [1] numa: no NUMA nodes found, skipping test")),
+    ("stress-ng: info: [1] passed: 1: numa (1)\nstress-ng: info: [1] failed: 0\nsuccessful run completed\n", 0,
+     ("pass", None)),
+    ("stress-ng: fail: [2] numa: verify failed at 0x7f00\nstress-ng: info: [1] failed: 1: numa (1)\n", 2,
+     ("fail", None)),
+    # what a notice says is not a failure; a fail: line is, whatever the exit code
+    ("stress-ng: info:  [138] Working directory /work/main is not read/writeable, some I/O tests may fail\n"
+     "stress-ng: info:  [138] successful run completed in 27.52s\n", 0, ("pass", None)),
+    ("stress-ng: fail:  [139] numa: move_pages failed, errno=22\n", 0, ("fail", None)),
+])
+def test_a_stress_ng_result_counts_its_skips_and_failures(output, rc, expect):
+    assert agent_conformance.read_stress_ng(output, rc) == expect
+
+
+def test_the_case_list_of_a_kselftest_harness():
+    listing = ("# [INFO] detected hugetlb page size: 2048 KiB\n"
+               "# FIXTURE            VARIANT                   TEST\n"
+               "global                                         \n"
+               "-" * 80 + "\n"
+               "migration                                      private_anon\n"
+               "                                               shared_anon\n"
+               "-" * 80 + "\n"
+               "split               pmd                       split_all\n"
+               "                    pte                       split_all\n")
+    assert conformance.parse_case_list(listing) == ["migration.private_anon", "migration.shared_anon",
+                                                    "split.split_all"]
+
+
+def test_suites_and_configurations_are_chosen_by_name():
+    assert conformance.parse_suites("selftests:migration,stress-ng") == [("selftests", "migration"),
+                                                                         ("stress-ng", "numa")]
+    assert conformance.parse_suites(None) == conformance.parse_suites("all")
+    assert conformance.parse_list("mtcopy-2,dcbm-1", conformance.CONFIGS, "x", ()) == ["mtcopy-2", "dcbm-1"]
+    facts = {"interface": "workbench series v3", "migrators": ["kernel", "mtcopy"], "loadable": ["dcbm"],
+             "knobs": {"batch_kernel_copy": (0, 1)}}
+    run, cannot = conformance.configs_for(["kernel-batched", "dcbm-1", "mtcopy-2"], facts)
+    assert [c["name"] for c in run] == ["kernel-batched", "dcbm-1", "mtcopy-2"] and cannot == []
+    run, cannot = conformance.configs_for(["kernel-batched", "dcbm-1"], {"interface": "none", "migrators": ["kernel"],
+                                                                        "knobs": {}})
+    assert run == [] and cannot == [
+        "kernel-batched: this kernel has no batched kernel copy (batch_kernel_copy)",
+        "dcbm-1: this kernel (none) offers no dcbm (it offers kernel)"]
+
+
+def fake_program(fs: FakeFS, copied: int, output: str = TAP_PASS, rc: int = 0):
+    """A stand-in for subprocess.run: checks what the migrator was offered while it ran,
+    and copies ``copied`` folios (as the kernel's counters would say)."""
+    seen = {}
+
+    def run(argv, **kw):
+        seen.update({k: fs.read(f"{ROOT}/mtcopy/{k}") for k in ("reasons", "min_folios", "min_bytes")})
+        seen["migrator"] = fs.read(f"{ROOT}/migrator")
+        fs.files[f"{STATS}/mtcopy/stats"] = stats(copied)
+        return subprocess.CompletedProcess(argv, rc, output, "")
+    return run, seen
+
+
+CASE = {"suite": "selftests", "test": "migration", "case": "migration.private_anon",
+        "argv": ["/x/migration", "-t", "private_anon"], "timeout": 60}
+MTCOPY = {"name": "mtcopy-2", "migrator": "mtcopy", "knobs": {"threads": 2}}
+
+
+def test_a_case_under_a_migrator_that_copied(monkeypatch):
+    fs = v3_kernel()
+    before = dict(fs.files)
+    run, seen = fake_program(fs, copied=300)
+    monkeypatch.setattr(agent_conformance.subprocess, "run", run)
+    rec = agent_conformance.run_case(fs, CASE, MTCOPY)
+    # offered everything while it ran, the migrator selected; all of it restored after
+    assert seen == {"reasons": "all", "min_folios": "1", "min_bytes": "0", "migrator": "kernel [mtcopy]"}
+    assert {k: v for k, v in fs.files.items() if "debug" not in k} == \
+        {k: v for k, v in before.items() if "debug" not in k}
+    assert (rec["status"], rec["verdict"], rec["copied"], rec["threads"]) == ("pass", "pass", 300, 2)
+    assert rec["offer_everything"] == "reasons=all min_folios=1 min_bytes=0" and rec["mig_mtcopy_copied"] == 300
+    assert rec["output"] == TAP_PASS and rec["interface"].startswith("workbench series v3")
+
+
+def test_a_pass_where_the_migrator_copied_nothing_did_not_exercise_it(monkeypatch):
+    fs = v3_kernel()
+    run, _ = fake_program(fs, copied=0)
+    monkeypatch.setattr(agent_conformance.subprocess, "run", run)
+    rec = agent_conformance.run_case(fs, CASE, MTCOPY)
+    assert (rec["status"], rec["verdict"], rec["copied"]) == ("pass", "did not exercise", 0)
+    # the kernel's own copy has nothing to exercise: its pass is a pass
+    run, _ = fake_program(fs, copied=0)
+    monkeypatch.setattr(agent_conformance.subprocess, "run", run)
+    rec = agent_conformance.run_case(fs, CASE, {"name": "kernel", "migrator": "kernel", "offer_everything": False})
+    assert (rec["verdict"], rec["offer_everything"]) == ("pass", None)
+
+
+def test_a_program_killed_at_its_timeout_fails_and_keeps_its_output(monkeypatch):
+    fs = v3_kernel()
+
+    def hang(argv, **kw):
+        raise subprocess.TimeoutExpired(argv, kw["timeout"], output=b"# RUN migration.private_anon ...\n")
+    monkeypatch.setattr(agent_conformance.subprocess, "run", hang)
+    rec = agent_conformance.run_case(fs, CASE, MTCOPY)
+    assert (rec["status"], rec["returncode"]) == ("fail", None)
+    assert rec["output"].startswith("# RUN migration.private_anon") and "(killed after 60 s)" in rec["output"]
+    assert fs.read(f"{ROOT}/migrator") == "[kernel] mtcopy"
+
+
+class StubTarget:
+    """A target whose agent answers conformance plans with ready-made records."""
+
+    def __init__(self, cpus=4, verdicts=None):
+        self.cpus, self.verdicts, self.plans = cpus, verdicts or {}, []
+
+    def facts(self):
+        return {"target": "stub", "kernel_release": "7.3.4+", "interface": "workbench series v3",
+                "migrators": ["kernel", "mtcopy"], "knobs": {"batch_kernel_copy": (0, 1)}, "cpus": self.cpus,
+                "kernel_image": None}
+
+    def run_plan(self, plan):
+        self.plans.append(plan)
+        (case,), (cfg,) = plan["cases"], plan["configs"]
+        status, copied = self.verdicts.get((case["case"], cfg["name"]), ("pass", 10))
+        verdict = "did not exercise" if status == "pass" and copied == 0 and cfg["migrator"] != "kernel" else status
+        yield {"type": "record", "record": {"suite": case["suite"], "test": case["test"], "case": case["case"],
+                                           "config": cfg["name"], "migrator": cfg["migrator"], "status": status,
+                                           "verdict": verdict, "copied": copied, "kernel_clean": True,
+                                           "output": "not ok 1 numa" if status == "fail" else "ok"}}
+        yield {"type": "done"}
+
+
+def test_a_run_is_stored_and_shown_as_a_matrix(tmp_path, monkeypatch):
+    monkeypatch.setattr(conformance.shutil, "which", lambda name: f"/usr/bin/{name}")
+    target = StubTarget(verdicts={("numa", "mtcopy-2"): ("fail", 5), ("numa", "kernel"): ("pass", 0)})
+    # the selftests need a built tree: a stock kernel's are not built, and each configuration says so
+    out, records, cannot = conformance.run(target, ["kernel", "mtcopy-2", "dcbm-1"],
+                                           conformance.parse_suites("selftests:migration,stress-ng:numa"),
+                                           progress=lambda s: None, root=tmp_path)
+    assert cannot == ["dcbm-1: this kernel (workbench series v3) offers no dcbm (it offers kernel, mtcopy)"]
+    assert [p["configs"][0]["name"] for p in target.plans] == ["kernel", "mtcopy-2"]
+    df = store.open_run(out.id, tmp_path).records()
+    assert len(df) == 4 and df["trial_key"].is_unique
+    text = conformance.matrix(df)
+    assert "stress-ng:numa" in text and "FAIL" in text and "numa under mtcopy-2: fail" in text
+    assert "skipped selftests:migration: the kernel under test is not a tree built here" in text
+    assert out.manifest["configs"] == ["kernel", "mtcopy-2"] and out.manifest["cannot_run"] == cannot
+
+
+def test_too_few_cpus_is_a_skip_that_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(conformance, "cases_for", lambda tests, tree, progress: (
+        [{"suite": "selftests", "test": "migration", "case": "migration.private_anon", "argv": ["x"]}], []))
+    target = StubTarget(cpus=2)
+    out, records, _ = conformance.run(target, ["mtcopy-2"], [("selftests", "migration")], progress=lambda s: None,
+                                      root=tmp_path)
+    (rec,) = store.open_run(out.id, tmp_path).records().to_dict("records")
+    assert target.plans == [] and records == []
+    assert rec["verdict"] == "skip" and rec["skip_reason"].startswith("needs at least 3 CPUs; the target has 2")
+
+
+def test_a_kernel_without_the_series_runs_only_its_own_copy(tmp_path, monkeypatch):
+    monkeypatch.setattr(conformance.shutil, "which", lambda name: f"/usr/bin/{name}")
+    target = StubTarget()
+    target.facts = lambda: {"target": "stub", "kernel_release": "6.12.117", "interface": "none",
+                            "migrators": ["kernel"], "knobs": {}, "cpus": 4}
+    said = []
+    conformance.run(target, ["mtcopy-2", "dcbm-1"], [("stress-ng", "numa")], progress=said.append, root=tmp_path)
+    assert [p["configs"][0]["name"] for p in target.plans] == ["kernel"]
+    assert said == ["stub has no copy-offload series (6.12.117): running the kernel's own copy only"]

@@ -1,0 +1,380 @@
+"""``workbench conformance``: the kernel's own migration tests and an outside stressor,
+run under each migrator in a VM, stored as a run and shown as a matrix test × migrator.
+
+Two registries say what can run:
+
+* **Suites** (:data:`SUITES`): ``selftests`` — programs of the kernel's
+  ``tools/testing/selftests/mm`` built from the source of the kernel under test (the built
+  tree the VM boots), cached by the tree's name (which carries the hash of its inputs) and
+  the program list; a kselftest-harness program runs one case at a time (``-t CASE``), so
+  each case has its own counters. ``stress-ng`` — Debian's stress-ng and its NUMA
+  stressor (``migrate_pages``/``mbind``/``move_pages`` of its own memory), a fixed number of
+  operations with verification on.
+* **Migrator configurations** (:data:`CONFIGS`): the kernel's own copy, the batched
+  kernel copy, mtcopy at 1 and 2 threads, dcbm at 1 and 4 channels on the test DMA engine,
+  and dcbm on the engine's DSA-like and PTDMA-like presets. A configuration's migrator is
+  offered every batch it may take while a case runs (every reason, no minimum), so the
+  kernel's tests reach it; a pass during which an offloading migrator copied nothing is
+  ``did not exercise``, not a pass for it.
+
+What runs where is decided before the VM boots, and every skip says why (a test the
+kernel tree does not have, a migrator the kernel does not offer, too few CPUs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import paths
+from ..errors import WorkbenchError
+
+ENGINE = "/sys/module/test_dma_engine/parameters"
+DMA_ENGINE = "test_dma_engine"
+
+#: {name: (what it is, the configuration sent to the agent)}
+CONFIGS: dict[str, tuple[str, dict]] = {
+    "kernel": ("the kernel's own folio-by-folio copy", {"migrator": "kernel", "offer_everything": False}),
+    "kernel-batched": ("the kernel's copy through the batch path", {"migrator": "kernel",
+                                                                    "knobs": {"batch_kernel_copy": 1}}),
+    "mtcopy-1": ("mtcopy, 1 thread", {"migrator": "mtcopy", "knobs": {"threads": 1}}),
+    "mtcopy-2": ("mtcopy, 2 threads", {"migrator": "mtcopy", "knobs": {"threads": 2}}),
+    "dcbm-1": ("dcbm, 1 channel of the test DMA engine", {"migrator": "dcbm", "knobs": {"channels": 1},
+                                                          "dma_engine": DMA_ENGINE}),
+    "dcbm-4": ("dcbm, 4 channels of the test DMA engine", {"migrator": "dcbm", "knobs": {"channels": 4},
+                                                           "dma_engine": DMA_ENGINE}),
+    "dcbm-dsa": ("dcbm, 2 channels, the engine DSA-like (out of order, callbacks where asked)",
+                 {"migrator": "dcbm", "knobs": {"channels": 2}, "dma_engine": DMA_ENGINE,
+                  "engine_preset": "dsa", "settings": {f"{ENGINE}/preset": "dsa"}}),
+    "dcbm-ptdma": ("dcbm, 2 channels, the engine PTDMA-like (small rings)",
+                   {"migrator": "dcbm", "knobs": {"channels": 2}, "dma_engine": DMA_ENGINE,
+                    "engine_preset": "ptdma", "settings": {f"{ENGINE}/preset": "ptdma"}}),
+}
+#: what CI runs: a small matrix (the full one is one command, see the README)
+CI_CONFIGS = ("mtcopy-2", "dcbm-1")
+
+
+@dataclass
+class Program:
+    """A selftest program: how to run it and read it."""
+    name: str
+    covers: str
+    reader: str = "kselftest"       # conformance.READERS on the agent
+    per_case: bool = True           # a kselftest-harness program: one run per case (-t CASE)
+    args: tuple[str, ...] = ()
+    timeout: float = 300.0
+    min_cpus: int = 1
+    #: cases that need what a test VM does not give them, and why (reported as skips)
+    cases: tuple[str, ...] = ()
+
+
+#: the mm selftests that move pages, in the order they run
+SELFTESTS: dict[str, Program] = {p.name: p for p in (
+    Program("migration", "move_pages(2) of anonymous, shared, THP and hugetlb memory back and forth between "
+                         "two nodes while other threads fault on it (migration entries)", min_cpus=3,
+            timeout=120.0),
+)}
+
+#: the stress-ng stressors that migrate (Debian's stress-ng)
+STRESS_NG = {
+    "numa": ("its memory moved between nodes by migrate_pages(2), mbind(2) and move_pages(2), verified",
+             ["--numa", "1", "--numa-ops", "64", "--verify", "--metrics-brief", "--temp-path", "/tmp"]),
+}
+
+
+@dataclass
+class Suite:
+    name: str
+    describe: str
+    tests: tuple[str, ...] = field(default_factory=tuple)
+
+
+SUITES = {
+    "selftests": Suite("selftests", "tools/testing/selftests/mm of the kernel under test", tuple(SELFTESTS)),
+    "stress-ng": Suite("stress-ng", "Debian's stress-ng, its page-migrating stressors", tuple(STRESS_NG)),
+}
+CI_SUITES = ("selftests:migration", "stress-ng:numa")
+
+
+def parse_list(text: str | None, known: dict, what: str, default) -> list[str]:
+    """A comma-separated choice of ``known``'s names (``all``: every one), or one line
+    naming what is not known and what is."""
+    if not text:
+        return list(default)
+    if text == "all":
+        return list(known)
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in known]
+    if bad or not names:
+        raise WorkbenchError(f"{what} {', '.join(map(repr, bad)) or repr(text)} "
+                             f"{'are' if len(bad) > 1 else 'is'} not known; allowed: "
+                             f"{', '.join(known)}, all")
+    return names
+
+
+def parse_suites(text: str | None) -> list[tuple[str, str]]:
+    """``selftests``, ``selftests:migration``, ``stress-ng:numa``, ``all`` -> [(suite, test)]."""
+    if not text or text == "all":
+        return [(s, t) for s in SUITES for t in SUITES[s].tests]
+    out = []
+    for item in (i.strip() for i in text.split(",") if i.strip()):
+        suite, _, test = item.partition(":")
+        if suite not in SUITES:
+            raise WorkbenchError(f"suite {suite!r} not known; allowed: {', '.join(SUITES)} (a test as "
+                                 "SUITE:TEST, e.g. selftests:migration), all")
+        tests = SUITES[suite].tests
+        if test and test not in tests:
+            raise WorkbenchError(f"test {test!r} is not in suite {suite}; it has: {', '.join(tests)}")
+        out += [(suite, t) for t in ([test] if test else tests)]
+    return out
+
+
+# ---- building the selftests from the kernel's own tree --------------------------------------
+
+def selftest_dir(tree: Path, programs: list[str]) -> Path:
+    """Where the selftests of ``tree`` are built: keyed by the tree (its name carries the
+    hash of its inputs, and a tree a user gives is keyed by its path and bzImage time),
+    the programs and the host's compiler."""
+    cc = subprocess.run(["gcc", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+    image = tree / "arch/x86/boot/bzImage"
+    stamp = image.stat().st_mtime_ns if image.exists() else 0
+    key = hashlib.sha256(json.dumps([str(tree.resolve()), stamp, sorted(programs), cc]).encode()).hexdigest()[:12]
+    return paths.cache_dir() / "conformance" / f"{tree.name}-{key}"
+
+
+def build_selftests(tree: Path, programs: list[str], progress=print) -> Path:
+    """Build ``programs`` of ``tree``'s tools/testing/selftests/mm on the host (the guest
+    shares the host's files); cached. The source tree is not written to: the build runs in
+    a copy of ``tools/`` (hard links) beside links to the rest of the tree."""
+    out = selftest_dir(tree, programs)
+    if all((out / "mm" / p).exists() for p in programs):
+        return out
+    src = tree / "tools/testing/selftests/mm"
+    if not src.is_dir():
+        raise WorkbenchError(f"kernel tree {tree} has no tools/testing/selftests/mm (a tree from 4.x or a "
+                             "stripped one); the selftests suite cannot run on it")
+    missing = [p for p in programs if not (src / f"{p}.c").exists()]
+    if missing:
+        raise WorkbenchError(f"kernel tree {tree} has no selftest {', '.join(missing)} in "
+                             "tools/testing/selftests/mm")
+    for tool in ("gcc", "make"):
+        if shutil.which(tool) is None:
+            raise WorkbenchError(f"building the selftests needs {tool} (scripts/setup.sh installs it)")
+    if not Path("/usr/include/numa.h").exists():
+        raise WorkbenchError("building the migration selftest needs libnuma's headers: apt-get install "
+                             "libnuma-dev (scripts/setup.sh installs it)")
+    work = out.with_name(out.name + ".work")
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)
+    work.mkdir(parents=True)
+    progress(f"building selftests {', '.join(programs)} from {tree}")
+    subprocess.run(["cp", "-al", str(tree / "tools"), str(work / "tools")], check=True)
+    for entry in tree.iterdir():
+        if entry.name != "tools":
+            (work / entry.name).symlink_to(entry)
+    hdr = work / "headers"
+    _make(["make", "-s", "-C", str(tree), f"O={work / 'hdr-obj'}", "ARCH=x86", "headers_install",
+           f"INSTALL_HDR_PATH={hdr}"], "the kernel's UAPI headers")
+    built = work / "selftests-mm"
+    built.mkdir()
+    _make(["make", "-s", "-C", str(work / "tools/testing/selftests/mm"), f"OUTPUT={built}",
+           f"KHDR_INCLUDES=-isystem {hdr / 'include'}", *[str(built / p) for p in programs]],
+          f"selftests {', '.join(programs)}")
+    out.mkdir(parents=True)
+    shutil.move(str(built), str(out / "mm"))
+    shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def _make(cmd: list[str], what: str) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        tail = " | ".join(ln for ln in (proc.stdout + proc.stderr).splitlines()[-3:])
+        raise WorkbenchError(f"building {what} failed (exit {proc.returncode}): {tail}")
+
+
+def list_cases(binary: Path) -> list[str]:
+    """A kselftest-harness program's cases (its ``-l`` list), as FIXTURE.TEST names."""
+    proc = subprocess.run([str(binary), "-l"], capture_output=True, text=True, timeout=30)
+    return parse_case_list(proc.stdout + proc.stderr)
+
+
+def parse_case_list(text: str) -> list[str]:
+    """The FIXTURE.TEST names of a kselftest harness's ``-l`` listing."""
+    # "FIXTURE [VARIANT] TEST" on a fixture's first line, then "TEST" indented; a fixture
+    # with no test (the harness's "global") is a line of its own
+    cases, fixture = [], None
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts or line.startswith(("#", "-")):
+            continue
+        if not line.startswith(" "):
+            fixture, parts = parts[0], parts[1:]
+        if parts and f"{fixture}.{parts[-1]}" not in cases:   # (-t runs a test's every variant)
+            cases.append(f"{fixture}.{parts[-1]}")
+    return cases
+
+
+# ---- what runs ------------------------------------------------------------------------------
+
+def cases_for(tests: list[tuple[str, str]], tree: Path | None, progress=print) -> tuple[list[dict], list[dict]]:
+    """(cases to send to the agent, records of what cannot run here and why)."""
+    cases, skipped = [], []
+    programs = [t for s, t in tests if s == "selftests"]
+    if programs:
+        if tree is None:
+            skipped += [_skip("selftests", p, "the kernel under test is not a tree built here (a stock "
+                                             "image): its selftests are not built") for p in programs]
+        else:
+            built = build_selftests(tree, programs, progress)
+            for p in programs:
+                prog, binary = SELFTESTS[p], built / "mm" / p
+                if prog.per_case:
+                    for case in list_cases(binary):
+                        cases.append({"suite": "selftests", "test": p, "case": case, "reader": prog.reader,
+                                      "argv": [str(binary), "-t", case.split(".", 1)[1]],
+                                      "timeout": prog.timeout, "cwd": str(binary.parent)})
+                else:
+                    cases.append({"suite": "selftests", "test": p, "case": p, "reader": prog.reader,
+                                  "argv": [str(binary), *prog.args], "timeout": prog.timeout,
+                                  "cwd": str(binary.parent)})
+    for s, t in tests:
+        if s == "stress-ng":
+            exe = shutil.which("stress-ng")
+            if exe is None:
+                skipped.append(_skip(s, t, "stress-ng is not installed (scripts/setup.sh installs it)"))
+                continue
+            _, args = STRESS_NG[t]
+            cases.append({"suite": s, "test": t, "case": t, "reader": "stress-ng", "argv": [exe, *args],
+                          "timeout": 600.0, "cwd": "/tmp"})
+    return cases, skipped
+
+
+def _skip(suite: str, test: str, why: str, config: str | None = None) -> dict:
+    return {"suite": suite, "test": test, "case": test, "config": config, "status": "skip", "verdict": "skip",
+            "skip_reason": why}
+
+
+def configs_for(names: list[str], facts: dict) -> tuple[list[dict], list[str]]:
+    """(configurations this kernel can run, one line for each it cannot)."""
+    offered = set(facts.get("migrators") or ["kernel"]) | set(facts.get("loadable") or [])
+    knobs = facts.get("knobs") or {}
+    run, cannot = [], []
+    for name in names:
+        _, cfg = CONFIGS[name]
+        if cfg["migrator"] not in offered:
+            cannot.append(f"{name}: this kernel ({facts.get('interface', '?')}) offers no {cfg['migrator']} "
+                          f"(it offers {', '.join(sorted(offered))})")
+        elif cfg.get("knobs", {}).get("batch_kernel_copy") and "batch_kernel_copy" not in knobs:
+            cannot.append(f"{name}: this kernel has no batched kernel copy (batch_kernel_copy)")
+        else:
+            run.append({"name": name, **cfg})
+    return run, cannot
+
+
+def kernel_tree(facts: dict) -> Path | None:
+    image = facts.get("kernel_image")
+    return Path(image) if image and Path(image).is_dir() else None
+
+
+def run(target, migrators: list[str], tests: list[tuple[str, str]], label: str = "conformance",
+        progress=print, root: Path | None = None, only: list[str] | None = None):
+    """Everything chosen on ``target`` (of the selftests' cases, ``only`` these, where
+    given): a stored run (records as they come), its records, and the configurations this
+    kernel cannot run, one line each."""
+    from tqdm.auto import tqdm
+
+    from . import store
+    facts = target.facts()
+    if facts.get("interface") in (None, "none") and migrators != ["kernel"]:
+        progress(f"{facts.get('target', 'the target')} has no copy-offload series "
+                 f"({facts.get('kernel_release')}): running the kernel's own copy only")
+        migrators = ["kernel"]
+    configs, cannot = configs_for(migrators, facts)
+    cases, skipped = cases_for(tests, kernel_tree(facts), progress)
+    if only:
+        unknown = sorted(set(only) - {c["case"] for c in cases})
+        if unknown:
+            raise WorkbenchError(f"case {', '.join(unknown)} is not among the chosen tests' cases: "
+                                 f"{', '.join(c['case'] for c in cases)}")
+        cases = [c for c in cases if c["case"] in only]
+    manifest = {"label": label, "kind": "conformance", "target": facts.get("target"),
+                "kernel_release": facts.get("kernel_release"), "interface": facts.get("interface"),
+                "kernel_image": facts.get("kernel_image"), "series": facts.get("series"),
+                "inputs": facts.get("inputs"), "cpus": facts.get("cpus"),
+                "configs": [c["name"] for c in configs], "cannot_run": cannot,
+                "tests": [f"{s}:{t}" for s, t in tests]}
+    out = store.create_run(manifest, root=root)
+
+    def keep(rec: dict) -> None:
+        # every record is one (case, configuration): that is its key in the run
+        out.append({**rec, "trial_key": f"conformance-{rec['suite']}-{rec['case']}-{rec['config']}"})
+    base = {"kernel_release": facts.get("kernel_release"), "target": facts.get("target"),
+            "interface": facts.get("interface"), "cpus": facts.get("cpus")}
+    for rec in skipped:
+        for cfg in configs:
+            keep({**base, **rec, "config": cfg["name"], "migrator": cfg["migrator"]})
+    cpus = facts.get("cpus") or 0
+    runnable = []
+    for case in cases:
+        need = SELFTESTS[case["test"]].min_cpus if case["suite"] == "selftests" else 1
+        if cpus < need:
+            for cfg in configs:
+                keep({**base, **_skip(case["suite"], case["test"], f"needs at least {need} CPUs; the target "
+                                            f"has {cpus} (a VM with --nodes 1G:0-1,1G:2-3 has 4)"),
+                            "case": case["case"], "config": cfg["name"], "migrator": cfg["migrator"]})
+        else:
+            runnable.append(case)
+    records = []
+    with tqdm(total=len(runnable) * len(configs), desc="conformance", unit="case") as bar:
+        for cfg in configs:
+            for case in runnable:
+                for event in target.run_plan({"op": "conformance", "cases": [case], "configs": [cfg]}):
+                    if event["type"] == "error":
+                        raise WorkbenchError(f"conformance {case['case']} under {cfg['name']}: {event['message']}")
+                    if event["type"] == "record":
+                        rec = {**base, **event["record"]}
+                        keep(rec)
+                        records.append(rec)
+                bar.set_postfix_str(f"{cfg['name']} {case['case']}")
+                bar.update()
+    return out, records, cannot
+
+
+VERDICT_MARK = {"pass": "pass", "fail": "FAIL", "skip": "skip", "did not exercise": "not exercised"}
+
+
+def matrix(df) -> str:
+    """The matrix test × migrator configuration, and the failures' first lines."""
+    import pandas as pd
+    if df.empty:
+        return "no conformance records"
+    df = df.copy()
+    df["row"] = df["suite"] + ":" + df["case"].fillna(df["test"])
+    df["mark"] = df["verdict"].map(VERDICT_MARK).fillna(df["verdict"])
+    dirty = df["kernel_clean"].eq(False) if "kernel_clean" in df else pd.Series(False, index=df.index)
+    df.loc[dirty, "mark"] = df.loc[dirty, "mark"] + " +log"
+    order = [c for c in CONFIGS if c in set(df["config"])]
+    table = df.pivot_table(index="row", columns="config", values="mark", aggfunc="first")[order].fillna("-")
+    lines = [table.to_string()]
+    for _, r in df[df["verdict"].eq("fail") | dirty].iterrows():
+        lines.append(f"\n{r['row']} under {r['config']}: {r['verdict']}"
+                     + (f"; kernel log: {str(r.get('kernel_report') or '').splitlines()[0]}" if r.get("kernel_report")
+                        else ""))
+        tail = [ln for ln in str(r.get("output") or "").splitlines() if ln.strip()][-5:]
+        lines += [f"  | {ln}" for ln in tail]
+    skips = df[df["verdict"].eq("skip")].drop_duplicates("row")
+    for _, r in skips.iterrows():
+        lines.append(f"skipped {r['row']}: {r.get('skip_reason') or 'no reason given'}")
+    return "\n".join(lines)
+
+
+def default_nodes() -> str:
+    """A VM for the kernel's tests: two nodes of two CPUs each (the migration selftest
+    wants three CPUs or more)."""
+    return os.environ.get("WORKBENCH_CONFORMANCE_NODES", "1G:0-1,1G:2-3")
