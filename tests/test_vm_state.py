@@ -207,3 +207,18 @@ def test_the_guest_agent_is_told_the_host_cache_and_the_out_of_tree_modules(tmp_
     assert agent[:2] == ["env", f"WORKBENCH_CACHE={cache}"]
     assert f"--rwdir={cache}" in cmd
     assert agent[agent.index("--module-dir") + 1] == image.module_dir
+
+
+def test_a_vm_up_with_an_older_build_of_the_kernel_asked_for_is_not_reused(monkeypatch):
+    from workbench.targets import kernel_images
+    st = {"config": {"kernel": "v3-wip"}, "kernel": {"inputs": "aaaa1111bbbb2222"}}
+    monkeypatch.setattr(kernel_images, "resolve", lambda spec: kernel_images.KernelImage(
+        "named", "/tree", inputs="cccc3333dddd4444"))
+    assert qemu.VM._rebuilt(vm_config.VMConfig(kernel="v3-wip"), st) == [
+        "an older build of kernel 'v3-wip' (inputs aaaa1111bbbb; the tree is now cccc3333dddd)"]
+    # the same build, a VM used without naming its kernel, or a state from before inputs: reused
+    monkeypatch.setattr(kernel_images, "resolve", lambda spec: kernel_images.KernelImage(
+        "named", "/tree", inputs="aaaa1111bbbb2222"))
+    assert qemu.VM._rebuilt(vm_config.VMConfig(kernel="v3-wip"), st) == []
+    assert qemu.VM._rebuilt(vm_config.VMConfig(), st) == []
+    assert qemu.VM._rebuilt(vm_config.VMConfig(kernel="v3-wip"), {"config": {"kernel": "v3-wip"}}) == []

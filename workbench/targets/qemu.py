@@ -251,6 +251,20 @@ class VM:
         # vng takes --qemu-opts last (it swallows what follows)
         return cmd + ([f"--qemu-opts={' '.join(qemu_opts)}"] if qemu_opts else [])
 
+    @staticmethod
+    def _rebuilt(config: VMConfig, st: dict) -> list[str]:
+        """A kernel asked for by name whose tree was rebuilt from other inputs since the VM
+        booted it: the VM runs an image that no longer is that kernel."""
+        booted = (st.get("kernel") or {}).get("inputs")
+        if config.kernel is None or not booted:
+            return []
+        try:
+            now = kernel_images.resolve(config.kernel).inputs
+        except WorkbenchError:
+            return []
+        return [f"an older build of kernel {config.kernel!r} (inputs {booted[:12]}; the tree is now "
+                f"{now[:12]})"] if now and now != booted else []
+
     def up(self, config: VMConfig, progress=None, notify=None) -> dict:
         """Boot (or reuse) the VM; returns its state. Raises with the console tail on failure.
 
@@ -259,7 +273,7 @@ class VM:
         config.validate()
         st = self.state()
         if self.running():
-            diff = config.differences(st)
+            diff = config.differences(st) + self._rebuilt(config, st)
             if diff:
                 raise WorkbenchError(f"VM {self.name!r} is already up with {'; '.join(diff)}: run "
                                      f"`workbench vm down --vm-name {self.name}` first, or leave the option out "
@@ -268,7 +282,8 @@ class VM:
                 facts = st.get("facts", {})
                 notify(f"using VM {self.name!r}, already up: kernel {st['config']['kernel']} "
                        f"({facts.get('kernel_release', '?')}), {st.get('accelerator')}")
-            return st  # the image it booted stays what it is, even if the tree is rebuilt meanwhile
+            # (a VM asked for by the kernel's name, not its tree, keeps the image it booted)
+            return st
         config = config.resolved()
         image = kernel_images.with_engine(kernel_images.resolve(config.kernel), notify)
         self.down(quiet=True)
