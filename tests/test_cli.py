@@ -270,12 +270,13 @@ def test_bad_lab_words_are_argparse_errors(capsys, no_box, argv, expect):
 @pytest.mark.parametrize("argv,expect", [
     (["conformance", "--migrators", "bogus"],
      "migrator configuration 'bogus' is not known; allowed: kernel, kernel-batched, mtcopy-1, mtcopy-2, dcbm-1, "
-     "dcbm-4, dcbm-dsa, dcbm-ptdma, all"),
+     "dcbm-4, dcbm-dsa, dcbm-ptdma, dcbm-fail, dcbm-abort, dcbm-hang, dcbm-map-fail, all"),
     (["conformance", "--migrators", "mtcopy-3,dcbm-9"], "migrator configuration 'mtcopy-3', 'dcbm-9' are not known"),
     (["conformance", "--migrators", ","], "migrator configuration ',' is not known"),
     (["conformance", "--suites", "ltp"], "suite 'ltp' not known; allowed: selftests, stress-ng (a test as SUITE:TEST, "
                                          "e.g. selftests:migration), all"),
-    (["conformance", "--suites", "selftests:cow"], "test 'cow' is not in suite selftests; it has: migration"),
+    (["conformance", "--suites", "selftests:cow"], "test 'cow' is not in suite selftests; it has: migration, transhuge-stress, "
+                                             "compaction_test, split_huge_page_test, ksm_tests"),
 ])
 def test_bad_conformance_input_is_refused_before_a_vm_boots(capsys, monkeypatch, argv, expect):
     from workbench import targets

@@ -88,6 +88,7 @@ def test_suites_and_configurations_are_chosen_by_name():
     assert conformance.parse_suites("selftests:migration,stress-ng") == [("selftests", "migration"),
                                                                          ("stress-ng", "numa")]
     assert conformance.parse_suites(None) == conformance.parse_suites("all")
+    assert conformance.parse_suites("selftests")[:2] == [("selftests", "migration"), ("selftests", "transhuge-stress")]
     assert conformance.parse_list("mtcopy-2,dcbm-1", conformance.CONFIGS, "x", ()) == ["mtcopy-2", "dcbm-1"]
     facts = {"interface": "workbench series v3", "migrators": ["kernel", "mtcopy"], "loadable": ["dcbm"],
              "knobs": {"batch_kernel_copy": (0, 1)}}
@@ -218,3 +219,72 @@ def test_a_kernel_without_the_series_runs_only_its_own_copy(tmp_path, monkeypatc
     conformance.run(target, ["mtcopy-2", "dcbm-1"], [("stress-ng", "numa")], progress=said.append, root=tmp_path)
     assert [p["configs"][0]["name"] for p in target.plans] == ["kernel"]
     assert said == ["stub has no copy-offload series (6.12.117): running the kernel's own copy only"]
+
+
+def test_a_program_run_several_ways_is_a_case_each(tmp_path, monkeypatch):
+    monkeypatch.setattr(conformance, "build_selftests", lambda tree, programs, progress: tmp_path)
+    cases, skipped = conformance.cases_for([("selftests", "ksm_tests"), ("selftests", "transhuge-stress")],
+                                           tmp_path, progress=lambda s: None)
+    assert skipped == []
+    assert [(c["case"], c["argv"][1:], c["reader"]) for c in cases] == [
+        ("ksm_tests-numa-merge", ["-N", "-m", "1"], "exit-code"),
+        ("ksm_tests-numa-nomerge", ["-N", "-m", "0"], "exit-code"),
+        ("transhuge-stress", ["-d", "20", "128"], "exit-code")]
+    assert all(c["argv"][0].startswith(str(tmp_path / "mm")) for c in cases)
+
+
+def test_a_fault_mode_that_never_fired_did_not_exercise_it(monkeypatch):
+    fs = v3_kernel()
+    fs.add("/sys/module/test_dma_engine/parameters/failed", "0")
+    run, _ = fake_program(fs, copied=50)
+    monkeypatch.setattr(agent_conformance.subprocess, "run", run)
+    cfg = {"name": "mtcopy-fail", "migrator": "mtcopy", "exercised_by": ["test_dma_engine.failed"],
+           "engine_fault": "fail_every=7"}
+    rec = agent_conformance.run_case(fs, CASE, cfg)
+    assert (rec["verdict"], rec["exercised_by"], rec["engine_fault"]) == \
+        ("did not exercise", "test_dma_engine.failed", "fail_every=7")
+
+    run, _ = fake_program(fs, copied=80)
+
+    def run_and_fail(argv, **kw):
+        fs.files["/sys/module/test_dma_engine/parameters/failed"] = "3"
+        return run(argv, **kw)
+    monkeypatch.setattr(agent_conformance.subprocess, "run", run_and_fail)
+    assert agent_conformance.run_case(fs, CASE, cfg)["verdict"] == "pass"
+
+
+def test_a_configuration_this_kernel_cannot_take_is_a_skip_that_says_why(monkeypatch):
+    fs = v3_kernel()
+    before = dict(fs.files)
+    monkeypatch.setattr(agent_conformance.subprocess, "run", lambda *a, **k: pytest.fail("the program ran"))
+    rec = agent_conformance.run_case(fs, CASE, {"name": "dcbm-hang", "migrator": "mtcopy",
+                                                "settings": {f"{ROOT}/dcbm/wait_us": "20000"}})
+    assert (rec["status"], rec["verdict"]) == ("skip", "skip")
+    assert rec["skip_reason"].startswith("cannot set up dcbm-hang: ") and "wait_us" in rec["skip_reason"]
+    assert fs.files == before
+
+
+def test_summary_prints_a_conformance_run_as_its_matrix_and_other_readers_leave_it_out(tmp_path, monkeypatch, capsys):
+    from workbench.host import cli
+    monkeypatch.setattr(conformance.shutil, "which", lambda name: f"/usr/bin/{name}")
+    out, _, _ = conformance.run(StubTarget(verdicts={("numa", "mtcopy-2"): ("pass", 0)}), ["kernel", "mtcopy-2"],
+                                [("stress-ng", "numa")], progress=lambda s: None, root=tmp_path)
+    assert store.load_runs(tmp_path).empty            # tables and plots read migration trials only
+    assert len(store.load_runs(tmp_path, kind="conformance")) == 2
+    assert cli.main(["summary", "--runs-dir", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert f"conformance run {out.id}: kernel 7.3.4+" in text
+    row = next(ln for ln in text.splitlines() if ln.startswith("stress-ng:numa"))
+    assert row.split()[1:] == ["pass", "not", "exercised"]
+
+
+def test_compare_of_two_conformance_runs_lists_the_cells_that_changed(tmp_path, monkeypatch, capsys):
+    from workbench.host import cli
+    monkeypatch.setattr(conformance.shutil, "which", lambda name: f"/usr/bin/{name}")
+    runs = [conformance.run(StubTarget(verdicts=v), ["kernel", "mtcopy-2"], [("stress-ng", "numa")],
+                            progress=lambda s: None, root=tmp_path)[0].id
+            for v in ({}, {("numa", "mtcopy-2"): ("fail", 3)})]
+    assert cli.main(["compare", runs[0], runs[1], "--runs-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"conformance {runs[0]} -> {runs[1]}: 1 of 2 cells changed",
+        "  stress-ng:numa  mtcopy-2       pass -> fail"]

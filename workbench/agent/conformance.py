@@ -7,7 +7,8 @@ configurations; every (case, configuration) gives one record:
 
 ``status``      what the program said: ``pass``, ``fail`` or ``skip`` (``skip_reason``)
 ``verdict``     ``status``, except that a pass during which the migrator under test copied
-                nothing is ``did not exercise``: it says nothing about that migrator
+                nothing (or a fault mode's counters did not move) is ``did not exercise``:
+                it says nothing about that migrator
 ``copied``      folios the migrator copied meanwhile (None: the interface cannot say)
 ``kernel_clean`` and ``kernel_report``: the kernel log and taint meanwhile (:mod:`.kernellog`)
 ``output``      the program's own output (its last ``OUTPUT_LIMIT`` characters)
@@ -23,6 +24,7 @@ import re
 import subprocess
 import time
 
+from ..errors import WorkbenchError
 from . import migrators
 from .kernelfs import KernelFS, KnobGuard
 from .kernellog import TrialLog
@@ -88,18 +90,25 @@ def run_case(fs: KernelFS, case: dict, config: dict) -> dict:
     record = {"suite": case["suite"], "test": case["test"], "case": case.get("case") or case["test"],
               "config": config["name"], "migrator": migrator, "argv": " ".join(case["argv"]),
               **{k: knobs.get(k) for k in ("threads", "channels", "batch_kernel_copy")},
-              "dma_engine": config.get("dma_engine"), "engine_preset": config.get("engine_preset")}
+              "dma_engine": config.get("dma_engine"), "engine_preset": config.get("engine_preset"),
+              "engine_fault": config.get("engine_fault")}
     log = TrialLog(fs)
     guard = KnobGuard(fs)
     try:
         control = migrators.detect(fs)
         record["interface"] = control.name
-        if config.get("dma_engine"):
-            control.load(config["dma_engine"], what="DMA engine module")
-        control.configure(guard, migrator, **knobs)
-        record["offer_everything"] = control.offer_everything(guard, migrator) \
-            if config.get("offer_everything", True) else None
-        control.apply_settings(guard, config.get("settings"))
+        try:
+            if config.get("dma_engine"):
+                control.load(config["dma_engine"], what="DMA engine module")
+            control.configure(guard, migrator, **knobs)
+            record["offer_everything"] = control.offer_everything(guard, migrator) \
+                if config.get("offer_everything", True) else None
+            control.apply_settings(guard, config.get("settings"))
+        except (WorkbenchError, OSError) as exc:
+            # this kernel cannot be set up so (a file another series lacks, a module missing)
+            record.update({"status": "skip", "verdict": "skip", "copied": None,
+                           "skip_reason": f"cannot set up {config['name']}: {exc}"})
+            return record
         c0 = control.counters()
         t0 = time.monotonic()
         try:
@@ -117,8 +126,13 @@ def run_case(fs: KernelFS, case: dict, config: dict) -> dict:
         if problems:
             record["restore_problems"] = "; ".join(problems)
     status, why = READERS[case.get("reader", "kselftest")](output, returncode)
-    exercised = copied is None or copied > 0 or not control.offloads(migrator, knobs)
+    # what must have happened for the case to say anything about this configuration: the
+    # migrator copied (an offloading one), and the counters a fault mode names moved
+    needs = list(config.get("exercised_by") or ())
+    exercised = all(moved.get(k, 0) > 0 for k in needs) and (
+        copied is None or copied > 0 or not control.offloads(migrator, knobs) or config.get("copies_nothing"))
     record.update({"returncode": returncode, "status": status, "skip_reason": why, "copied": copied,
+                   "exercised_by": " ".join(needs) or None,
                    "verdict": "did not exercise" if status == "pass" and not exercised else status,
                    "output": output[-OUTPUT_LIMIT:],
                    **{f"mig_{k.replace('.', '_')}": v for k, v in moved.items() if v and k.count(".") == 1}})

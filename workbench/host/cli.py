@@ -187,21 +187,36 @@ def cmd_summary(args):
     from . import stats, workload_view
     from .runner import describe_faults, describe_unclean
     df = store.load_runs(args.runs_dir, args.runs or None)
-    if df.empty:
+    conf = store.load_runs(args.runs_dir, args.runs or None, kind="conformance")
+    if df.empty and conf.empty:
         raise WorkbenchError(f"no runs in {args.runs_dir or paths.runs_dir()}")
-    df = workload_view.with_workload(df)
-    tables = [stats.series_table(g, rows=tuple(args.rows.split(",")), value=args.value,
-                                 title=workload_view.workload_title(g) if args.value == "gbps" else
-                                 f"{args.value} (mean±std), {g['workload'].iloc[0]}, reason {g['reason'].iloc[0]}")
-              for _, g in df.groupby(["workload", "access"], sort=False)]
-    print("\n\n".join(tables))
-    for line in describe_unclean(df) + describe_faults(store.load_faults(args.runs_dir, args.runs or None)):
-        print(f"  {line}")
+    if not df.empty:
+        df = workload_view.with_workload(df)
+        tables = [stats.series_table(g, rows=tuple(args.rows.split(",")), value=args.value,
+                                     title=workload_view.workload_title(g) if args.value == "gbps" else
+                                     f"{args.value} (mean±std), {g['workload'].iloc[0]}, "
+                                     f"reason {g['reason'].iloc[0]}")
+                  for _, g in df.groupby(["workload", "access"], sort=False)]
+        print("\n\n".join(tables))
+        for line in describe_unclean(df) + describe_faults(store.load_faults(args.runs_dir, args.runs or None)):
+            print(f"  {line}")
+    from .conformance import matrix
+    for run_id, g in (conf.groupby("run_id", sort=False) if not conf.empty else ()):
+        print(f"\nconformance run {run_id}: kernel {g['kernel_release'].iloc[0]}\n{matrix(g)}")
     return 0
 
 
 def cmd_compare(args):
-    from . import compare
+    from . import compare, conformance
+    if args.by == "run" and conformance.is_conformance_run(args.base, args.runs_dir):
+        sides = [store.load_runs(args.runs_dir, [r], kind="conformance") for r in [args.base, *args.new]]
+        for name, side in zip([args.base, *args.new], sides):
+            if side.empty:
+                raise WorkbenchError(f"run {name!r} is not a conformance run with readable records, and "
+                                     f"{args.base} is one: compare conformance runs with each other")
+        for name, side in zip(args.new, sides[1:]):
+            print(conformance.compare_runs(sides[0], side, args.base, name))
+        return 0
     base, news = compare.load_sides(args.base, args.new, by=args.by, root=args.runs_dir)
     tables = [compare.compare(base, new, by=args.by, value=args.value, alpha=args.alpha,
                               across_accelerators=args.across_accelerators) for new in news]

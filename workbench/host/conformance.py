@@ -37,6 +37,18 @@ from ..errors import WorkbenchError
 ENGINE = "/sys/module/test_dma_engine/parameters"
 DMA_ENGINE = "test_dma_engine"
 
+DCBM = "/sys/kernel/mm/migration/dcbm"
+
+
+def _fault(engine: dict, counter: str | None, dcbm: dict | None = None) -> dict:
+    """dcbm on 2 channels of the engine with these fault fields (and dcbm settings); the
+    engine's ``counter`` must move during a case for it to have exercised the fault."""
+    return {"migrator": "dcbm", "knobs": {"channels": 2}, "dma_engine": DMA_ENGINE,
+            "engine_fault": " ".join(f"{k}={v}" for k, v in engine.items()),
+            "settings": {**{f"{ENGINE}/{k}": v for k, v in engine.items()}, **(dcbm or {})},
+            "exercised_by": [f"test_dma_engine.{counter}"] if counter else []}
+
+
 #: {name: (what it is, the configuration sent to the agent)}
 CONFIGS: dict[str, tuple[str, dict]] = {
     "kernel": ("the kernel's own folio-by-folio copy", {"migrator": "kernel", "offer_everything": False}),
@@ -54,6 +66,16 @@ CONFIGS: dict[str, tuple[str, dict]] = {
     "dcbm-ptdma": ("dcbm, 2 channels, the engine PTDMA-like (small rings)",
                    {"migrator": "dcbm", "knobs": {"channels": 2}, "dma_engine": DMA_ENGINE,
                     "engine_preset": "ptdma", "settings": {f"{ENGINE}/preset": "ptdma"}}),
+    # the engine's fault modes: the kernel's tests must still pass, the faulted folios copied
+    # by the CPU; a case during which the fault never fired did not exercise the mode
+    "dcbm-fail": ("dcbm, 2 channels, every 7th descriptor failed", _fault({"fail_every": "7"}, "failed")),
+    "dcbm-abort": ("dcbm, 2 channels, every 7th descriptor aborting its channel's rest",
+                   _fault({"fail_every": "7", "on_error": "abort"}, "aborted")),
+    "dcbm-hang": ("dcbm, 2 channels, every 20th descriptor never completing (dcbm's wait runs out)",
+                  _fault({"hang_every": "20"}, "hung", {f"{DCBM}/wait_us": "20000", f"{DCBM}/min_mbps": "1000"})),
+    "dcbm-map-fail": ("dcbm, 2 channels, every DMA mapping failing (nothing copied by the engine)",
+                      {**_fault({"map_fail": "1"}, None), "exercised_by": ["dcbm.map_errors"],
+                       "copies_nothing": True}),
 }
 #: what CI runs: a small matrix (the full one is one command, see the README)
 CI_CONFIGS = ("mtcopy-2", "dcbm-1")
@@ -69,15 +91,26 @@ class Program:
     args: tuple[str, ...] = ()
     timeout: float = 300.0
     min_cpus: int = 1
-    #: cases that need what a test VM does not give them, and why (reported as skips)
-    cases: tuple[str, ...] = ()
+    #: a program run several ways (not per_case): (case name, its arguments) each
+    runs: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
-#: the mm selftests that move pages, in the order they run
+#: the mm selftests that move pages, in the order they run (their arguments as the
+#: kernel's own run_vmtests.sh gives them, durations shortened for an emulated CPU)
 SELFTESTS: dict[str, Program] = {p.name: p for p in (
     Program("migration", "move_pages(2) of anonymous, shared, THP and hugetlb memory back and forth between "
                          "two nodes while other threads fault on it (migration entries)", min_cpus=3,
             timeout=120.0),
+    Program("transhuge-stress", "THP allocation, compaction and splitting under churn (compaction migrates)",
+            reader="exit-code", per_case=False, timeout=180.0,
+            runs=(("transhuge-stress", ("-d", "20", "128")),)),
+    Program("compaction_test", "hugetlb allocation after memory is fragmented: compaction's migration",
+            per_case=False, timeout=600.0, runs=(("compaction_test", ()),)),
+    Program("split_huge_page_test", "THP splitting, of anonymous, page-cache and shmem folios",
+            per_case=False, timeout=600.0, runs=(("split_huge_page_test", ()),)),
+    Program("ksm_tests", "KSM merging across NUMA nodes (merge_across_nodes on and off), which migrates",
+            reader="exit-code", per_case=False, timeout=300.0,
+            runs=(("ksm_tests-numa-merge", ("-N", "-m", "1")), ("ksm_tests-numa-nomerge", ("-N", "-m", "0")))),
 )}
 
 #: the stress-ng stressors that migrate (Debian's stress-ng)
@@ -240,9 +273,10 @@ def cases_for(tests: list[tuple[str, str]], tree: Path | None, progress=print) -
                                       "argv": [str(binary), "-t", case.split(".", 1)[1]],
                                       "timeout": prog.timeout, "cwd": str(binary.parent)})
                 else:
-                    cases.append({"suite": "selftests", "test": p, "case": p, "reader": prog.reader,
-                                  "argv": [str(binary), *prog.args], "timeout": prog.timeout,
-                                  "cwd": str(binary.parent)})
+                    for case, args in prog.runs or ((p, prog.args),):
+                        cases.append({"suite": "selftests", "test": p, "case": case, "reader": prog.reader,
+                                      "argv": [str(binary), *args], "timeout": prog.timeout,
+                                      "cwd": str(binary.parent)})
     for s, t in tests:
         if s == "stress-ng":
             exe = shutil.which("stress-ng")
@@ -372,6 +406,29 @@ def matrix(df) -> str:
     for _, r in skips.iterrows():
         lines.append(f"skipped {r['row']}: {r.get('skip_reason') or 'no reason given'}")
     return "\n".join(lines)
+
+
+def is_conformance_run(run_id: str, root=None) -> bool:
+    """Whether ``run_id`` is a stored conformance run (False for anything else, a name that
+    is no run included: its reader says what is wrong with it)."""
+    from . import store
+    try:
+        return store.open_run(run_id, root).manifest.get("kind") == "conformance"
+    except WorkbenchError:
+        return False
+
+
+def compare_runs(base, new, base_name: str, new_name: str) -> str:
+    """What changed between two conformance runs: every (case, configuration) whose
+    verdict differs, or is in one run only."""
+    def verdicts(df):
+        return {(f"{r['suite']}:{r['case']}", r["config"]): r["verdict"] for r in df.to_dict("records")}
+    a, b = verdicts(base), verdicts(new)
+    changed = [(row, cfg, a.get((row, cfg), "-"), b.get((row, cfg), "-")) for row, cfg in sorted(a.keys() | b.keys())
+               if a.get((row, cfg)) != b.get((row, cfg))]
+    head = f"conformance {base_name} -> {new_name}: {len(changed)} of {len(a.keys() | b.keys())} cells changed"
+    width = max([len(r) for r, *_ in changed] + [4])
+    return "\n".join([head] + [f"  {row:<{width}}  {cfg:<14} {x} -> {y}" for row, cfg, x, y in changed])
 
 
 def default_nodes() -> str:

@@ -328,13 +328,17 @@ def load_faults(root: Path | None = None, run_ids: list[str] | None = None) -> l
     return [f for run, _ in _readable_runs(_chosen(root, run_ids), r) for f in run.faults(r)]
 
 
-def load_runs(root: Path | None = None, run_ids: list[str] | None = None) -> pd.DataFrame:
-    """Every record of the chosen (default: all) runs, with each run's context columns;
+def load_runs(root: Path | None = None, run_ids: list[str] | None = None, kind: str = "trials") -> pd.DataFrame:
+    """Every record of the chosen (default: all) runs of ``kind`` (``trials``: the
+    migration trials every table and plot reads; ``conformance``: the kernel's tests under
+    migrators, a record per case and configuration), with each run's context columns;
     a damaged file is left out (or refused) as the :func:`reading` in force says, and
     ``attrs["left_out"]`` lists the damaged files of these runs it met."""
     r = _active()
     runs, frames = _chosen(root, run_ids), []
     for run, m in _readable_runs(runs, r):
+        if m.get("kind", "trials") != kind:
+            continue
         df = run.records(r)
         if df.empty:
             continue
