@@ -49,6 +49,11 @@ TAP_FAIL = "TAP version 13\n1..1\n# migration.c:180:private_anon:Expected migrat
     ("numa.h missing\n", 4, ("skip", "numa.h missing")),  # skipped before the harness began
     ("Segmentation fault\n", 139, ("fail", None)),
     (TAP_PASS, 1, ("fail", None)),                       # a harness that passed but exited badly
+    # ksft_test_result() lines: descriptions of several words, a skip without one
+    ("TAP version 13\n1..3\nok 1 Split huge pages to order 2 successful\nok 2 # SKIP Pagecache folio split "
+     "skipped\nok 3 File-backed THP split to order 0 test done\n# Totals: pass:2 fail:0 skip:1\n", 0, ("pass", None)),
+    ("TAP version 13\n1..2\nok 1 # SKIP no large folio\nok 2 # SKIP no large folio\n", 0, ("skip", "no large folio")),
+    ("TAP version 13\n1..2\nok 1 KSM NUMA merging\nnot ok 2 KSM NUMA merging\n", 1, ("fail", None)),
 ])
 def test_a_kselftest_result_is_read_from_its_tap_lines(output, rc, expect):
     assert agent_conformance.read_kselftest(output, rc) == expect
@@ -227,8 +232,8 @@ def test_a_program_run_several_ways_is_a_case_each(tmp_path, monkeypatch):
                                            tmp_path, progress=lambda s: None)
     assert skipped == []
     assert [(c["case"], c["argv"][1:], c["reader"]) for c in cases] == [
-        ("ksm_tests-numa-merge", ["-N", "-m", "1"], "exit-code"),
-        ("ksm_tests-numa-nomerge", ["-N", "-m", "0"], "exit-code"),
+        ("ksm_tests-numa-merge", ["-N", "-m", "1"], "kselftest"),
+        ("ksm_tests-numa-nomerge", ["-N", "-m", "0"], "kselftest"),
         ("transhuge-stress", ["-d", "20", "128"], "exit-code")]
     assert all(c["argv"][0].startswith(str(tmp_path / "mm")) for c in cases)
 

@@ -31,8 +31,9 @@ from .kernellog import TrialLog
 from .vmstat import delta
 
 OUTPUT_LIMIT = 16000
-#: kselftest's TAP result line: "ok 1 migration.private_anon # SKIP why"
-TAP = re.compile(r"^(not ok|ok) \d+ (\S+)(?: # (SKIP|XFAIL|TODO)\s*(.*))?$")
+#: kselftest's TAP result line: "ok 1 migration.private_anon", "ok 3 Split huge pages to
+#: order 2 successful", "ok 61 # SKIP Pagecache folio split skipped" (no description)
+TAP = re.compile(r"^(not ok|ok) \d+(?: -)?(?: (.*?))?(?:\s*# (SKIP|XFAIL|TODO)\b\s*(.*))?$")
 
 
 def read_kselftest(output: str, returncode: int | None) -> tuple[str, str | None]:
