@@ -5,6 +5,7 @@ nothing), and a run stored and shown as a matrix. The VM half: test_conformance_
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
@@ -258,6 +259,37 @@ def test_a_fault_mode_that_never_fired_did_not_exercise_it(monkeypatch):
     assert agent_conformance.run_case(fs, CASE, cfg)["verdict"] == "pass"
 
 
+def test_under_a_fault_mode_the_fault_firing_is_what_exercises_it(monkeypatch):
+    # a 2M folio of 32 descriptors with every 7th failed is never copied by the engine
+    fs = v3_kernel()
+    fs.add("/sys/module/test_dma_engine/parameters/failed", "0")
+    run, _ = fake_program(fs, copied=0)
+
+    def run_and_fail(argv, **kw):
+        fs.files["/sys/module/test_dma_engine/parameters/failed"] = "32"
+        return run(argv, **kw)
+    monkeypatch.setattr(agent_conformance.subprocess, "run", run_and_fail)
+    rec = agent_conformance.run_case(fs, CASE, {"name": "f", "migrator": "mtcopy",
+                                                "exercised_by": ["test_dma_engine.failed"]})
+    assert (rec["verdict"], rec["copied"]) == ("pass", 0)
+
+
+def test_a_fault_modes_expected_report_is_named_not_a_failure():
+    import pandas as pd
+    df = pd.DataFrame([
+        {"suite": "selftests", "case": "migration.private_anon", "test": "migration", "config": "dcbm-map-fail",
+         "verdict": "pass", "kernel_clean": False, "kernel_report_expected": True,
+         "kernel_report": "WARNING: kernel/dma/direct.c:718 at dma_direct_map_phys+0x22f/0x260"},
+        {"suite": "selftests", "case": "migration.private_anon", "test": "migration", "config": "dcbm-1",
+         "verdict": "pass", "kernel_clean": False, "kernel_report_expected": False,
+         "kernel_report": "BUG: sleeping function called from invalid context"}])
+    assert conformance.unclean(df).tolist() == [False, True]
+    text = conformance.matrix(df)
+    assert "pass +expected log" in text and "pass +log" in text
+    assert "under dcbm-1: pass; kernel log: BUG: sleeping function" in text and "under dcbm-map-fail" not in text
+    assert re.search(conformance.CONFIGS["dcbm-map-fail"][1]["expected_report"], df["kernel_report"][0])
+
+
 def test_a_configuration_this_kernel_cannot_take_is_a_skip_that_says_why(monkeypatch):
     fs = v3_kernel()
     before = dict(fs.files)
@@ -293,3 +325,21 @@ def test_compare_of_two_conformance_runs_lists_the_cells_that_changed(tmp_path, 
     assert capsys.readouterr().out.splitlines() == [
         f"conformance {runs[0]} -> {runs[1]}: 1 of 2 cells changed",
         "  stress-ng:numa  mtcopy-2       pass -> fail"]
+
+
+def test_hugetlb_cases_get_huge_pages_for_their_run_only(monkeypatch):
+    prog = conformance.SELFTESTS["migration"]
+    assert prog.settings_for("migration.private_anon_htlb") == {"/proc/sys/vm/nr_hugepages": "8"}
+    assert prog.settings_for("migration.private_anon_thp") == {}
+    fs = v3_kernel()
+    fs.add("/proc/sys/vm/nr_hugepages", "0")
+    seen = []
+
+    def run(argv, **kw):
+        seen.append(fs.read("/proc/sys/vm/nr_hugepages"))
+        return subprocess.CompletedProcess(argv, 0, TAP_PASS, "")
+    monkeypatch.setattr(agent_conformance.subprocess, "run", run)
+    rec = agent_conformance.run_case(fs, {**CASE, "settings": prog.settings_for("migration.private_anon_htlb")},
+                                     {"name": "kernel", "migrator": "kernel", "offer_everything": False})
+    assert seen == ["8"] and fs.read("/proc/sys/vm/nr_hugepages") == "0"
+    assert rec["case_settings"] == "/proc/sys/vm/nr_hugepages=8"
