@@ -175,11 +175,14 @@ def test_numa_balancing_moves_the_pages_to_the_task(stock):
 
 
 def compaction_facts(r):
-    """What a compaction trial's record says about what compaction did, for a failure."""
-    return {k: v for k, v in r.items() if k.startswith(("vmstat_compact", "trace_compaction", "frag_score",
-                                                        "region_zone", "pgmigrate", "vmstat_pgmigrate"))
-            or k in ("pages_moved", "pages_placed", "verified", "verify_bad_pages", "seconds", "compact_trigger",
-                     "proactive_started")}
+    """What a compaction trial's record says about what compaction did, for a failure: a
+    string, which pytest prints whole (a dict's repr is cut short), with the series'
+    counters and the kernel log's report beside compaction's own."""
+    facts = {k: v for k, v in r.items() if k.startswith(("vmstat_compact", "trace_compaction", "frag_score",
+                                                         "region_zone", "pgmigrate", "vmstat_pgmigrate", "mig_"))
+             or k in ("pages_moved", "pages_placed", "verified", "verify_bad_pages", "seconds", "compact_trigger",
+                      "proactive_started", "kernel_clean", "kernel_report")}
+    return "compaction facts: " + ", ".join(f"{k}={v!r}" for k, v in sorted(facts.items()))
 
 
 def test_compaction_compacts_a_fragmented_node_and_leaves_every_page_on_it(stock):
