@@ -407,7 +407,6 @@ VERDICT_MARK = {"pass": "pass", "fail": "FAIL", "skip": "skip", "did not exercis
 
 def matrix(df) -> str:
     """The matrix test × migrator configuration, and the failures' first lines."""
-    import pandas as pd
     if df.empty:
         return "no conformance records"
     df = df.copy()
