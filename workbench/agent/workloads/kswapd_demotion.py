@@ -31,7 +31,7 @@ import time
 from ...protocol import PAGE
 from ..holder import Holder
 from ..kernelfs import KnobGuard
-from ..numa import node_watermarks
+from ..numa import node_watermarks, topology
 from . import register
 from .base import Trial
 from .demotion import DemotionWorkload, on_top
@@ -92,8 +92,7 @@ class KswapdDemotionWorkload(DemotionWorkload):
 
     def _rounds(self, t: Trial, holder: Holder, cg: str, lower: list[int]) -> tuple[float, dict]:
         fs, spec = t.fs, t.spec
-        from .. import numa
-        nodes = numa.topology(fs)["nodes"]
+        nodes = topology(fs)["nodes"]
         others = [c for n in nodes if n["node"] != spec.src for c in n["cpus"]]
         cpus = others or next(n["cpus"] for n in nodes if n["node"] == spec.src)
         seconds, rounds, filled, settled = 0.0, 0, 0, 0
