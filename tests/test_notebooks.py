@@ -114,8 +114,24 @@ def rendered(tmp_path_factory):
     make_runs(root / "runs", SWEEP, label="sweep", manifest={**MANIFEST, "kernel_release": "6.12.117-sweep"})
     from tests.test_report import BATCHED
     make_runs(root / "runs", BATCHED, label="dma")
+    make_conformance_run(root / "runs")
     html = report.render(runs_root=root / "runs", out_root=root / "pm", out=root / "report.html")
     return root, html
+
+
+def make_conformance_run(root):
+    """A conformance run of two cases under two configurations: one failure, one pass
+    that did not exercise its migrator."""
+    out = store.create_run({"label": "conformance", "kind": "conformance", "kernel_release": "7.3.4+",
+                            "interface": "workbench series v3", "configs": ["kernel", "mtcopy-2"]}, root=root)
+    for case, cfg, verdict, output in (("migration.private_anon", "kernel", "pass", "ok 1"),
+                                       ("migration.private_anon", "mtcopy-2", "fail", "not ok 1 private_anon_lost"),
+                                       ("numa", "kernel", "pass", "ok"), ("numa", "mtcopy-2", "did not exercise", "ok")):
+        out.append({"suite": "selftests" if case != "numa" else "stress-ng", "test": case.split(".")[0],
+                    "case": case, "config": cfg, "migrator": cfg.split("-")[0], "kernel_release": "7.3.4+",
+                    "interface": "workbench series v3", "status": "pass" if verdict != "fail" else "fail",
+                    "verdict": verdict, "kernel_clean": True, "output": output,
+                    "trial_key": f"conformance-{case}-{cfg}"})
 
 
 def test_report_renders_self_contained_html(rendered):
@@ -125,9 +141,12 @@ def test_report_renders_self_contained_html(rendered):
     assert len(executed) == 1
     assert "application/vnd.jupyter.widget-state+json" in body          # widget state embedded
     assert 'src="http' not in body and "cdnjs.cloudflare.com/ajax/libs/require" not in body
-    assert body.count("data:image/png;base64,") >= 5                     # every plot inline
+    assert body.count("data:image/png;base64,") >= 6                     # every plot inline
     for needle in ("mtcopy 2", "1.10±0.10", "(other hardware)", "TCG: timings are functional",
-                   "first-folio latency", "10.67±0.36"):
+                   "first-folio latency", "10.67±0.36",
+                   # the conformance run: its headline, and its failure with the test's own line
+                   "2 cases × 2 configurations: 2 pass, 1 fail, 1 did not exercise",
+                   "selftests:migration.private_anon under mtcopy-2: fail", "not ok 1 private_anon_lost"):
         assert needle in body, needle
 
 

@@ -148,6 +148,17 @@ def test_report_of_an_unknown_run_names_the_runs_there(tmp_path, capsys):
     assert rc == 2 and "no run 'nosuchrun'" in err and "recent runs: " in err and "manifest.json" not in err
 
 
+def test_report_of_conformance_runs_only_says_where_they_are_shown(tmp_path, capsys):
+    from workbench.host import cli
+
+    from .test_notebooks import make_conformance_run
+    make_conformance_run(tmp_path)
+    (run,) = store.list_runs(tmp_path)
+    rc = cli.main(["report", run.id, "--runs-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"{run.id}: conformance runs only; the report shows them beside migration trials" in err
+
+
 def test_without_the_notebooks_extra_sweep_report_and_panel_say_what_to_install(tmp_path, monkeypatch, capsys):
     import sys
     from workbench.errors import WorkbenchError

@@ -42,6 +42,10 @@ def load(run_ids=None, root=None) -> pd.DataFrame:
     df = store.load_runs(root, list(run_ids) if run_ids else None)
     if df.empty:
         where = root or paths.runs_dir()
+        if run_ids and not store.load_runs(root, list(run_ids), kind="conformance").empty:
+            raise WorkbenchError(f"{', '.join(run_ids)}: conformance runs only; the report shows them beside "
+                                 "migration trials (add a trial run, or give no run for all); `workbench "
+                                 "summary RUN` prints a conformance run's matrix")
         raise WorkbenchError(f"no runs to report in {where}" + (f" among {', '.join(run_ids)}" if run_ids else ""))
     left_out = df.attrs.get("left_out", [])
     df = prepare(df)
