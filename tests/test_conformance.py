@@ -129,7 +129,7 @@ def test_a_case_under_a_migrator_that_copied(monkeypatch):
     fs = v3_kernel()
     before = dict(fs.files)
     run, seen = fake_program(fs, copied=300)
-    monkeypatch.setattr(agent_conformance.subprocess, "run", run)
+    monkeypatch.setattr(agent_conformance, "run_program", run)
     rec = agent_conformance.run_case(fs, CASE, MTCOPY)
     # offered everything while it ran, the migrator selected; all of it restored after
     assert seen == {"reasons": "all", "min_folios": "1", "min_bytes": "0", "migrator": "kernel [mtcopy]"}
@@ -143,12 +143,12 @@ def test_a_case_under_a_migrator_that_copied(monkeypatch):
 def test_a_pass_where_the_migrator_copied_nothing_did_not_exercise_it(monkeypatch):
     fs = v3_kernel()
     run, _ = fake_program(fs, copied=0)
-    monkeypatch.setattr(agent_conformance.subprocess, "run", run)
+    monkeypatch.setattr(agent_conformance, "run_program", run)
     rec = agent_conformance.run_case(fs, CASE, MTCOPY)
     assert (rec["status"], rec["verdict"], rec["copied"]) == ("pass", "did not exercise", 0)
     # the kernel's own copy has nothing to exercise: its pass is a pass
     run, _ = fake_program(fs, copied=0)
-    monkeypatch.setattr(agent_conformance.subprocess, "run", run)
+    monkeypatch.setattr(agent_conformance, "run_program", run)
     rec = agent_conformance.run_case(fs, CASE, {"name": "kernel", "migrator": "kernel", "offer_everything": False})
     assert (rec["verdict"], rec["offer_everything"]) == ("pass", None)
 
@@ -158,7 +158,7 @@ def test_a_program_killed_at_its_timeout_fails_and_keeps_its_output(monkeypatch)
 
     def hang(argv, **kw):
         raise subprocess.TimeoutExpired(argv, kw["timeout"], output=b"# RUN migration.private_anon ...\n")
-    monkeypatch.setattr(agent_conformance.subprocess, "run", hang)
+    monkeypatch.setattr(agent_conformance, "run_program", hang)
     rec = agent_conformance.run_case(fs, CASE, MTCOPY)
     assert (rec["status"], rec["returncode"]) == ("fail", None)
     assert rec["output"].startswith("# RUN migration.private_anon") and "(killed after 60 s)" in rec["output"]
@@ -201,7 +201,7 @@ def test_a_run_is_stored_and_shown_as_a_matrix(tmp_path, monkeypatch):
     assert len(df) == 4 and df["trial_key"].is_unique
     text = conformance.matrix(df)
     assert "stress-ng:numa" in text and "FAIL" in text and "numa under mtcopy-2: fail" in text
-    assert "skipped selftests:migration: the kernel under test is not a tree built here" in text
+    assert "skipped selftests:migration: the kernel under test (unknown) is neither a tree built here" in text
     assert out.manifest["configs"] == ["kernel", "mtcopy-2"] and out.manifest["cannot_run"] == cannot
 
 
@@ -230,7 +230,7 @@ def test_a_kernel_without_the_series_runs_only_its_own_copy(tmp_path, monkeypatc
 def test_a_program_run_several_ways_is_a_case_each(tmp_path, monkeypatch):
     monkeypatch.setattr(conformance, "build_selftests", lambda tree, programs, progress: tmp_path)
     cases, skipped = conformance.cases_for([("selftests", "ksm_tests"), ("selftests", "transhuge-stress")],
-                                           tmp_path, progress=lambda s: None)
+                                           conformance.SelftestSource(tmp_path), progress=lambda s: None)
     assert skipped == []
     assert [(c["case"], c["argv"][1:], c["reader"]) for c in cases] == [
         ("ksm_tests-numa-merge", ["-N", "-m", "1"], "kselftest"),
@@ -243,7 +243,7 @@ def test_a_fault_mode_that_never_fired_did_not_exercise_it(monkeypatch):
     fs = v3_kernel()
     fs.add("/sys/module/test_dma_engine/parameters/failed", "0")
     run, _ = fake_program(fs, copied=50)
-    monkeypatch.setattr(agent_conformance.subprocess, "run", run)
+    monkeypatch.setattr(agent_conformance, "run_program", run)
     cfg = {"name": "mtcopy-fail", "migrator": "mtcopy", "exercised_by": ["test_dma_engine.failed"],
            "engine_fault": "fail_every=7"}
     rec = agent_conformance.run_case(fs, CASE, cfg)
@@ -255,7 +255,7 @@ def test_a_fault_mode_that_never_fired_did_not_exercise_it(monkeypatch):
     def run_and_fail(argv, **kw):
         fs.files["/sys/module/test_dma_engine/parameters/failed"] = "3"
         return run(argv, **kw)
-    monkeypatch.setattr(agent_conformance.subprocess, "run", run_and_fail)
+    monkeypatch.setattr(agent_conformance, "run_program", run_and_fail)
     assert agent_conformance.run_case(fs, CASE, cfg)["verdict"] == "pass"
 
 
@@ -268,7 +268,7 @@ def test_under_a_fault_mode_the_fault_firing_is_what_exercises_it(monkeypatch):
     def run_and_fail(argv, **kw):
         fs.files["/sys/module/test_dma_engine/parameters/failed"] = "32"
         return run(argv, **kw)
-    monkeypatch.setattr(agent_conformance.subprocess, "run", run_and_fail)
+    monkeypatch.setattr(agent_conformance, "run_program", run_and_fail)
     rec = agent_conformance.run_case(fs, CASE, {"name": "f", "migrator": "mtcopy",
                                                 "exercised_by": ["test_dma_engine.failed"]})
     assert (rec["verdict"], rec["copied"]) == ("pass", 0)
@@ -293,7 +293,7 @@ def test_a_fault_modes_expected_report_is_named_not_a_failure():
 def test_a_configuration_this_kernel_cannot_take_is_a_skip_that_says_why(monkeypatch):
     fs = v3_kernel()
     before = dict(fs.files)
-    monkeypatch.setattr(agent_conformance.subprocess, "run", lambda *a, **k: pytest.fail("the program ran"))
+    monkeypatch.setattr(agent_conformance, "run_program", lambda *a, **k: pytest.fail("the program ran"))
     rec = agent_conformance.run_case(fs, CASE, {"name": "dcbm-hang", "migrator": "mtcopy",
                                                 "settings": {f"{ROOT}/dcbm/wait_us": "20000"}})
     assert (rec["status"], rec["verdict"]) == ("skip", "skip")
@@ -338,8 +338,136 @@ def test_hugetlb_cases_get_huge_pages_for_their_run_only(monkeypatch):
     def run(argv, **kw):
         seen.append(fs.read("/proc/sys/vm/nr_hugepages"))
         return subprocess.CompletedProcess(argv, 0, TAP_PASS, "")
-    monkeypatch.setattr(agent_conformance.subprocess, "run", run)
+    monkeypatch.setattr(agent_conformance, "run_program", run)
     rec = agent_conformance.run_case(fs, {**CASE, "settings": prog.settings_for("migration.private_anon_htlb")},
                                      {"name": "kernel", "migrator": "kernel", "offer_everything": False})
     assert seen == ["8"] and fs.read("/proc/sys/vm/nr_hugepages") == "0"
     assert rec["case_settings"] == "/proc/sys/vm/nr_hugepages=8"
+
+
+def test_hmm_tests_skip_on_a_kernel_built_without_test_hmm_and_load_it_where_built(tmp_path, monkeypatch):
+    monkeypatch.setattr(conformance, "build_selftests", lambda tree, programs, progress: tmp_path)
+    config = tmp_path / ".config"
+    config.write_text("CONFIG_DEVICE_PRIVATE=y\n# CONFIG_TEST_HMM is not set\nCONFIG_TEST_HMMX=y\n")
+    source = conformance.SelftestSource(tmp_path, config, "a tree")
+    monkeypatch.setattr(conformance, "list_cases", lambda binary: ["migration.private_anon"])
+    cases, skipped = conformance.cases_for([("selftests", "hmm-tests"), ("selftests", "migration")], source,
+                                           progress=lambda s: None)
+    assert [(r["test"], r["skip_reason"], r["missing_config"]) for r in skipped] == [
+        ("hmm-tests", f"needs CONFIG_TEST_HMM, which the kernel's config ({config}) does not set", "CONFIG_TEST_HMM")]
+    config.write_text("CONFIG_DEVICE_PRIVATE=y\nCONFIG_TEST_HMM=m\n")
+    cases, skipped = conformance.cases_for([("selftests", "hmm-tests")], source, progress=lambda s: None)
+    assert skipped == [] and [(c["case"], c["modules"]) for c in cases] == [("hmm-tests", ["test_hmm"])]
+
+
+def test_a_cases_module_is_loaded_for_it_and_removed_after(monkeypatch):
+    fs = v3_kernel()
+    fs.add_module("test_hmm", {"/sys/module/test_hmm/parameters/spm_addr_dev0": "0"})
+    seen = []
+
+    def run(argv, **kw):
+        seen.append(fs.exists("/sys/module/test_hmm"))
+        return subprocess.CompletedProcess(argv, 0, TAP_PASS, "")
+    monkeypatch.setattr(agent_conformance, "run_program", run)
+    kernel = {"name": "kernel", "migrator": "kernel", "offer_everything": False}
+    rec = agent_conformance.run_case(fs, {**CASE, "modules": ["test_hmm"]}, kernel)
+    assert seen == [True] and not fs.exists("/sys/module/test_hmm") and rec["status"] == "pass"
+    # loaded before (by someone else): left loaded
+    fs.load_module("test_hmm")
+    agent_conformance.run_case(fs, {**CASE, "modules": ["test_hmm"]}, kernel)
+    assert fs.exists("/sys/module/test_hmm")
+    # a kernel without it: a skip that names the module
+    del fs.modules["test_hmm"]
+    fs.files = {k: v for k, v in fs.files.items() if "test_hmm" not in k}
+    rec = agent_conformance.run_case(fs, {**CASE, "modules": ["test_hmm"]}, kernel)
+    assert rec["verdict"] == "skip" and "cannot load test module 'test_hmm'" in rec["skip_reason"]
+
+
+def _line_source(tarball, version):
+    """subprocess.run for conformance: kernel/line-source.sh answers with this tarball and
+    version; everything else runs."""
+    real = subprocess.run
+
+    def run(cmd, **kw):
+        if cmd[:2] == ["bash", str(conformance.paths.REPO / "kernel" / "line-source.sh")]:
+            return subprocess.CompletedProcess(cmd, 0, f"{tarball}\n{version}\n", "")
+        return real(cmd, **kw)
+    return run
+
+
+def test_a_stock_kernels_selftests_come_from_debians_source_of_its_version(tmp_path, monkeypatch):
+    import tarfile
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+    src = tmp_path / "src"
+    for rel in ("linux-source-6.12/tools/testing/selftests/mm/migration.c", "linux-source-6.12/Makefile",
+                "linux-source-6.12/drivers/big.c"):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text("x")
+    tarball = tmp_path / "linux-source-6.12.tar.xz"
+    with tarfile.open(tarball, "w:xz") as tar:
+        tar.add(src / "linux-source-6.12", arcname="linux-source-6.12")
+    boot = tmp_path / "cache" / "kernels" / "stock" / "6.12.118+deb12-amd64" / "boot"
+    boot.mkdir(parents=True)
+    facts = {"kernel_image": str(boot / "vmlinuz-6.12.118+deb12-amd64")}
+    monkeypatch.setattr(conformance.subprocess, "run", _line_source(tarball, "6.12.118-1~deb12u1"))
+    source = conformance.selftest_source(facts, progress=lambda s: None)
+    assert source.describe == "Debian's linux-source-6.12 6.12.118-1~deb12u1"
+    assert source.config == boot / "config-6.12.118+deb12-amd64"
+    assert (source.tree / "tools/testing/selftests/mm/migration.c").exists()
+    assert (source.tree / "Makefile").exists() and not (source.tree / "drivers").exists()
+    # another version of the source is not this kernel's: no selftests, and the skip says why
+    monkeypatch.setattr(conformance.subprocess, "run", _line_source(tarball, "6.12.110-1"))
+    source = conformance.selftest_source(facts, progress=lambda s: None)
+    assert source.tree is None and source.why_not == (
+        "Debian's linux-source-6.12 here is 6.12.110-1, the stock kernel is 6.12.118+deb12-amd64: "
+        "its selftests would be another kernel's")
+    # an image file from elsewhere has no source
+    source = conformance.selftest_source({"kernel_image": str(tmp_path / "bzImage")}, progress=lambda s: None)
+    assert source.tree is None and "neither a tree built here nor a Debian stock image" in source.why_not
+
+
+def _alive(pidfile) -> bool:
+    import os
+    pid = int(pidfile.read_text())
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (killed, not yet reaped by init) is not running
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(") ", 1)[1].split()[0] != "Z"
+
+
+def test_a_programs_children_do_not_outlive_its_case(tmp_path):
+    import time
+    pidfile = tmp_path / "child"
+    # a program whose child runs on after it exits (stress-ng's stressors, a forked test)
+    proc = agent_conformance.run_program(["sh", "-c", f"sleep 60 & echo $! > {pidfile}; echo started"], timeout=30)
+    assert proc.returncode == 0 and proc.stdout == "started\n"
+    time.sleep(0.2)
+    assert not _alive(pidfile)
+    # a program killed at its time: its children go with it, its output so far is kept
+    with pytest.raises(subprocess.TimeoutExpired) as err:
+        agent_conformance.run_program(["sh", "-c", f"sleep 60 & echo $! > {pidfile}; echo waiting; wait"], timeout=1)
+    assert err.value.output == "waiting\n"
+    time.sleep(0.2)
+    assert not _alive(pidfile)
+
+
+def test_every_case_runs_under_the_same_conditions_where_the_kernel_has_them(monkeypatch):
+    fs = v3_kernel()
+    fs.add("/sys/kernel/mm/transparent_hugepage/enabled", "[always] madvise never")
+    seen = []
+
+    def run(argv, **kw):
+        seen.append((fs.read("/sys/kernel/mm/transparent_hugepage/enabled"), fs.exists("/proc/sys/kernel/numa_balancing")))
+        return subprocess.CompletedProcess(argv, 0, TAP_PASS, "")
+    monkeypatch.setattr(agent_conformance, "run_program", run)
+    (case,), _ = conformance.cases_for([("stress-ng", "numa")], None, progress=lambda s: None) \
+        if conformance.shutil.which("stress-ng") else ([{**CASE, "conditions": conformance.CONDITIONS}], [])
+    assert case["conditions"] == conformance.CONDITIONS
+    rec = agent_conformance.run_case(fs, case, {"name": "kernel", "migrator": "kernel", "offer_everything": False})
+    # THP as the test trees have it while the case ran; numa_balancing, which this kernel lacks, left alone
+    assert seen == [("always [madvise] never", False)]
+    assert fs.read("/sys/kernel/mm/transparent_hugepage/enabled") == "[always] madvise never"
+    assert rec["conditions"] == "/sys/kernel/mm/transparent_hugepage/enabled=madvise"

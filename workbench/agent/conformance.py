@@ -13,6 +13,12 @@ configurations; every (case, configuration) gives one record:
 ``kernel_clean`` and ``kernel_report``: the kernel log and taint meanwhile (:mod:`.kernellog`)
 ``output``      the program's own output (its last ``OUTPUT_LIMIT`` characters)
 
+A case may name modules its program needs (``modules``: test_hmm for hmm-tests); they
+are loaded before it runs and unloaded after it if the case loaded them. Its
+``conditions`` (system settings every kernel runs the tests under, so that a kernel's
+defaults do not decide what a test does) are set where the kernel has the file, and
+recorded. The program runs in a session of its own, killed whole when it ends.
+
 So that the kernel's tests reach the migrator, the configuration may offer it every
 batch (``offer_everything``: every reason it may take, no minimum), where the interface
 has such settings; the record says so. Everything is restored after each case.
@@ -20,8 +26,11 @@ has such settings; the record says so. Everything is restored after each case.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
+import tempfile
 import time
 
 from ..errors import WorkbenchError
@@ -105,8 +114,13 @@ def run_case(fs: KernelFS, case: dict, config: dict) -> dict:
             control.configure(guard, migrator, **knobs)
             record["offer_everything"] = control.offer_everything(guard, migrator) \
                 if config.get("offer_everything", True) else None
+            conditions = {k: v for k, v in (case.get("conditions") or {}).items() if fs.exists(k)}
+            control.apply_settings(guard, conditions)
+            record["conditions"] = " ".join(f"{k}={v}" for k, v in sorted(conditions.items())) or None
             control.apply_settings(guard, config.get("settings"))
             control.apply_settings(guard, case.get("settings"))
+            for module in case.get("modules") or ():
+                load_for_case(fs, guard, control, module)
         except (WorkbenchError, OSError) as exc:
             # this kernel cannot be set up so (a file another series lacks, a module missing)
             record.update({"status": "skip", "verdict": "skip", "copied": None,
@@ -115,8 +129,7 @@ def run_case(fs: KernelFS, case: dict, config: dict) -> dict:
         c0 = control.counters()
         t0 = time.monotonic()
         try:
-            proc = subprocess.run(case["argv"], capture_output=True, text=True, timeout=case.get("timeout", 600),
-                                  cwd=case.get("cwd"), env=case.get("env"))
+            proc = run_program(case["argv"], timeout=case.get("timeout", 600), cwd=case.get("cwd"), env=case.get("env"))
             output, returncode = proc.stdout + proc.stderr, proc.returncode
         except subprocess.TimeoutExpired as exc:
             output = _text(exc.stdout) + _text(exc.stderr) + f"\n(killed after {case.get('timeout', 600)} s)"
@@ -147,6 +160,44 @@ def run_case(fs: KernelFS, case: dict, config: dict) -> dict:
     record["kernel_report_expected"] = bool(expected and record.get("kernel_clean") is False
                                             and re.search(expected, record.get("kernel_report") or ""))
     return record
+
+
+def run_program(argv: list[str], timeout: float, cwd: str | None = None,
+                env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a case's program in a session of its own and, when it ends or its time runs out,
+    kill whatever of that session is left (stress-ng's stressors, a test's forked children):
+    nothing of one case runs on into the next. Its output and errors go, interleaved as
+    written, to a file rather than a pipe, so a child still holding them open cannot keep
+    the case waiting. Raises TimeoutExpired with the output so far."""
+    with tempfile.TemporaryFile(mode="w+", errors="replace") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, text=True, cwd=cwd, env=env,
+                                start_new_session=True)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_session(proc.pid)
+            proc.wait()
+            out.seek(0)
+            raise subprocess.TimeoutExpired(argv, timeout, output=out.read()) from None
+        _kill_session(proc.pid)
+        out.seek(0)
+        return subprocess.CompletedProcess(argv, proc.returncode, out.read(), "")
+
+
+def _kill_session(sid: int) -> None:
+    try:
+        os.killpg(sid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def load_for_case(fs: KernelFS, guard: KnobGuard, control, module: str) -> None:
+    """Load a module a case's program needs (test_hmm for hmm-tests, as the kernel's own
+    test_hmm.sh does), unloaded again afterwards if the case loaded it."""
+    if fs.exists(f"/sys/module/{module}"):
+        return
+    control.load(module, what="test module")
+    guard.defer(lambda: fs.unload_module(module), f"unload {module}")
 
 
 def _text(data) -> str:

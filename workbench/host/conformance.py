@@ -97,10 +97,24 @@ class Program:
     #: settings for the cases whose name contains a word, as run_vmtests.sh makes them
     #: before it runs the program (through the guard: restored after the case)
     case_settings: tuple[tuple[str, dict], ...] = ()
+    #: kernel config options the program needs (read from the kernel's config before the
+    #: VM runs anything: a kernel without them skips the program, saying which), and the
+    #: modules loaded for it (as its run_vmtests.sh wrapper loads them)
+    needs_config: tuple[str, ...] = ()
+    modules: tuple[str, ...] = ()
 
     def settings_for(self, case: str) -> dict:
         return {k: v for word, settings in self.case_settings if word in case for k, v in settings.items()}
 
+
+#: what every case runs under, on every kernel (where the kernel has the file): a kernel's
+#: defaults must not decide what a test does. Debian's kernels default to THP "always" and
+#: NUMA balancing on; the test trees to "madvise" and off. Under "always", stress-ng's NUMA
+#: stressor moves a whole THP for each 4K page it names, 512 times the copying: its 64
+#: operations did not end in 600 s on the stock 6.12 kernel and take 20 s on the test trees.
+#: The kernel's tests ask for THPs with madvise where they want them; NUMA balancing would
+#: move pages under a test that checks where they are.
+CONDITIONS = {"/sys/kernel/mm/transparent_hugepage/enabled": "madvise", "/proc/sys/kernel/numa_balancing": "0"}
 
 #: huge pages for hugetlb cases: 8 of 2 MiB, spread over the nodes (run_vmtests.sh reserves them
 #: for the whole suite; a kernel whose test does not skip without them fails in mmap())
@@ -123,6 +137,13 @@ SELFTESTS: dict[str, Program] = {p.name: p for p in (
     Program("ksm_tests", "KSM merging across NUMA nodes (merge_across_nodes on and off)",
             per_case=False, timeout=300.0,
             runs=(("ksm_tests-numa-merge", ("-N", "-m", "1")), ("ksm_tests-numa-nomerge", ("-N", "-m", "0")))),
+    Program("hmm-tests", "device-private memory: pages moved to a pretend device and back through migrate_vma "
+                         "(test_hmm.ko), the migration core migrate_pages shares; exclusive access, THP",
+            per_case=False, timeout=900.0,
+            # its benchmark_thp_migration times migrations against the harness's 120 s limit,
+            # which an emulated CPU misses: a benchmark, not a check of what moved
+            runs=(("hmm-tests", ("-T", "benchmark_thp_migration")),),
+            needs_config=("CONFIG_DEVICE_PRIVATE", "CONFIG_TEST_HMM"), modules=("test_hmm",)),
 )}
 
 #: the stress-ng stressors that migrate (Debian's stress-ng)
@@ -267,16 +288,24 @@ def parse_case_list(text: str) -> list[str]:
 
 # ---- what runs ------------------------------------------------------------------------------
 
-def cases_for(tests: list[tuple[str, str]], tree: Path | None, progress=print) -> tuple[list[dict], list[dict]]:
+def cases_for(tests: list[tuple[str, str]], source: SelftestSource | None,
+              progress=print) -> tuple[list[dict], list[dict]]:
     """(cases to send to the agent, records of what cannot run here and why)."""
     cases, skipped = [], []
     programs = [t for s, t in tests if s == "selftests"]
     if programs:
-        if tree is None:
-            skipped += [_skip("selftests", p, "the kernel under test is not a tree built here (a stock "
-                                             "image): its selftests are not built") for p in programs]
-        else:
-            built = build_selftests(tree, programs, progress)
+        if source is None or source.tree is None:
+            why = source.why_not if source else "no source for the kernel under test"
+            skipped += [_skip("selftests", p, why) for p in programs]
+            programs = []
+        lacking = {p: source.lacks(SELFTESTS[p].needs_config) for p in programs}
+        for p, missing in lacking.items():
+            if missing:
+                skipped.append(_skip("selftests", p, f"needs {' and '.join(missing)}, which the kernel's config "
+                                                     f"({source.config}) does not set", missing[0]))
+        programs = [p for p in programs if not lacking[p]]
+        if programs:
+            built = build_selftests(source.tree, programs, progress)
             for p in programs:
                 prog, binary = SELFTESTS[p], built / "mm" / p
                 if prog.per_case:
@@ -284,12 +313,13 @@ def cases_for(tests: list[tuple[str, str]], tree: Path | None, progress=print) -
                         cases.append({"suite": "selftests", "test": p, "case": case, "reader": prog.reader,
                                       "argv": [str(binary), "-t", case.split(".", 1)[1]],
                                       "timeout": prog.timeout, "cwd": str(binary.parent),
-                                      "settings": prog.settings_for(case)})
+                                      "settings": prog.settings_for(case), "conditions": CONDITIONS})
                 else:
                     for case, args in prog.runs or ((p, prog.args),):
                         cases.append({"suite": "selftests", "test": p, "case": case, "reader": prog.reader,
                                       "argv": [str(binary), *args], "timeout": prog.timeout,
-                                      "cwd": str(binary.parent)})
+                                      "cwd": str(binary.parent), "modules": list(prog.modules),
+                                      "conditions": CONDITIONS})
     for s, t in tests:
         if s == "stress-ng":
             exe = shutil.which("stress-ng")
@@ -298,13 +328,13 @@ def cases_for(tests: list[tuple[str, str]], tree: Path | None, progress=print) -
                 continue
             _, args = STRESS_NG[t]
             cases.append({"suite": s, "test": t, "case": t, "reader": "stress-ng", "argv": [exe, *args],
-                          "timeout": 600.0, "cwd": "/tmp"})
+                          "timeout": 600.0, "cwd": "/tmp", "conditions": CONDITIONS})
     return cases, skipped
 
 
-def _skip(suite: str, test: str, why: str, config: str | None = None) -> dict:
-    return {"suite": suite, "test": test, "case": test, "config": config, "status": "skip", "verdict": "skip",
-            "skip_reason": why}
+def _skip(suite: str, test: str, why: str, missing_config: str | None = None) -> dict:
+    return {"suite": suite, "test": test, "case": test, "status": "skip", "verdict": "skip",
+            "skip_reason": why, **({"missing_config": missing_config} if missing_config else {})}
 
 
 def configs_for(names: list[str], facts: dict) -> tuple[list[dict], list[str]]:
@@ -324,9 +354,74 @@ def configs_for(names: list[str], facts: dict) -> tuple[list[dict], list[str]]:
     return run, cannot
 
 
-def kernel_tree(facts: dict) -> Path | None:
+# ---- the source a kernel's selftests are built from -----------------------------------------
+
+@dataclass
+class SelftestSource:
+    """Where the selftests of the kernel under test come from, and its config."""
+    tree: Path | None             # a kernel source tree (None: there is none; why_not says why)
+    config: Path | None = None    # the kernel's .config, to see what it was built with
+    describe: str = ""
+    why_not: str | None = None
+
+    def lacks(self, options: tuple[str, ...]) -> list[str]:
+        """Of ``options``, those the kernel's config does not set (y or m); none when the
+        config cannot be read (the agent then says what is missing)."""
+        if not options or self.config is None or not self.config.is_file():
+            return []
+        have = {ln.split("=", 1)[0] for ln in self.config.read_text().splitlines()
+                if ln.startswith("CONFIG_") and ln.split("=", 1)[1:] in (["y"], ["m"])}
+        return [o for o in options if o not in have]
+
+
+def selftest_source(facts: dict, progress=print) -> SelftestSource:
+    """A built tree: itself. A Debian stock image: the line's Debian source of the same
+    version (unpacked into the cache). Anything else has no source here."""
+    from ..targets import kernel_images
     image = facts.get("kernel_image")
-    return Path(image) if image and Path(image).is_dir() else None
+    if image and Path(image).is_dir():
+        return SelftestSource(Path(image), Path(image) / ".config", f"the built tree {image}")
+    path = Path(image) if image else None
+    if path and path.name.startswith("vmlinuz-") and kernel_images.stock_root() in path.parents:
+        release = path.name[len("vmlinuz-"):]
+        return stock_source(release, path.with_name(f"config-{release}"), progress)
+    return SelftestSource(None, why_not=f"the kernel under test ({image or 'unknown'}) is neither a tree built "
+                                        "here nor a Debian stock image: there is no source to build its "
+                                        "selftests from (boot a built tree, or stock)")
+
+
+def stock_source(release: str, config: Path, progress=print) -> SelftestSource:
+    """The Debian source of stock kernel ``release``: its line's linux-source package, if
+    its version is the image's (kernel/line-source.sh); unpacked once into the cache,
+    without the directories neither the UAPI headers nor the selftests use."""
+    from ..targets import kernel_lines
+    line = next((ln for ln in kernel_lines.lines() if release.startswith(ln.name + ".")), None)
+    if line is None:
+        return SelftestSource(None, config, why_not=f"stock kernel {release} is on none of the kernel lines "
+                                                    f"({', '.join(ln.name for ln in kernel_lines.lines())})")
+    proc = subprocess.run(["bash", str(paths.REPO / "kernel" / "line-source.sh"), line.name],
+                          capture_output=True, text=True)
+    if proc.returncode:
+        last = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        return SelftestSource(None, config, why_not=f"no {line.source_package} for stock kernel {release}: {last}")
+    tarball, version = proc.stdout.split()[-2:]
+    if version.split("-")[0] != release.split("+")[0].split("-")[0]:
+        return SelftestSource(None, config, why_not=f"Debian's {line.source_package} here is {version}, the stock "
+                                                    f"kernel is {release}: its selftests would be another kernel's")
+    dest = paths.cache_dir() / "conformance" / f"source-{line.source_package}-{version.replace('~', '_')}"
+    if not (dest / ".unpacked").exists():
+        progress(f"unpacking {Path(tarball).name} {version} for the stock kernel's selftests")
+        partial = dest.with_name(dest.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        top = f"{line.source_package}/"
+        _make(["tar", "-C", str(partial), "--strip-components=1", "-xf", tarball, "--anchored",
+               *[f"--exclude={top}{d}" for d in ("drivers", "Documentation", "sound", "fs", "net", "firmware")]],
+              f"unpacking {tarball}")
+        (partial / ".unpacked").write_text(f"{tarball} {version}\n")
+        shutil.rmtree(dest, ignore_errors=True)
+        partial.rename(dest)
+    return SelftestSource(dest, config, f"Debian's {line.source_package} {version}")
 
 
 def run(target, migrators: list[str], tests: list[tuple[str, str]], label: str = "conformance",
@@ -343,7 +438,8 @@ def run(target, migrators: list[str], tests: list[tuple[str, str]], label: str =
                  f"({facts.get('kernel_release')}): running the kernel's own copy only")
         migrators = ["kernel"]
     configs, cannot = configs_for(migrators, facts)
-    cases, skipped = cases_for(tests, kernel_tree(facts), progress)
+    source = selftest_source(facts, progress) if any(s == "selftests" for s, _ in tests) else None
+    cases, skipped = cases_for(tests, source, progress)
     if only:
         unknown = sorted(set(only) - {c["case"] for c in cases})
         if unknown:
@@ -354,6 +450,8 @@ def run(target, migrators: list[str], tests: list[tuple[str, str]], label: str =
                 "kernel_release": facts.get("kernel_release"), "interface": facts.get("interface"),
                 "kernel_image": facts.get("kernel_image"), "series": facts.get("series"),
                 "inputs": facts.get("inputs"), "cpus": facts.get("cpus"),
+                "selftest_source": source.describe if source and source.tree else None,
+                "conditions": CONDITIONS,
                 "configs": [c["name"] for c in configs], "cannot_run": cannot,
                 "tests": [f"{s}:{t}" for s, t in tests]}
     out = store.create_run(manifest, root=root)
