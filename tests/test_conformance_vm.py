@@ -40,3 +40,18 @@ def test_the_migration_selftest_and_stress_ng_pass_under_mtcopy_and_dcbm(four_cp
         assert rec["verdict"] == "pass", (where, rec["verdict"], rec.get("skip_reason"), rec["output"][-2000:])
         assert rec["copied"] > 0 and rec["kernel_clean"], (where, rec["copied"], rec.get("kernel_report"))
         assert rec["offer_everything"] == "reasons=all min_folios=1 min_bytes=0", where
+
+
+def test_hmm_tests_pass_with_test_hmm_loaded_for_them(four_cpu_v3, tmp_path):
+    """The test kernels' device-private memory and test_hmm.ko (60-conformance.config):
+    hmm-tests' device-private half passes under the kernel's copy, the module loaded for
+    the run and removed after it (a failed removal would be a restore problem)."""
+    t0 = time.time()
+    out, records, cannot = conformance.run(four_cpu_v3, ["kernel"], [("selftests", "hmm-tests")],
+                                           progress=print, root=tmp_path)
+    (rec,) = store.open_run(out.id, tmp_path).records().to_dict("records")
+    print(f"\n[hmm-tests {time.time() - t0:.0f} s]")
+    assert rec["verdict"] == "pass", (rec["verdict"], rec.get("skip_reason"), rec["output"][-3000:])
+    assert "# Totals: pass:" in rec["output"] and "fail:0" in rec["output"]
+    assert rec["kernel_clean"] and not rec.get("restore_problems"), (rec.get("kernel_report"),
+                                                                     rec.get("restore_problems"))

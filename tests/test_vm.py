@@ -162,6 +162,8 @@ def test_a_vm_that_is_up_is_used_without_naming_its_kernel(vm_target):
     again = make_target("vm", vm_name=vm_target.vm.name, notify=notes.append)
     assert again.ensure_up()["token"] == vm_target.vm.state()["token"]
     assert notes and f"using VM {vm_target.vm.name!r}, already up: kernel stock (6.12." in notes[0]
+    again.ensure_up()                       # the next plan of the same run: said once, not again
+    assert len(notes) == 1, notes
     with pytest.raises(WorkbenchError, match=r"already up with kernel 'stock', not 'vanilla': run `workbench vm down"):
         make_target("vm", vm_name=vm_target.vm.name, kernel="vanilla").ensure_up()
     assert vm_target.vm.running()

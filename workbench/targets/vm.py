@@ -47,7 +47,9 @@ class VMTarget(Target):
             # a VM this target has used comes back as it was (its kernel, nodes, clock),
             # even where this target's own config left them open
             config = self._used if self._used is not None and not self.vm.running() else self.config
-            st = self.vm.up(config, progress=self.progress, notify=self.notify)
+            # "using VM X, already up" is said once, not before every plan of a long run
+            again = self._used is not None and self.vm.running()
+            st = self.vm.up(config, progress=self.progress, notify=None if again else self.notify)
         else:
             st = self.vm.state()
         known = {f.name for f in fields(VMConfig)}
