@@ -471,3 +471,17 @@ def test_every_case_runs_under_the_same_conditions_where_the_kernel_has_them(mon
     assert seen == [("always [madvise] never", False)]
     assert fs.read("/sys/kernel/mm/transparent_hugepage/enabled") == "[always] madvise never"
     assert rec["conditions"] == "/sys/kernel/mm/transparent_hugepage/enabled=madvise"
+
+
+def test_a_selftest_the_kernels_source_lacks_is_a_skip_that_says_so(tmp_path, monkeypatch):
+    mm = tmp_path / "tools/testing/selftests/mm"
+    mm.mkdir(parents=True)
+    (mm / "ksm_tests.c").write_text("")
+    monkeypatch.setattr(conformance, "build_selftests", lambda tree, programs, progress: tmp_path)
+    source = conformance.SelftestSource(tmp_path, None, "an old tree")
+    cases, skipped = conformance.cases_for([("selftests", "ksm_tests"), ("selftests", "split_huge_page_test")],
+                                           source, progress=lambda s: None)
+    assert [c["case"] for c in cases] == ["ksm_tests-numa-merge", "ksm_tests-numa-nomerge"]
+    assert [(r["test"], r["skip_reason"]) for r in skipped] == [
+        ("split_huge_page_test", "this kernel's source (an old tree) has no selftest split_huge_page_test "
+                                 "(tools/testing/selftests/mm): not built for this kernel")]

@@ -304,6 +304,11 @@ def cases_for(tests: list[tuple[str, str]], source: SelftestSource | None,
                 skipped.append(_skip("selftests", p, f"needs {' and '.join(missing)}, which the kernel's config "
                                                      f"({source.config}) does not set", missing[0]))
         programs = [p for p in programs if not lacking[p]]
+        mm = source.tree / "tools/testing/selftests/mm" if programs else None
+        for p in [p for p in programs if mm.is_dir() and not (mm / f"{p}.c").exists()]:
+            skipped.append(_skip("selftests", p, f"this kernel's source ({source.describe}) has no selftest {p} "
+                                                 "(tools/testing/selftests/mm): not built for this kernel"))
+            programs.remove(p)
         if programs:
             built = build_selftests(source.tree, programs, progress)
             for p in programs:
