@@ -1,0 +1,32 @@
+# %% [markdown]
+# # 02 · Explore
+#
+# An interactive panel (`workbench.host.panel.Panel`): choose the target, migrator, folio sizes, batch size, threads or channels, total size and repeats — only what the target offers is listed. **Nothing runs until you press Run**; the progress bar ticks per finished trial. The results table uses the series' layout; the plot shows measured throughput beside the Amdahl prediction, whose `F` and `S` sliders start at the measured copy share and copy-phase speedup when the kernel has the counters (patched kernel). Errors appear in red in the panel.
+#
+# Press **Connect** first (for the VM this boots it, a minute or more under TCG).
+
+# %% tags=["parameters"]
+target = "vm"
+kernel = "stock"
+runs_root = ""
+connect = False      # True: read the target right away
+imports = []
+
+# %%
+import importlib
+
+for module in imports:
+    importlib.import_module(module)
+
+from workbench.host.panel import Panel
+
+panel = Panel(spec=target, kernel=kernel, root=runs_root or None, specs=("vm", "local", target))
+if connect:
+    panel.connect()
+panel.widget()
+
+# %% [markdown]
+# Everything the panel shows is also reachable from code: `panel.results` (one row per repeat), `panel.runs`, `panel.error`.
+
+# %%
+panel.results.tail()
