@@ -45,6 +45,14 @@ print(report.workload_panels(df))
 print(report.comparisons(df, by=compare_by, base=compare_base or None))
 
 # %% [markdown]
+# ### Every field that changed
+#
+# Every measured field — throughput and times, the kernel's vmstat deltas, the series' counters, the trace's summaries — for the same sides, as `%change ± %stddev` (harmonic means of rates, arithmetic of the rest), only where Welch's t-test (or exact counters that differ) marks a change; the geometric mean of new/base over the configurations sums each field up. `workbench compare BASE NEW --all` prints every field.
+
+# %%
+print(report.comparisons(df, by=compare_by, base=compare_base or None, every_field=True))
+
+# %% [markdown]
 # ## Throughput against folio size
 
 # %%

@@ -144,6 +144,8 @@ def test_report_renders_self_contained_html(rendered):
     assert body.count("data:image/png;base64,") >= 6                     # every plot inline
     for needle in ("mtcopy 2", "1.10±0.10", "(other hardware)", "TCG: timings are functional",
                    "first-folio latency", "10.67±0.36",
+                   # every field that changed, the sides of the comparison section
+                   "every field: harmonic means of rates, arithmetic of the rest",
                    # the conformance run: its headline, and its failure with the test's own line
                    "2 cases × 2 configurations: 2 pass, 1 fail, 1 did not exercise",
                    "selftests:migration.private_anon under mtcopy-2: fail", "not ok 1 private_anon_lost"):

@@ -218,14 +218,27 @@ def cmd_compare(args):
             print(conformance.compare_runs(sides[0], side, args.base, name))
         return 0
     base, news = compare.load_sides(args.base, args.new, by=args.by, root=args.runs_dir)
-    tables = [compare.compare(base, new, by=args.by, value=args.value, alpha=args.alpha,
-                              across_accelerators=args.across_accelerators) for new in news]
+    if args.all:
+        from . import compare_all
+        tables = [compare_all.compare_all(base, new, by=args.by, alpha=args.alpha, method=args.method,
+                                          across_accelerators=args.across_accelerators) for new in news]
+        def text(table, base, new):
+            return compare_all.format_text(table, base, new, changed_only=args.changed)
+    else:
+        if args.method != "welch" or args.changed:
+            flag = "--changed" if args.changed else f"--method {args.method}"
+            raise WorkbenchError(f"{flag} is for --all; one field's comparison prints every configuration, "
+                                 "marked by Welch's t-test")
+        tables = [compare.compare(base, new, by=args.by, value=args.value, alpha=args.alpha,
+                                  across_accelerators=args.across_accelerators) for new in news]
+        text = compare.format_text
     if args.json:
-        print(json.dumps([{"base": args.base, "new": n, "rows": json.loads(t.to_json(orient="records"))}
+        print(json.dumps([{"base": args.base, "new": n, "rows": json.loads(t.to_json(orient="records")),
+                           **({"zero_fields": t.attrs.get("zero_fields", [])} if args.all else {})}
                           for n, t in zip(args.new, tables)], indent=1))
         return 0
     for name, table in zip(args.new, tables):
-        print(compare.format_text(table, args.base, name))
+        print(text(table, args.base, name))
         print()
     return 0
 
@@ -421,6 +434,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--by", default="run", help="what a side names: run (default), kernel_release, kernel, target, "
                                                "accelerator, migrator, label, workload")
     c.add_argument("--value", default="gbps", help="the column compared (default %(default)s)")
+    c.add_argument("--all", action="store_true",
+                   help="every measured field (times, vmstat deltas, the series' counters, trace summaries) as "
+                        "%%change ± %%stddev, LKP's layout; harmonic means of rates, geometric means over "
+                        "configurations")
+    c.add_argument("--method", default="welch", choices=("welch", "subsample-median"),
+                   help="what marks a change significant with --all: Welch's t-test (default) or the "
+                        "outlier-resistant subsample-median ranges (4+ trials a side)")
+    c.add_argument("--changed", action="store_true", help="with --all: only the fields whose change is marked")
     c.add_argument("--alpha", type=float, default=0.05, help="significance level (default %(default)s)")
     c.add_argument("--across-accelerators", action="store_true",
                    help="compare runs of different accelerators (never different clocks)")

@@ -59,21 +59,34 @@ def _configs(df: pd.DataFrame, by: str) -> pd.DataFrame:
     return d
 
 
-def compare(base: pd.DataFrame, new: pd.DataFrame, by: str = "run", value: str = "gbps", alpha: float = 0.05,
-            across_accelerators: bool = False) -> pd.DataFrame:
-    """One row per configuration both sides measured."""
-    both = pd.concat([base.assign(_side="base"), new.assign(_side="new")], ignore_index=True)
+def accelerators(both: pd.DataFrame) -> list[str]:
+    return sorted(set(both["accelerator"].dropna())) if "accelerator" in both.columns else []
+
+
+def configurations(both: pd.DataFrame, by: str, across_accelerators: bool = False) -> tuple[list[str], pd.DataFrame]:
+    """The two sides (``_side`` base/new) with their configuration columns, and the columns
+    that tell configurations apart; refuses mixed clocks, and mixed accelerators unless
+    ``across_accelerators``."""
     clocks.require_one_clock(both, "this comparison")
-    accels = sorted(set(both["accelerator"].dropna())) if "accelerator" in both.columns else []
+    accels = accelerators(both)
     if len(accels) > 1 and not across_accelerators:
         raise WorkbenchError(f"this comparison mixes accelerators ({', '.join(accels)}): TCG, KVM and bare-metal "
                              "timings are not the same kind of number; compare runs of one accelerator, or pass "
                              "--across-accelerators to compare them anyway (the table then says so)")
-    if value not in both.columns:
-        raise WorkbenchError(f"value {value!r} is not a column of these runs; for example gbps or seconds")
     d = _configs(both, by)
     keys = [c for c in CONFIG_COLUMNS if c in d.columns and c != by and d[c].nunique() > 0]
-    keys = [c for c in keys if not (d[c] == "-").all()] or ["folio"]
+    return [c for c in keys if not (d[c] == "-").all()] or ["folio"], d
+
+
+def compare(base: pd.DataFrame, new: pd.DataFrame, by: str = "run", value: str = "gbps", alpha: float = 0.05,
+            across_accelerators: bool = False) -> pd.DataFrame:
+    """One row per configuration both sides measured."""
+    both = pd.concat([base.assign(_side="base"), new.assign(_side="new")], ignore_index=True)
+    if value not in both.columns:
+        clocks.require_one_clock(both, "this comparison")
+        raise WorkbenchError(f"value {value!r} is not a column of these runs; for example gbps or seconds")
+    keys, d = configurations(both, by, across_accelerators)
+    accels = accelerators(both)
     rows = []
     for cfg, g in d.groupby(keys, sort=False):
         cfg = cfg if isinstance(cfg, tuple) else (cfg,)

@@ -151,12 +151,14 @@ def figure(fn, df: pd.DataFrame):
         return None
 
 
-def comparisons(df: pd.DataFrame, by: str = "kernel_release", base: str | None = None) -> str:
+def comparisons(df: pd.DataFrame, by: str = "kernel_release", base: str | None = None,
+                every_field: bool = False) -> str:
     """Each other value of ``by`` against ``base`` (default: the one that names a vanilla
     or stock kernel, else the first in sort order), configuration by
     configuration, in :mod:`workbench.host.compare`'s layout; one line saying why when the
-    runs cannot be compared (one side only, mixed clocks or accelerators)."""
-    from . import compare
+    runs cannot be compared (one side only, mixed clocks or accelerators). ``every_field``:
+    every measured field whose change is marked (:mod:`workbench.host.compare_all`)."""
+    from . import compare, compare_all
     if by not in df.columns:
         return f"no comparison: these runs have no {by} column"
     values = sorted(set(df[by].dropna().astype(str)))
@@ -166,8 +168,12 @@ def comparisons(df: pd.DataFrame, by: str = "kernel_release", base: str | None =
     out = []
     for other in (v for v in values if v != base):
         try:
-            table = compare.compare(compare.select(df, base, by), compare.select(df, other, by), by=by)
-            out.append(compare.format_text(table, base, other))
+            sides = compare.select(df, base, by), compare.select(df, other, by)
+            if every_field:
+                out.append(compare_all.format_text(compare_all.compare_all(*sides, by=by), base, other,
+                                                   changed_only=True))
+            else:
+                out.append(compare.format_text(compare.compare(*sides, by=by), base, other))
         except WorkbenchError as exc:
             out.append(f"{base} against {other}: {exc}")
     return "\n\n".join(out)
