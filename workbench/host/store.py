@@ -342,15 +342,12 @@ def load_runs(root: Path | None = None, run_ids: list[str] | None = None, kind: 
         df = run.records(r)
         if df.empty:
             continue
-        for col in CONTEXT:
-            if col not in df.columns:
-                df[col] = m.get(col)
+        # the run's context, added in one step (column by column fragments a wide frame)
+        context = {col: m.get(col) for col in CONTEXT if col not in df.columns}
+        context.update({k: v for k, v in (("run_id", run.id), ("label", m.get("label"))) if k not in df.columns})
+        df = pd.concat([df, pd.DataFrame(context, index=df.index)], axis=1)
         df["clock"] = df["clock"].fillna("wall")   # runs from before clocks were recorded
         df["functional"] = df["accelerator"].eq("tcg")
-        if "run_id" not in df.columns:
-            df["run_id"] = run.id
-        if "label" not in df.columns:
-            df["label"] = m.get("label")
         frames.append(df)
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     dirs = {run.dir for run in runs}
