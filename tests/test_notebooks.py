@@ -139,6 +139,10 @@ def test_report_renders_self_contained_html(rendered):
     body = html.read_text()
     executed = list((root / "pm").glob("*-report/report-*.ipynb"))
     assert len(executed) == 1
+    # the code that made each table is there; --no-input leaves it out, keeping the outputs
+    assert "text_tables" in body
+    bare = report.to_html(executed[0], no_input=True)
+    assert "text_tables" not in bare and "10.67±0.36" in bare
     assert "application/vnd.jupyter.widget-state+json" in body          # widget state embedded
     assert 'src="http' not in body and "cdnjs.cloudflare.com/ajax/libs/require" not in body
     assert body.count("data:image/png;base64,") >= 6                     # every plot inline

@@ -46,7 +46,7 @@ def cmd_sweep(args) -> int:
 def cmd_report(args) -> int:
     from . import report
     path = report.render(args.runs, runs_root=args.runs_dir, out=args.out, out_root=args.out_dir,
-                         jupyter_kernel=args.jupyter_kernel)
+                         jupyter_kernel=args.jupyter_kernel, no_input=args.no_input)
     print(f"report: {path}")
     return 0
 
@@ -82,6 +82,8 @@ def add_parsers(sub) -> None:
     r.add_argument("--out", help="HTML file to write (default papermill-runs/<date>-report/report-<time>.html)")
     r.add_argument("--out-dir", help="where the executed notebook goes (default papermill-runs/)")
     r.add_argument("--jupyter-kernel", default="python3", help="Jupyter kernel to execute with (default %(default)s)")
+    r.add_argument("--no-input", action="store_true",
+                   help="leave the code cells out (outputs only: for a mailing-list reviewer)")
     add_strict(r)
     r.set_defaults(fn=cmd_report)
 

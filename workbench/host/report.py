@@ -394,8 +394,9 @@ def tabs(df: pd.DataFrame):
 # -- rendering -----------------------------------------------------------------------
 
 def render(run_ids=None, runs_root=None, out: Path | None = None, out_root: Path | None = None,
-           jupyter_kernel: str = "python3", timeout: float | None = 600) -> Path:
-    """Execute 04-report for the runs and write a self-contained HTML file; returns its path."""
+           jupyter_kernel: str = "python3", timeout: float | None = 600, no_input: bool = False) -> Path:
+    """Execute 04-report for the runs and write a self-contained HTML file (``no_input``:
+    without the code cells); returns its path."""
     notebooks.require(what="workbench report")
     run_ids = list(run_ids or [])
     load(run_ids, runs_root)                      # a clear error before starting a kernel
@@ -410,19 +411,20 @@ def render(run_ids=None, runs_root=None, out: Path | None = None, out_root: Path
         raise WorkbenchError(f"the report notebook failed: {notebooks.error_line(e)} "
                              f"(executed notebook: {executed})") from None
     out = Path(out) if out else directory / f"report-{stamp}.html"
-    out.write_text(to_html(executed))
+    out.write_text(to_html(executed, no_input=no_input))
     return out
 
 
-def to_html(notebook_path: Path) -> str:
-    """nbconvert's HTML with the code hidden, the widget state embedded and no external
-    script (no CDN, no MathJax): opens offline."""
+def to_html(notebook_path: Path, no_input: bool = False) -> str:
+    """nbconvert's HTML with the widget state embedded and no external script (no CDN, no
+    MathJax): opens offline. The code cells show how each table and plot was made;
+    ``no_input`` leaves them out (for a mailing-list reviewer)."""
     import nbformat
     from nbconvert import HTMLExporter
 
     nb = nbformat.read(str(notebook_path), as_version=4)
     exporter = HTMLExporter(template_name="lab")
-    exporter.exclude_input = True
+    exporter.exclude_input = no_input
     exporter.exclude_input_prompt = True
     exporter.exclude_output_prompt = True
     body, _ = exporter.from_notebook_node(nb)
