@@ -7,7 +7,7 @@ import pytest
 
 from workbench.host import cli
 
-from . import fake_target  # noqa: F401  (registers the 'fake' target)
+from workbench.testing import fake_target  # noqa: F401  (registers the 'fake' target)
 
 
 def run_cli(capsys, *argv):

@@ -10,7 +10,7 @@ from workbench.errors import WorkbenchError
 from workbench.host import cost
 from workbench.protocol import TrialSpec
 
-from .fake_target import FACTS, FakeTarget
+from workbench.testing.fake_target import FACTS, FakeTarget
 
 #: instruction-time per folio of each (kernel, migrator, batch) in the fake: patched with
 #: defaults costs what vanilla costs; the batched copy costs more at small batches

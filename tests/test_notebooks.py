@@ -90,7 +90,7 @@ def test_our_series_and_upstreams_from_the_stored_runs(tmp_path):
 
 def test_quickstart_runs_one_verified_migration(tmp_path):
     runs = tmp_path / "runs"
-    nb = execute("01-quickstart.ipynb", tmp_path, target="fake", imports=["tests.fake_target"],
+    nb = execute("01-quickstart.ipynb", tmp_path, target="fake", imports=["workbench.testing.fake_target"],
                  runs_root=str(runs), folio_size="2M", total_size="4M")
     (run,) = store.list_runs(runs)
     rec = run.records()
@@ -100,7 +100,7 @@ def test_quickstart_runs_one_verified_migration(tmp_path):
 
 
 def test_explore_notebook_builds_the_panel(tmp_path):
-    nb = execute("02-explore.ipynb", tmp_path, target="fake", imports=["tests.fake_target"],
+    nb = execute("02-explore.ipynb", tmp_path, target="fake", imports=["workbench.testing.fake_target"],
                  runs_root=str(tmp_path / "runs"), connect=True)
     out = text_of(nb)
     assert "application/vnd.jupyter.widget-view+json" in out
@@ -209,7 +209,7 @@ def lab(tmp_path):
     nb = nbformat.read(str(paths.REPO / "notebooks" / "02-explore.ipynb"), as_version=4)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     cell.source = (f'target = "fake"\nkernel = "stock"\nruns_root = "{tmp_path / "runs"}"\nconnect = False\n'
-                   'imports = ["tests.fake_target"]')
+                   'imports = ["workbench.testing.fake_target"]')
     nbformat.write(nb, str(tmp_path / "02-explore.ipynb"))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

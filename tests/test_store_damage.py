@@ -12,7 +12,7 @@ from workbench.errors import WorkbenchError
 from workbench.host import cli, runner, store
 from workbench.host.plan import RunParams
 
-from .fake_target import FakeTarget
+from workbench.testing.fake_target import FakeTarget
 from .test_cli import one_line_error, run_cli
 
 LEFT_OUT_1 = "left out 1 damaged file (`workbench store check` lists them; --strict refuses instead)"
