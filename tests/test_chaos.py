@@ -99,7 +99,7 @@ def check_outcome(rc, out, runs, tmp_path):
 
 
 def test_chaos_sweep_on_the_fake_target(tmp_path, monkeypatch, capsys):
-    rc, runs, _ = chaos_sweep(tmp_path, monkeypatch, {"target": "fake", "imports": ["tests.fake_target"]},
+    rc, runs, _ = chaos_sweep(tmp_path, monkeypatch, {"target": "fake", "imports": ["workbench.testing.fake_target"]},
                               trial_timeout=0.5)
     check_outcome(rc, capsys.readouterr().out, runs, tmp_path)
 

@@ -7,20 +7,8 @@ import pytest
 
 from workbench.host import cli
 
-from . import fake_target  # noqa: F401  (registers the 'fake' target)
-
-
-def run_cli(capsys, *argv):
-    rc = cli.main(list(argv))
-    out, err = capsys.readouterr()
-    return rc, out, err.strip()
-
-
-def one_line_error(err):
-    """The error is one line (progress bars may come before it)."""
-    lines = [ln for ln in err.splitlines() if ln.startswith("workbench: error: ")]
-    assert len(lines) == 1, err
-    return lines[0]
+from workbench.testing import fake_target  # noqa: F401  (registers the 'fake' target)
+from workbench.testing.cli import one_line_error, run_cli
 
 
 @pytest.mark.parametrize("argv,expect", [

@@ -9,8 +9,7 @@ from scipy import stats as sps
 
 from workbench.errors import WorkbenchError
 from workbench.host import cli, compare, store
-
-from .test_report import MANIFEST, make_runs
+from workbench.testing.runs import MANIFEST, make_runs
 
 BASE = [("kernel", None, None, None, "4K", [1.0, 1.1, 1.2]),
         ("kernel", None, None, None, "2M", [3.0, 3.2, 3.4]),

@@ -7,9 +7,9 @@ WARN, BUG or oops fails it). Timings are never asserted (TCG)."""
 import pytest
 
 from workbench.protocol import TrialSpec
+from workbench.testing.vm_plans import assert_writes_refused, contention, run_trials, sysfs_reads
 
 from .conftest import MAP_FAIL_WARNING, ConsoleWatch
-from .vm_plans import assert_writes_refused, contention, run_trials, sysfs_reads
 
 pytestmark = pytest.mark.vm
 ROOT = "/sys/kernel/mm/migration"

@@ -20,9 +20,9 @@ import pytest
 
 from workbench.agent import workloads
 from workbench.protocol import TrialSpec
+from workbench.testing.vm_plans import sysfs
 
 from .conftest import ConsoleWatch
-from .vm_plans import sysfs
 
 pytestmark = pytest.mark.vm
 

@@ -2,7 +2,10 @@
 modules both sides share never import the host side (workbench.host, workbench.targets).
 
 Every import is read from the source, function-level (lazy) imports included, so a
-target-side module cannot reach the host side through a detour either."""
+target-side module cannot reach the host side through a detour either.
+
+And no test module imports another: what tests share is a fixture in tests/conftest.py
+or a helper in workbench.testing."""
 
 import ast
 from pathlib import Path
@@ -58,6 +61,15 @@ def test_no_target_side_module_imports_the_host_side():
     assert not bad, "target-side or shared modules reach the host side:\n" + "\n".join(bad)
 
 
+def test_the_package_does_not_import_its_test_fakes():
+    """workbench.testing is for tests and the notebooks they execute: no other module of
+    the package imports it, so nothing measured can depend on a fake."""
+    bad = [f"{path.relative_to(PKG.parent)}:{line}: {module_name(path)} imports {imported}"
+           for path in sorted(PKG.rglob("*.py")) if not module_name(path).startswith("workbench.testing")
+           for line, imported in imports(path) if imported.startswith("workbench.testing")]
+    assert not bad, "modules outside workbench.testing import it:\n" + "\n".join(bad)
+
+
 def test_the_rule_sees_a_lazy_detour(tmp_path):
     """The check can fail: a function-level import from the agent to the host is caught."""
     src = PKG / "agent" / "_layout_probe.py"
@@ -67,3 +79,54 @@ def test_the_rule_sees_a_lazy_detour(tmp_path):
         assert "workbench.host.runner" in found and not allowed("workbench.agent._layout_probe", found[0])
     finally:
         src.unlink()
+
+
+TESTS = Path(__file__).resolve().parent
+
+
+def imports_of_test_modules(path: Path) -> list[tuple[int, str]]:
+    """(line, module) for every import in ``path`` (a file of the ``tests`` package) that
+    names a test module, function-level imports included: ``from .test_x import y``,
+    ``from tests.test_x import y``, ``from . import test_x``, ``import tests.test_x``."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level <= 1:
+            mod = ".".join(["tests"] * node.level + ([node.module] if node.module else []))
+            names = [mod] + [f"{mod}.{a.name}" for a in node.names]
+        else:
+            continue
+        out += [(node.lineno, n) for n in names if is_test_module(n)]
+    return out
+
+
+def is_test_module(name: str) -> bool:
+    parts = name.split(".")
+    return (len(parts) == 2 and parts[0] == "tests" and parts[1].startswith("test_")) or (
+        len(parts) == 1 and parts[0].startswith("test_") and (TESTS / f"{parts[0]}.py").exists())
+
+
+
+def test_no_test_module_imports_another():
+    """What tests share is a fixture in tests/conftest.py or a helper in workbench.testing:
+    a test module importing another runs that module's import-time setup, ties the two
+    together and re-exports tests under a second name."""
+    bad = [f"tests/{path.name}:{line}: imports {module}"
+           for path in sorted(TESTS.glob("test_*.py")) for line, module in imports_of_test_modules(path)]
+    assert not bad, "test modules import other test modules (share through conftest.py or " \
+                    "workbench.testing instead):\n" + "\n".join(bad)
+
+
+def test_the_test_import_rule_sees_every_spelling(tmp_path):
+    """The check can fail: each way of importing a test module is caught, and conftest,
+    workbench.testing and the standard library are not."""
+    probe = tmp_path / "test_probe.py"
+    probe.write_text("from .test_report import KNOWN\nfrom tests.test_cli import run_cli\n"
+                     "from . import test_cost\nimport tests.test_sweep\n"
+                     "def f():\n    from .test_notebooks import make_conformance_run\n"
+                     "from .conftest import need\nfrom workbench.testing.runs import make_runs\n"
+                     "import unittest\nfrom . import conftest\n")
+    found = {m for _, m in imports_of_test_modules(probe)}
+    assert found == {"tests.test_report", "tests.test_cli", "tests.test_cost", "tests.test_sweep",
+                     "tests.test_notebooks"}, found

@@ -11,9 +11,9 @@ import pytest
 
 from workbench import paths
 from workbench.host import clocks, notebooks, report, store
+from workbench.testing.runs import BATCHED, KNOWN, MANIFEST, SWEEP, make_conformance_run, make_runs
 
 from .conftest import need
-from .test_report import KNOWN, MANIFEST, SWEEP, make_runs
 
 NOTEBOOKS = sorted((paths.REPO / "notebooks").glob("*.ipynb"))
 pm = pytest.importorskip("papermill")
@@ -63,8 +63,7 @@ def test_cost_notebook_plots_stored_cost_runs(tmp_path):
     """06-cost from stored runs of the cost benchmark (made here against a fake icount
     target): the table, cost against batch size, and Amdahl with the measured F."""
     from workbench.host import cost
-
-    from .test_cost import IcountFake
+    from workbench.testing.fake_icount import IcountFake
     runs = tmp_path / "runs"
     df = cost.measure(folio_sizes=[4096, 2 << 20], size=4 << 20, repeats=2, boots=2, batch_sizes=(16, 512),
                       root=runs, progress=False, target_factory=IcountFake)
@@ -90,7 +89,7 @@ def test_our_series_and_upstreams_from_the_stored_runs(tmp_path):
 
 def test_quickstart_runs_one_verified_migration(tmp_path):
     runs = tmp_path / "runs"
-    nb = execute("01-quickstart.ipynb", tmp_path, target="fake", imports=["tests.fake_target"],
+    nb = execute("01-quickstart.ipynb", tmp_path, target="fake", imports=["workbench.testing.fake_target"],
                  runs_root=str(runs), folio_size="2M", total_size="4M")
     (run,) = store.list_runs(runs)
     rec = run.records()
@@ -100,7 +99,7 @@ def test_quickstart_runs_one_verified_migration(tmp_path):
 
 
 def test_explore_notebook_builds_the_panel(tmp_path):
-    nb = execute("02-explore.ipynb", tmp_path, target="fake", imports=["tests.fake_target"],
+    nb = execute("02-explore.ipynb", tmp_path, target="fake", imports=["workbench.testing.fake_target"],
                  runs_root=str(tmp_path / "runs"), connect=True)
     out = text_of(nb)
     assert "application/vnd.jupyter.widget-view+json" in out
@@ -112,26 +111,10 @@ def rendered(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     make_runs(root / "runs", KNOWN)
     make_runs(root / "runs", SWEEP, label="sweep", manifest={**MANIFEST, "kernel_release": "6.12.117-sweep"})
-    from tests.test_report import BATCHED
     make_runs(root / "runs", BATCHED, label="dma")
     make_conformance_run(root / "runs")
     html = report.render(runs_root=root / "runs", out_root=root / "pm", out=root / "report.html")
     return root, html
-
-
-def make_conformance_run(root):
-    """A conformance run of two cases under two configurations: one failure, one pass
-    that did not exercise its migrator."""
-    out = store.create_run({"label": "conformance", "kind": "conformance", "kernel_release": "7.3.4+",
-                            "interface": "workbench series v3", "configs": ["kernel", "mtcopy-2"]}, root=root)
-    for case, cfg, verdict, output in (("migration.private_anon", "kernel", "pass", "ok 1"),
-                                       ("migration.private_anon", "mtcopy-2", "fail", "not ok 1 private_anon_lost"),
-                                       ("numa", "kernel", "pass", "ok"), ("numa", "mtcopy-2", "did not exercise", "ok")):
-        out.append({"suite": "selftests" if case != "numa" else "stress-ng", "test": case.split(".")[0],
-                    "case": case, "config": cfg, "migrator": cfg.split("-")[0], "kernel_release": "7.3.4+",
-                    "interface": "workbench series v3", "status": "pass" if verdict != "fail" else "fail",
-                    "verdict": verdict, "kernel_clean": True, "output": output,
-                    "trial_key": f"conformance-{case}-{cfg}"})
 
 
 def test_report_renders_self_contained_html(rendered):
@@ -215,7 +198,7 @@ def lab(tmp_path):
     nb = nbformat.read(str(paths.REPO / "notebooks" / "02-explore.ipynb"), as_version=4)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     cell.source = (f'target = "fake"\nkernel = "stock"\nruns_root = "{tmp_path / "runs"}"\nconnect = False\n'
-                   'imports = ["tests.fake_target"]')
+                   'imports = ["workbench.testing.fake_target"]')
     nbformat.write(nb, str(tmp_path / "02-explore.ipynb"))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -8,7 +8,7 @@ import pytest
 from workbench.host import store
 from workbench.protocol import TrialSpec
 
-from .fake_target import FACTS, FakeTarget
+from workbench.testing.fake_target import FACTS, FakeTarget
 
 pytest.importorskip("ipywidgets")
 from workbench.host import panel as P  # noqa: E402

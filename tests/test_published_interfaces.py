@@ -1,5 +1,5 @@
 """The public RFC series' controls (workbench.agent.migrators.rfc) against fake trees built
-from the reference file's paths and value rules (tests/fake_kernels.py)."""
+from the reference file's paths and value rules (workbench/testing/fake_kernels.py)."""
 
 import json
 from contextlib import nullcontext
@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_kernels import FakeKernel, fake_tree
-from tests.test_migrators import unified_tree
 from workbench.agent import migrators, vmstat
 from workbench.errors import WorkbenchError
 from workbench.agent.kernelfs import FakeFS, KnobGuard, KnobPermission, KnobRejected, RecordingFS
 from workbench.agent.migrators.base import KernelCopyOnly
 from workbench.agent.migrators.rfc import V6_REASONS, PadataMtCopy, RfcV1, RfcV2V3, RfcV4, RfcV6
 from workbench.agent.migrators.mm_migration import MmMigrationInterface
+from workbench.testing.fake_kernels import FakeKernel, fake_tree
+from workbench.testing.fake_series import unified_tree
 
 RFC = (RfcV6, RfcV4, PadataMtCopy, RfcV2V3, RfcV1)
 

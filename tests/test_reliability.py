@@ -13,8 +13,7 @@ from workbench.host import cli, runner, stats, store
 from workbench.host.chaos import Chaos
 from workbench.host.plan import RunParams
 
-from . import fake_target  # noqa: F401  (registers the 'fake' target)
-from .fake_target import KILLED, PANIC, FakeTarget
+from workbench.testing.fake_target import KILLED, PANIC, FakeTarget
 
 
 def params(**kw):

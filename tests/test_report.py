@@ -4,34 +4,7 @@ import pandas as pd
 import pytest
 
 from workbench.host import report, store
-
-MANIFEST = {"target": "fake", "accelerator": "tcg", "kernel_release": "6.12.117-test"}
-TOTAL = 4 << 20
-#: (migrator, threads, channels, batch_size, folio, [gbps per repeat])
-KNOWN = [
-    ("kernel", None, None, None, "4K", [1.0, 1.1, 1.2]),
-    ("kernel", None, None, None, "2M", [3.0, 3.2, 3.4]),
-    ("mtcopy", 2, None, None, "4K", [1.5, 1.5, 1.5]),
-    ("mtcopy", 2, None, None, "2M", [5.0, 6.0, 7.0]),
-    ("mtcopy", 4, None, None, "4K", [1.6, 1.8, 2.0]),
-    ("mtcopy", 4, None, None, "2M", [8.0, 8.0]),
-]
-BATCHED = [  # dcbm at two batch sizes, for the latency plot
-    ("dcbm", None, 2, 512, "2M", [4.0, 4.2]),
-    ("dcbm", None, 2, 4096, "2M", [6.0, 6.2]),
-]
-SIZE = {"4K": 4096, "2M": 2 << 20}
-
-
-def make_runs(root, rows=KNOWN, label="known", manifest=MANIFEST):
-    run = store.create_run({**manifest, "label": label}, root)
-    for mig, t, c, b, folio, values in rows:
-        for r, gbps in enumerate(values):
-            key = f"{mig}-t{t}-c{c}-b{b}-{folio}-r{r}"
-            run.append({"trial_key": key, "repeat": r, "migrator": mig, "threads": t, "channels": c,
-                        "batch_size": b, "folio": folio, "folio_size": SIZE[folio], "total_bytes": TOTAL,
-                        "gbps": gbps, "seconds": TOTAL / gbps / 1e9, "verified": True})
-    return run
+from workbench.testing.runs import BATCHED, KNOWN, MANIFEST, SWEEP, make_conformance_run, make_runs
 
 
 @pytest.fixture
@@ -92,13 +65,6 @@ def test_first_folio_latency_only_with_batch_sizes(tmp_path):
     assert report.fig_latency(report.load(root=tmp_path)) is not None
 
 
-#: enough points for the extended model: kernel and mtcopy 1/2/4 threads at three folio sizes
-SWEEP = [("kernel", None, None, None, f, [g, g * 1.02]) for f, g in (("4K", 1.0), ("64K", 1.6), ("2M", 3.0))] + [
-    ("mtcopy", t, None, None, f, [g * s, g * s * 1.02]) for t, s in ((1, 1.0), (2, 1.5), (4, 1.8))
-    for f, g in (("4K", 1.0), ("64K", 1.6), ("2M", 3.0))]
-SIZE["64K"] = 65536
-
-
 def test_plots_are_drawn_and_labelled(tmp_path):
     import matplotlib.pyplot as plt
     make_runs(tmp_path, SWEEP)
@@ -150,8 +116,6 @@ def test_report_of_an_unknown_run_names_the_runs_there(tmp_path, capsys):
 
 def test_report_of_conformance_runs_only_says_where_they_are_shown(tmp_path, capsys):
     from workbench.host import cli
-
-    from .test_notebooks import make_conformance_run
     make_conformance_run(tmp_path)
     (run,) = store.list_runs(tmp_path)
     rc = cli.main(["report", run.id, "--runs-dir", str(tmp_path)])

@@ -78,6 +78,7 @@ def test_an_agent_that_is_not_this_checkouts_is_refused_with_the_prepare_hint(ss
     pkg = tmp_path / "box" / "workbench"
     shutil.copytree(os.path.dirname(workbench.__file__), pkg, ignore=shutil.ignore_patterns("__pycache__"))
     (pkg / "host" / "report.py").write_text((pkg / "host" / "report.py").read_text() + "# host-only change\n")
+    (pkg / "testing" / "fake_target.py").write_text((pkg / "testing" / "fake_target.py").read_text() + "# a fake\n")
     assert agent_code_digest(pkg) == agent_code_digest()
     box = make_target(f"ssh://root@127.0.0.1:{sshd['port']}", identity=str(sshd["dir"] / "client_key"),
                       known_hosts=str(sshd["dir"] / "known_hosts"),
@@ -123,7 +124,8 @@ def test_a_link_cut_from_the_box_side_is_reconnected_and_the_trial_run_again_onc
     from workbench.paths import REPO
     log = tmp_path / "agent.log"
     shim = tmp_path / "python-shim"
-    shim.write_text(f"#!/bin/sh\ncd {REPO} && FAKE_AGENT_LOG={log} exec {sys.executable} -m tests.fake_agent run\n")
+    shim.write_text(f"#!/bin/sh\ncd {REPO} && FAKE_AGENT_LOG={log} exec {sys.executable} "
+                    "-m workbench.testing.fake_agent run\n")
     shim.chmod(0o755)
     t = make_target(f"ssh://root@127.0.0.1:{sshd['port']}", identity=str(sshd["dir"] / "client_key"),
                     known_hosts=str(sshd["dir"] / "known_hosts"), remote_python=str(shim))

@@ -7,7 +7,7 @@ from workbench.host import runner, store
 from workbench.errors import WorkbenchError
 from workbench.host.plan import RunParams
 
-from .fake_target import FakeTarget
+from workbench.testing.fake_target import FakeTarget
 
 
 def params(**kw):

@@ -9,11 +9,10 @@ import time
 import pytest
 
 from workbench.errors import WorkbenchError
-from workbench.host import cli, runner, store
+from workbench.host import runner, store
 from workbench.host.plan import RunParams
-
-from .fake_target import FakeTarget
-from .test_cli import one_line_error, run_cli
+from workbench.testing.cli import one_line_error, run_cli
+from workbench.testing.fake_target import FakeTarget
 
 LEFT_OUT_1 = "left out 1 damaged file (`workbench store check` lists them; --strict refuses instead)"
 NOT_PARQUET = "not readable Parquet: Parquet magic bytes not found in footer"

@@ -12,7 +12,7 @@ from workbench.errors import WorkbenchError
 pytest.importorskip("papermill")
 
 GRID = {"name": "tiny",
-        "defaults": {"target": "fake", "imports": ["tests.fake_target"], "folio_sizes": ["4K", "2M"],
+        "defaults": {"target": "fake", "imports": ["workbench.testing.fake_target"], "folio_sizes": ["4K", "2M"],
                      "total_size": "4M", "repeats": 2},
         "configurations": [{"name": "ok"}, {"name": "bad", "folio_sizes": ["16K"]}]}
 
@@ -116,7 +116,7 @@ def test_grid_with_targets_crosses_them_with_every_configuration():
 def _grid(tmp_path, name, targets, configurations, repeats=2):
     grid = tmp_path / f"{name}.yaml"
     grid.write_text(yaml.safe_dump({"name": name, "targets": targets,
-                                    "defaults": {"imports": ["tests.fake_target"], "folio_sizes": ["4K"],
+                                    "defaults": {"imports": ["workbench.testing.fake_target"], "folio_sizes": ["4K"],
                                                  "total_size": "1M", "repeats": repeats},
                                     "configurations": configurations}))
     return grid

@@ -13,8 +13,8 @@ import pytest
 from workbench.host import cli, store, sweep, workload_view
 from workbench.host.plan import RunParams, same_params
 
-from . import fake_target
-from .fake_target import FACTS, FakeTarget
+from workbench.testing import fake_target
+from workbench.testing.fake_target import FACTS, FakeTarget
 
 
 def run_cli(capsys, *argv):

@@ -111,9 +111,9 @@ INTERFACE_KNOBS = ("threads", "channels", "batch_size", "batch_kernel_copy")
 WORKER_KNOB = {"mtcopy": "threads", "dcbm": "channels"}
 
 
-#: the sub-packages that never run on a target (the host's side and the ways to reach a
-#: target); everything else under ``workbench/`` is code the agent may run
-HOST_ONLY = ("host", "targets")
+#: the sub-packages that never run on a target (the host's side, the ways to reach a
+#: target, the tests' fakes); everything else under ``workbench/`` is code the agent may run
+HOST_ONLY = ("host", "targets", "testing")
 
 
 def agent_code_digest(package_dir: str | Path | None = None) -> str:

@@ -3,14 +3,14 @@ its trial lock, its handling of a broken link) with the facts of a two-node mach
 trials that only pretend to migrate, so that a host with one NUMA node can test for
 real what crosses the link: a link cut from the box's side, the reconnection, the re-run.
 
-``python -m tests.fake_agent run``; every trial it runs is appended to $FAKE_AGENT_LOG."""
+``python -m workbench.testing.fake_agent run``; every trial it runs is appended to $FAKE_AGENT_LOG."""
 
 import copy
 import os
 import sys
 import time
 
-from workbench.agent import fault_hooks, main, trial
+from workbench.agent import fault_hooks, main
 from workbench.agent.kernelfs import RealFS
 
 from .fake_target import FACTS, fake_record
