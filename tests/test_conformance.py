@@ -288,6 +288,66 @@ def test_a_fault_modes_expected_report_is_named_not_a_failure():
     assert "pass +expected log" in text and "pass +log" in text
     assert "under dcbm-1: pass; kernel log: BUG: sleeping function" in text and "under dcbm-map-fail" not in text
     assert re.search(conformance.CONFIGS["dcbm-map-fail"][1]["expected_report"], df["kernel_report"][0])
+    # 6.12 words the same warning otherwise
+    assert re.search(conformance.CONFIGS["dcbm-map-fail"][1]["expected_report"],
+                     "WARNING: CPU: 2 PID: 2260 at kernel/dma/direct.h:103 dma_direct_map_sg+0x246/0x250")
+
+
+def test_a_fault_modes_settings_and_counters_in_each_series_words(monkeypatch):
+    """dcbm-hang bounds dcbm's wait through v3's wait_us or v2's timeout_ms, whichever the
+    kernel has; dcbm-map-fail is exercised by v3's map_errors, or v2's fallbacks."""
+    hang, mapfail = conformance.CONFIGS["dcbm-hang"][1], conformance.CONFIGS["dcbm-map-fail"][1]
+    for knob, expect in (("timeout_ms", "20"), ("wait_us", "20000")):
+        fs = v3_kernel()
+        fs.add(f"{ROOT}/dcbm/{knob}", "10000")
+        if knob == "wait_us":
+            fs.add(f"{ROOT}/dcbm/min_mbps", "0")
+        seen = []
+
+        def run(argv, **kw):
+            seen.append(fs.read(f"{ROOT}/dcbm/{knob}"))
+            return subprocess.CompletedProcess(argv, 0, TAP_PASS, "")
+        monkeypatch.setattr(agent_conformance, "run_program", run)
+        cfg = {"name": "dcbm-hang", "migrator": "kernel", "offer_everything": False,
+               "settings_one_of": hang["settings_one_of"]}
+        rec = agent_conformance.run_case(fs, CASE, cfg)
+        assert rec["status"] == "pass" and seen == [expect] and fs.read(f"{ROOT}/dcbm/{knob}") == "10000"
+    fs = v3_kernel()                     # neither: a skip naming both
+    rec = agent_conformance.run_case(fs, CASE, {"name": "dcbm-hang", "migrator": "kernel",
+                                                "settings_one_of": hang["settings_one_of"]})
+    assert rec["verdict"] == "skip" and "wait_us" in rec["skip_reason"] and "timeout_ms" in rec["skip_reason"]
+    # a v2-like kernel without map_errors: its fallbacks moving is the mapping fault firing
+    fs = v3_kernel()
+    fs.add(f"{STATS}/mtcopy/stats", stats(0))
+    monkeypatch.setattr(agent_conformance.migrators, "detect", lambda fs: FallbackCounter())
+    monkeypatch.setattr(agent_conformance, "run_program",
+                        lambda argv, **kw: subprocess.CompletedProcess(argv, 0, TAP_PASS, ""))
+    rec = agent_conformance.run_case(fs, CASE, {"name": "dcbm-map-fail", "migrator": "kernel",
+                                                "offer_everything": False,
+                                                "exercised_by": mapfail["exercised_by"]})
+    assert (rec["exercised_by"], rec["verdict"]) == ("dcbm.fallbacks", "pass")
+
+
+class FallbackCounter:
+    """A migration control whose dcbm counts fallbacks but no map errors (v2's dcbm)."""
+    name = "v2-like"
+    calls = 0
+
+    def configure(self, guard, migrator, **knobs):
+        pass
+
+    def apply_settings(self, guard, settings):
+        pass
+
+    def counters(self):
+        FallbackCounter.calls += 1
+        return {"dcbm.fallbacks": 0 if FallbackCounter.calls % 2 else 12}
+
+    def folios_copied(self, moved, migrator):
+        return None
+
+    def offloads(self, migrator, knobs):
+        return True
 
 
 def test_a_configuration_this_kernel_cannot_take_is_a_skip_that_says_why(monkeypatch):

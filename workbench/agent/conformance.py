@@ -118,6 +118,7 @@ def run_case(fs: KernelFS, case: dict, config: dict) -> dict:
             control.apply_settings(guard, conditions)
             record["conditions"] = " ".join(f"{k}={v}" for k, v in sorted(conditions.items())) or None
             control.apply_settings(guard, config.get("settings"))
+            control.apply_settings(guard, first_present(fs, config.get("settings_one_of")))
             control.apply_settings(guard, case.get("settings"))
             for module in case.get("modules") or ():
                 load_for_case(fs, guard, control, module)
@@ -146,7 +147,9 @@ def run_case(fs: KernelFS, case: dict, config: dict) -> dict:
     # migrator copied (an offloading one), and the counters a fault mode names moved
     # (under a fault mode the fault firing is what counts: a 2M folio of 32 descriptors
     # with every 7th failed is never copied by the engine, and must not need to be)
-    needs = list(config.get("exercised_by") or ())
+    # "a|b": the first of the counters this kernel has (another series names it otherwise)
+    needs = [next((k for k in alt.split("|") if k in c0), alt.split("|")[0])
+             for alt in config.get("exercised_by") or ()]
     exercised = all(moved.get(k, 0) > 0 for k in needs) if needs else (
         copied is None or copied > 0 or not control.offloads(migrator, knobs))
     record.update({"returncode": returncode, "status": status, "skip_reason": why, "copied": copied,
@@ -189,6 +192,18 @@ def _kill_session(sid: int) -> None:
         os.killpg(sid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def first_present(fs: KernelFS, alternatives: list[dict] | None) -> dict | None:
+    """Of settings that say one thing in the words of different series (dcbm's wait:
+    v3's wait_us, v2's timeout_ms), the first whose every file this kernel has."""
+    if not alternatives:
+        return None
+    for settings in alternatives:
+        if all(fs.exists(path) for path in settings):
+            return settings
+    raise WorkbenchError("this kernel has none of " + " or ".join(
+        "/".join(sorted(s)) for s in alternatives))
 
 
 def load_for_case(fs: KernelFS, guard: KnobGuard, control, module: str) -> None:
