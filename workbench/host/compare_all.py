@@ -166,12 +166,6 @@ def compare_all(base: pd.DataFrame, new: pd.DataFrame, by: str = "run", alpha: f
     return out
 
 
-def _pct(std, mean) -> str:
-    if std is None or (isinstance(std, float) and math.isnan(std)) or not mean:
-        return "      "
-    return f"±{abs(std / mean) * 100:3.0f}%"
-
-
 def _num(v) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
@@ -229,7 +223,7 @@ def _change(r) -> str:
 
 
 def _line(r, w: int) -> str:
-    base = f"{_num(r['base'])} {_pct(r['base_std'], r['base'])}"
-    new = f"{_num(r['new'])} {_pct(r['new_std'], r['new'])}"
+    base = f"{_num(r['base'])} {compare._pct_std(r['base'], r['base_std'])}"
+    new = f"{_num(r['new'])} {compare._pct_std(r['new'], r['new_std'])}"
     note = f"  ({r['note']})" if r["note"] else ""
     return f"{base:>{w}} {_change(r):>16} {new:>{w}}   {r['field']}{note}"
