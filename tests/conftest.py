@@ -1,7 +1,9 @@
 """Shared fixtures.
 
-Tests that need the QEMU VM (or sshd, or root) skip with the reason when it is missing;
-``WORKBENCH_REQUIRE_VM=1`` (set by .ci/run) turns every such skip into a failure.
+Tests that need the QEMU VM, a real sshd, a browser or root are marked ``vm``, ``ssh``,
+``browser`` or ``root`` (pyproject.toml; `make check` leaves them out) and skip with the
+reason when it is missing; ``WORKBENCH_REQUIRE_VM=1`` (set by .ci/run) turns every such
+skip into a failure.
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ def need(condition: bool, reason: str):
     if REQUIRE:
         pytest.fail(f"required but unavailable (WORKBENCH_REQUIRE_VM=1): {reason}")
     pytest.skip(reason)
+
+
+def pytest_runtest_setup(item):
+    """A test marked ``root`` needs root on this host, whatever else it checks itself."""
+    if item.get_closest_marker("root"):
+        need(os.geteuid() == 0, "needs root on this host")
 
 
 @pytest.fixture

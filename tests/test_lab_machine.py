@@ -25,7 +25,11 @@ from workbench.errors import WorkbenchError
 
 from .conftest import VM_PREFIX, need
 
-vm = pytest.mark.vm
+
+def on_the_box(test):
+    """A test on a lab box: a VM (vm) whose disk image is built as root (root), reached
+    over SSH (ssh)."""
+    return pytest.mark.vm(pytest.mark.root(pytest.mark.ssh(test)))
 
 
 def _need_tools():
@@ -67,7 +71,7 @@ def _box(vm, **options):
 
 # ---- a box without NUMA (its own one-node VM, before the main one boots) -------------------
 
-@vm
+@on_the_box
 def test_a_box_without_numa_gets_one_line():
     from workbench.targets import lab
     from workbench.targets.disk_vm import LabVM
@@ -88,7 +92,7 @@ def test_a_box_without_numa_gets_one_line():
 
 # ---- the image and the VM -----------------------------------------------------------------------
 
-@vm
+@on_the_box
 def test_boots_the_stock_kernel_from_its_disk_with_two_nodes(lab_vm):
     from workbench.targets.disk_vm import build_image
     image = build_image()
@@ -103,7 +107,7 @@ def test_boots_the_stock_kernel_from_its_disk_with_two_nodes(lab_vm):
     assert os.path.getsize(lab_vm.console) > 0
 
 
-@vm
+@on_the_box
 def test_status_and_reach_are_an_ordinary_ssh_target(lab_vm):
     from workbench.targets.ssh import SSHTarget
     info = lab_vm.up()                      # already up: returns at once
@@ -113,7 +117,7 @@ def test_status_and_reach_are_an_ordinary_ssh_target(lab_vm):
     assert isinstance(lab_vm.target(), SSHTarget)
 
 
-@vm
+@on_the_box
 def test_sshd_is_forwarded_on_loopback_only(lab_vm):
     port = lab_vm.status()["port"]
     listening = []
@@ -126,7 +130,7 @@ def test_sshd_is_forwarded_on_loopback_only(lab_vm):
     assert listening == ["0100007F"]        # 127.0.0.1, nothing else
 
 
-@vm
+@on_the_box
 def test_unknown_or_changed_host_key_is_refused(lab_vm, tmp_path):
     from workbench.targets.remote import Remote
     info = lab_vm.info()
@@ -146,7 +150,7 @@ def test_unknown_or_changed_host_key_is_refused(lab_vm, tmp_path):
 
 # ---- prepare --------------------------------------------------------------------------------------
 
-@vm
+@on_the_box
 def test_prepare_installs_the_agent_and_a_second_prepare_only_checks(lab_vm, prepared):
     from workbench.targets import lab
     assert prepared["prepared"] and prepared["installed"]
@@ -159,7 +163,7 @@ def test_prepare_installs_the_agent_and_a_second_prepare_only_checks(lab_vm, pre
     assert on_box["wheelhouse_key"] == prepared["wheelhouse_key"]
 
 
-@vm
+@on_the_box
 def test_the_prepared_venv_runs_a_verified_trial_over_ssh(lab_vm, prepared, tmp_path):
     from workbench.host import runner
     from workbench.host.plan import RunParams
@@ -170,7 +174,7 @@ def test_the_prepared_venv_runs_a_verified_trial_over_ssh(lab_vm, prepared, tmp_
     assert len(records) == 1 and records["verified"].all()
 
 
-@vm
+@on_the_box
 def test_a_link_the_box_cuts_mid_run_is_reconnected_or_the_run_stops_and_resumes(lab_vm, prepared, tmp_path):
     """The real agent on the box kills its own sshd session inside a trial (the box's side
     of a dropped link). When the box answers again, the runner records ``link_lost``,
@@ -220,7 +224,7 @@ def test_a_link_the_box_cuts_mid_run_is_reconnected_or_the_run_stops_and_resumes
     assert resumed.id == stopped and sorted(records["trial_key"]) == every and records["verified"].all()
 
 
-@vm
+@on_the_box
 def test_an_agent_left_from_an_earlier_checkout_is_refused_and_prepare_updates_it(lab_vm, prepared, tmp_path):
     """The box's agent differs from this checkout (one file changed in its venv, as after
     a `git pull` here): a run is refused before any trial with the prepare hint, and
@@ -244,7 +248,7 @@ def test_an_agent_left_from_an_earlier_checkout_is_refused_and_prepare_updates_i
     assert lab_vm.target(remote_python=py).facts()["agent_code"] == again["agent_facts"]["agent_code"]
 
 
-@vm
+@on_the_box
 def test_a_box_without_python_gets_one_line(lab_vm, prepared):
     from workbench.targets import lab
     box = _box(lab_vm)
@@ -281,7 +285,7 @@ def _broken_package(box, release: str, tmp_path: Path) -> Path:
     return deb
 
 
-@vm
+@on_the_box
 @pytest.mark.parametrize("boot", ["kexec", "reboot"])
 def test_a_kernel_that_does_not_boot_is_reported_and_the_box_comes_back_on_its_old_kernel(lab_vm, tmp_path, boot):
     from workbench.targets import lab
@@ -314,7 +318,7 @@ def _package(vanilla: bool):
     return kernel_package.cached(**args) or kernel_package.build(**args)
 
 
-@vm
+@on_the_box
 def test_the_whole_chain_from_a_clean_image(tmp_path):
     """A box of its own from a clean image: prepare -> the patched package -> install ->
     kexec -> uname -r is ours -> a verified run of every migrator over SSH -> the vanilla
@@ -408,7 +412,7 @@ def test_the_box_check_parses_node_lists():
     assert _cpulist("0-1") == [0, 1] and _cpulist("0,2-3") == [0, 2, 3] and _cpulist("") == []
 
 
-@vm
+@on_the_box
 def test_kernel_package_takes_the_box_config_and_modules(lab_vm):
     from workbench.targets import kernel_package
     from workbench.targets.disk_vm import build_image

@@ -1,5 +1,6 @@
 """The notebooks: stored clean, executed with papermill against the fake target, and the
-report's HTML checked in headless Chromium (offline: no console errors, widgets render)."""
+report's HTML checked in headless Chromium (offline: no console errors, widgets render);
+the Chromium tests are marked ``browser``."""
 
 import json
 import shutil
@@ -159,6 +160,7 @@ def chrome():
     return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
 
 
+@pytest.mark.browser
 def test_report_html_in_headless_chromium(rendered, tmp_path):
     root, html = rendered
     driver = chrome()
@@ -231,6 +233,7 @@ def lab(tmp_path):
         log.close()
 
 
+@pytest.mark.browser
 def test_explore_panel_in_jupyterlab(lab):
     from selenium.webdriver.common.by import By
     url, root = lab

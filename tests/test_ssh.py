@@ -1,4 +1,7 @@
-"""The ssh target end to end against a real sshd on loopback, host keys checked."""
+"""The ssh target end to end against a real sshd on loopback, host keys checked.
+
+The tests that use the sshd are marked ``ssh`` and ``root``: the sshd started here logs
+this user in, which it can do only running as root."""
 
 import os
 import shutil
@@ -62,6 +65,8 @@ def target(sshd, known="known_hosts"):
                       known_hosts=str(sshd["dir"] / known), remote_python=sys.executable)
 
 
+@pytest.mark.ssh
+@pytest.mark.root
 def test_probe_runs_the_agent_over_ssh(sshd):
     facts = target(sshd).facts()
     assert facts["kernel_release"] == os.uname().release
@@ -69,6 +74,8 @@ def test_probe_runs_the_agent_over_ssh(sshd):
     assert facts["target"] == f"ssh://root@127.0.0.1:{sshd['port']}"
 
 
+@pytest.mark.ssh
+@pytest.mark.root
 def test_an_agent_that_is_not_this_checkouts_is_refused_with_the_prepare_hint(sshd, tmp_path):
     """A box still running the agent of an earlier checkout (here: a copy of the package with
     one agent file changed, first on the box's PYTHONPATH) is refused before any trial; the
@@ -94,12 +101,16 @@ def test_an_agent_that_is_not_this_checkouts_is_refused_with_the_prepare_hint(ss
         in msg.replace("code ", "")
 
 
+@pytest.mark.ssh
+@pytest.mark.root
 def test_unknown_host_key_is_refused_not_accepted(sshd):
     with pytest.raises(WorkbenchError, match="Host key verification failed"):
         target(sshd, "empty_known_hosts").facts()
     assert (sshd["dir"] / "empty_known_hosts").read_text() == ""   # nothing was added
 
 
+@pytest.mark.ssh
+@pytest.mark.root
 def test_run_over_ssh_gives_the_node_check(sshd, tmp_path):
     from workbench.host import runner
     from workbench.host.plan import RunParams
@@ -114,6 +125,8 @@ def test_run_over_ssh_gives_the_node_check(sshd, tmp_path):
             runner.run(t, RunParams(folio_sizes=[4096], total_size=4 << 20), root=tmp_path, progress=False)
 
 
+@pytest.mark.ssh
+@pytest.mark.root
 def test_a_link_cut_from_the_box_side_is_reconnected_and_the_trial_run_again_once(sshd, tmp_path):
     """The agent kills its own sshd session in the middle of a trial (the box drops the
     link); the host records the lost link, reconnects, and sends the trials that did not
