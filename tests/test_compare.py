@@ -8,7 +8,7 @@ import pytest
 from scipy import stats as sps
 
 from workbench.errors import WorkbenchError
-from workbench.host import cli, compare, store
+from workbench.host import cli, compare
 from workbench.testing.runs import MANIFEST, make_runs
 
 BASE = [("kernel", None, None, None, "4K", [1.0, 1.1, 1.2]),

@@ -1,7 +1,6 @@
 """The cost benchmark's arithmetic and plumbing against a fake icount target (the real
 one is `workbench bench cost`, a benchmark that prints ratios, never a test)."""
 
-import pandas as pd
 import pytest
 
 from workbench.errors import WorkbenchError

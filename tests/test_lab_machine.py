@@ -240,7 +240,7 @@ def test_an_agent_left_from_an_earlier_checkout_is_refused_and_prepare_updates_i
         runner.run(lab_vm.target(remote_python=py), RunParams(folio_sizes=[4096], total_size=1 << 20, repeats=1),
                    root=tmp_path, progress=False)
     msg = str(err.value)
-    assert "\n" not in msg and f"is not this checkout's" in msg
+    assert "\n" not in msg and "is not this checkout's" in msg
     assert msg.endswith(f"run `workbench target prepare {lab_vm.target().label}` to update it")
     assert not list(tmp_path.glob("*/manifest.json"))                      # refused before a run existed
     again = lab.prepare(lab_vm.target())

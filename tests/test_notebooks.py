@@ -5,7 +5,6 @@ the Chromium tests are marked ``browser``."""
 import json
 import shutil
 import time
-from pathlib import Path
 
 import nbformat
 import pytest

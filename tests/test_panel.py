@@ -2,7 +2,6 @@
 
 import copy
 
-import pandas as pd
 import pytest
 
 from workbench.host import store

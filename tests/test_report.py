@@ -1,6 +1,5 @@
 """Report tables and plots on a small known set of runs (built with the store, no target)."""
 
-import pandas as pd
 import pytest
 
 from workbench.host import report, store
