@@ -332,8 +332,8 @@ def execute_configuration(cfg: dict, grid_name: str, directory: str, runs_root: 
                    "result_path": str(result), "journal_path": str(directory / f"{cfg['name']}.journal.json")})
     param_file = directory / f"{cfg['name']}.parameters.yaml"
     param_file.write_text(yaml.safe_dump(params))
-    cmd = [sys.executable, "-m", "papermill", str(NOTEBOOK), str(out_nb), "-f", str(param_file), "-k", jupyter_kernel,
-           "--cwd", str(paths.REPO), "--no-progress-bar"]
+    cmd = [sys.executable, "-m", "workbench.host.papermill_process", str(NOTEBOOK), str(out_nb), "-f", str(param_file),
+           "-k", jupyter_kernel, "--cwd", str(paths.REPO), "--no-progress-bar"]
     if cell_timeout:
         cmd += ["--execution-timeout", str(int(cell_timeout))]
     started = time.time()
