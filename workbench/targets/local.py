@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import selectors
 import subprocess
@@ -26,8 +27,14 @@ def stream_agent(cmd: list[str], plan: dict, who: str, lost_kind: str = "agent_d
     says nothing for ``timeout`` seconds is killed. A consumer that stops early (a hung
     trial) kills the agent."""
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    proc.stdin.write(json.dumps(plan).encode())
-    proc.stdin.close()
+    try:
+        proc.stdin.write(json.dumps(plan).encode())
+        proc.stdin.close()
+    except BrokenPipeError:
+        # it ended before reading its plan (ssh that cannot connect): what it said and its
+        # exit status, read below, tell why
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
     done = False
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)
