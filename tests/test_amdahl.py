@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench.host import amdahl, reference, store
+from workbench.host import amdahl, reference
 
 
 def test_worked_example_dma_512_x_2M():
@@ -89,19 +89,6 @@ def test_extended_fit_recovers_known_parameters():
     got = fit.params["migrators"]["dcbm"]
     assert got["e"] == pytest.approx(2e-7, rel=0.05) and got["c"] == pytest.approx(8e-11, rel=0.05)
     assert fit.params["a"] == pytest.approx(4e-7, rel=0.05)
-
-
-def test_measured_inputs_from_patched_kernel_counters(tmp_path):
-    run = store.create_run({"label": "counters"}, tmp_path)
-    for mig, share, copy_ns in (("kernel", 0.6, 800), ("dcbm", 0.2, 100)):
-        for r in range(2):
-            run.append({"trial_key": f"{mig}-{r}", "migrator": mig, "folio": "2M", "folio_size": 2 << 20,
-                        "total_bytes": 1000, "gbps": 1.0, "copy_share": share, f"mig_{mig}_copy_ns": copy_ns})
-    df = store.load_runs(tmp_path)
-    got = amdahl.measured_inputs(df, "dcbm")
-    assert got["F"] == pytest.approx(0.6) and got["S"] == pytest.approx(8.0)
-    stock = df.drop(columns=["copy_share", "mig_kernel_copy_ns", "mig_dcbm_copy_ns"])
-    assert amdahl.measured_inputs(stock, "dcbm") == {"F": None, "S": None}
 
 
 def test_model_copy_share_grows_with_folio_size():

@@ -33,11 +33,11 @@ def test_a_table_that_mixes_clocks_is_refused_in_one_line():
 
 
 def test_amdahl_inputs_and_the_report_refuse_mixed_clocks(tmp_path):
-    from workbench.host import amdahl, report
+    from workbench.host import amdahl_inputs, report
     mixed = pd.concat([frame("icount", "icount"), frame("wall", "tcg")], ignore_index=True)
     mixed["copy_share"] = 0.5
     with pytest.raises(WorkbenchError, match="mixes clocks"):
-        amdahl.measured_inputs(mixed, "mtcopy")
+        amdahl_inputs.inputs(mixed, "mtcopy")
     mixed = mixed.assign(folio_size=4096, total_bytes=1 << 20, seconds=0.001, run_id="r", target="vm:x",
                          kernel_release="6.12", batch_size=[16, 16, 64, 64], first_folio_ns=1000)
     df = report.prepare(mixed)

@@ -54,7 +54,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
-from . import clocks, stats
+from . import stats
 
 PAGE = 4096
 H = 2.0
@@ -103,35 +103,6 @@ def copy_speedup_for(total_speedup, F):
 def _check_share(F):
     if np.any((F < 0) | (F > 1)):
         raise ValueError("copy share F must be between 0 and 1")
-
-
-def measured_inputs(df: pd.DataFrame, migrator: str, baseline: str = "kernel") -> dict:
-    """Amdahl's inputs from our own records (patched kernel): ``F`` is the mean
-    ``copy_share`` of the baseline migrator's records (its copy time over its batch
-    time), ``S`` the ratio of copy time per byte, baseline over ``migrator``. Either is
-    None when the records lack the counters (a stock kernel)."""
-    out = {"F": None, "S": None}
-    if df is None or df.empty or "copy_share" not in df.columns:
-        return out
-    clocks.require_one_clock(df, "Amdahl's F and S from these records")
-    base = df[df["migrator"] == baseline]
-    shares = pd.to_numeric(base["copy_share"], errors="coerce").dropna()
-    if len(shares):
-        out["F"] = float(shares.mean())
-    mine = df[df["migrator"] == migrator]
-
-    def ns_per_byte(rows, mig):
-        col = f"mig_{mig}_copy_ns"
-        if col not in rows.columns or rows.empty:
-            return None
-        ns = pd.to_numeric(rows[col], errors="coerce")
-        ok = ns.notna() & (ns > 0)
-        return float(ns[ok].sum() / rows.loc[ok, "total_bytes"].sum()) if ok.any() else None
-
-    b, m = ns_per_byte(base, baseline), ns_per_byte(mine, migrator)
-    if b and m:
-        out["S"] = b / m
-    return out
 
 
 # -- the extended model ---------------------------------------------------------------

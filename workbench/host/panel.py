@@ -5,9 +5,12 @@ offers —, batch size, threads or channels (as the migrator's knob says), total
 repeats. Nothing runs when a control moves: the **Run** button runs one
 :func:`workbench.host.runner.run`, with a progress bar that ticks per finished trial. The
 results (every run made from the panel, one row per repeat) are shown as the series'
-text table and a plot of measured throughput beside the Amdahl prediction; the Amdahl
-sliders default to the measured copy share ``F`` (patched kernel's counters) and the
-measured copy-phase speedup ``S`` when the records have them. Errors are shown in the
+text table and a plot of measured throughput beside the Amdahl prediction. Amdahl's
+``F`` and ``S`` are per folio size (and batch size), each from the first source that has
+it — the records' counters, stored cost runs of the same kernel, the seed's published
+shares (:mod:`workbench.host.amdahl_inputs`) — and the panel says which; the sliders
+change the folio size picked beside them. A patched kernel on its serial path is named
+as such, with a button that turns batching on and runs again. Errors are shown in the
 panel (one line, red), never lost in a log.
 
 Everything is reachable from Python for tests and scripting: ``panel.connect()``,
@@ -30,7 +33,7 @@ from .notebooks import require
 require("ipywidgets", "matplotlib", what="the explore panel")
 import ipywidgets as W  # noqa: E402
 
-from . import amdahl, clocks, runner, stats, store, workload_view
+from . import amdahl, amdahl_inputs, clocks, runner, stats, store, workload_view
 from ..agent import workloads
 from ..protocol import worker_fields, worker_knob
 from .plan import RunParams
@@ -38,7 +41,7 @@ from ..units import format_size, parse_size
 
 SIZES = ["2M", "4M", "8M", "16M", "32M", "64M", "128M", "256M", "512M", "1G"]
 BATCHES = [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 32768, 262144]
-#: the cover letter's figures, used as slider defaults only when records have no counters
+#: the cover letter's figures (512 x 2M, DMA): the sliders' values before any result
 SEED_F, SEED_S = 0.97, 7.5
 
 
@@ -79,6 +82,9 @@ class Panel:
         self.w_workload_note = W.HTML(value="")
         self.w_folios = W.SelectMultiple(options=[], description="folio sizes", rows=4)
         self.w_batch = W.Dropdown(options=[("default", 0)], value=0, description="batch size")
+        self.w_batched = W.Checkbox(value=False, description="batched kernel copy", disabled=True, indent=False,
+                                    tooltip="the kernel's own copy through the batch path, whose counters "
+                                            "measure F (batch_kernel_copy; off: the unchanged serial path)")
         self.w_workers = W.IntSlider(value=1, min=1, max=1, description="workers", disabled=True,
                                      continuous_update=False)
         self.w_size = W.Combobox(value="16M", options=SIZES, description="total size", ensure_option=False)
@@ -90,9 +96,21 @@ class Panel:
         self.plot = W.Image(format="png", layout=W.Layout(max_width="720px", display="none"))
         self.w_F = W.FloatSlider(value=SEED_F, min=0.0, max=1.0, step=0.01, description="F (copy share)",
                                  continuous_update=False, style={"description_width": "initial"})
-        self.w_S = W.FloatSlider(value=SEED_S, min=1.0, max=64.0, step=0.1, description="S (copy speedup)",
+        self.w_S = W.FloatSlider(value=SEED_S, min=0.1, max=64.0, step=0.1, description="S (copy speedup)",
                                  continuous_update=False, style={"description_width": "initial"})
+        self.w_amdahl_folio = W.Dropdown(options=[], description="sliders for",
+                                         tooltip="the folio size whose F and S the sliders show and set")
         self.w_amdahl = W.HTML(value="")
+        self.w_measure_F = W.Button(description="Turn batching on and run", icon="toggle-on",
+                                    layout=W.Layout(display="none", width="auto"),
+                                    tooltip="run again with the kernel's batched copy (batch_kernel_copy=1), "
+                                            "whose counters measure F")
+        #: per folio size: F, S and where each came from (amdahl_inputs.inputs), the
+        #: sliders' changes on top; the stored cost records read, per kernel
+        self.amdahl_inputs = pd.DataFrame()
+        self._by_hand: dict[int, dict] = {}
+        self._cost_cache: dict[tuple, pd.DataFrame] = {}
+        self._syncing = False
 
         self.w_connect.on_click(lambda _b: self._guard(self.connect))
         self.w_run.on_click(lambda _b: self._guard(self.run))
@@ -100,20 +118,22 @@ class Panel:
         self.w_target.observe(lambda _c: self._target_changed(), names="value")
         self.w_kernel.observe(lambda _c: self._target_changed(), names="value")
         self.w_accel.observe(lambda _c: self._target_changed(), names="value")
-        for w in (self.w_F, self.w_S):
-            w.observe(lambda _c: self._guard(self.update_amdahl), names="value")
+        self.w_measure_F.on_click(lambda _b: self._guard(self.measure_F))
+        for name, w in (("F", self.w_F), ("S", self.w_S)):
+            w.observe(lambda c, name=name: self._guard(lambda: self._slider_moved(name, c["new"])), names="value")
+        self.w_amdahl_folio.observe(lambda _c: self._guard(self._sync_sliders), names="value")
         self._target_changed(keep=target is not None)
         self.update_amdahl()
 
     # layout ------------------------------------------------------------------------
     def widget(self) -> W.Widget:
         controls = W.VBox([W.HBox([self.w_target, self.w_kernel, self.w_accel, self.w_connect]),
-                           W.HBox([self.w_migrator, self.w_workers, self.w_batch]),
+                           W.HBox([self.w_migrator, self.w_workers, self.w_batch, self.w_batched]),
                            W.HBox([self.w_workload, self.w_access]), self.w_workload_note,
                            W.HBox([self.w_folios, W.VBox([self.w_size, self.w_repeats])]),
                            W.HBox([self.w_run, self.w_progress]), self.w_status])
-        amd = W.VBox([W.HTML("<b>Amdahl</b>: speedup = 1 / ((1 - F) + F / S)"), self.w_F, self.w_S,
-                      self.w_amdahl])
+        amd = W.VBox([W.HTML("<b>Amdahl</b>: speedup = 1 / ((1 - F) + F / S), per folio size"),
+                      self.w_amdahl_folio, self.w_F, self.w_S, self.w_amdahl, self.w_measure_F])
         return W.VBox([controls, W.HBox([self.table, amd]), self.plot])
 
     def _ipython_display_(self):
@@ -191,8 +211,12 @@ class Panel:
                                              for n, why in cannot.items())
 
     def _migrator_changed(self):
+        knobs = (self.facts or {}).get("knobs") or {}
+        self.w_batched.disabled = not (knobs.get("batch_kernel_copy") and self.w_migrator.value == "kernel")
+        if self.w_batched.disabled:
+            self.w_batched.value = False
         knob = worker_knob(self.w_migrator.value)
-        bounds = ((self.facts or {}).get("knobs") or {}).get(knob) if knob else None
+        bounds = knobs.get(knob) if knob else None
         if bounds:
             lo, hi = bounds
             self.w_workers.min, self.w_workers.max = 1, max(lo, hi)
@@ -213,6 +237,7 @@ class Panel:
                          migrator=self.w_migrator.value,
                          **worker_fields(self.w_migrator.value, workers),
                          batch_size=self.w_batch.value or None,     # 0: the kernel's default
+                         batch_kernel_copy=True if self.w_batched.value and not self.w_batched.disabled else None,
                          workload=workload, dst=workloads.default_dst(workload, None), access=self.w_access.value)
 
     def run(self) -> store.Run:
@@ -274,36 +299,139 @@ class Panel:
         self.table.value = f"<pre>{html.escape(text)}</pre>"
         self.update_amdahl()
 
+    def _s_migrator(self) -> tuple[str, int | None]:
+        """The migrator S is for, and its workers: the one in the results other than the
+        kernel's copy, else the one picked, else dcbm where offered (the seed's)."""
+        df = self.results
+        others = df[df["migrator"] != "kernel"] if not df.empty else df
+        if not others.empty:
+            last = others.iloc[-1]
+            workers = next((int(last[c]) for c in ("threads", "channels") if c in last and pd.notna(last[c])), None)
+            return last["migrator"], workers
+        if self.w_migrator.value and self.w_migrator.value != "kernel":
+            return self.w_migrator.value, None if self.w_workers.disabled else int(self.w_workers.value)
+        offered = [m for m in self.w_migrator.options if m != "kernel"]
+        return ("dcbm" if "dcbm" in offered or not offered else offered[0]), None
+
+    def _cost_records(self) -> pd.DataFrame:
+        """Stored cost runs of the results' kernel, read once per kernel."""
+        df = self.results
+        key = tuple(sorted(set(df["kernel_release"].dropna()))) if "kernel_release" in df else ()
+        key += tuple(sorted(set(df["interface"].dropna()))) if "interface" in df else ()
+        if key not in self._cost_cache:
+            self._cost_cache[key] = amdahl_inputs.stored_cost_records(df, self.root)
+        return self._cost_cache[key]
+
     def set_amdahl_defaults(self):
-        """F and S from the records' counters, where the kernel has them."""
-        mig = next((m for m in self.results.get("migrator", []) if m != "kernel"), "kernel")
-        got = amdahl.measured_inputs(self.results, mig)
-        notes = []
-        if got["F"] is not None:
-            self.w_F.value = round(min(max(got["F"], 0.0), 1.0), 3)
-            notes.append("F = measured copy share")
-        if got["S"] is not None:
-            self.w_S.value = round(min(max(got["S"], self.w_S.min), self.w_S.max), 2)
-            notes.append(f"S = measured copy-phase speedup of {mig}")
-        self._defaults_note = "; ".join(notes) or ("no copy counters in these records (stock kernel): F and S are "
-                                                  "the cover letter's 512 x 2M DMA figures")
+        """F and S per folio size from the best source each has (the sliders' changes
+        are dropped), and the button that turns batching on where F cannot be measured
+        because the kernel copies on its serial path."""
+        mig, workers = self._s_migrator()
+        self.amdahl_inputs = amdahl_inputs.inputs(self.results, mig, workers, root=self.root,
+                                                  cost=self._cost_records())
+        self._by_hand = {}
+        folios = [(r.folio, int(r.folio_size)) for r in self.amdahl_inputs.itertuples()]
+        keep = self.w_amdahl_folio.value
+        self._syncing = True
+        try:
+            self.w_amdahl_folio.options = folios
+            self.w_amdahl_folio.value = keep if keep in dict(folios).values() else (folios[-1][1] if folios else None)
+        finally:
+            self._syncing = False
+        serial = amdahl_inputs.copy_path(self.results) == "serial"
+        can = bool(((self.facts or {}).get("knobs") or {}).get("batch_kernel_copy"))
+        self.w_measure_F.layout.display = "" if serial and can else "none"
+        self._sync_sliders()
+
+    def _values(self, folio_size: int) -> dict:
+        """F, S and their sources for one folio size, the sliders' changes on top."""
+        rows = self.amdahl_inputs
+        row = rows[rows["folio_size"] == folio_size].iloc[0].to_dict() if not rows.empty and \
+            (rows["folio_size"] == folio_size).any() else {"F": None, "S": None, "F_from": None, "S_from": None}
+        row = {k: (None if isinstance(v, float) and pd.isna(v) else v) for k, v in row.items()}
+        return {**row, **self._by_hand.get(folio_size, {})}
+
+    def _sync_sliders(self):
+        """Show the picked folio size's F and S on the sliders (changing nothing)."""
+        fs = self.w_amdahl_folio.value
+        if fs is not None:
+            v = self._values(fs)
+            self._syncing = True
+            try:
+                if v["F"] is not None:
+                    self.w_F.value = round(min(max(v["F"], 0.0), 1.0), 3)
+                if v["S"] is not None:
+                    self.w_S.value = round(min(max(v["S"], self.w_S.min), self.w_S.max), 2)
+            finally:
+                self._syncing = False
         self.update_amdahl()
+
+    def _slider_moved(self, name: str, value: float):
+        if self._syncing:
+            return
+        fs = self.w_amdahl_folio.value
+        if fs is not None:
+            self._by_hand.setdefault(fs, {}).update({name: value, f"{name}_from": "set by hand"})
+        self.update_amdahl()
+
+    def measure_F(self):
+        """The serial-path button: batching on (batch_kernel_copy=1), the kernel's copy,
+        and one run, whose counters give F."""
+        self.w_migrator.value = "kernel"
+        self.w_batched.value = True
+        return self.run()
+
+    def amdahl_rows(self) -> pd.DataFrame:
+        """Per folio size: F, S, where each came from, the predicted speedup and its limit."""
+        out = []
+        for fs in (int(x) for x in self.amdahl_inputs.get("folio_size", [])):
+            v = self._values(fs)
+            F, S = v["F"], v["S"]
+            if fs == self.w_amdahl_folio.value:     # no value from any source: the sliders'
+                F = self.w_F.value if F is None else F
+                S = self.w_S.value if S is None else S
+            ok = F is not None and S is not None
+            out.append({"folio_size": fs, "folio": format_size(fs), "F": F, "F_from": v["F_from"], "S": S,
+                        "S_from": v["S_from"], "speedup": amdahl.speedup(F, S) if ok else None,
+                        "limit": amdahl.max_speedup(F) if F is not None else None})
+        return pd.DataFrame(out)
 
     def update_amdahl(self):
         F, S = self.w_F.value, self.w_S.value
-        note = getattr(self, "_defaults_note", "")
-        self.w_amdahl.value = (f"predicted speedup <b>{amdahl.speedup(F, S):.2f}x</b> "
-                               f"(limit {amdahl.max_speedup(F):.2f}x)<br><small>{html.escape(note)}</small>")
+        note = amdahl_inputs.path_note(self.results) if not self.results.empty else None
+        head = f"<b>{html.escape(note)}</b><br>" if note else ""
+        rows = self.amdahl_rows()
+        if rows.empty:
+            body = (f"predicted speedup <b>{amdahl.speedup(F, S):.2f}x</b> (limit {amdahl.max_speedup(F):.2f}x)<br>"
+                    "<small>F and S: the cover letter's 512 x 2M DMA figures, until a run is made</small>")
+        else:
+            def cell(x, fmt):
+                return "—" if x is None or pd.isna(x) else format(x, fmt)
+
+            def src(x):
+                return html.escape(x) if isinstance(x, str) else "no source has it"
+            lines = "".join(f"<tr><td>{r.folio}</td><td>{cell(r.F, '.3f')}</td><td><small>{src(r.F_from)}</small></td>"
+                            f"<td>{cell(r.S, '.2f')}</td><td><small>{src(r.S_from)}</small></td>"
+                            f"<td><b>{cell(r.speedup, '.2f')}x</b></td><td>{cell(r.limit, '.2f')}x</td></tr>"
+                            for r in rows.itertuples())
+            mig, _ = self._s_migrator()
+            body = ("<table><tr><th>folio</th><th>F</th><th>F from</th><th>S</th><th>S from</th>"
+                    f"<th>speedup</th><th>limit</th></tr>{lines}</table>"
+                    f"<small>S is the copy speedup of {html.escape(mig)}</small>")
+        self.w_amdahl.value = head + body
         if not self.results.empty:
             self.plot.value = self.render_plot()
             self.plot.layout.display = ""
 
     def prediction(self) -> pd.DataFrame:
-        """Baseline throughput per folio size times the Amdahl speedup of the sliders."""
+        """Baseline throughput per folio size times the Amdahl speedup of that folio
+        size's F and S (NaN where there is neither a figure nor a slider value)."""
         df = self.results
         base_mig = "kernel" if (df["migrator"] == "kernel").any() else df["migrator"].iloc[0]
         s = stats.summarize(df[df["migrator"] == base_mig], by=("folio_size", "folio"))
-        s["predicted"] = s["mean"] * amdahl.speedup(self.w_F.value, self.w_S.value)
+        rows = self.amdahl_rows()
+        factor = dict(zip(rows["folio_size"], rows["speedup"])) if not rows.empty else {}
+        s["predicted"] = s["mean"] * s["folio_size"].map(lambda fs: factor.get(int(fs))).astype(float)
         return s.sort_values("folio_size")
 
     def render_plot(self) -> bytes:
@@ -317,8 +445,7 @@ class Panel:
             name = " ".join(str(v) for v in (label if isinstance(label, tuple) else (label,)) if pd.notna(v))
             ax.errorbar(g["folio"], g["mean"], yerr=g["std"].fillna(0), marker="o", capsize=3, label=f"{name} (measured)")
         p = self.prediction()
-        ax.plot(p["folio"], p["predicted"], "k--", marker="x",
-                label=f"Amdahl F={self.w_F.value:.2f} S={self.w_S.value:.1f}")
+        ax.plot(p["folio"], p["predicted"], "k--", marker="x", label="Amdahl, F and S of each folio size")
         title = "throughput vs folio size"
         if clocks.frame_note(df):
             title += f"\n({clocks.frame_note(df)})"
