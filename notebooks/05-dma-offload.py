@@ -19,6 +19,7 @@ fault_folio = "4K"     # many descriptors per batch, so every fault fires often
 faults = {"fail_every": 7, "corrupt_every": 50, "hang_every": 40, "reverse": 1}
 timeout_ms = 300       # dcbm's wait for a batch (10 s by default), short so hung copies time out fast
 runs_root = ""          # empty: data/runs
+imports = []            # modules that register extra targets (tests: workbench.testing.fake_dcbm)
 # section 3, a model engine: dcbm against the kernel copy as the test engine's modelled
 # bandwidth and per-descriptor latency vary; needs the instruction-counted clock (a second VM)
 model_vm_name = "patched-icount"   # empty: skip section 3
@@ -30,6 +31,8 @@ model_latencies_ns = [1000, 10000]
 model_repeats = 2
 
 # %%
+import importlib
+
 import matplotlib.pyplot as plt
 
 from workbench.host import faults as wf
@@ -37,6 +40,9 @@ from workbench.host import report
 from workbench.units import parse_size
 
 from workbench.targets import make_target
+
+for module in imports:
+    importlib.import_module(module)
 
 t = make_target(target, kernel=kernel or None, vm_name=vm_name or None, accel=accel or None)
 facts = t.facts()

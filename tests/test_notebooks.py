@@ -106,6 +106,35 @@ def test_explore_notebook_builds_the_panel(tmp_path):
     assert "widgets" in nb.metadata and nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
 
 
+def test_dma_offload_notebook_on_the_fake_dcbm_target(tmp_path):
+    """05-dma-offload without a VM (workbench.testing.fake_dcbm): its channel sweep, each
+    injected fault beside dcbm's counters and the verification; section 3 needs a VM and
+    says it was skipped. The VM test below runs it on the patched kernel."""
+    runs = tmp_path / "runs"
+    nb = execute("05-dma-offload.ipynb", tmp_path, target="fake-dcbm", imports=["workbench.testing.fake_dcbm"],
+                 kernel="", vm_name="", dma_engine="test_dma_engine", runs_root=str(runs), channels=[1, 2],
+                 folio_sizes=["64K", "2M"],
+                 total_size="4M", fault_folio="64K", faults={"fail_every": 5, "corrupt_every": 7, "hang_every": 9,
+                                                              "reverse": 1})
+    df = store.load_runs(runs)
+    assert sorted(df["label"].unique()) == ["dcbm-c1", "dcbm-c2", "dcbm-corrupt", "dcbm-fail", "dcbm-hang",
+                                            "dcbm-reverse", "kernel"]
+    out = text_of(nb)
+    assert "fake-dcbm: kernel 6.12.117-fake-dcbm" in out and "DMA engine: test_dma_engine" in out
+    assert "section 3 skipped" in out
+    # the fault table as the notebook showed it: fallbacks = injected for fail and hang,
+    # the corruption found only by the verification, at len/2 + 0x123 of the 64K copy
+    table = next(json.loads(json.dumps(o["data"]["text/plain"])) for c in nb.cells for o in c.get("outputs", [])
+                 if "text/plain" in o.get("data", {}) and "cpu fallbacks" in "".join(o["data"]["text/plain"]))
+    assert "fail_every=5" in table and "page 104 +291 (0x123)" in table   # the 7th folio, 32K + 0x123 in
+    fail = df[df["label"] == "dcbm-fail"].iloc[0]
+    assert fail["verified"] and fail["mig_dcbm_fallbacks"] == fail["mig_test_dma_engine_failed"] == 12
+    bad = df[df["label"] == "dcbm-corrupt"].iloc[0]
+    assert not bad["verified"] and bad["verify_bad_pages"] == bad["mig_test_dma_engine_corrupted"] == 9
+    assert sum(o.get("output_type") == "display_data" and "image/png" in o.get("data", {})
+               for c in nb.cells for o in c.get("outputs", [])) == 2
+
+
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
