@@ -38,6 +38,9 @@ from workbench.testing.cli import one_line_error, run_cli
     (["--target", "fake", "--set", "/etc/passwd=1"], "setting '/etc/passwd' is not a sysfs path; "
                                                      "allowed: absolute paths under /sys/"),
     (["--target", "fake", "--dma-engine", "../x"], "DMA engine '../x' is not a module name"),
+    (["--target", "fake", "--monitor", "often"], "--monitor 'often' is not an interval; allowed: off, or 1ms to "
+                                                 "10s such as 10ms or 0.5s"),
+    (["--target", "vm", "--monitor", "100us"], "--monitor '100us' is out of range; allowed: off, or 1ms to 10s"),
     # judged before a VM boots (these would otherwise cost a boot of one to two minutes)
     (["--target", "vm", "--folio-size", "3M", "--size", "12M"], "folio size 3M is not a power of two"),
     (["--target", "vm", "--set", "/etc/passwd=1"], "setting '/etc/passwd' is not a sysfs path"),

@@ -150,6 +150,9 @@ def worker_fields(migrator: str, workers) -> dict:
             "channels": workers if knob == "channels" else None}
 
 
+#: the monitor's interval (workbench.agent.monitor): the default, and the bounds
+MONITOR_DEFAULT_MS, MONITOR_MIN_MS, MONITOR_MAX_MS = 10.0, 1.0, 10_000.0
+
 #: how threads touch the memory while it migrates (see workbench.agent.access)
 ACCESS_MODES = ("none", "read", "write")
 
@@ -191,6 +194,9 @@ class Knobs:
     access_threads: int = 2
     #: record the kernel's migration trace events (tracefs) and their cost
     trace: bool = True
+    #: sample /proc/vmstat, /proc/interrupts and per-CPU busy time every this many
+    #: milliseconds during the trial (workbench.agent.monitor); None: no monitor
+    monitor_ms: float | None = 10.0
     #: how long a workload that waits for the kernel (numa-balancing, demotion's
     #: promotion) waits at most, seconds (None: the workload's default)
     wait_seconds: float | None = None
@@ -241,6 +247,10 @@ class Knobs:
         if not isinstance(self.access_threads, int) or isinstance(self.access_threads, bool) \
                 or not 1 <= self.access_threads <= 64:
             raise WorkbenchError(f"access threads {self.access_threads!r} must be an integer from 1 to 64")
+        if self.monitor_ms is not None and (isinstance(self.monitor_ms, bool) or not isinstance(self.monitor_ms, (int, float))
+                                            or not MONITOR_MIN_MS <= self.monitor_ms <= MONITOR_MAX_MS):
+            raise WorkbenchError(f"monitor interval {self.monitor_ms!r} ms is out of range; allowed: "
+                                 f"{MONITOR_MIN_MS:g} to {MONITOR_MAX_MS:g} ms, or off")
         if self.wait_seconds is not None and (not isinstance(self.wait_seconds, (int, float))
                                               or not 0 < self.wait_seconds <= 3600):
             raise WorkbenchError(f"wait seconds {self.wait_seconds!r} must be a number of seconds, 0 < s <= 3600")
@@ -309,6 +319,10 @@ class TrialSpec(Knobs):
             extra += f"-w{self.wait_seconds:g}"
         if not self.trace:
             extra += "-notrace"
+        if self.monitor_ms is None:
+            extra += "-nomon"
+        elif self.monitor_ms != MONITOR_DEFAULT_MS:
+            extra += f"-mon{self.monitor_ms:g}"
         if self.settings:
             extra += "-set" + hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()[:8]
         # the default workload keeps the keys runs had before workloads existed (resume)

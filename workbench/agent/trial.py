@@ -25,6 +25,7 @@ from __future__ import annotations
 from ..protocol import TrialSpec
 from ..units import format_size
 from . import migrators, thp
+from .monitor import Monitor
 from .kernellog import TrialLog
 from .kernelfs import KernelFS, KnobGuard
 
@@ -47,6 +48,7 @@ def run_trial(spec: TrialSpec, fs: KernelFS) -> dict:
     log = TrialLog(fs)
     workload.check_target(spec, fs)
     guard = KnobGuard(fs)
+    monitor = None
     try:
         thp.enable_only(fs, guard, spec.folio_size)
         control = migrators.detect(fs)
@@ -55,10 +57,13 @@ def run_trial(spec: TrialSpec, fs: KernelFS) -> dict:
         control.configure(guard, spec.migrator, **spec.interface_knobs())
         control.apply_settings(guard, spec.settings)
         record["dma_channels_held"] = control.held_channels() if spec.migrator == "dcbm" else None
-        trial = Trial(spec, fs, guard, control, record, workload)
+        monitor = Monitor(fs, spec.monitor_ms).start() if spec.monitor_ms else None
+        trial = Trial(spec, fs, guard, control, record, workload, monitor)
         workload.run(trial)
         trial.finish()
     finally:
+        if monitor is not None:
+            record.update(monitor.stop())
         problems = guard.restore()
         if problems:
             record["restore_problems"] = "; ".join(problems)

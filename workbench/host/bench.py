@@ -5,7 +5,8 @@ from __future__ import annotations
 
 
 
-def migrator_speedups(target, size: int = 64 << 20, repeats: int = 3, root=None, progress: bool = True) -> dict:
+def migrator_speedups(target, size: int = 64 << 20, repeats: int = 3, root=None, progress: bool = True,
+                      monitor_ms: float | None = None) -> dict:
     """2M folios on the patched kernel, in one boot: mtcopy (1 and 2 threads) against the
     batched kernel copy, for the copy phase (from the kernel's copy_ns counters) and the
     whole call; and the batched kernel copy (batch_kernel_copy=1) against the serial path
@@ -21,7 +22,7 @@ def migrator_speedups(target, size: int = 64 << 20, repeats: int = 3, root=None,
     frames = {}
     for label, knobs in configs.items():
         run = runner.run(target, RunParams(folio_sizes=[2 << 20], total_size=size, repeats=repeats, trace=False,
-                                           **knobs),
+                                           monitor_ms=monitor_ms, **knobs),
                          root=root, label=f"bench-{label.replace(' ', '-').replace('(', '').replace(')', '')}",
                          progress=progress)
         frames[label] = run.records()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -125,6 +126,24 @@ def parse_settings(items: list[str] | None) -> dict | None:
     return out or None
 
 
+def parse_monitor(text: str | None) -> float | None:
+    """``--monitor``: ``off``, or the interval as 10ms, 0.5s, 200us or a bare number of
+    milliseconds; returns milliseconds (None: off)."""
+    from ..protocol import MONITOR_MAX_MS, MONITOR_MIN_MS
+    word = str(text).strip().lower()
+    if word in ("off", "none", "no"):
+        return None
+    m = re.fullmatch(r"([0-9]*\.?[0-9]+)\s*(us|ms|s)?", word)
+    if not m:
+        raise WorkbenchError(f"--monitor {text!r} is not an interval; allowed: off, or {MONITOR_MIN_MS:g}ms to "
+                             f"{MONITOR_MAX_MS / 1000:g}s such as 10ms or 0.5s")
+    ms = float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3, None: 1.0}[m.group(2)]
+    if not MONITOR_MIN_MS <= ms <= MONITOR_MAX_MS:
+        raise WorkbenchError(f"--monitor {text!r} is out of range; allowed: off, or {MONITOR_MIN_MS:g}ms to "
+                             f"{MONITOR_MAX_MS / 1000:g}s")
+    return ms
+
+
 def cmd_run(args):
     from ..agent import workloads
     from . import clocks, runner, stats, workload_view
@@ -137,7 +156,7 @@ def cmd_run(args):
                        batch_kernel_copy=args.batch_kernel_copy, first_folio=args.first_folio_latency,
                        dma_engine=args.dma_engine, settings=parse_settings(args.set), workload=args.workload,
                        access=args.access, access_threads=args.access_threads, trace=not args.no_trace,
-                       wait_seconds=args.wait_seconds)
+                       monitor_ms=parse_monitor(args.monitor), wait_seconds=args.wait_seconds)
     params.check()  # everything that can be judged before a VM boots
     runner._check_max_reboots(args.max_reboots)
     runner._check_timeout(args.trial_timeout)
@@ -291,7 +310,7 @@ def cmd_bench(args):
         kernel = args.kernel or ("patched" if spec == "vm" else None)
         target = target_from_args(args, spec=spec, kernel=kernel)
         r = bench.migrator_speedups(target, size=parse_size(args.size or "64M", "size"), repeats=args.repeats,
-                                    root=args.runs_dir)
+                                    root=args.runs_dir, monitor_ms=parse_monitor(args.monitor))
         note = clocks.note(r["accelerator"], target.clock())
         print(f"\n2M folios, {format_size(r['size'])} x {r['repeats']} repeats on {target.label}, accelerator "
               f"{r['accelerator']}" + (f"  [{note}]" if note else ""))
@@ -319,7 +338,7 @@ def cmd_bench(args):
         df = cost.measure(folio_sizes=parse_size_list(args.folio_size, "folio size"),
                           size=parse_size(args.size or "8M", "size"), repeats=args.repeats, boots=args.boots,
                           batch_sizes=batch_sizes, root=args.runs_dir, progress=not args.json, trees=trees,
-                          channels=channels)
+                          channels=channels, monitor_ms=parse_monitor(args.monitor))
         summary = cost.summarize(df)
         print(json.dumps(summary, indent=1, default=str) if args.json else cost.format_text(summary))
         return 0 if summary["verified"] else 1
@@ -378,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 120)")
     r.add_argument("--no-trace", action="store_true",
                    help="do not record the kernel's migration trace events (tracefs)")
+    r.add_argument("--monitor", default="10ms", metavar="off|INTERVAL",
+                   help="sample /proc/vmstat, /proc/interrupts and per-CPU busy time during each trial at this "
+                        "interval, stored beside the records with its measured cost (default %(default)s)"),
     r.add_argument("--folio-size", default="4K,64K,2M", help="comma-separated folio sizes (default %(default)s)")
     r.add_argument("--size", default="64M", help="bytes moved per trial (default %(default)s)")
     r.add_argument("--repeats", type=int, default=3)
@@ -512,6 +534,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "series v3 on 7.3: vanilla-7.3,v3-wip)")
     b.add_argument("--channels", default="1", help="cost: dcbm channel counts, or 'none' (default %(default)s)")
     b.add_argument("--boots", type=int, default=2, help="cost: fresh boots of each tree (default %(default)s)")
+    b.add_argument("--monitor", default="off", metavar="off|INTERVAL",
+                   help="migrators, cost: sample the kernel's counters during each trial, as `run --monitor` "
+                        "does (default off: a benchmark measures the migration alone)")
     b.add_argument("--json", action="store_true", help="cost: the figures as JSON")
     b.add_argument("--runs-dir", help="migrators, cost: where their runs are stored (default data/runs)")
     b.set_defaults(fn=cmd_bench)

@@ -52,12 +52,13 @@ class CostConfig:
     #: "poller", a polling thread (its instructions count), for kernels without them
     latency_by: str = "trace"
 
-    def params(self, folio_sizes, size, repeats) -> RunParams:
-        # no trace events in cost trials: the benchmark counts the migration path's
-        # instructions, nothing else
+    def params(self, folio_sizes, size, repeats, monitor_ms: float | None = None) -> RunParams:
+        # no trace events and no monitor in cost trials (unless asked): the benchmark
+        # counts the migration path's instructions, nothing else
         trace = self.first_folio and self.latency_by == "trace"
         return RunParams(folio_sizes=list(folio_sizes), total_size=size, repeats=repeats,
-                         first_folio=self.first_folio and not trace, trace=trace, **self.knobs)
+                         first_folio=self.first_folio and not trace, trace=trace, monitor_ms=monitor_ms,
+                         **self.knobs)
 
 
 #: ``--batch-sizes fixed``: a series without a batch size knob (v3 so far) batches at the
@@ -93,11 +94,12 @@ def default_target_factory(kernel: str, boot: int):
     return target
 
 
-def _run_config(target, cfg: CostConfig, kernel, tree, boot, folio_sizes, size, repeats, root, progress):
+def _run_config(target, cfg: CostConfig, kernel, tree, boot, folio_sizes, size, repeats, root, progress,
+                monitor_ms=None):
     meta = {"cost": {"config": cfg.label, "kernel_tree": kernel, "tree": tree, "boot": boot,
                      "latency_trial": cfg.first_folio, "latency_by": cfg.latency_by if cfg.first_folio else None}}
     suffix = "-poller" if cfg.first_folio and cfg.latency_by == "poller" else ""
-    return runner.run(target, cfg.params(folio_sizes, size, repeats), root=root, progress=progress,
+    return runner.run(target, cfg.params(folio_sizes, size, repeats, monitor_ms), root=root, progress=progress,
                       label=f"cost-boot{boot}-{cfg.label.replace(', ', '-').replace(' ', '')}{suffix}",
                       manifest_extra=meta)
 
@@ -110,7 +112,7 @@ def _has_trace_latency(run) -> bool:
 def measure(folio_sizes=(4096, 64 << 10, 2 << 20), size: int = 8 << 20, repeats: int = 3, boots: int = 2,
             batch_sizes=(1, 16, 64, 512), root=None, progress: bool = True, target_factory=None,
             configs: list[CostConfig] | None = None, trees: tuple[str, str] = ("vanilla", "patched"),
-            channels=(1,)) -> pd.DataFrame:
+            channels=(1,), monitor_ms: float | None = None) -> pd.DataFrame:
     """Run every configuration, ``boots`` times on fresh boots; returns their records
     (columns ``config``, ``boot``, ``cost_ns`` per folio besides the usual ones).
     ``trees``: the names of the vanilla and the patched tree (their bench builds boot),
@@ -129,17 +131,18 @@ def measure(folio_sizes=(4096, 64 << 10, 2 << 20), size: int = 8 << 20, repeats:
                 raise WorkbenchError(f"the cost benchmark needs the icount clock; target {target.label} has "
                                      f"{target.clock()}")
             # one untimed trial first: the first migration after boot also warms the allocator
-            runner.run(target, RunParams(folio_sizes=[folio_sizes[0]], total_size=size, repeats=1, trace=False),
+            runner.run(target, RunParams(folio_sizes=[folio_sizes[0]], total_size=size, repeats=1, trace=False,
+                                         monitor_ms=None),
                        root=root, label=f"cost-warmup-{kernel}-boot{boot}", progress=False)
             for cfg in mine:
                 run = _run_config(target, cfg, kernel, tree_of[kernel], boot, folio_sizes, size, repeats, root,
-                                  progress)
+                                  progress, monitor_ms)
                 if cfg.first_folio and cfg.latency_by == "trace" and not _has_trace_latency(run):
                     # a kernel without the batch tracepoints (series v2): the polling thread;
                     # the traced run stays stored, marked as superseded (load() skips it)
                     traced = run
                     run = _run_config(target, replace(cfg, latency_by="poller"), kernel, tree_of[kernel], boot,
-                                      folio_sizes, size, repeats, root, progress)
+                                      folio_sizes, size, repeats, root, progress, monitor_ms)
                     traced.update_manifest(cost={**traced.manifest["cost"], "superseded_by": run.id})
                 ids.append(run.id)
             if hasattr(target, "vm"):

@@ -44,14 +44,17 @@ def sweep(target, folio_sizes: list[int], total_size: int, bandwidths_mbps: list
         if not isinstance(lat, int) or not 0 <= lat <= 1_000_000_000:
             raise WorkbenchError(f"model latency {lat!r} ns: allowed an integer from 0 to 1000000000")
     frames = []
-    base = RunParams(folio_sizes=list(folio_sizes), total_size=total_size, repeats=repeats, migrator="kernel")
+    # no monitor: the model's time is the engine's and the kernel's, nothing sampling beside them
+    base = RunParams(folio_sizes=list(folio_sizes), total_size=total_size, repeats=repeats, migrator="kernel",
+                     monitor_ms=None)
     run = runner.run(target, base, root=root, label="model-baseline-kernel", progress=progress)
     frames.append(run.records().assign(model_bandwidth_mbps=np.nan, model_latency_ns=np.nan, run_id=run.id))
     for lat in latencies_ns:
         for bw in bandwidths_mbps:
             settings = {f"{TEST_ENGINE_PARAMS}/{BANDWIDTH}": str(bw), f"{TEST_ENGINE_PARAMS}/{LATENCY}": str(lat)}
             params = RunParams(folio_sizes=list(folio_sizes), total_size=total_size, repeats=repeats,
-                               migrator="dcbm", channels=channels, dma_engine=TEST_DMA_ENGINE, settings=settings)
+                               migrator="dcbm", channels=channels, dma_engine=TEST_DMA_ENGINE, settings=settings,
+                               monitor_ms=None)
             run = runner.run(target, params, root=root, label=f"model-dcbm-{bw}MBps-{lat}ns", progress=progress)
             frames.append(run.records().assign(model_bandwidth_mbps=bw, model_latency_ns=lat, run_id=run.id))
     return pd.concat(frames, ignore_index=True)

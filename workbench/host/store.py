@@ -207,6 +207,7 @@ class Run:
         self.id = self.dir.name
         self.records_dir = self.dir / "records"
         self.faults_dir = self.dir / "faults"
+        self.monitor_dir = self.dir / "monitor"
         self._numbers = _Numbers()
 
     @property
@@ -220,13 +221,29 @@ class Run:
         _atomic_write(self.dir / "manifest.json", json.dumps(m, indent=1, default=str))
 
     def append(self, record: dict) -> Path:
+        """Keep one finished trial's record; its monitor's timeline, if it has one, goes
+        beside it (``monitor/`` under the same name), written first so that a record
+        never names a timeline that is not there."""
         n = self._numbers.take(self.records_dir)
         key = re.sub(r"[^A-Za-z0-9_.-]+", "_", record["trial_key"])
         path = self.records_dir / f"{n:05d}-{key}.parquet"
-        tmp = path.with_suffix(".tmp")
-        pd.DataFrame([{**record, "run_id": self.id}]).to_parquet(tmp, index=False)
-        tmp.rename(path)
+        record = dict(record)
+        timeline = record.pop("monitor", None)
+        if timeline:
+            self.monitor_dir.mkdir(exist_ok=True)
+            where = self.monitor_dir / path.name
+            frame = pd.DataFrame(timeline["rows"], columns=timeline["columns"])
+            _atomic_parquet(frame.assign(trial_key=record["trial_key"]), where)
+            record["monitor_file"] = f"monitor/{where.name}"
+        _atomic_parquet(pd.DataFrame([{**record, "run_id": self.id}]), path)
         return path
+
+    def monitor(self, reading: Reading | None = None) -> pd.DataFrame:
+        """Every readable monitor timeline of this run, one row per sample (``t_ns``,
+        ``phase``, cumulative counters), with its ``trial_key``."""
+        files = sorted(self.monitor_dir.glob("*.parquet")) if self.monitor_dir.is_dir() else []
+        frames = self._read_each(files, read_record, reading)
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def add_fault(self, fault: dict) -> Path:
         """Keep one fault (kind, trial_key, config, cause, detail, ...) for good."""
@@ -270,12 +287,20 @@ class Run:
         found = []
         for path, read in ([(self.dir / "manifest.json", lambda p: read_json(p, "manifest"))]
                            + [(p, read_record) for p in sorted(self.records_dir.glob("*.parquet"))]
+                           + [(p, read_record) for p in (sorted(self.monitor_dir.glob("*.parquet"))
+                                                         if self.monitor_dir.is_dir() else [])]
                            + [(p, lambda p: read_json(p, "fault")) for p in sorted(self.faults_dir.glob("*.json"))]):
             try:
                 read(path)
             except DamagedFile as exc:
                 found.append(exc.damage)
         return found
+
+
+def _atomic_parquet(frame: pd.DataFrame, path: Path):
+    tmp = path.with_suffix(".tmp")
+    frame.to_parquet(tmp, index=False)
+    tmp.rename(path)
 
 
 def _atomic_write(path: Path, text: str):
@@ -326,6 +351,16 @@ def load_faults(root: Path | None = None, run_ids: list[str] | None = None) -> l
     """Every fault of the chosen (default: all) runs, oldest first within each run."""
     r = _active()
     return [f for run, _ in _readable_runs(_chosen(root, run_ids), r) for f in run.faults(r)]
+
+
+def load_monitor(root: Path | None = None, run_ids: list[str] | None = None) -> pd.DataFrame:
+    """Every monitor sample of the chosen (default: all) runs: ``run_id``, ``trial_key``,
+    ``t_ns`` since the trial began, ``phase`` and cumulative counters (see
+    :mod:`workbench.agent.monitor`); empty when no trial was monitored."""
+    r = _active()
+    frames = [run.monitor(r).assign(run_id=run.id) for run, _ in _readable_runs(_chosen(root, run_ids), r)]
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def load_runs(root: Path | None = None, run_ids: list[str] | None = None, kind: str = "trials") -> pd.DataFrame:

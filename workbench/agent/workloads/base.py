@@ -113,9 +113,11 @@ class Trial:
     the migration interface, the record it fills, and the steps every workload shares."""
 
     def __init__(self, spec: TrialSpec, fs: KernelFS, guard: KnobGuard, control: MigrationControl,
-                 record: dict, workload: Workload):
+                 record: dict, workload: Workload, monitor=None):
         self.spec, self.fs, self.guard, self.control, self.record = spec, fs, guard, control, record
         self.workload = workload
+        #: the trial's monitor (workbench.agent.monitor), told where the migration starts and ends
+        self.monitor = monitor
         self.npages = spec.total_size // PAGE
         self.trace: tracing.TraceSession | None = None
 
@@ -174,9 +176,13 @@ class Trial:
             self.trace.start()
         vm0 = vmstat.read_migration_counters(self.fs)
         c0 = self.control.counters()
+        if self.monitor:
+            self.monitor.mark("migrate")
         try:
             yield
         finally:
+            if self.monitor:
+                self.monitor.mark("migrated")
             c1 = self.control.counters()
             vm1 = vmstat.read_migration_counters(self.fs)
             if self.trace:

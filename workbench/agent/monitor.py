@@ -1,0 +1,186 @@
+"""What the kernel did during a trial, sampled at a fixed interval (mmtests' monitors).
+
+A thread reads, every ``interval`` seconds, through the kernel-facing I/O layer:
+
+* ``/proc/vmstat``: migration, compaction, NUMA balancing, THP and demotion counters
+  (:data:`workbench.agent.vmstat.PREFIXES`, and ``thp_``);
+* ``/proc/interrupts``: TLB shootdowns (``TLB``), function-call IPIs (``CAL``) and the
+  lines of DMA engines (a description naming dma, ioat, idxd, ptdma or ae4dma), each
+  summed over the CPUs;
+* ``/proc/stat``: each CPU's busy time (everything but idle and iowait), in USER_HZ ticks
+  (10 ms: a sample at 10 ms says busy or not, the sum over a phase says how busy).
+
+Each sample holds cumulative values and its time since the trial started; the trial marks
+its phases (``migrate`` and ``migrated`` around the kernel's migration). The sampler's
+own cost is measured on the target: its thread's CPU time, and that over the trial's time.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+from ..protocol import MONITOR_MIN_MS
+from .kernelfs import KernelFS
+from .vmstat import PREFIXES, VMSTAT
+INTERRUPTS = "/proc/interrupts"
+STAT = "/proc/stat"
+VMSTAT_PREFIXES = PREFIXES + ("thp_",)
+#: interrupt lines kept: the named IPIs, and DMA engines by their description
+NAMED_IRQS = {"TLB": "tlb_shootdowns", "CAL": "function_call_ipis"}
+DMA_LINE = re.compile(r"dma|ioat|idxd|ptdma|ae4dma", re.I)
+
+
+_VMSTAT_LINE = re.compile(r"^((?:%s)\S*) (\d+)$" % "|".join(map(re.escape, VMSTAT_PREFIXES)), re.M)
+
+
+def read_vmstat(fs: KernelFS) -> dict[str, int]:
+    return {f"vmstat_{name}": int(value) for name, value in _VMSTAT_LINE.findall(fs.read(VMSTAT))}
+
+
+def read_interrupts(fs: KernelFS) -> dict[str, int]:
+    """{irq_<name>: count over all CPUs} of the named IPIs and the DMA engines' lines."""
+    text = fs.read(INTERRUPTS)
+    head, _, body = text.partition("\n")
+    ncpu = len(head.split())
+    out = {}
+    for line in body.splitlines():
+        label, _, rest = line.partition(":")
+        label = label.strip()
+        if label in NAMED_IRQS:
+            out[f"irq_{NAMED_IRQS[label]}"] = sum(int(f) for f in rest.split()[:ncpu])
+        elif DMA_LINE.search(rest) and label.isdigit():
+            fields = rest.split()
+            desc = " ".join(fields[ncpu:])
+            if DMA_LINE.search(desc):
+                name = re.sub(r"[^A-Za-z0-9]+", "_", desc.split()[-1]).strip("_").lower()
+                out[f"irq_dma_{name}_{label}"] = sum(int(f) for f in fields[:ncpu])
+    return out
+
+
+def read_cpu_busy(fs: KernelFS) -> dict[str, int]:
+    """{cpu<N>_busy_ticks: user+nice+system+irq+softirq+steal} per CPU, USER_HZ ticks."""
+    out = {}
+    for line in fs.read(STAT).splitlines():
+        if not line.startswith("cpu") or line.startswith("cpu "):
+            continue
+        name, *values = line.split()
+        v = [int(x) for x in values]
+        idle = v[3] + (v[4] if len(v) > 4 else 0)
+        out[f"{name}_busy_ticks"] = sum(v[:8]) - idle
+    return out
+
+
+#: what a sample reads: {file: its reader}
+SOURCES = {VMSTAT: read_vmstat, INTERRUPTS: read_interrupts, STAT: read_cpu_busy}
+
+
+def sample(fs: KernelFS, sources=tuple(SOURCES)) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for path in sources:
+        out.update(SOURCES[path](fs))
+    return out
+
+
+class Monitor:
+    """Samples :func:`sample` every ``interval_ms`` in a thread, from :meth:`start` to
+    :meth:`stop`; :meth:`mark` names the phase that begins now."""
+
+    def __init__(self, fs: KernelFS, interval_ms: float):
+        self.fs, self.interval = fs, max(float(interval_ms), MONITOR_MIN_MS) / 1000.0
+        self.rows: list[tuple[int, str, dict]] = []
+        self.phase = "start"
+        self.cpu_ns = 0
+        self.cpu_ns_marks = 0
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._t0 = 0
+        #: the files this kernel has (a fake kernel may lack some); the record names the others
+        self.sources = [p for p in SOURCES if fs.exists(p)]
+        self.missing = [p for p in SOURCES if p not in self.sources]
+
+    def _take(self):
+        t = time.monotonic_ns() - self._t0
+        try:
+            self.rows.append((t, self.phase, sample(self.fs, self.sources)))
+        except Exception as exc:  # noqa: BLE001 - a monitor that fails must not fail the trial
+            self.error = self.error or f"{type(exc).__name__}: {exc}"
+
+    def _run(self):
+        c0 = time.thread_time_ns()
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            self._take()
+            next_at += self.interval
+            self._stop.wait(max(0.0, next_at - time.monotonic()))
+        self.cpu_ns = time.thread_time_ns() - c0
+
+    def start(self) -> "Monitor":
+        self._t0 = time.monotonic_ns()
+        self._thread = threading.Thread(target=self._run, name="workbench-monitor", daemon=True)
+        self._thread.start()
+        return self
+
+    def mark(self, phase: str) -> None:
+        """The phase from now on; a sample is taken at once so the edge is in the timeline."""
+        self.phase = phase
+        if self._thread is not None and not self._stop.is_set():
+            c0 = time.thread_time_ns()
+            self._take()
+            self.cpu_ns_marks += time.thread_time_ns() - c0
+
+    def stop(self) -> dict:
+        """Stop, take a last sample; the record's fields: the timeline (``monitor``,
+        columns and rows, for the host to store beside the record) and its cost."""
+        wall = time.monotonic_ns() - self._t0
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.phase = "end"
+        c0 = time.thread_time_ns()
+        self._take()
+        cpu = self.cpu_ns + self.cpu_ns_marks + time.thread_time_ns() - c0
+        self.rows.sort(key=lambda row: row[0])
+        names = sorted({k for _, _, s in self.rows for k in s})
+        # counters that never moved say nothing over time: the record's deltas have them
+        moving = [k for k in names if len({s.get(k) for _, _, s in self.rows}) > 1 or k.startswith("cpu")]
+        return {**summarize(self.rows, moving),
+                "monitor": {"columns": ["t_ns", "phase", *moving],
+                            "rows": [[t, p, *(s.get(k) for k in moving)] for t, p, s in self.rows]},
+                "monitor_interval_ms": self.interval * 1000.0, "monitor_samples": len(self.rows),
+                "monitor_cpu_ns": cpu, "monitor_cost_share": cpu / wall if wall > 0 else None,
+                "monitor_error": self.error, "monitor_missing": " ".join(self.missing) or None}
+
+
+#: USER_HZ: the unit of /proc/stat's times
+TICK_NS = 10_000_000
+
+
+def summarize(rows: list[tuple[int, str, dict]], names: list[str]) -> dict:
+    """The record's summary of a timeline: during the migration (``migrate`` to
+    ``migrated``), each CPU's busy share and the peak rate of base pages migrated; over
+    the trial, the interrupts of each kept line."""
+    out: dict = {}
+    if len(rows) < 2:
+        return out
+    first, last = rows[0][2], rows[-1][2]
+    for k in names:
+        if k.startswith("irq_"):
+            out[f"monitor_{k}"] = last.get(k, 0) - first.get(k, 0)
+    mig = [(t, s) for t, p, s in rows if p in ("migrate", "migrated")]
+    if len(mig) >= 2:
+        (t0, s0), (t1, s1) = mig[0], mig[-1]
+        if t1 > t0:
+            for k in names:
+                if k.endswith("_busy_ticks"):
+                    cpu = k[:-len("_busy_ticks")]
+                    out[f"monitor_{cpu}_busy_share"] = min(1.0, (s1.get(k, 0) - s0.get(k, 0)) * TICK_NS / (t1 - t0))
+        peak = 0.0
+        for (ta, a), (tb, b) in zip(mig, mig[1:]):
+            if tb > ta:
+                peak = max(peak, (b.get("vmstat_pgmigrate_success", 0) - a.get("vmstat_pgmigrate_success", 0))
+                           * 1e9 / (tb - ta))
+        out["monitor_pgmigrate_peak_per_s"] = peak
+    return out
