@@ -37,6 +37,16 @@ report.tabs(df)
 print(report.workload_panels(df))
 
 # %% [markdown]
+# ## During each trial (monitors)
+#
+# What the kernel's counters did while each configuration's first trial ran, sampled at the run's `--monitor` interval: pages migrated per second, interrupts (TLB shootdowns, function-call IPIs, DMA engines' lines) and each CPU's busy share, the migration shaded; and what the sampling cost on the target.
+
+# %%
+from workbench.host import monitor_view
+
+monitor_view.show(df, runs_root or None)
+
+# %% [markdown]
 # ## Side by side
 #
 # Each kernel (or whatever `compare_by` names) against the base, configuration by configuration: mean ±%std, the change, and `*` where Welch's t-test finds it significant (LKP ncompare layout). Runs of different clocks or accelerators are not compared.

@@ -63,7 +63,7 @@ def test_the_timeline_marks_the_migration_and_keeps_what_moved():
     assert cols[:2] == ["t_ns", "phase"] and "vmstat_pgmigrate_success" in cols
     assert "vmstat_numa_hit" not in cols                 # never moved: the record's deltas have it
     phases = [r[1] for r in rows]
-    assert phases[0] == "start" and phases[-1] == "end" and "migrate" in phases and "migrated" in phases
+    assert phases[0] == "setup" and phases[-1] == "end" and "migrate" in phases and "migrated" in phases
     assert [r[0] for r in rows] == sorted(r[0] for r in rows)
     assert out["monitor_interval_ms"] == 2.0 and out["monitor_samples"] == len(rows)
     assert out["monitor_cpu_ns"] > 0 and 0 < out["monitor_cost_share"] < 1
@@ -72,7 +72,7 @@ def test_the_timeline_marks_the_migration_and_keeps_what_moved():
 
 def test_the_summary_arithmetic():
     ms = 1_000_000
-    rows = [(0, "start", {"cpu0_busy_ticks": 0, "vmstat_pgmigrate_success": 0, "irq_tlb_shootdowns": 5}),
+    rows = [(0, "setup", {"cpu0_busy_ticks": 0, "vmstat_pgmigrate_success": 0, "irq_tlb_shootdowns": 5}),
             (10 * ms, "migrate", {"cpu0_busy_ticks": 1, "vmstat_pgmigrate_success": 0, "irq_tlb_shootdowns": 5}),
             (30 * ms, "migrate", {"cpu0_busy_ticks": 2, "vmstat_pgmigrate_success": 100, "irq_tlb_shootdowns": 9}),
             (50 * ms, "migrated", {"cpu0_busy_ticks": 5, "vmstat_pgmigrate_success": 300, "irq_tlb_shootdowns": 9}),
@@ -94,7 +94,7 @@ def test_monitoring_is_in_the_trial_key_only_when_not_the_default():
 
 def test_the_store_keeps_the_timeline_beside_its_record(tmp_path):
     run = store.create_run({"label": "m"}, tmp_path)
-    timeline = {"columns": ["t_ns", "phase", "vmstat_pgmigrate_success"], "rows": [[0, "start", 0], [5, "end", 9]]}
+    timeline = {"columns": ["t_ns", "phase", "vmstat_pgmigrate_success"], "rows": [[0, "setup", 0], [5, "end", 9]]}
     run.append({"trial_key": "k1", "gbps": 1.0, "monitor": timeline, "monitor_samples": 2})
     run.append({"trial_key": "k2", "gbps": 1.0})                 # a trial without a monitor
     rec = run.records()
@@ -116,3 +116,44 @@ def test_benchmarks_run_without_a_monitor_unless_asked():
     assert parse_monitor(build_parser().parse_args(["bench", "cost"]).monitor) is None
     assert parse_monitor(build_parser().parse_args(["run"]).monitor) == 10.0
     assert parse_monitor("0.5s") == 500.0 and parse_monitor("2500us") == 2.5 and parse_monitor("off") is None
+
+
+def fake_run(tmp_path, monitor_ms=10.0):
+    from workbench.host import runner
+    from workbench.host.plan import RunParams
+    from workbench.testing.fake_target import FakeTarget
+    return runner.run(FakeTarget(), RunParams(folio_sizes=[4096, 2 << 20], total_size=4 << 20, repeats=2,
+                                              monitor_ms=monitor_ms), root=tmp_path, progress=False)
+
+
+def test_rates_and_the_migration_span_of_a_stored_timeline(tmp_path):
+    from workbench.host import monitor_view as V
+    run = fake_run(tmp_path)
+    timeline = store.load_monitor(tmp_path)
+    assert timeline.groupby("trial_key").size().tolist() == [5, 5, 5, 5]
+    one = V.pick(timeline, trial_key="kernel-4K-4M-n0to1-s1-r0")
+    assert V.migration_span(one) == (0.01, 0.03)
+    r = V.rates(one).set_index(["series", "t_s"])["value"]
+    assert r[("pgmigrate_success", 0.02)] == pytest.approx(512 / 0.01)       # 1024 pages, half in 10 ms
+    assert r[("cpu0 busy", 0.02)] == pytest.approx(1.0)                      # one 10 ms tick in 10 ms
+    assert r[("irq_tlb_shootdowns", 0.03)] == pytest.approx(300.0)
+    records = store.load_runs(tmp_path)
+    assert V.chosen_trials(records) == [(run.id, "kernel-4K-4M-n0to1-s1-r0"), (run.id, "kernel-2M-4M-n0to1-s1-r0")]
+    assert V.cost_line(records) == ("monitor: every 10 ms, 4 trials; its sampling thread used 1.0% of the trial's "
+                                    "time (median; max 1.0%) on the target")
+    fig = V.fig_timeline(one)
+    assert [ax.get_ylabel() for ax in fig.axes] == ["migrated and scanned per second", "interrupts per second",
+                                                    "busy share"]
+
+
+def test_the_report_section_says_when_nothing_was_monitored(tmp_path, capsys):
+    import matplotlib
+    matplotlib.use("Agg")
+    from workbench.host import monitor_view as V
+    fake_run(tmp_path / "off", monitor_ms=None)
+    V.show(store.load_runs(tmp_path / "off"), tmp_path / "off")
+    assert capsys.readouterr().out.strip() == ("no trial in these runs was monitored (runs made before monitors, "
+                                               "or with --monitor off)")
+    fake_run(tmp_path / "on")
+    V.show(store.load_runs(tmp_path / "on"), tmp_path / "on")
+    assert capsys.readouterr().out.startswith("monitor: every 10 ms, 4 trials")

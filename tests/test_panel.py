@@ -71,6 +71,9 @@ def test_controls_offer_only_what_the_target_offers_and_run_only_on_the_button(t
     assert "migrator x threads x batch_size" in table and "mtcopy 2 512" in table
     assert "4K" in table and "2M" in table and "verified: 4/4" in table
     assert p.plot.value[:4] == b"\x89PNG"
+    # the last trial as the monitor saw it, and what the monitor cost
+    assert p.timeline.value[:4] == b"\x89PNG" and p.timeline.layout.display == ""
+    assert "monitor: every 10 ms, 4 trials" in p.w_timeline_note.value
 
 
 def test_amdahl_sliders_default_to_measured_counters(tmp_path):

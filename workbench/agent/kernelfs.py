@@ -62,6 +62,11 @@ class KernelFS:
     def write(self, path: str, value: str) -> None:
         raise NotImplementedError
 
+    def reader(self, path: str) -> "Reader":
+        """A file to read again and again cheaply (a monitor's samples): call it for the
+        file's text now, close it when done. Here, each call is a :meth:`read`."""
+        return Reader(lambda: self.read(path))
+
     def exists(self, path: str) -> bool:
         raise NotImplementedError
 
@@ -155,10 +160,37 @@ def _module_depends(path: str) -> list[str]:
     return [d for d in out.strip().split(",") if d]
 
 
+class Reader:
+    """What :meth:`KernelFS.reader` returns: ``reader()`` is the file's text now."""
+
+    def __init__(self, read: Callable[[], str], close: Callable[[], None] | None = None):
+        self._read, self._close = read, close
+
+    def __call__(self) -> str:
+        return self._read()
+
+    def close(self) -> None:
+        if self._close:
+            self._close()
+
+
 class RealFS(KernelFS):
     def read(self, path):
         with open(path) as f:
             return f.read().strip()
+
+    def reader(self, path):
+        """The file kept open and read from its start each time: no open, close or path
+        walk per sample (procfs regenerates the text on each read from offset 0)."""
+        fd = os.open(path, os.O_RDONLY)
+
+        def read():
+            os.lseek(fd, 0, os.SEEK_SET)
+            chunks = []
+            while chunk := os.read(fd, 1 << 16):
+                chunks.append(chunk)
+            return b"".join(chunks).decode(errors="replace").strip()
+        return Reader(read, lambda: os.close(fd))
 
     def write(self, path, value):
         try:

@@ -11,7 +11,7 @@ A thread reads, every ``interval`` seconds, through the kernel-facing I/O layer:
   (10 ms: a sample at 10 ms says busy or not, the sum over a phase says how busy).
 
 Each sample holds cumulative values and its time since the trial started; the trial marks
-its phases (``migrate`` and ``migrated`` around the kernel's migration). The sampler's
+its phases (``setup``, then ``migrate`` and ``migrated`` around the kernel's migration, ``end``). The sampler's
 own cost is measured on the target: its thread's CPU time, and that over the trial's time.
 """
 
@@ -35,13 +35,12 @@ DMA_LINE = re.compile(r"dma|ioat|idxd|ptdma|ae4dma", re.I)
 _VMSTAT_LINE = re.compile(r"^((?:%s)\S*) (\d+)$" % "|".join(map(re.escape, VMSTAT_PREFIXES)), re.M)
 
 
-def read_vmstat(fs: KernelFS) -> dict[str, int]:
-    return {f"vmstat_{name}": int(value) for name, value in _VMSTAT_LINE.findall(fs.read(VMSTAT))}
+def parse_vmstat(text: str) -> dict[str, int]:
+    return {f"vmstat_{name}": int(value) for name, value in _VMSTAT_LINE.findall(text)}
 
 
-def read_interrupts(fs: KernelFS) -> dict[str, int]:
+def parse_interrupts(text: str) -> dict[str, int]:
     """{irq_<name>: count over all CPUs} of the named IPIs and the DMA engines' lines."""
-    text = fs.read(INTERRUPTS)
     head, _, body = text.partition("\n")
     ncpu = len(head.split())
     out = {}
@@ -59,10 +58,10 @@ def read_interrupts(fs: KernelFS) -> dict[str, int]:
     return out
 
 
-def read_cpu_busy(fs: KernelFS) -> dict[str, int]:
+def parse_cpu_busy(text: str) -> dict[str, int]:
     """{cpu<N>_busy_ticks: user+nice+system+irq+softirq+steal} per CPU, USER_HZ ticks."""
     out = {}
-    for line in fs.read(STAT).splitlines():
+    for line in text.splitlines():
         if not line.startswith("cpu") or line.startswith("cpu "):
             continue
         name, *values = line.split()
@@ -72,41 +71,53 @@ def read_cpu_busy(fs: KernelFS) -> dict[str, int]:
     return out
 
 
-#: what a sample reads: {file: its reader}
-SOURCES = {VMSTAT: read_vmstat, INTERRUPTS: read_interrupts, STAT: read_cpu_busy}
+#: what a sample reads: {file: its parser}
+SOURCES = {VMSTAT: parse_vmstat, INTERRUPTS: parse_interrupts, STAT: parse_cpu_busy}
 
 
-def sample(fs: KernelFS, sources=tuple(SOURCES)) -> dict[str, int]:
+def parse(texts: dict[str, str]) -> dict[str, int]:
     out: dict[str, int] = {}
-    for path in sources:
-        out.update(SOURCES[path](fs))
+    for path, text in texts.items():
+        out.update(SOURCES[path](text))
     return out
 
 
+def sample(fs: KernelFS, sources=tuple(SOURCES)) -> dict[str, int]:
+    """One sample, read and parsed at once."""
+    return parse({path: fs.read(path) for path in sources})
+
+
 class Monitor:
-    """Samples :func:`sample` every ``interval_ms`` in a thread, from :meth:`start` to
-    :meth:`stop`; :meth:`mark` names the phase that begins now."""
+    """Samples the :data:`SOURCES` every ``interval_ms`` in a thread, from :meth:`start`
+    to :meth:`stop`; :meth:`mark` names the phase that begins now.
+
+    A sample only reads: each file is kept open (:meth:`KernelFS.reader`) and its text
+    kept as it is; the text is parsed after the trial, in :meth:`stop`. Under TCG,
+    parsing each sample in Python cost most of a 10 ms interval of one guest CPU."""
 
     def __init__(self, fs: KernelFS, interval_ms: float):
         self.fs, self.interval = fs, max(float(interval_ms), MONITOR_MIN_MS) / 1000.0
-        self.rows: list[tuple[int, str, dict]] = []
-        self.phase = "start"
+        self.raw: list[tuple[int, str, list[str]]] = []
+        self.phase = "setup"
         self.cpu_ns = 0
         self.cpu_ns_marks = 0
         self.error: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._t0 = 0
+        self._lock = threading.Lock()
         #: the files this kernel has (a fake kernel may lack some); the record names the others
         self.sources = [p for p in SOURCES if fs.exists(p)]
         self.missing = [p for p in SOURCES if p not in self.sources]
+        self._readers = []
 
     def _take(self):
-        t = time.monotonic_ns() - self._t0
-        try:
-            self.rows.append((t, self.phase, sample(self.fs, self.sources)))
-        except Exception as exc:  # noqa: BLE001 - a monitor that fails must not fail the trial
-            self.error = self.error or f"{type(exc).__name__}: {exc}"
+        with self._lock:
+            t = time.monotonic_ns() - self._t0
+            try:
+                self.raw.append((t, self.phase, [read() for read in self._readers]))
+            except Exception as exc:  # noqa: BLE001 - a monitor that fails must not fail the trial
+                self.error = self.error or f"{type(exc).__name__}: {exc}"
 
     def _run(self):
         c0 = time.thread_time_ns()
@@ -118,6 +129,10 @@ class Monitor:
         self.cpu_ns = time.thread_time_ns() - c0
 
     def start(self) -> "Monitor":
+        try:
+            self._readers = [self.fs.reader(p) for p in self.sources]
+        except Exception as exc:  # noqa: BLE001
+            self.error, self._readers = f"{type(exc).__name__}: {exc}", []
         self._t0 = time.monotonic_ns()
         self._thread = threading.Thread(target=self._run, name="workbench-monitor", daemon=True)
         self._thread.start()
@@ -132,8 +147,9 @@ class Monitor:
             self.cpu_ns_marks += time.thread_time_ns() - c0
 
     def stop(self) -> dict:
-        """Stop, take a last sample; the record's fields: the timeline (``monitor``,
-        columns and rows, for the host to store beside the record) and its cost."""
+        """Stop, take a last sample, parse them all; the record's fields: the timeline
+        (``monitor``, columns and rows, for the host to store beside the record), its
+        summary and its cost (the sampling's CPU time; parsing after the trial apart)."""
         wall = time.monotonic_ns() - self._t0
         self._stop.set()
         if self._thread is not None:
@@ -142,16 +158,22 @@ class Monitor:
         c0 = time.thread_time_ns()
         self._take()
         cpu = self.cpu_ns + self.cpu_ns_marks + time.thread_time_ns() - c0
-        self.rows.sort(key=lambda row: row[0])
-        names = sorted({k for _, _, s in self.rows for k in s})
+        for reader in self._readers:
+            reader.close()
+        p0 = time.thread_time_ns()
+        rows = sorted(((t, phase, parse(dict(zip(self.sources, texts)))) for t, phase, texts in self.raw),
+                      key=lambda row: row[0])
+        names = sorted({k for _, _, s in rows for k in s})
         # counters that never moved say nothing over time: the record's deltas have them
-        moving = [k for k in names if len({s.get(k) for _, _, s in self.rows}) > 1 or k.startswith("cpu")]
-        return {**summarize(self.rows, moving),
-                "monitor": {"columns": ["t_ns", "phase", *moving],
-                            "rows": [[t, p, *(s.get(k) for k in moving)] for t, p, s in self.rows]},
-                "monitor_interval_ms": self.interval * 1000.0, "monitor_samples": len(self.rows),
-                "monitor_cpu_ns": cpu, "monitor_cost_share": cpu / wall if wall > 0 else None,
-                "monitor_error": self.error, "monitor_missing": " ".join(self.missing) or None}
+        moving = [k for k in names if len({s.get(k) for _, _, s in rows}) > 1 or k.startswith("cpu")]
+        out = {**summarize(rows, moving),
+               "monitor": {"columns": ["t_ns", "phase", *moving],
+                           "rows": [[t, p, *(s.get(k) for k in moving)] for t, p, s in rows]},
+               "monitor_interval_ms": self.interval * 1000.0, "monitor_samples": len(rows),
+               "monitor_cpu_ns": cpu, "monitor_cost_share": cpu / wall if wall > 0 else None,
+               "monitor_error": self.error, "monitor_missing": " ".join(self.missing) or None}
+        out["monitor_parse_ns"] = time.thread_time_ns() - p0
+        return out
 
 
 #: USER_HZ: the unit of /proc/stat's times

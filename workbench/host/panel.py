@@ -94,6 +94,9 @@ class Panel:
         self.w_status = W.HTML(value="<i>press Connect to read the target</i>")
         self.table = W.HTML(value="")
         self.plot = W.Image(format="png", layout=W.Layout(max_width="720px", display="none"))
+        #: the last trial's monitor timeline (counters against time, the migration shaded)
+        self.timeline = W.Image(format="png", layout=W.Layout(max_width="720px", display="none"))
+        self.w_timeline_note = W.HTML(value="")
         self.w_F = W.FloatSlider(value=SEED_F, min=0.0, max=1.0, step=0.01, description="F (copy share)",
                                  continuous_update=False, style={"description_width": "initial"})
         self.w_S = W.FloatSlider(value=SEED_S, min=0.1, max=64.0, step=0.1, description="S (copy speedup)",
@@ -134,7 +137,7 @@ class Panel:
                            W.HBox([self.w_run, self.w_progress]), self.w_status])
         amd = W.VBox([W.HTML("<b>Amdahl</b>: speedup = 1 / ((1 - F) + F / S), per folio size"),
                       self.w_amdahl_folio, self.w_F, self.w_S, self.w_amdahl, self.w_measure_F])
-        return W.VBox([controls, W.HBox([self.table, amd]), self.plot])
+        return W.VBox([controls, W.HBox([self.table, amd]), self.plot, self.w_timeline_note, self.timeline])
 
     def _ipython_display_(self):
         from IPython.display import display
@@ -267,7 +270,25 @@ class Panel:
         self.w_status.value = f"run {the_run.id}: {the_run.count()} trials saved" + (f" — {note}" if note else "")
         self.show_results()
         self.set_amdahl_defaults()
+        self.show_timeline(the_run)
         return the_run
+
+    def show_timeline(self, the_run: store.Run):
+        """The run's last trial as its monitor saw it, and what the monitor cost."""
+        from . import monitor_view
+        timeline = the_run.monitor().assign(run_id=the_run.id) if the_run.monitor_dir.is_dir() else pd.DataFrame()
+        fig = monitor_view.fig_timeline(timeline) if not timeline.empty else None
+        if fig is None:
+            self.timeline.layout.display = "none"
+            self.w_timeline_note.value = "<small>no monitor timeline for this run (--monitor off)</small>"
+            return
+        import matplotlib.pyplot as plt
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=80)
+        plt.close(fig)
+        self.timeline.value, self.timeline.layout.display = buf.getvalue(), ""
+        line = monitor_view.cost_line(store.load_runs(self.root, [the_run.id]))
+        self.w_timeline_note.value = f"<small>{html.escape(line or '')}</small>"
 
     # results -----------------------------------------------------------------------
     def row_keys(self) -> list[str]:

@@ -48,7 +48,21 @@ def fake_record(spec: TrialSpec, facts: dict | None = None) -> dict:
             "kernel_clean": True, "kernel_report": None, "kernel_problems": 0,
             "workload": spec.workload, "reason": reason, "access": spec.access,
             "expect_node": spec.dst if spec.dst is not None else spec.src,
-            "pages": spec.total_size // 4096, "pages_moved": spec.total_size // 4096}
+            "pages": spec.total_size // 4096, "pages_moved": spec.total_size // 4096,
+            **(fake_monitor(spec) if spec.monitor_ms else {})}
+
+
+def fake_monitor(spec: TrialSpec) -> dict:
+    """A monitor's fields as the agent sends them: five samples, the pages migrating
+    between the ``migrate`` and ``migrated`` marks, one CPU busy meanwhile."""
+    pages, ms = spec.total_size // 4096, 1_000_000
+    rows = [[0, "setup", 0, 0, 5], [10 * ms, "migrate", 0, 1, 5], [20 * ms, "migrate", pages // 2, 2, 9],
+            [30 * ms, "migrated", pages, 3, 12], [40 * ms, "end", pages, 3, 12]]
+    return {"monitor": {"columns": ["t_ns", "phase", "vmstat_pgmigrate_success", "cpu0_busy_ticks",
+                                    "irq_tlb_shootdowns"], "rows": rows},
+            "monitor_interval_ms": spec.monitor_ms, "monitor_samples": len(rows), "monitor_cpu_ns": 400_000,
+            "monitor_cost_share": 0.01, "monitor_cpu0_busy_share": 1.0, "monitor_irq_tlb_shootdowns": 7,
+            "monitor_pgmigrate_peak_per_s": pages / 2 / 0.01}
 
 
 @register("fake")
