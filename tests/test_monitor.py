@@ -157,3 +157,27 @@ def test_the_report_section_says_when_nothing_was_monitored(tmp_path, capsys):
     fake_run(tmp_path / "on")
     V.show(store.load_runs(tmp_path / "on"), tmp_path / "on")
     assert capsys.readouterr().out.startswith("monitor: every 10 ms, 4 trials")
+
+
+def test_the_series_batch_events_go_on_the_timeline_on_the_mono_clock_only():
+    m = M.Monitor(kernel(), 5).start()
+    t0 = m._t0
+    events = [{"event": "mm_migrate_pages_start", "ts": (t0 + 1_000_000) / 1e9},
+              {"event": "mm_migrate_batch_end", "ts": (t0 + 2_000_000) / 1e9},
+              {"event": "mm_migrate_copy_end", "ts": (t0 + 3_000_000) / 1e9, "folios": 512, "copied": 500,
+               "fallbacks": 12, "copy_ns": 900},
+              {"event": "mm_migrate_pages", "ts": (t0 + 4_000_000) / 1e9, "reason": "syscall_or_cpuset"}]
+    m.add_trace(events, "mono")
+    out = m.stop()
+    cols = out["monitor"]["columns"]
+    traced = [dict(zip(cols, r)) for r in out["monitor"]["rows"] if r[1] == "trace"]
+    assert [r["trace_event"] for r in traced] == ["batch_end", "copy_end", "pages"]    # no call starts
+    assert [r["t_ns"] for r in traced] == pytest.approx([2_000_000, 3_000_000, 4_000_000], abs=1000)
+    copy = next(r for r in traced if r["trace_event"] == "copy_end")
+    assert (copy["trace_folios"], copy["trace_copied"], copy["trace_fallbacks"]) == (512, 500, 12)
+    assert out["monitor_trace_events"] == 3 and out["monitor_trace_note"] is None
+    m2 = M.Monitor(kernel(), 5).start()
+    m2.add_trace(events, "global")
+    out2 = m2.stop()
+    assert out2["monitor_trace_events"] == 0
+    assert out2["monitor_trace_note"] == "trace clock global is not CLOCK_MONOTONIC: its events are not drawn"

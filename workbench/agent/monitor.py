@@ -71,6 +71,9 @@ def parse_cpu_busy(text: str) -> dict[str, int]:
     return out
 
 
+#: trace events put on the timeline (the series' batches, and each call's end)
+TRACE_ON_TIMELINE = ("mm_migrate_copy_end", "mm_migrate_batch_end", "mm_migrate_pages")
+
 #: what a sample reads: {file: its parser}
 SOURCES = {VMSTAT: parse_vmstat, INTERRUPTS: parse_interrupts, STAT: parse_cpu_busy}
 
@@ -110,6 +113,9 @@ class Monitor:
         self.sources = [p for p in SOURCES if fs.exists(p)]
         self.missing = [p for p in SOURCES if p not in self.sources]
         self._readers = []
+        #: the series' batch events from the trial's trace, on this timeline's clock
+        self.events: list[tuple[int, str, dict]] = []
+        self.trace_note: str | None = None
 
     def _take(self):
         with self._lock:
@@ -146,6 +152,23 @@ class Monitor:
             self._take()
             self.cpu_ns_marks += time.thread_time_ns() - c0
 
+    def add_trace(self, events: list[dict], clock: str | None) -> None:
+        """Put the trace's batch events (series v3: ``mm_migrate_copy_end``,
+        ``mm_migrate_batch_end``) and the calls' ends on the timeline, as rows of phase
+        ``trace``. Only the ``mono`` trace clock is this timeline's (CLOCK_MONOTONIC);
+        with another the events stay out and the record says why."""
+        kept = [e for e in events if e.get("event") in TRACE_ON_TIMELINE]
+        if not kept:
+            return
+        if clock != "mono":
+            self.trace_note = f"trace clock {clock or 'local'} is not CLOCK_MONOTONIC: its events are not drawn"
+            return
+        for e in kept:
+            fields = {f"trace_{k}": e[k] for k in ("folios", "copied", "fallbacks", "copy_ns")
+                      if isinstance(e.get(k), int)}
+            self.events.append((int(e["ts"] * 1e9) - self._t0, "trace",
+                                {"trace_event": e["event"].removeprefix("mm_migrate_"), **fields}))
+
     def stop(self) -> dict:
         """Stop, take a last sample, parse them all; the record's fields: the timeline
         (``monitor``, columns and rows, for the host to store beside the record), its
@@ -166,9 +189,13 @@ class Monitor:
         names = sorted({k for _, _, s in rows for k in s})
         # counters that never moved say nothing over time: the record's deltas have them
         moving = [k for k in names if len({s.get(k) for _, _, s in rows}) > 1 or k.startswith("cpu")]
+        traced = sorted({k for _, _, e in self.events for k in e})
+        columns = moving + traced
+        timeline = sorted(rows + self.events, key=lambda row: row[0])
         out = {**summarize(rows, moving),
-               "monitor": {"columns": ["t_ns", "phase", *moving],
-                           "rows": [[t, p, *(s.get(k) for k in moving)] for t, p, s in rows]},
+               "monitor": {"columns": ["t_ns", "phase", *columns],
+                           "rows": [[t, p, *(s.get(k) for k in columns)] for t, p, s in timeline]},
+               "monitor_trace_events": len(self.events), "monitor_trace_note": self.trace_note,
                "monitor_interval_ms": self.interval * 1000.0, "monitor_samples": len(rows),
                "monitor_cpu_ns": cpu, "monitor_cost_share": cpu / wall if wall > 0 else None,
                "monitor_error": self.error, "monitor_missing": " ".join(self.missing) or None}

@@ -25,7 +25,8 @@ def rates(timeline: pd.DataFrame) -> pd.DataFrame:
     if timeline.empty:
         return pd.DataFrame(columns=["run_id", "trial_key", "t_s", "phase", "series", "value"])
     counters = [c for c in timeline.columns if c.startswith(("vmstat_", "irq_", "cpu"))]
-    for (run, key), g in timeline.groupby(["run_id", "trial_key"], sort=False):
+    samples = timeline[timeline["phase"] != "trace"]
+    for (run, key), g in samples.groupby(["run_id", "trial_key"], sort=False):
         g = g.sort_values("t_ns")
         dt = g["t_ns"].diff() / 1e9
         for c in counters:
@@ -38,6 +39,16 @@ def rates(timeline: pd.DataFrame) -> pd.DataFrame:
             rows.append(pd.DataFrame({"run_id": run, "trial_key": key, "t_s": g["t_ns"][ok] / 1e9,
                                       "phase": g["phase"][ok], "series": name, "value": value[ok]}))
     return pd.concat(rows, ignore_index=True)
+
+
+def trace_marks(timeline: pd.DataFrame) -> pd.DataFrame:
+    """The trace's events on the timeline (series v3's batches; each call's end):
+    ``t_s``, ``event`` and the batch's ``trace_folios``/``_copied``/``_fallbacks`` where
+    the event has them."""
+    if "trace_event" not in timeline:
+        return pd.DataFrame(columns=["t_s", "event"])
+    ev = timeline[timeline["phase"] == "trace"]
+    return ev.assign(t_s=ev["t_ns"] / 1e9, event=ev["trace_event"])
 
 
 def migration_span(timeline: pd.DataFrame) -> tuple[float, float] | None:
@@ -79,6 +90,9 @@ def fig_timeline(timeline: pd.DataFrame, trial_key: str | None = None, title: st
             ax.step(g["t_s"] * 1e3, g["value"], where="pre", label=name.removeprefix("irq_"))
         if span:
             ax.axvspan(span[0] * 1e3, span[1] * 1e3, color="0.85", zorder=0, label="migration")
+        for (event, g), color in zip(trace_marks(one).groupby("event", sort=True), ("C3", "C4", "C5")):
+            ax.vlines(g["t_s"] * 1e3, 0, 1, transform=ax.get_xaxis_transform(), colors=color, lw=0.6,
+                      linestyles="dashed", label=f"{event} (trace)")
         ax.set_ylabel(label, fontsize=8)
         ax.legend(fontsize=7, loc="upper right")
     axes[-1, 0].set_xlabel("time since the trial began, ms (the target's clock)")

@@ -194,6 +194,8 @@ class Trial:
                 t0 = time.perf_counter()
                 events = tracing.parse(self.trace.read())
                 self.record.update(tracing.summarize(events, self.trace.lost()))
+                if self.monitor:
+                    self.monitor.add_trace(events, self.trace.clock)
                 self.record["trace_read_s"] = time.perf_counter() - t0
 
     def _counters(self, vm0, vm1, c0, c1):
