@@ -181,3 +181,13 @@ def test_the_series_batch_events_go_on_the_timeline_on_the_mono_clock_only():
     out2 = m2.stop()
     assert out2["monitor_trace_events"] == 0
     assert out2["monitor_trace_note"] == "trace clock global is not CLOCK_MONOTONIC: its events are not drawn"
+
+
+def test_monitor_summaries_are_fields_of_compare_all_and_its_interval_is_not(tmp_path):
+    from workbench.host import compare_all
+    df = store.load_runs(fake_run(tmp_path).dir.parent)
+    fields = compare_all.measures(df)
+    assert {"monitor_cost_share", "monitor_cpu0_busy_share", "monitor_irq_tlb_shootdowns",
+            "monitor_pgmigrate_peak_per_s"} <= set(fields)
+    assert "monitor_interval_ms" not in fields
+    assert compare_all.is_rate("monitor_pgmigrate_peak_per_s")          # averaged harmonically
