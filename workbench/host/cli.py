@@ -274,12 +274,14 @@ def cmd_kernel(args):
         if args.source and (args.base or args.series or args.line):
             raise WorkbenchError("--source builds a tree as it is; --line, --base and --series build a base with a series "
                                  "on it: give one or the other")
+        seed = kernel_images.named_trees().get(args.seed_from, args.seed_from) if args.seed_from else None
         if args.source:
             name = args.name or Path(args.source.rstrip("/")).name
-            tree = kernel_images.build(ksrc=args.source, vanilla=True, profile=args.profile, name=name)
+            tree = kernel_images.build(ksrc=args.source, vanilla=True, profile=args.profile, name=name,
+                                       seed_from=seed)
         else:
             tree = kernel_images.build(ksrc=args.base, vanilla=args.vanilla, profile=args.profile,
-                                       series=args.series, name=args.name, line=args.line)
+                                       series=args.series, name=args.name, line=args.line, seed_from=seed)
         info = kernel_images.tree_info(tree)
         print(f"kernel {info.get('name', tree.name)} ({info.get('version', '?')}, series {info.get('series', '?')}, "
               f"{args.profile} build): {tree}")
@@ -506,6 +508,9 @@ def build_parser() -> argparse.ArgumentParser:
     kb.add_argument("--name", help="what --kernel calls the result (default: patched, vanilla, the series' "
                                    "file name or the source's directory name)")
     kb.add_argument("--vanilla", action="store_true", help="the base without any patches")
+    kb.add_argument("--seed-from", metavar="TREE",
+                    help="a tree not built yet starts as a copy of this built tree of the same source (a name "
+                         "or a path), so that only what differs is compiled (default: build.sh picks one)")
     kb.add_argument("--profile", default="test", choices=kernel_images.PROFILES,
                     help="test (debug checks on; default) or bench (without the debug options that change "
                          "the migration path's cost; boot it as --kernel patched-bench / vanilla-bench)")
