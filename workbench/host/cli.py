@@ -486,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     _target_args(f)
     f.set_defaults(fn=cmd_sysfs)
 
-    from . import cli_conformance, cli_lab, cli_notebooks, cli_store
+    from . import cli_bisect, cli_conformance, cli_lab, cli_notebooks, cli_store
     k = sub.add_parser("kernel", help="kernel images for the VM, and packages for boxes")
     ksub = k.add_subparsers(dest="action", required=True)
     from ..targets import kernel_lines
@@ -521,6 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_notebooks.add_parsers(sub)  # sweep, report
     cli_store.add_parsers(sub)      # store check
     cli_conformance.add_parsers(sub)  # conformance
+    cli_bisect.add_parsers(sub)     # bisect
 
     b = sub.add_parser("bench", help="benchmarks that print ratios")
     b.add_argument("what", choices=["verify", "migrators", "cost"],

@@ -15,13 +15,16 @@ BASE_NS = {4096: 10_000, 2 << 20: 400_000}
 
 
 class IcountFake(FakeTarget):
-    def __init__(self, kernel, boot, batch_trace=False):
+    """``scale``: how much more work the tree's migration path does than the fake's base
+    (the bisect's commits)."""
+
+    def __init__(self, kernel, boot, batch_trace=False, scale=1.0):
         facts = copy.deepcopy(FACTS)
         facts.update(interface="ours", offered=["kernel", "mtcopy", "dcbm"], migrators=["kernel", "mtcopy", "dcbm"],
                      knobs={"threads": [1, 2], "channels": [1, 16], "batch_size": [1, 262144]},
                      kernel_release=f"6.12.117-{kernel}")
         super().__init__(facts=facts)
-        self.kernel, self.boot, self.batch_trace = kernel, boot, batch_trace
+        self.kernel, self.boot, self.batch_trace, self.scale = kernel, boot, batch_trace, scale
 
     def accelerator(self):
         return "icount"
@@ -30,7 +33,7 @@ class IcountFake(FakeTarget):
         for event in super().run_plan(plan):
             if event["type"] == "record":
                 spec = TrialSpec.from_dict(self.seen[-1])
-                ns = BASE_NS.get(spec.folio_size, 50_000)
+                ns = BASE_NS.get(spec.folio_size, 50_000) * self.scale
                 if spec.batch_kernel_copy:       # the batched kernel copy: a per-batch cost
                     ns *= 1 + 0.5 / (spec.batch_size or cost.FIXED_BATCH)
                 if spec.migrator == "mtcopy":
