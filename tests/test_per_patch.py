@@ -3,7 +3,6 @@ before, and what each patch costs, on a fake build and a fake icount target (the
 one builds a bench tree per patch and boots each: a benchmark, never a test)."""
 
 import json
-import textwrap
 
 import pytest
 
@@ -11,43 +10,8 @@ from workbench.errors import WorkbenchError
 from workbench.host import per_patch, store
 from workbench.testing.cli import one_line_error, run_cli
 from workbench.testing.fake_icount import SeriesIcountFake
-
-SUBJECTS = ["mm/migrate: copy a batch ahead", "mm/migrate: count every batch (costs 2%)",
-            "mm/migrate: a knob to batch the kernel's copy", "Documentation/mm: describe it"]
-
-
-def make_series(root, with_file=True):
-    """A format-patch directory of four patches (their text is never applied here)."""
-    d = root / "v9"
-    d.mkdir()
-    names = []
-    for i, subject in enumerate(SUBJECTS, 1):
-        name = f"{i:04d}-{subject.split(':')[0].replace('/', '-')}.patch"
-        cut = subject.index(" ", 20)             # folded at a space, as git does
-        (d / name).write_text(textwrap.dedent(f"""\
-            From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001
-            From: A Researcher <a@example.org>
-            Subject: [PATCH {i}/4] {subject[:cut]}
-             {subject[cut + 1:]}
-
-            ---
-            """))
-        names.append(name)
-    if with_file:
-        (d / "series").write_text("# the fake series\n" + "\n".join(names) + "\n")
-    return d
-
-
-class Builds:
-    """A stand-in for kernel/build.sh: names each cumulative tree and remembers its seed."""
-
-    def __init__(self, tmp_path):
-        self.calls, self.root = [], tmp_path / "trees"
-
-    def __call__(self, patches, k, name, base, line, seed_from):
-        self.calls.append((k, seed_from))
-        return (f"{name}-p{k:02d}-bench" if k else "vanilla-bench"), self.root / f"p{k:02d}"
-
+from workbench.testing.fake_per_patch import SUBJECTS, make_series
+from workbench.testing.fake_per_patch import FakeBuilds as Builds
 
 def test_what_each_patch_costs_from_cumulative_trees_each_seeded_from_the_one_before(tmp_path):
     series = make_series(tmp_path)
