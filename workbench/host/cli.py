@@ -383,7 +383,8 @@ def cmd_cost_per_patch(args) -> int:
     per_patch.read_series(series)       # one line if it is not a series, before anything is built
     df = per_patch.measure(series, base=args.base, line=args.line, folio_sizes=folio_sizes, size=size,
                            repeats=args.repeats, boots=args.boots, root=args.runs_dir, progress=not args.json,
-                           say=lambda text: sys.stderr.write(f"per-patch: {text}\n"))
+                           say=lambda text: sys.stderr.write(f"per-patch: {text}\n"),
+                           monitor_ms=parse_monitor(args.monitor))
     summary = per_patch.summarize(df)
     print(json.dumps(summary, indent=1, default=str) if args.json else per_patch.format_text(summary))
     return 0 if summary["verified"] else 1

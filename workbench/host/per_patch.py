@@ -159,18 +159,19 @@ def _stored(root, study: str) -> dict[tuple[int, int], dict]:
 
 def measure(series, base: str | None = None, line: str | None = None, folio_sizes=(4096, 64 << 10, 2 << 20),
             size: int = 8 << 20, repeats: int = 3, boots: int = 2, root=None, progress: bool = True,
-            build=None, target_factory=None, say=None) -> pd.DataFrame:
+            build=None, target_factory=None, say=None, monitor_ms: float | None = None) -> pd.DataFrame:
     """Build the cumulative trees of ``series`` (a directory) on ``base`` (a tree or .tar)
     or ``line`` (a kernel line's Debian source; default the first line's), then measure
     each ``boots`` times; returns the records (:func:`load`). ``build(patches, k, name,
     base, line, seed_from) -> (kernel name, tree)`` and ``target_factory(kernel, boot)``
-    are injectable (the tests give fakes)."""
+    are injectable (the tests give fakes). ``monitor_ms``: sample the kernel's counters
+    during each trial (off by default: the monitor's own instructions would count)."""
     say = say or (lambda text: None)
     patches = read_series(series)
     name = series_name(series)
     build = build or default_build
     factory = target_factory or default_target_factory
-    params = {"folio_sizes": tuple(folio_sizes), "size": size, "repeats": repeats}
+    params = {"folio_sizes": tuple(folio_sizes), "size": size, "repeats": repeats, "monitor_ms": monitor_ms}
     sid = study_id(name, patches, base, line, params)
     trees, seed = [], None
     for k in range(len(patches) + 1):
@@ -198,7 +199,7 @@ def measure(series, base: str | None = None, line: str | None = None, folio_size
             say(f"tree {t.index} ({t.name}) boot {boot}: " + ", ".join(c.label for c in configs))
             ids += cost.measure_tree(target, configs, "vanilla" if t.index == 0 else "patched", t.name, boot,
                                      folio_sizes, size, repeats, root, progress, study=study,
-                                     prefix=f"per-patch-{name}-p{t.index:02d}")
+                                     prefix=f"per-patch-{name}-p{t.index:02d}", monitor_ms=monitor_ms)
             if hasattr(target, "vm"):
                 target.vm.down()
     return load(ids, root)
