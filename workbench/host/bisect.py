@@ -136,13 +136,14 @@ class Study:
         self.steps_dir = self.dir / "steps"
 
     @classmethod
-    def open(cls, root: Path | None, about: dict) -> "Study":
-        """The study of ``about`` (tree, GOOD, BAD, metric, parameters), made if new."""
+    def open(cls, root: Path | None, about: dict, notes: dict | None = None) -> "Study":
+        """The study of ``about`` (tree, GOOD, BAD, metric, parameters: what keys it), made
+        if new, with ``notes`` (how the metric describes itself) beside them."""
         key = hashlib.sha256(json.dumps(about, sort_keys=True, default=str).encode()).hexdigest()[:8]
         study = cls(Path(root or bisect_dir()) / f"{about['good'][:12]}-{about['bad'][:12]}-{about['metric']}-{key}")
         study.steps_dir.mkdir(parents=True, exist_ok=True)
         if not (study.dir / "bisect.json").exists():
-            _atomic_write(study.dir / "bisect.json", json.dumps({**about, "started": time.strftime(
+            _atomic_write(study.dir / "bisect.json", json.dumps({**about, **(notes or {}), "started": time.strftime(
                 "%Y-%m-%dT%H:%M:%S%z")}, indent=1, default=str))
         return study
 
@@ -239,8 +240,8 @@ def run(tree, good: str, bad: str, measure: Measure | None = None, *, metric: st
     if measure is None:
         measure, unit, describe = metric_factory(tree, g, line)
     study = Study.open(root, {"tree": str(tree), "good": g.sha, "bad": b.sha, "metric": metric,
-                              "params": params or {}, "ends": ends, "unit": unit, "describe": describe,
-                              "commits": [c.sha for c in line[1:]]})
+                              "params": params or {}, "ends": ends, "commits": [c.sha for c in line[1:]]},
+                       {"unit": unit, "describe": describe})
     stored = study.measurements()
     result = Result(str(tree), metric, unit, describe, g, b, len(line) - 1, [], [], 0.0, 0.0,
                     directory=str(study.dir))
