@@ -3,7 +3,7 @@
 # patches applied.
 #
 # usage: kernel/build.sh [--line LINE | --ksrc PATH] [--series PATH | --vanilla]
-#                        [--name NAME] [--profile NAME] [--print-dir]
+#                        [--name NAME] [--profile NAME] [--seed-from TREE] [--print-dir]
 #
 #   --line LINE     the base: a kernel line of kernel/lines (6.12, the default,
 #                   or 7.3), its source package taken from Debian's archive
@@ -22,6 +22,10 @@
 #                   with the debug checks the VM tests rely on;
 #                   bench: config/*.config + config/bench/*.config, without
 #                   the checks that change the cost of the measured paths
+#   --seed-from TREE  a tree that does not exist yet starts as a copy of TREE, a
+#                   built tree of the same source (e.g. the tree of the series
+#                   up to the previous patch), instead of the one picked below:
+#                   make then rebuilds only what differs between the two
 #   --print-dir     only print the directory that would be built, build nothing
 #
 # The copy-offload options the patched tree's Kconfig offers are turned on by
@@ -48,13 +52,14 @@ series=
 name=
 vanilla=0
 profile=test
+seed_from=
 print_only=0
 
 log() { printf 'build.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 # shellcheck source=series-lib.sh
 . "$here/series-lib.sh"
-usage() { sed -n '4,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit "${1:-2}"; }
+usage() { sed -n '4,35p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit "${1:-2}"; }
 
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -69,6 +74,8 @@ while [ $# -gt 0 ]; do
 	--name=*) name=${1#--name=}; shift ;;
 	--profile) [ $# -ge 2 ] || usage; profile=$2; shift 2 ;;
 	--profile=*) profile=${1#--profile=}; shift ;;
+	--seed-from) [ $# -ge 2 ] || usage; seed_from=$2; shift 2 ;;
+	--seed-from=*) seed_from=${1#--seed-from=}; shift ;;
 	--print-dir) print_only=1; shift ;;
 	-h|--help) usage 0 ;;
 	*) log "unknown argument: $1"; usage ;;
@@ -162,6 +169,13 @@ if [ $print_only = 1 ]; then
 	echo "$tree"
 	exit 0
 fi
+if [ -n "$seed_from" ]; then
+	[ -d "$seed_from" ] && [ -f "$seed_from/.workbench-base" ] && [ -f "$seed_from/arch/x86/boot/bzImage" ] ||
+		die "seed $seed_from is not a built tree (no .workbench-base and arch/x86/boot/bzImage)"
+	seed_from=$(cd "$seed_from" && pwd)
+	[ "$(cat "$seed_from/.git/workbench-src" 2>/dev/null)" = "$src_id" ] ||
+		die "seed $seed_from is a tree of another source: a tree is seeded only from one of its own source"
+fi
 
 mkdir -p "$cache/trees"
 exec 9>"$cache/.lock"
@@ -181,10 +195,12 @@ gitq() { git -C "$tree" -c user.name=workbench -c user.email=workbench@localhost
 if [ ! -f "$tree/.workbench-base" ]; then
 	rm -rf "$tree" "$tree.tmp"
 	other=
-	# Same source: another tree of this profile first (the vanilla one, then
-	# ours; only what the patches and config change is rebuilt), then any
-	# other tree of the same source (saves the unpacking).
+	# Same source: the seed asked for, else another tree of this profile (the
+	# vanilla one, then ours; only what the patches and config change is
+	# rebuilt), then any other tree of the same source (saves the unpacking).
+	[ -z "$seed_from" ] || [ "$seed_from" = "$tree" ] || other=$seed_from
 	for o in "$src_key-vanilla$suffix" "$src_key-patched$suffix" "$cache/trees/$src_key-"*; do
+		[ -z "$other" ] || break
 		o=$cache/trees/${o#"$cache/trees/"}
 		if [ "$o" != "$tree" ] && [ -f "$o/.workbench-base" ] && [ -f "$o/arch/x86/boot/bzImage" ]; then
 			other=$o; break

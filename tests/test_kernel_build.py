@@ -263,3 +263,50 @@ def test_a_line_without_a_series_of_ours_says_so(capsys, cache):
     assert line == ("workbench: error: kernel line 7.3 has no series of ours yet: build it with --vanilla, "
                     "or give --series"), line
     assert not (cache / "debian").exists(), "nothing was fetched"
+
+
+def test_a_tree_is_seeded_from_the_tree_it_is_told(tmp_path, capsys, cache):
+    """--seed-from: a tree not built yet starts as a copy of the given built tree of the same
+    source (the cumulative trees of `bench cost --per-patch`, each from the previous one),
+    not the one build.sh would pick; a seed that is not built or of another source is one
+    line. The fake trees stop at configuration, after the seeding."""
+    from workbench.targets import kernel_images
+    good = fake_tree(tmp_path / "good")
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    git_patch(one, "0001-mm-change-migrate.patch", "int migrate;", "int migrate2;")
+    (two / "0001-mm-change-migrate.patch").write_text((one / "0001-mm-change-migrate.patch").read_text())
+    git_patch(two, "0002-mm-change-migrate-again.patch", "int migrate2;", "int migrate3;")
+    (two / "series").write_text("0001-mm-change-migrate.patch\n0002-mm-change-migrate-again.patch\n")
+    with pytest.raises(WorkbenchError, match="make allnoconfig failed"):
+        kernel_images.build(ksrc=str(good), vanilla=True, name="s-p00")
+    with pytest.raises(WorkbenchError, match="make allnoconfig failed"):
+        kernel_images.build(ksrc=str(good), series=str(one), name="s-p01")
+    trees = cache / "kernel" / "trees"
+    (p00,) = trees.glob("*-s-p00")
+    (p01,) = trees.glob("*-s-p01")
+    (p01 / "arch/x86/boot").mkdir(parents=True)
+    (p01 / "arch/x86/boot/bzImage").write_text("pretend\n")     # as if built
+    (p00 / "arch/x86/boot").mkdir(parents=True)
+    (p00 / "arch/x86/boot/bzImage").write_text("pretend\n")
+    (p01 / "marker-of-p01").write_text("copied\n")
+    with pytest.raises(WorkbenchError, match="make allnoconfig failed"):
+        kernel_images.build(ksrc=str(good), series=str(two), name="s-p02", seed_from=p01)
+    (p02,) = trees.glob("*-s-p02")
+    assert (p02 / ".workbench-seeded-from").read_text().strip() == str(p01), "seeded from p01, not from p00"
+    assert (p02 / "marker-of-p01").exists() and (p02 / "mm" / "migrate.c").read_text() == "int migrate3;\n"
+    # a seed that is not built, or of another source, is refused before anything is copied
+    other = fake_tree(tmp_path / "other")
+    (other / "mm" / "extra.c").write_text("int extra;\n")
+    with pytest.raises(WorkbenchError, match="make allnoconfig failed"):
+        kernel_images.build(ksrc=str(other), vanilla=True, name="o-p00")
+    (o00,) = trees.glob("*-o-p00")
+    (o00 / "arch/x86/boot").mkdir(parents=True)
+    (o00 / "arch/x86/boot/bzImage").write_text("pretend\n")
+    for seed, expect in ((tmp_path / "one", f"seed {tmp_path / 'one'} is not a built tree"),
+                         (o00, f"seed {o00} is a tree of another source")):
+        line = run_cli(capsys, "kernel", "build", "--base", str(good), "--series", str(two), "--name", "s-p03",
+                       "--seed-from", str(seed))
+        assert expect in line, line
+    assert not list(trees.glob("*-s-p03*"))

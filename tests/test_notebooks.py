@@ -22,7 +22,7 @@ pm = pytest.importorskip("papermill")
 def test_the_notebooks_exist():
     assert [p.name for p in NOTEBOOKS] == ["01-quickstart.ipynb", "02-explore.ipynb", "03-sweep.ipynb",
                                            "04-report.ipynb", "05-dma-offload.ipynb", "06-cost.ipynb",
-                                           "07-our-series-and-upstreams.ipynb"]
+                                           "07-our-series-and-upstreams.ipynb", "08-per-patch-cost.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -74,6 +74,23 @@ def test_cost_notebook_plots_stored_cost_runs(tmp_path):
     assert "patched, defaults" in out and "no difference" in out and "F = 0.500" in out
     assert sum(o.get("output_type") == "display_data" and "image/png" in o.get("data", {})
                for c in nb.cells for o in c.get("outputs", [])) == 2
+
+
+def test_per_patch_notebook_reads_a_stored_study(tmp_path):
+    """08 from a per-patch study stored here (a fake series on a fake icount target:
+    patch 2 costs 2%, patch 3 brings the batching knob, whose copy costs 5%): the table,
+    the figure and the change each patch brings."""
+    from workbench.testing.fake_per_patch import stored_study
+    runs = tmp_path / "runs"
+    stored_study(tmp_path / "series", runs)
+    nb = execute("08-per-patch-cost.ipynb", tmp_path, runs_root=str(runs))
+    out = text_of(nb)
+    assert "instruction-time (icount): deterministic path cost, not speed" in out
+    assert "what each patch of v9 costs: 5 cumulative trees" in out and "+2.00%" in out and "+5.00%*" in out
+    assert "mm/migrate: count every batch (costs 2%)" in out
+    assert sum(o.get("output_type") == "display_data" and "image/png" in o.get("data", {})
+               for c in nb.cells for o in c.get("outputs", [])) == 1
+    assert "+2.00%" in json.dumps(nb.cells[-1]["outputs"]), "the change table's cell"
 
 
 def test_our_series_and_upstreams_from_the_stored_runs(tmp_path):

@@ -274,12 +274,14 @@ def cmd_kernel(args):
         if args.source and (args.base or args.series or args.line):
             raise WorkbenchError("--source builds a tree as it is; --line, --base and --series build a base with a series "
                                  "on it: give one or the other")
+        seed = kernel_images.named_trees().get(args.seed_from, args.seed_from) if args.seed_from else None
         if args.source:
             name = args.name or Path(args.source.rstrip("/")).name
-            tree = kernel_images.build(ksrc=args.source, vanilla=True, profile=args.profile, name=name)
+            tree = kernel_images.build(ksrc=args.source, vanilla=True, profile=args.profile, name=name,
+                                       seed_from=seed)
         else:
             tree = kernel_images.build(ksrc=args.base, vanilla=args.vanilla, profile=args.profile,
-                                       series=args.series, name=args.name, line=args.line)
+                                       series=args.series, name=args.name, line=args.line, seed_from=seed)
         info = kernel_images.tree_info(tree)
         print(f"kernel {info.get('name', tree.name)} ({info.get('version', '?')}, series {info.get('series', '?')}, "
               f"{args.profile} build): {tree}")
@@ -327,8 +329,15 @@ def cmd_bench(args):
             if getattr(args, flag):
                 raise WorkbenchError(f"bench cost boots its own VMs (vanilla-bench and patched-bench, --accel "
                                      f"icount); --{flag} does not apply")
-        batch_sizes = "fixed" if str(args.batch_sizes).strip() == "fixed" else \
-            [int(b) for b in str(args.batch_sizes).split(",") if b.strip()]
+        if args.per_patch:
+            return cmd_cost_per_patch(args)
+        for flag in ("series", "base", "line"):
+            if getattr(args, flag):
+                raise WorkbenchError(f"--{flag} is for --per-patch; bench cost compares two built trees (--trees)")
+        batch_sizes = "fixed" if str(args.batch_sizes or "1,16,64,512").strip() == "fixed" else \
+            [int(b) for b in str(args.batch_sizes or "1,16,64,512").split(",") if b.strip()]
+        args.trees = args.trees or "vanilla,patched"
+        args.channels = args.channels or "1"
         trees = tuple(t.strip() for t in str(args.trees).split(","))
         if len(trees) != 2 or not all(trees):
             raise WorkbenchError(f"--trees {args.trees!r} must name two trees, vanilla first: e.g. vanilla,patched "
@@ -343,6 +352,42 @@ def cmd_bench(args):
         print(json.dumps(summary, indent=1, default=str) if args.json else cost.format_text(summary))
         return 0 if summary["verified"] else 1
     raise WorkbenchError(f"benchmark {args.what!r} is not known; allowed: verify, migrators, cost")
+
+
+def cmd_cost_per_patch(args) -> int:
+    """``bench cost --per-patch``: the series' cumulative trees, what each patch costs."""
+    from ..targets import kernel_lines
+    from . import per_patch
+    from .plan import RunParams
+    for flag in ("trees", "batch_sizes", "channels"):
+        if getattr(args, flag) is not None:
+            raise WorkbenchError(f"--{flag.replace('_', '-')} does not apply to --per-patch: its trees are the "
+                                 "series' cumulative trees, each measured with its defaults and with the batched "
+                                 "kernel copy")
+    if args.base and args.line:
+        raise WorkbenchError("--line and --base both name the base: give one")
+    line = kernel_lines.get(args.line) if args.line else kernel_lines.default()
+    series = args.series
+    if series is None:
+        if line.series is None:
+            raise WorkbenchError(f"kernel line {line.name} has no series of ours yet: give --series "
+                                 "(e.g. --series kernel/v3)")
+        series = str(paths.REPO / "kernel" / line.series)
+    if args.base and not Path(args.base).exists():
+        raise WorkbenchError(f"kernel source {args.base!r} does not exist; allowed: a kernel tree or a .tar of one")
+    folio_sizes = parse_size_list(args.folio_size, "folio size")
+    size = parse_size(args.size or "8M", "size")
+    RunParams(folio_sizes=folio_sizes, total_size=size, repeats=args.repeats).check()
+    if args.boots < 1:
+        raise WorkbenchError(f"--boots {args.boots} must be at least 1")
+    per_patch.read_series(series)       # one line if it is not a series, before anything is built
+    df = per_patch.measure(series, base=args.base, line=args.line, folio_sizes=folio_sizes, size=size,
+                           repeats=args.repeats, boots=args.boots, root=args.runs_dir, progress=not args.json,
+                           say=lambda text: sys.stderr.write(f"per-patch: {text}\n"),
+                           monitor_ms=parse_monitor(args.monitor))
+    summary = per_patch.summarize(df)
+    print(json.dumps(summary, indent=1, default=str) if args.json else per_patch.format_text(summary))
+    return 0 if summary["verified"] else 1
 
 
 def parse_write(text: str) -> list[str]:
@@ -484,7 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     _target_args(f)
     f.set_defaults(fn=cmd_sysfs)
 
-    from . import cli_conformance, cli_lab, cli_notebooks, cli_store
+    from . import cli_bisect, cli_conformance, cli_lab, cli_notebooks, cli_store
     k = sub.add_parser("kernel", help="kernel images for the VM, and packages for boxes")
     ksub = k.add_subparsers(dest="action", required=True)
     from ..targets import kernel_lines
@@ -506,6 +551,9 @@ def build_parser() -> argparse.ArgumentParser:
     kb.add_argument("--name", help="what --kernel calls the result (default: patched, vanilla, the series' "
                                    "file name or the source's directory name)")
     kb.add_argument("--vanilla", action="store_true", help="the base without any patches")
+    kb.add_argument("--seed-from", metavar="TREE",
+                    help="a tree not built yet starts as a copy of this built tree of the same source (a name "
+                         "or a path), so that only what differs is compiled (default: build.sh picks one)")
     kb.add_argument("--profile", default="test", choices=kernel_images.PROFILES,
                     help="test (debug checks on; default) or bench (without the debug options that change "
                          "the migration path's cost; boot it as --kernel patched-bench / vanilla-bench)")
@@ -516,6 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_notebooks.add_parsers(sub)  # sweep, report
     cli_store.add_parsers(sub)      # store check
     cli_conformance.add_parsers(sub)  # conformance
+    cli_bisect.add_parsers(sub)     # bisect
 
     b = sub.add_parser("bench", help="benchmarks that print ratios")
     b.add_argument("what", choices=["verify", "migrators", "cost"],
@@ -526,13 +575,25 @@ def build_parser() -> argparse.ArgumentParser:
                                   "cost: bytes per trial (default 8M)")
     b.add_argument("--repeats", type=int, default=3)
     b.add_argument("--folio-size", default="4K,64K,2M", help="cost: folio sizes (default %(default)s)")
-    b.add_argument("--batch-sizes", default="1,16,64,512",
+    b.add_argument("--batch-sizes",
                    help="cost: batched kernel copy batch sizes, or 'fixed' for a series without a batch size knob "
-                        "(the kernel's 512)")
-    b.add_argument("--trees", default="vanilla,patched",
-                   help="cost: the vanilla and the patched tree whose bench builds boot (default %(default)s; "
+                        "(the kernel's 512; default 1,16,64,512)")
+    b.add_argument("--trees",
+                   help="cost: the vanilla and the patched tree whose bench builds boot (default vanilla,patched; "
                         "series v3 on 7.3: vanilla-7.3,v3-wip)")
-    b.add_argument("--channels", default="1", help="cost: dcbm channel counts, or 'none' (default %(default)s)")
+    b.add_argument("--channels", help="cost: dcbm channel counts, or 'none' (default 1)")
+    b.add_argument("--per-patch", action="store_true",
+                   help="cost: what each patch of a series costs: build the series cumulatively on its base (a "
+                        "bench tree after each patch, each seeded from the one before, cached) and measure each "
+                        "with its defaults and with the batched kernel copy")
+    b.add_argument("--series", metavar="DIR",
+                   help="cost --per-patch: the series, a directory of patches (default the line's own: "
+                        "kernel/patches on 6.12)")
+    b.add_argument("--base", "--ksrc", dest="base", metavar="TREE",
+                   help="cost --per-patch: the tree (or .tar of one) the series applies to, instead of a line's "
+                        "Debian source")
+    b.add_argument("--line", help="cost --per-patch: the kernel line whose Debian source is the base (default "
+                                  f"{kernel_lines.default().name})")
     b.add_argument("--boots", type=int, default=2, help="cost: fresh boots of each tree (default %(default)s)")
     b.add_argument("--monitor", default="off", metavar="off|INTERVAL",
                    help="migrators, cost: sample the kernel's counters during each trial, as `run --monitor` "

@@ -85,28 +85,69 @@ def configurations(batch_sizes=(1, 16, 64, 512), threads=(1, 2), channels=(1,), 
     return out
 
 
-def default_target_factory(kernel: str, boot: int):
-    """The icount VM of one tree (bench profile), booted afresh for each boot; ``kernel``
-    is the tree's name without the profile (vanilla, patched, vanilla-7.3, v3-wip)."""
+def icount_target(kernel: str, vm_name: str):
+    """A fresh icount VM (single-threaded TCG, instruction-counted clock) of a built tree,
+    ``kernel`` its full name (``v3-wip-bench``); the VM ``vm_name`` is stopped first, so
+    that every boot starts afresh."""
     from ..targets import make_target
-    target = make_target("vm", kernel=f"{kernel}-bench", vm_name=f"cost-{kernel}", accel="icount")
+    target = make_target("vm", kernel=kernel, vm_name=vm_name, accel="icount")
     target.vm.down()
     return target
 
 
+def default_target_factory(kernel: str, boot: int):
+    """The icount VM of one tree (bench profile), booted afresh for each boot; ``kernel``
+    is the tree's name without the profile (vanilla, patched, vanilla-7.3, v3-wip)."""
+    return icount_target(f"{kernel}-bench", f"cost-{kernel}")
+
+
+def require_icount(target) -> None:
+    if target.clock() != "icount":
+        raise WorkbenchError(f"the cost benchmark needs the icount clock; target {target.label} has "
+                             f"{target.clock()}")
+
+
 def _run_config(target, cfg: CostConfig, kernel, tree, boot, folio_sizes, size, repeats, root, progress,
-                monitor_ms=None):
+                study=None, prefix="cost", monitor_ms=None):
     meta = {"cost": {"config": cfg.label, "kernel_tree": kernel, "tree": tree, "boot": boot,
-                     "latency_trial": cfg.first_folio, "latency_by": cfg.latency_by if cfg.first_folio else None}}
+                     "latency_trial": cfg.first_folio, "latency_by": cfg.latency_by if cfg.first_folio else None,
+                     **({"study": study} if study else {})}}
     suffix = "-poller" if cfg.first_folio and cfg.latency_by == "poller" else ""
     return runner.run(target, cfg.params(folio_sizes, size, repeats, monitor_ms), root=root, progress=progress,
-                      label=f"cost-boot{boot}-{cfg.label.replace(', ', '-').replace(' ', '')}{suffix}",
+                      label=f"{prefix}-boot{boot}-{cfg.label.replace(', ', '-').replace(' ', '')}{suffix}",
                       manifest_extra=meta)
 
 
 def _has_trace_latency(run) -> bool:
     df = store.load_runs(run.dir.parent, [run.id]) if run.count() else pd.DataFrame()
     return "trace_first_batch_ns" in df and pd.to_numeric(df["trace_first_batch_ns"], errors="coerce").notna().any()
+
+
+def measure_tree(target, configs: list[CostConfig], kernel: str, tree: str, boot: int, folio_sizes, size: int,
+                 repeats: int, root=None, progress: bool = True, study: dict | None = None,
+                 prefix: str = "cost", monitor_ms: float | None = None) -> list[str]:
+    """One boot of one tree: an untimed trial, then each configuration as a stored run;
+    returns the runs' ids. ``kernel`` is the configurations' side (vanilla or patched),
+    ``tree`` the tree's name; ``study`` is kept in each run's manifest (``cost.study``: the
+    per-patch or bisect study a run belongs to, which :func:`load` leaves out unless asked)."""
+    require_icount(target)
+    # one untimed trial first: the first migration after boot also warms the allocator
+    runner.run(target, RunParams(folio_sizes=[folio_sizes[0]], total_size=size, repeats=1, trace=False,
+                                 monitor_ms=None),
+               root=root, label=f"{prefix}-warmup-{kernel}-boot{boot}", progress=False)
+    ids = []
+    for cfg in configs:
+        run = _run_config(target, cfg, kernel, tree, boot, folio_sizes, size, repeats, root, progress, study, prefix,
+                          monitor_ms)
+        if cfg.first_folio and cfg.latency_by == "trace" and not _has_trace_latency(run):
+            # a kernel without the batch tracepoints (series v2): the polling thread;
+            # the traced run stays stored, marked as superseded (load() skips it)
+            traced = run
+            run = _run_config(target, replace(cfg, latency_by="poller"), kernel, tree, boot, folio_sizes, size,
+                              repeats, root, progress, study, prefix, monitor_ms)
+            traced.update_manifest(cost={**traced.manifest["cost"], "superseded_by": run.id})
+        ids.append(run.id)
+    return ids
 
 
 def measure(folio_sizes=(4096, 64 << 10, 2 << 20), size: int = 8 << 20, repeats: int = 3, boots: int = 2,
@@ -127,24 +168,8 @@ def measure(folio_sizes=(4096, 64 << 10, 2 << 20), size: int = 8 << 20, repeats:
             if not mine:
                 continue
             target = factory(tree_of[kernel], boot)
-            if target.clock() != "icount":
-                raise WorkbenchError(f"the cost benchmark needs the icount clock; target {target.label} has "
-                                     f"{target.clock()}")
-            # one untimed trial first: the first migration after boot also warms the allocator
-            runner.run(target, RunParams(folio_sizes=[folio_sizes[0]], total_size=size, repeats=1, trace=False,
-                                         monitor_ms=None),
-                       root=root, label=f"cost-warmup-{kernel}-boot{boot}", progress=False)
-            for cfg in mine:
-                run = _run_config(target, cfg, kernel, tree_of[kernel], boot, folio_sizes, size, repeats, root,
-                                  progress, monitor_ms)
-                if cfg.first_folio and cfg.latency_by == "trace" and not _has_trace_latency(run):
-                    # a kernel without the batch tracepoints (series v2): the polling thread;
-                    # the traced run stays stored, marked as superseded (load() skips it)
-                    traced = run
-                    run = _run_config(target, replace(cfg, latency_by="poller"), kernel, tree_of[kernel], boot,
-                                      folio_sizes, size, repeats, root, progress, monitor_ms)
-                    traced.update_manifest(cost={**traced.manifest["cost"], "superseded_by": run.id})
-                ids.append(run.id)
+            ids += measure_tree(target, mine, kernel, tree_of[kernel], boot, folio_sizes, size, repeats, root,
+                                progress, monitor_ms=monitor_ms)
             if hasattr(target, "vm"):
                 target.vm.down()
     return load(ids, root)
@@ -155,14 +180,15 @@ def _numeric(df: pd.DataFrame, column: str) -> pd.Series:
 
 
 def load(run_ids=None, root=None) -> pd.DataFrame:
-    """The records of stored cost runs (default: every run the benchmark made), with the
+    """The records of stored cost runs (default: every run the benchmark made, without
+    those of a per-patch or bisect study, which are read by their ids), with the
     columns ``config``, ``kernel_tree``, ``boot``, ``latency_trial`` and ``cost_ns``
     (instruction-time per moved folio)."""
     runs = [store.open_run(r, root) for r in run_ids] if run_ids else store.list_runs(root)
     frames = []
     for run in runs:
         meta = run.manifest.get("cost")
-        if not meta or not run.count() or meta.get("superseded_by"):
+        if not meta or not run.count() or meta.get("superseded_by") or (meta.get("study") and not run_ids):
             continue
         df = store.load_runs(root, [run.id])
         frames.append(df.assign(config=meta["config"], kernel_tree=meta["kernel_tree"], boot=meta["boot"],

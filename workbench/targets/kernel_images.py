@@ -174,11 +174,13 @@ NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 
 
 def build(ksrc: str | None = None, vanilla: bool = False, profile: str = "test", series: str | None = None,
-          name: str | None = None, line: str | None = None) -> Path:
+          name: str | None = None, line: str | None = None, seed_from: str | Path | None = None) -> Path:
     """Run kernel/build.sh (cached by source, patches and config): ``ksrc`` is the base
     (a tree or a .tar of one), or ``line`` a kernel line's Debian source (default the first
     line's: Debian's 6.12), ``series`` the patches on it
-    (default ours; ``vanilla``: none), ``name`` what ``--kernel`` calls the result. Its
+    (default ours; ``vanilla``: none), ``name`` what ``--kernel`` calls the result;
+    ``seed_from`` a built tree of the same source that a tree not built yet starts as a
+    copy of (the tree of the previous patch: only what that patch touches is compiled). Its
     progress goes to stderr; one line names what went wrong."""
     script = paths.REPO / "kernel" / "build.sh"
     if not script.exists():
@@ -203,7 +205,8 @@ def build(ksrc: str | None = None, vanilla: bool = False, profile: str = "test",
     if profile not in PROFILES:
         raise WorkbenchError(f"build profile {profile!r} is not one of {', '.join(PROFILES)}")
     args = (["bash", str(script)] + (["--ksrc", ksrc] if ksrc else []) + (["--line", line] if line else []) + (["--series", series] if series else [])
-            + (["--name", name] if name else []) + _build_args(vanilla, profile))
+            + (["--name", name] if name else []) + (["--seed-from", str(seed_from)] if seed_from else [])
+            + _build_args(vanilla, profile))
     # build.sh's progress goes on to stderr as it comes; its "error:" line becomes ours
     errors = []
     with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
