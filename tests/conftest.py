@@ -20,6 +20,11 @@ DATA = Path(__file__).parent / "data"
 REQUIRE = os.environ.get("WORKBENCH_REQUIRE_VM") == "1"
 #: VM names of the tests start with this, so two checkouts can test side by side
 VM_PREFIX = os.environ.get("WORKBENCH_TEST_VM_PREFIX", "pytest")
+#: the kernel the stock VM's tests boot (the chaos sweep, the notebooks, the workloads)
+STOCK_KERNEL = os.environ.get("WORKBENCH_TEST_STOCK_KERNEL", "stock")
+#: the kernel the ``patched`` tests boot; WORKBENCH_TEST_PATCHED_KERNEL=v3-wip runs them on
+#: series v3 on 7.3 (the same workloads and migrators on the other line)
+PATCHED_KERNEL = os.environ.get("WORKBENCH_TEST_PATCHED_KERNEL", "patched")
 
 
 def need(condition: bool, reason: str):
@@ -77,8 +82,9 @@ def _boot(kernel: str, name: str, accel: str | None = None, nodes: list | None =
 
 @pytest.fixture(scope="session")
 def vm_target():
-    """One VM (stock Debian 6.12, 2 nodes) for the whole session, torn down after."""
-    target = _boot("stock", VM_PREFIX)
+    """One VM (stock Debian 6.12, 2 nodes) for the whole session, torn down after;
+    WORKBENCH_TEST_STOCK_KERNEL boots another kernel in its place (vanilla-7.3: the 7.3 line)."""
+    target = _boot(STOCK_KERNEL, VM_PREFIX if STOCK_KERNEL == "stock" else f"{VM_PREFIX}-{STOCK_KERNEL}")
     yield target
     target.vm.down()
 
@@ -144,7 +150,7 @@ class KnobWatch:
 @pytest.fixture(scope="session")
 def patched_vm():
     """The kernel series (kernel/build.sh) in a 2-node VM."""
-    target = _boot("patched", f"{VM_PREFIX}-patched")
+    target = _boot(PATCHED_KERNEL, f"{VM_PREFIX}-{PATCHED_KERNEL}")
     yield target
     target.vm.down()
 
@@ -182,8 +188,10 @@ TIERED_NODES = [["1G", "0"], ["1G", "1"], ["512M", ""]]
 
 @pytest.fixture(scope="session")
 def tiered_vm():
-    """Stock Debian 6.12 with a third, CPU-less node in a lower memory tier (demotion)."""
-    target = _boot("stock", f"{VM_PREFIX}-tiered", nodes=TIERED_NODES)
+    """Stock Debian 6.12 (or WORKBENCH_TEST_STOCK_KERNEL's) with a third, CPU-less node in
+    a lower memory tier (demotion)."""
+    name = f"{VM_PREFIX}-tiered" if STOCK_KERNEL == "stock" else f"{VM_PREFIX}-{STOCK_KERNEL}-tiered"
+    target = _boot(STOCK_KERNEL, name, nodes=TIERED_NODES)
     yield target
     target.vm.down()
 
@@ -207,6 +215,6 @@ def v3_vm():
 @pytest.fixture(scope="session")
 def patched_tiered_vm():
     """The kernel series with the same lower-tier topology."""
-    target = _boot("patched", f"{VM_PREFIX}-patched-tiered", nodes=TIERED_NODES)
+    target = _boot(PATCHED_KERNEL, f"{VM_PREFIX}-{PATCHED_KERNEL}-tiered", nodes=TIERED_NODES)
     yield target
     target.vm.down()

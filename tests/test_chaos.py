@@ -180,6 +180,10 @@ def test_a_dcbm_migration_that_never_completes_is_dumped_rebooted_and_given_up(p
     params = RunParams(folio_sizes=[4096], total_size=4 << 20, repeats=2, migrator="dcbm", channels=1,
                        dma_engine=TEST_DMA_ENGINE,
                        settings={f"{TEST_ENGINE_PARAMS}/hang_every": "1", f"{DCBM}/timeout_ms": "60000"})
+    if str(patched_vm.facts().get("interface", "")).startswith("workbench series v3"):
+        # not a skip for want of a VM: the behaviour under test is v2's
+        pytest.skip("series v3 bounds dcbm's wait by the batch's bytes (kernel/v3 0008), so a copy that never "
+                    "completes cannot hang the migration; test_kernel_v3_dcbm's timeout test covers it")
     token = patched_vm.ensure_up()["token"]
     run = runner.run(patched_vm, params, root=tmp_path, progress=False, trial_timeout=30, max_reboots=1)
     (hung, given_up) = run.faults()
