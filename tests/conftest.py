@@ -25,6 +25,8 @@ STOCK_KERNEL = os.environ.get("WORKBENCH_TEST_STOCK_KERNEL", "stock")
 #: the kernel the ``patched`` tests boot; WORKBENCH_TEST_PATCHED_KERNEL=v3-wip runs them on
 #: series v3 on 7.3 (the same workloads and migrators on the other line)
 PATCHED_KERNEL = os.environ.get("WORKBENCH_TEST_PATCHED_KERNEL", "patched")
+#: its vanilla tree, where a test wants both (WORKBENCH_TEST_VANILLA_KERNEL=vanilla-7.3)
+VANILLA_KERNEL = os.environ.get("WORKBENCH_TEST_VANILLA_KERNEL", "vanilla")
 
 
 def need(condition: bool, reason: str):

@@ -223,13 +223,14 @@ def test_two_vm_targets_at_once_on_the_local_cluster(tmp_path):
     from workbench.targets import kernel_images
     from workbench.targets.qemu import VM
 
-    from .conftest import VM_PREFIX, need
-    for kernel in ("vanilla", "patched"):
+    from .conftest import PATCHED_KERNEL, VANILLA_KERNEL, VM_PREFIX, need
+    kernels = (VANILLA_KERNEL, PATCHED_KERNEL)
+    for kernel in kernels:
         try:
             kernel_images.resolve(kernel)
         except WorkbenchError as exc:
             need(False, f"no {kernel} kernel: {exc}")
-    targets = [{"spec": f"vm:{k}", "vm_name": f"{VM_PREFIX}-sweep-{k}"} for k in ("vanilla", "patched")]
+    targets = [{"spec": f"vm:{k}", "vm_name": f"{VM_PREFIX}-sweep-{k}"} for k in kernels]
     grid = _grid(tmp_path, "twovms", targets, [{"name": "a"}, {"name": "b", "folio_sizes": ["2M"], "total_size": "2M"}])
     try:
         status = sweep.run_sweep(grid, runs_root=tmp_path / "runs", out_root=tmp_path / "pm", progress=False,
