@@ -57,6 +57,7 @@ def test_cost_runs_of_this_kernel_at_the_nearest_batch(tmp_path):
     cost_run(root, "batched kernel copy, batch 16", 16, 0.01, release="7.3.4+")            # another kernel
     cost_run(root, "first-folio latency, batch 16", 16, 0.02, latency_trial=True)          # not a cost trial
     cost_run(root, "batched kernel copy, batch 16", 16, 0.03, superseded_by="x")           # replaced
+    cost_run(root, "batched kernel copy, batch 16", 16, 0.04, study={"kind": "per-patch"})  # part of a series
     serial = records(tmp_path, [{"migrator": "kernel", "batch_size": 20}])
     got = A.inputs(serial, "kernel", root=root).iloc[0]
     assert got["F"] == 0.30 and got["F_from"].startswith("cost: bench cost runs of this kernel, batch 16, icount")

@@ -30,7 +30,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from . import amdahl, clocks, reference, store
+from . import amdahl, clocks, cost, reference, store
 from ..units import format_size
 
 #: the sources, in the order they are tried
@@ -90,18 +90,19 @@ def _nearest(values, want: int) -> int:
 
 
 def stored_cost_records(records: pd.DataFrame, root=None) -> pd.DataFrame:
-    """The records of stored cost runs of the kernel ``records`` came from: the same
-    release and migration interface (the runs' bench build of that source)."""
+    """The records of stored `bench cost` runs of the kernel ``records`` came from: the
+    same release and migration interface (the runs' bench build of that source); not a
+    per-patch or bisect study's trees, each a part of a series."""
     releases = set(records["kernel_release"].dropna()) if "kernel_release" in records else set()
     interfaces = set(records["interface"].dropna()) - {"none"} if "interface" in records else set()
     if not releases or not interfaces:
         return pd.DataFrame()
     frames = []
     for run in store.list_runs(root):
-        meta = run.manifest.get("cost")
-        if not meta or meta.get("superseded_by") or meta.get("latency_trial") \
+        if not cost.benchmark_run(run) or run.manifest["cost"].get("latency_trial") \
                 or run.manifest.get("kernel_release") not in releases:
             continue
+        meta = run.manifest["cost"]
         df = store.load_runs(root, [run.id])
         if df.empty or "interface" not in df or not set(df["interface"].dropna()) & interfaces:
             continue

@@ -179,6 +179,13 @@ def _numeric(df: pd.DataFrame, column: str) -> pd.Series:
     return pd.to_numeric(df[column], errors="coerce").dropna() if column in df else pd.Series(dtype=float)
 
 
+def benchmark_run(run: store.Run) -> bool:
+    """Whether a stored run is one of `bench cost`'s own, as its reports take them: not
+    a per-patch or bisect study's (read by their ids), not superseded by a rerun."""
+    meta = run.manifest.get("cost")
+    return bool(meta) and not meta.get("superseded_by") and not meta.get("study")
+
+
 def load(run_ids=None, root=None) -> pd.DataFrame:
     """The records of stored cost runs (default: every run the benchmark made, without
     those of a per-patch or bisect study, which are read by their ids), with the
@@ -188,7 +195,7 @@ def load(run_ids=None, root=None) -> pd.DataFrame:
     frames = []
     for run in runs:
         meta = run.manifest.get("cost")
-        if not meta or not run.count() or meta.get("superseded_by") or (meta.get("study") and not run_ids):
+        if not meta or not run.count() or meta.get("superseded_by") or (not run_ids and not benchmark_run(run)):
             continue
         df = store.load_runs(root, [run.id])
         frames.append(df.assign(config=meta["config"], kernel_tree=meta["kernel_tree"], boot=meta["boot"],
