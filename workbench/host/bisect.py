@@ -47,6 +47,7 @@ from typing import Callable
 
 from .. import paths
 from ..errors import WorkbenchError
+from . import store
 
 #: how often GOOD and BAD are each measured by default (their spread needs two at least)
 ENDS = 3
@@ -121,12 +122,6 @@ def first_parent_line(tree: Path, good: Commit, bad: Commit) -> list[Commit]:
 
 # ---- the stored measurements ---------------------------------------------------------
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 class Study:
     """One bisect's directory: ``bisect.json`` (what is bisected, how) and ``steps/``, one
     file per measurement, each written whole."""
@@ -143,7 +138,7 @@ class Study:
         study = cls(Path(root or bisect_dir()) / f"{about['good'][:12]}-{about['bad'][:12]}-{about['metric']}-{key}")
         study.steps_dir.mkdir(parents=True, exist_ok=True)
         if not (study.dir / "bisect.json").exists():
-            _atomic_write(study.dir / "bisect.json", json.dumps({**about, **(notes or {}), "started": time.strftime(
+            store.atomic_write(study.dir / "bisect.json", json.dumps({**about, **(notes or {}), "started": time.strftime(
                 "%Y-%m-%dT%H:%M:%S%z")}, indent=1, default=str))
         return study
 
@@ -165,7 +160,7 @@ class Study:
     def add(self, doc: dict) -> Path:
         n = len(list(self.steps_dir.glob("*.json")))
         path = self.steps_dir / f"{n:05d}-{doc['commit'][:12]}-m{doc['n']}.json"
-        _atomic_write(path, json.dumps(doc, indent=1, default=str))
+        store.atomic_write(path, json.dumps(doc, indent=1, default=str))
         return path
 
 

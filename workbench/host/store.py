@@ -218,7 +218,7 @@ class Run:
     def update_manifest(self, **fields):
         m = self.manifest
         m.update(fields)
-        _atomic_write(self.dir / "manifest.json", json.dumps(m, indent=1, default=str))
+        atomic_write(self.dir / "manifest.json", json.dumps(m, indent=1, default=str))
 
     def append(self, record: dict) -> Path:
         """Keep one finished trial's record; its monitor's timeline, if it has one, goes
@@ -250,7 +250,7 @@ class Run:
         self.faults_dir.mkdir(exist_ok=True)
         n = self._numbers.take(self.faults_dir)
         path = self.faults_dir / f"{n:05d}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', fault.get('kind', 'fault'))}.json"
-        _atomic_write(path, json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "run_id": self.id, **fault},
+        atomic_write(path, json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "run_id": self.id, **fault},
                                        indent=1, default=str))
         return path
 
@@ -303,7 +303,8 @@ def _atomic_parquet(frame: pd.DataFrame, path: Path):
     tmp.rename(path)
 
 
-def _atomic_write(path: Path, text: str):
+def atomic_write(path: Path, text: str):
+    """Write ``text`` to ``path`` whole: a temporary name beside it, then a rename."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text)
     tmp.rename(path)
@@ -316,7 +317,7 @@ def create_run(manifest: dict, root: Path | None = None, run_id: str | None = No
     if run.dir.exists():
         raise WorkbenchError(f"run {run_id!r} already exists in {root}; use --resume {run_id} to continue it")
     run.records_dir.mkdir(parents=True)
-    _atomic_write(run.dir / "manifest.json", json.dumps({**manifest, "run_id": run_id}, indent=1, default=str))
+    atomic_write(run.dir / "manifest.json", json.dumps({**manifest, "run_id": run_id}, indent=1, default=str))
     return run
 
 
