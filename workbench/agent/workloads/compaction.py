@@ -3,7 +3,12 @@
 Two regions on the source node get their folios faulted in alternately (A0 B0 B0' B0''
 A1 B1 ...), so consecutive physical pages belong to A and B in turn; A is filled with
 the pattern and B (three folios per folio of A) unmapped, leaving free holes beside
-every folio of A. Writing 1 to
+every folio of A. The holes must reach the buddy allocator, where compaction's free
+scanner looks: since v6.7 a CPU's free-page list (pcp) tunes its own size up to an
+eighth of the zone under heavy freeing, so B's pages would mostly wait there, unseen, and
+compaction would find nowhere to move A (whether it did depended on timing). The trial
+pins the lists small with ``vm.percpu_pagelist_high_fraction`` (v5.14; restored after
+it) before B is freed. Writing 1 to
 ``/sys/devices/system/node/node<src>/compact`` (what ``/proc/sys/vm/compact_memory``
 does for every node) compacts that node synchronously. The record says what the kernel
 scanned, isolated and migrated (``vmstat_compact_*``, ``pgmigrate_success``, the trace's
@@ -30,6 +35,10 @@ from . import register
 from .base import Trial, Workload, counts_of
 
 COMPACT_ALL = "/proc/sys/vm/compact_memory"
+#: v5.14; a large fraction pins every CPU's free-page list at its floor (4 batches, about
+#: 1 MiB), with the size auto-tuning of v6.7 off, so freed pages reach the buddy lists
+PCP_HIGH_FRACTION = "/proc/sys/vm/percpu_pagelist_high_fraction"
+PCP_SMALL = "1000000"
 NODE_COMPACT = "/sys/devices/system/node/node{}/compact"
 
 
@@ -57,6 +66,9 @@ class CompactionWorkload(Workload):
         folio = spec.folio_size
         nfolios = spec.total_size // folio
         holes = self.holes
+        if fs.exists(PCP_HIGH_FRACTION):
+            t.guard.set(PCP_HIGH_FRACTION, PCP_SMALL)
+        record["pcp_high_fraction"] = int(PCP_SMALL) if fs.exists(PCP_HIGH_FRACTION) else None
         with t.map_region() as region, t.map_region(spec.total_size * holes) as hole:
             a, b = region.words(), hole.words()
             step = folio // 8
