@@ -48,7 +48,7 @@ def pytest_runtest_setup(item):
 def recorded_fs():
     """The THP and NUMA sysfs of Debian's 6.12 kernel in a 2-node QEMU guest, recorded
     with `workbench sysfs snapshot` and replayed with the kernel's value rules."""
-    from workbench.agent.kernelfs import FakeFS
+    from workbench.kernelio.kernelfs import FakeFS
     return FakeFS.from_snapshot(DATA / "sysfs-debian-6.12-vm.json")
 
 

@@ -4,7 +4,7 @@ in a VM the agent is the guest's only process, and its death powers the VM off."
 import pytest
 
 from workbench.agent.main import execute
-from workbench.agent.kernelfs import FakeFS
+from workbench.kernelio.kernelfs import FakeFS
 
 
 def run(plan):
@@ -74,7 +74,7 @@ def test_blocked_lists_stuck_tasks_and_the_asked_ones_with_their_stacks():
     events = []
     execute({"op": "blocked", "pids": [20], "tids": [21]}, events.append, fs=fs)
     assert {(t["pid"], t["tid"]) for t in events[0]["tasks"]} == {(10, 10), (20, 21)}   # just the trial's thread
-    from workbench.agent.blocked import format_blocked
+    from workbench.kernelio.blocked import format_blocked
     text = format_blocked(answer)
     assert "kworker/0:1 pid 10 tid 10 state D:\n  [<0>] dcbm_wait" in text
 
@@ -85,7 +85,8 @@ def test_the_vm_agent_answers_blocked_and_cancel_while_a_plan_runs(tmp_path, mon
     import json
     import threading
     import time
-    from workbench.agent import blocked, main
+    from workbench.agent import main
+    from workbench.kernelio import blocked
     from workbench.protocol import TrialSpec
 
     release = threading.Event()
@@ -206,15 +207,15 @@ def test_a_plan_waits_for_another_agents_trials_but_not_for_ever(tmp_path):
 def test_a_machine_says_what_it_runs_on(flags, clocksources, vendor, expect):
     """The probe's virtualization, from inside: a QEMU guest without KVM (the lab VM
     here) is 'tcg', and a target reached as it is takes that as its accelerator."""
-    from workbench.agent import probe
-    from workbench.agent.kernelfs import FakeFS
+    from workbench.kernelio import machine
+    from workbench.kernelio.kernelfs import FakeFS
     from workbench.targets.base import Target
     files = {"/proc/cpuinfo": f"processor\t: 0\nflags\t\t: {flags}\n"}
     if clocksources is not None:
         files["/sys/devices/system/clocksource/clocksource0/available_clocksource"] = clocksources + " \n"
     if vendor is not None:
         files["/sys/class/dmi/id/sys_vendor"] = vendor + "\n"
-    got = probe.virtualization(FakeFS(files))
+    got = machine.virtualization(FakeFS(files))
     assert got == expect
     t = Target()
     t._facts = {"virtualization": got}

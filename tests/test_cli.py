@@ -72,8 +72,8 @@ def test_bad_run_input(capsys, tmp_path, argv, expect):
 
 
 def test_local_single_node_host_points_to_vm(capsys, tmp_path):
-    from workbench.agent import numa
-    from workbench.agent.kernelfs import RealFS
+    from workbench.kernelio import numa
+    from workbench.kernelio.kernelfs import RealFS
     if len(numa.memory_nodes(RealFS())) != 1:
         pytest.skip("this host has several NUMA nodes; the one-node error cannot happen here")
     rc, out, err = run_cli(capsys, "run", "--target", "local", "--runs-dir", str(tmp_path))

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from workbench.agent import conformance as agent_conformance
-from workbench.agent.kernelfs import FakeFS, bool_rule
+from workbench.kernelio.kernelfs import FakeFS, bool_rule
 from workbench.host import conformance, store
 
 ROOT = "/sys/kernel/mm/migration"

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from workbench.agent import panic_record
-from workbench.agent.kernelfs import FakeFS
+from workbench.kernelio.kernelfs import FakeFS
 from workbench.protocol import PSTORE_RECORD_SIZE, PSTORE_SIZE
 from workbench.targets import pstore, qemu_watch, vm_death
 

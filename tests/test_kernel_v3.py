@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from workbench.agent import workloads
+from workbench.catalogue import workloads
 from workbench.protocol import TrialSpec
 from workbench.testing.vm_plans import sysfs
 

@@ -2,10 +2,9 @@
 
 import pytest
 
-from workbench.agent import numa, thp
+from workbench.kernelio import numa, thp
 from workbench.errors import WorkbenchError
-from workbench.agent.kernelfs import (FakeFS, KnobGuard, KnobPermission, KnobRejected, RecordingFS, int_rule,
-                                parse_choices, reset_rule, snapshot)
+from workbench.kernelio.kernelfs import FakeFS, KnobGuard, KnobPermission, KnobRejected, RecordingFS, int_rule, parse_choices, reset_rule, snapshot
 
 THP = "/sys/kernel/mm/transparent_hugepage"
 MTHP = ["16kB", "32kB", "64kB", "128kB", "256kB", "512kB", "1024kB", "2048kB"]
@@ -102,7 +101,7 @@ def test_parse_choices():
 
 
 def test_modules_load_and_unload_through_the_layer_and_are_recorded():
-    from workbench.agent.kernelfs import ModuleError
+    from workbench.kernelio.kernelfs import ModuleError
     fs = FakeFS({"/sys/kernel/mm/migration/migrator": "[kernel]"})
     fs.add_module("mtcopy", {"/sys/kernel/mm/migration/mtcopy/threads": "4"})
     rec = RecordingFS(fs)
@@ -125,7 +124,7 @@ def test_modules_load_and_unload_through_the_layer_and_are_recorded():
 
 def test_a_migrator_module_is_found_and_loaded_through_the_layer():
     from workbench.agent import migrators
-    from workbench.agent.kernelfs import KnobGuard
+    from workbench.kernelio.kernelfs import KnobGuard
     fs = FakeFS({"/sys/kernel/mm/migration/migrator": "[kernel]", "/sys/kernel/mm/migration/batch_size": "512"})
     fs.add_module("mtcopy", {"/sys/kernel/mm/migration/mtcopy/threads": "2"})
     ctl = migrators.detect(fs)
@@ -144,7 +143,7 @@ def test_a_migrator_module_is_found_and_loaded_through_the_layer():
 def test_guard_restores_a_file_that_selects_several():
     """The series' `reasons` brackets every enabled reason; restoring it must enable them
     all again, not only the last one."""
-    from workbench.agent.kernelfs import FakeFS, KnobGuard
+    from workbench.kernelio.kernelfs import FakeFS, KnobGuard
     names = ["compaction", "syscall", "demotion"]
     path = "/sys/kernel/mm/migration/reasons"
 

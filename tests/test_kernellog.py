@@ -1,9 +1,9 @@
 """The kernel log around a trial (kernel_clean) and the cause of a guest's death, from
 text the kernel really prints."""
 
-from workbench.agent import kernellog
-from workbench.agent.kernelfs import FakeFS
-from workbench.agent.kernellog import TrialLog, death_cause
+from workbench.kernelio import kernellog
+from workbench.kernelio.kernelfs import FakeFS
+from workbench.kernelio.kernellog import TrialLog, death_cause
 
 WARN = """------------[ cut here ]------------
 WARNING: CPU: 1 PID: 312 at mm/migrate.c:1290 migrate_folio_move+0x1b0/0x1d0

@@ -1,5 +1,8 @@
-"""The line between target and host: what runs on a target (workbench.agent) and the
-modules both sides share never import the host side (workbench.host, workbench.targets).
+"""The line between target and host, held in both directions: what runs on a target
+(workbench.agent) and the modules both sides share never import the host side
+(workbench.host, workbench.targets), and the host side never imports the agent — it reads
+the shared catalogues (workbench.catalogue) and the kernel-facing library
+(workbench.kernelio), and asks a target's agent for the rest.
 
 Every import is read from the source, function-level (lazy) imports included, so a
 target-side module cannot reach the host side through a detour either.
@@ -14,6 +17,14 @@ import workbench
 
 PKG = Path(workbench.__file__).parent
 SHARED = {"workbench", "workbench.protocol", "workbench.errors", "workbench.units", "workbench.paths"}
+#: shared packages: every module in them is shared
+SHARED_PACKAGES = ("workbench.catalogue", "workbench.kernelio")
+HOST_SIDE = ("workbench.host", "workbench.targets")
+
+
+def shared(module: str) -> bool:
+    return module in SHARED or module.startswith(tuple(p + "." for p in SHARED_PACKAGES)) \
+        or module in SHARED_PACKAGES
 
 
 def module_name(path: Path) -> str:
@@ -44,11 +55,13 @@ def imports(path: Path) -> list[tuple[int, str]]:
 
 
 def allowed(importer: str, imported: str) -> bool:
-    if importer in SHARED:
-        return imported in SHARED
+    if shared(importer):
+        return shared(imported)
     if importer.startswith("workbench.agent"):
-        return imported in SHARED or imported.startswith("workbench.agent")
-    return True
+        return shared(imported) or imported.startswith("workbench.agent")
+    if importer.startswith(HOST_SIDE):
+        return not imported.startswith("workbench.agent")
+    return True     # workbench.testing runs an agent in-process for the tests
 
 
 def test_no_target_side_module_imports_the_host_side():
@@ -59,6 +72,28 @@ def test_no_target_side_module_imports_the_host_side():
             if not allowed(importer, imported):
                 bad.append(f"{path.relative_to(PKG.parent)}:{line}: {importer} imports {imported}")
     assert not bad, "target-side or shared modules reach the host side:\n" + "\n".join(bad)
+
+
+def test_the_host_side_reads_catalogues_not_target_code():
+    """What the host knows about workloads and migrators comes from workbench.catalogue,
+    what it reads of a kernel (its own, for doctor and QEMU) from workbench.kernelio; the
+    rest it asks a target's agent."""
+    bad = [f"{path.relative_to(PKG.parent)}:{line}: {module_name(path)} imports {imported}"
+           for path in sorted(PKG.rglob("*.py")) if module_name(path).startswith(HOST_SIDE)
+           for line, imported in imports(path) if not allowed(module_name(path), imported)]
+    assert not bad, "host-side modules import target code:\n" + "\n".join(bad)
+
+
+def test_the_agent_takes_its_workloads_from_the_catalogue():
+    """The agent runs exactly the catalogue's workloads, in its order, each class with
+    its entry's properties."""
+    from workbench.agent import workloads as agent_workloads
+    from workbench.catalogue import workloads as catalogue
+    assert agent_workloads.names() == catalogue.names()
+    for name in catalogue.names():
+        w = agent_workloads.get(name)
+        assert w.info is catalogue.get(name) and (w.name, w.reason, w.needs_dst) == (
+            name, catalogue.get(name).reason, catalogue.get(name).needs_dst)
 
 
 def test_the_package_does_not_import_its_test_fakes():
@@ -79,6 +114,12 @@ def test_the_rule_sees_a_lazy_detour(tmp_path):
         assert "workbench.host.runner" in found and not allowed("workbench.agent._layout_probe", found[0])
     finally:
         src.unlink()
+    # and the other direction: the host reaching into the agent, a shared module into either
+    assert not allowed("workbench.host.plan", "workbench.agent.workloads")
+    assert not allowed("workbench.targets.vm", "workbench.agent.probe")
+    assert not allowed("workbench.kernelio.thp", "workbench.agent.trial")
+    assert allowed("workbench.host.plan", "workbench.catalogue.workloads")
+    assert allowed("workbench.agent.trial", "workbench.kernelio.kernelfs")
 
 
 TESTS = Path(__file__).resolve().parent

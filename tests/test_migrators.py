@@ -4,7 +4,7 @@ import pytest
 
 from workbench.agent import migrators
 from workbench.errors import WorkbenchError
-from workbench.agent.kernelfs import FakeFS, KnobGuard, bool_rule, int_rule, reset_rule
+from workbench.kernelio.kernelfs import FakeFS, KnobGuard, bool_rule, int_rule, reset_rule
 from workbench.agent.migrators.base import KernelCopyOnly
 from workbench.agent.migrators.mm_migration import COUNTERS, MmMigrationInterface
 from workbench.testing.fake_series import unified_tree
@@ -95,7 +95,7 @@ def dcbm_tree(free_channels: int) -> FakeFS:
     ``channels`` DMA channels, and fails with ENODEV when fewer are free."""
     import errno
 
-    from workbench.agent.kernelfs import choice_rule
+    from workbench.kernelio.kernelfs import choice_rule
     fs = unified_tree()
     fs.files[f"{ROOT}/migrator"] = "[kernel] mtcopy dcbm"
     fs.add(f"{ROOT}/dcbm/channels", "1", rule=int_rule(1, 16))
@@ -211,7 +211,7 @@ def v3_dcbm_tree(free_channels: int) -> FakeFS:
     active; its events are a debugfs table of ``name value`` lines."""
     import errno
 
-    from workbench.agent.kernelfs import choice_rule
+    from workbench.kernelio.kernelfs import choice_rule
     from workbench.agent.migrators import series_v3
     fs = v3_tree()
     fs.files[f"{ROOT}/migrator"] = "[kernel] mtcopy dcbm"

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from workbench.agent import monitor as M
-from workbench.agent.kernelfs import FakeFS
+from workbench.kernelio.kernelfs import FakeFS
 from workbench.host import store
 from workbench.protocol import TrialSpec
 

@@ -9,7 +9,7 @@ import pytest
 
 from workbench.agent import migrators, vmstat
 from workbench.errors import WorkbenchError
-from workbench.agent.kernelfs import FakeFS, KnobGuard, KnobPermission, KnobRejected, RecordingFS
+from workbench.kernelio.kernelfs import FakeFS, KnobGuard, KnobPermission, KnobRejected, RecordingFS
 from workbench.agent.migrators.base import KernelCopyOnly
 from workbench.agent.migrators.rfc import V6_REASONS, PadataMtCopy, RfcV1, RfcV2V3, RfcV4, RfcV6
 from workbench.agent.migrators.mm_migration import MmMigrationInterface

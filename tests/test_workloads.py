@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 
 from workbench.agent import access, pattern, tracing, workloads
-from workbench.agent.kernelfs import FakeFS, KnobGuard, bool_rule
-from workbench.agent.numa import node_watermarks
-from workbench.agent.workloads.base import lower_tier_nodes, memory_tiers
+from workbench.kernelio.kernelfs import FakeFS, KnobGuard, bool_rule
+from workbench.kernelio.numa import node_watermarks
+from workbench.agent.workloads.base import memory_tiers
+from workbench.catalogue import workloads as catalogue
+from workbench.catalogue.workloads import lower_tier_nodes
 from workbench.errors import WorkbenchError
 from workbench.protocol import Knobs, TrialSpec
 
@@ -161,26 +163,26 @@ def facts_with(**ok):
 def test_the_host_refuses_what_the_target_cannot_run_in_one_line():
     f = facts_with(**{"numa-balancing": False})
     with pytest.raises(WorkbenchError) as e:
-        workloads.check_against_facts(Knobs(total_size=1 << 20, workload="numa-balancing"), f)
+        catalogue.check_against_facts(Knobs(total_size=1 << 20, workload="numa-balancing"), f)
     assert str(e.value) == ("workload 'numa-balancing' cannot run on vm:t (kernel 6.12.117): NUMA balancing is "
                             "compiled out")
     # an agent from before workloads: only the default
     old = copy.deepcopy(FACTS)
-    workloads.check_against_facts(Knobs(total_size=1 << 20), old)
+    catalogue.check_against_facts(Knobs(total_size=1 << 20), old)
     with pytest.raises(WorkbenchError, match="did not say whether it can run workload 'mbind'"):
-        workloads.check_against_facts(Knobs(total_size=1 << 20, workload="mbind"), old)
+        catalogue.check_against_facts(Knobs(total_size=1 << 20, workload="mbind"), old)
     f = facts_with()
     with pytest.raises(WorkbenchError, match=r"CPUs of the destination node 2, which has none; nodes with CPUs: 0, 1"):
-        workloads.check_against_facts(Knobs(total_size=1 << 20, workload="numa-balancing", dst=2), f)
+        catalogue.check_against_facts(Knobs(total_size=1 << 20, workload="numa-balancing", dst=2), f)
     with pytest.raises(WorkbenchError, match=r"to its lower tier \(node 2\), not node 1; leave --dst out"):
-        workloads.check_against_facts(Knobs(total_size=1 << 20, workload="demotion", dst=1), f)
-    workloads.check_against_facts(Knobs(total_size=1 << 20, workload="demotion", dst=None), f)
+        catalogue.check_against_facts(Knobs(total_size=1 << 20, workload="demotion", dst=1), f)
+    catalogue.check_against_facts(Knobs(total_size=1 << 20, workload="demotion", dst=None), f)
     with pytest.raises(WorkbenchError, match="does not fit the lower tier, node 2"):
-        workloads.check_against_facts(Knobs(total_size=400 << 20, workload="demotion", dst=None), f)
+        catalogue.check_against_facts(Knobs(total_size=400 << 20, workload="demotion", dst=None), f)
     with pytest.raises(WorkbenchError, match="node 2 has no lower memory tier"):
-        workloads.check_against_facts(Knobs(total_size=1 << 20, workload="demotion", dst=None, src=2), f)
+        catalogue.check_against_facts(Knobs(total_size=1 << 20, workload="demotion", dst=None, src=2), f)
     with pytest.raises(WorkbenchError, match="needs a destination node"):
-        workloads.check_against_facts(Knobs(total_size=1 << 20, workload="mbind", dst=None), f)
+        catalogue.check_against_facts(Knobs(total_size=1 << 20, workload="mbind", dst=None), f)
 
 
 def test_knobs_of_workloads_are_judged_before_anything_runs():
@@ -203,8 +205,8 @@ def test_trial_keys_of_the_default_workload_are_unchanged():
 
 
 def test_default_destination_per_workload():
-    assert workloads.default_dst("move-pages", None) == 1 and workloads.default_dst("mbind", 3) == 3
-    assert workloads.default_dst("demotion", None) is None and workloads.default_dst("compaction", None) is None
+    assert catalogue.default_dst("move-pages", None) == 1 and catalogue.default_dst("mbind", 3) == 3
+    assert catalogue.default_dst("demotion", None) is None and catalogue.default_dst("compaction", None) is None
 
 
 # -- checked access -----------------------------------------------------------------------
@@ -418,8 +420,8 @@ def test_a_whole_trial_runs_against_a_fake_kernel_on_this_host():
     """The frame end to end without a VM: compaction on one node (this host's memory, the
     kernel's files faked, so nothing is compacted), with writers, the trace session and the
     guard — every byte verified, every page still on node 0, everything put back."""
-    from workbench.agent import numa
-    from workbench.agent.kernelfs import RealFS
+    from workbench.kernelio import numa
+    from workbench.kernelio.kernelfs import RealFS
     from workbench.agent.trial import run_trial
     if numa.memory_nodes(RealFS()) != [0]:
         pytest.skip("this host has more than node 0: the fake's single node would not match page_nodes()")

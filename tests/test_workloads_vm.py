@@ -94,7 +94,7 @@ def patched_tiered(patched_tiered_vm):
 def trial(target, **kw):
     kw.setdefault("total_size", SIZE)
     kw.setdefault("folio_size", 4096)
-    from workbench.agent import workloads
+    from workbench.catalogue import workloads
     kw.setdefault("dst", workloads.default_dst(kw.get("workload", "move-pages"), None))
     records = []
     for event in target.run_plan({"op": "trials", "trials": [TrialSpec(**kw).to_dict()]}):
@@ -399,7 +399,7 @@ def test_patched_concurrent_writers_with_each_migrator(patched_log, workload, mi
 def test_patched_a_reason_left_out_of_reasons_takes_the_serial_path(patched_log, workload):
     """``reasons`` without the workload's reason: its migrations are not batched, so the
     offload migrator copies nothing (the counters show it) — and with it, they are."""
-    from workbench.agent import workloads
+    from workbench.catalogue import workloads
     reason = workloads.get(workload).reason
     if sysfs(patched_log, [f"{MM}/mtcopy/reasons"]).get(f"{MM}/mtcopy/reasons") is not None:
         return v3_reasons_of_the_migrator(patched_log, workload)
@@ -422,7 +422,7 @@ def v3_reasons_of_the_migrator(target, workload):
     """Series v3: each migrator has its own ``reasons``, in the kernel's names (0002).
     Without the workload's reason mtcopy is offered none of its batches (each counted as
     not offered, the kernel moving them itself); with it, every folio."""
-    from workbench.agent import workloads
+    from workbench.catalogue import workloads
     from workbench.agent.migrators.series_v3 import REASON_NAMES
     w = workloads.get(workload)
     kernel_name = next((k for k, v in REASON_NAMES.items() if v == w.reason), w.reason)

@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from workbench.targets.vm import VMTarget
 from workbench.targets.vm_config import VMConfig
 from workbench.protocol import TrialSpec
-from workbench.agent import workloads
+from workbench.catalogue import workloads
 
 D = "/sys/kernel/debug/migrate_batch_copy"
 t = VMTarget(VMConfig(kernel=sys.argv[1] if len(sys.argv) > 1 else "v3-wip", name="v3check"))

@@ -35,8 +35,8 @@ import time
 
 from ..errors import WorkbenchError
 from . import migrators
-from .kernelfs import KernelFS, KnobGuard
-from .kernellog import TrialLog
+from ..kernelio.kernelfs import KernelFS, KnobGuard
+from ..kernelio.kernellog import TrialLog
 from .vmstat import delta
 
 OUTPUT_LIMIT = 16000

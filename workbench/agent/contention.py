@@ -16,10 +16,11 @@ import queue
 import signal
 import time
 
-from . import migrators, thp
+from . import migrators
+from ..kernelio import thp
 from ..errors import WorkbenchError
-from .kernelfs import KernelFS, KnobGuard
-from .blocked import _stack
+from ..kernelio.kernelfs import KernelFS, KnobGuard
+from ..kernelio.blocked import _stack
 from .stress import _worker
 
 #: wait channels of a task inside dcbm's copy (6.12: the killable completion wait)

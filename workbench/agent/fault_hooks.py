@@ -10,7 +10,7 @@ import signal
 import time
 
 from ..errors import WorkbenchError
-from .kernelfs import KernelFS
+from ..kernelio.kernelfs import KernelFS
 
 #: what the ``warn`` hook writes into the kernel log: the shape of a kernel WARN report
 #: (the stock kernel has no way to WARN on demand: no LKDTM, no fault injection)

@@ -39,7 +39,7 @@ from ..errors import WorkbenchError
 from ..protocol import PAGE
 from . import access as access_mod
 from . import pagemap, pattern
-from .kernelfs import RealFS
+from ..kernelio.kernelfs import RealFS
 from .syscalls import MADV_HUGEPAGE, MADV_NOHUGEPAGE, MPOL_DEFAULT, AnonRegion, page_nodes
 
 

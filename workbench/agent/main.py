@@ -38,7 +38,7 @@ from typing import Callable
 
 from . import panic_record, probe
 from ..errors import WorkbenchError
-from .kernelfs import RealFS
+from ..kernelio.kernelfs import RealFS
 from ..protocol import Event, Op, TrialSpec
 from .trial import run_trial
 
@@ -93,7 +93,7 @@ def execute(plan: dict, emit: Emit, fs=None, cancelled: Callable[[], bool] | Non
             with _trials_lock():
                 _trials(plan, emit, fs, cancelled)
         elif op == Op.BLOCKED:
-            from .blocked import blocked_tasks
+            from ..kernelio.blocked import blocked_tasks
             emit({"type": Event.BLOCKED, **blocked_tasks(fs, plan.get("pids", ()), plan.get("sysrq", True),
                                                          plan.get("tids", ()))})
         elif op == "snapshot":
@@ -153,7 +153,7 @@ def _snapshot(fs, plan: dict) -> dict:
     """The files under ``roots``; with ``modules``, each one's parameters as modinfo says
     before it is loaded, then loaded; with ``writes``, the kernel's answer to each (a
     recorded transcript a fake's value rules are checked against), the files last."""
-    from .kernelfs import snapshot
+    from ..kernelio.kernelfs import snapshot
     modules = {}
     for name in plan.get("modules", ()):
         modules[name] = {"params": list(fs.module_params(name) or ()), "loaded_before": fs.exists(f"/sys/module/{name}")}
@@ -345,7 +345,7 @@ def main(argv=None) -> int:
                                         "loaded with insmod when modprobe does not know them")
     args = parser.parse_args(argv)
     if getattr(args, "module_dir", None):
-        from .kernelfs import MODULE_DIR_ENV
+        from ..kernelio.kernelfs import MODULE_DIR_ENV
         os.environ[MODULE_DIR_ENV] = args.module_dir    # worker processes inherit it
     if args.mode == "run":
         run_stdin()

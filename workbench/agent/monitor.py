@@ -22,7 +22,7 @@ import threading
 import time
 
 from ..protocol import MONITOR_MIN_MS
-from .kernelfs import KernelFS
+from ..kernelio.kernelfs import KernelFS
 from .vmstat import PREFIXES, VMSTAT
 INTERRUPTS = "/proc/interrupts"
 STAT = "/proc/stat"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from ..errors import WorkbenchError
 from ..protocol import PSTORE_DEVICE, PSTORE_RECORD_SIZE
-from .kernelfs import KernelFS, ModuleError
+from ..kernelio.kernelfs import KernelFS, ModuleError
 
 PVPANIC_DEVICE = ("0x1b36", "0x0011")
 PCI = "/sys/bus/pci/devices"

@@ -22,9 +22,10 @@ import time
 
 import numpy as np
 
-from . import migrators, pattern, thp
+from . import migrators, pattern
+from ..kernelio import thp
 from ..errors import WorkbenchError
-from .kernelfs import KernelFS, KnobGuard
+from ..kernelio.kernelfs import KernelFS, KnobGuard
 from .syscalls import MADV_HUGEPAGE, AnonRegion, MovePages, page_nodes
 
 PAGE = 4096

@@ -41,7 +41,7 @@ import time
 import numpy as np
 
 from ..errors import WorkbenchError
-from .kernelfs import KernelFS, KnobGuard, parse_choices
+from ..kernelio.kernelfs import KernelFS, KnobGuard, parse_choices
 
 TRACEFS_ROOTS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 EVENTS = ("migrate/mm_migrate_pages_start", "migrate/mm_migrate_pages")

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 from ..protocol import TrialSpec
 from ..units import format_size
-from . import migrators, thp
+from . import migrators
+from ..kernelio import thp
 from .monitor import Monitor
-from .kernellog import TrialLog
-from .kernelfs import KernelFS, KnobGuard
+from ..kernelio.kernellog import TrialLog
+from ..kernelio.kernelfs import KernelFS, KnobGuard
 
 
 def run_trial(spec: TrialSpec, fs: KernelFS) -> dict:

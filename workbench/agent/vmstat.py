@@ -14,7 +14,7 @@ lower memory tier (demotion came in v5.15, "mm/migrate: demote pages during recl
 
 from __future__ import annotations
 
-from .kernelfs import KernelFS
+from ..kernelio.kernelfs import KernelFS
 
 VMSTAT = "/proc/vmstat"
 PREFIXES = ("pgmigrate_", "thp_migration_", "compact_", "numa_", "pgdemote_", "pgpromote_")

@@ -145,7 +145,7 @@ def parse_monitor(text: str | None) -> float | None:
 
 
 def cmd_run(args):
-    from ..agent import workloads
+    from ..catalogue import workloads
     from . import clocks, runner, stats, workload_view
     from .plan import RunParams
     params = RunParams(folio_sizes=parse_size_list(args.folio_size, "folio size"),

@@ -7,16 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..targets import kernel_images, vm_config
+from ..targets import kernel_images, make_target, vm_config
 from . import clocks
-from ..agent.kernelfs import RealFS
-from ..agent.probe import collect
-from ..agent.thp import describe_sizes
+from ..kernelio.thp import describe_sizes
 
 
 def host_report() -> dict:
-    fs = RealFS()
-    facts = collect(fs)
+    # this host as a target: its agent's probe, in a child process like any local run's
+    facts = make_target("local").facts()
     ok, why = vm_config.kvm_usable()
     icount, icount_why = vm_config.icount_supported()
     qemu_bin = shutil.which("qemu-system-x86_64")

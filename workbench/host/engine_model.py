@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from . import runner
-from ..agent.migrators.dma_test_engine import TEST_DMA_ENGINE, TEST_ENGINE_PARAMS
+from ..catalogue.migrators import TEST_DMA_ENGINE, TEST_ENGINE_PARAMS
 from ..errors import WorkbenchError
 from .plan import RunParams
 

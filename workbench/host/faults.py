@@ -14,8 +14,7 @@ import pandas as pd
 
 from . import clocks, runner
 from ..errors import WorkbenchError
-from ..agent.migrators.mm_migration import DCBM
-from ..agent.migrators.dma_test_engine import TEST_DMA_ENGINE, TEST_ENGINE_PARAMS
+from ..catalogue.migrators import DCBM, TEST_DMA_ENGINE, TEST_ENGINE_PARAMS
 from .plan import RunParams
 
 #: fault knob -> the engine counter that says how often it fired

@@ -34,7 +34,7 @@ require("ipywidgets", "matplotlib", what="the explore panel")
 import ipywidgets as W  # noqa: E402
 
 from . import amdahl, amdahl_inputs, clocks, runner, stats, store, workload_view
-from ..agent import workloads
+from ..catalogue import workloads
 from ..protocol import worker_fields, worker_knob
 from .plan import RunParams
 from ..units import format_size, parse_size

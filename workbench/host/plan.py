@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from dataclasses import MISSING, asdict, dataclass, fields, replace
 
-from ..agent import workloads
-from ..agent.migrators.dma_test_engine import TEST_DMA_ENGINE
-from ..agent.thp import describe_sizes
+from ..catalogue import workloads
+from ..catalogue.migrators import TEST_DMA_ENGINE
+from ..kernelio.thp import describe_sizes
 from ..errors import WorkbenchError
 from ..protocol import Knobs, TrialSpec, check_folio_size, check_knob_bounds
 from ..units import format_size

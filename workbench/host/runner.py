@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from .. import __version__, paths
 from . import plan, store
 from .chaos import Chaos
-from ..agent.blocked import format_blocked
+from ..kernelio.blocked import format_blocked
 from ..errors import WorkbenchError
 from ..protocol import Event, TrialSpec, trials_plan
 from ..targets.base import Target, TargetLost

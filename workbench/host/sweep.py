@@ -67,7 +67,7 @@ from tqdm.auto import tqdm
 from .. import paths
 from . import distributed, notebooks, runner
 from ..errors import WorkbenchError
-from ..agent import workloads as registry
+from ..catalogue import workloads as registry
 from ..protocol import ACCESS_MODES, worker_fields, worker_knob
 from .plan import RunParams, check_kernel_expect, check_trial_count
 from ..units import parse_size, parse_size_list

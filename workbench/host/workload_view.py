@@ -9,7 +9,7 @@ import math
 
 import pandas as pd
 
-from ..agent import workloads
+from ..catalogue import workloads
 
 #: how each workload's throughput is named in a table title
 TITLES = {"move-pages": "move_pages()", "migrate-pages": "migrate_pages()", "mbind": "mbind(MPOL_MF_MOVE)",

@@ -47,7 +47,7 @@ import time
 from pathlib import Path
 
 from .. import paths
-from ..agent import kernellog
+from ..kernelio import kernellog
 from ..errors import WorkbenchError
 from ..protocol import agent_code_digest
 from .remote import Remote

@@ -48,12 +48,12 @@ from .vm_config import (ICOUNT_QEMU_OPTS, PAUSED_WHEN_IDLE, TCG_ACCEL, UNUSED_GU
                         crash_reporting_options, hmat_options, qemu_binary, vng_can_use_virtiofs)
 from .base import TargetLost, clock_of
 from .. import paths
-from ..agent import kernellog
-from ..agent.kernelfs import RealFS
+from ..kernelio import kernellog
+from ..kernelio.kernelfs import RealFS
 from ..errors import WorkbenchError
 from ..units import format_size, parse_size
 
-#: what starts a kernel problem report on the console (one list, :mod:`workbench.agent.kernellog`)
+#: what starts a kernel problem report on the console (one list, :mod:`workbench.kernelio.kernellog`)
 CONSOLE_PROBLEMS = kernellog.PROBLEMS
 #: a ``tick`` event after this many seconds without news from the guest
 TICK = 2.0

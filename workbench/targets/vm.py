@@ -83,7 +83,7 @@ class VMTarget(Target):
         DRAM nodes and a CPU-less node HMAT ranks slower — when no VM is up and no
         nodes were asked for. A VM that is up stays as it is (the run is refused if it
         lacks what the workload needs, saying what)."""
-        from ..agent import workloads
+        from ..catalogue import workloads
         if workloads.get(params.workload).wants_lower_tier and self.config.nodes is None \
                 and not self.vm.running():
             self.config.nodes = [list(n) for n in TIERED_NODES]

@@ -56,8 +56,8 @@ def crash_reporting_options(pstore_file) -> list[str]:
 def kvm_usable(fs=None) -> tuple[bool, str]:
     """Whether KVM can run a guest on this host: /dev/kvm usable *and* the CPU shows vmx or
     svm (a paravirtual /dev/kvm without them fails with "KVM internal error")."""
-    from ..agent.kernelfs import RealFS
-    from ..agent.probe import cpu_flags
+    from ..kernelio.kernelfs import RealFS
+    from ..kernelio.machine import cpu_flags
     if not os.path.exists("/dev/kvm"):
         return False, "no /dev/kvm"
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..agent import kernellog
+from ..kernelio import kernellog
 
 PANIC_LINE = "Kernel panic - not syncing"
 

@@ -11,7 +11,7 @@ that host-side code can be tested without a VM, an SSH box or a kernel build.
 - :mod:`.fake_icount`: a fake target under the instruction-counted clock (the cost benchmark,
   the bisect's commits, a series' cumulative trees); :mod:`.fake_per_patch`: a fake series,
   its builds and a stored per-patch study
-- :mod:`.fake_kernels`: sysfs trees (:class:`~workbench.agent.kernelfs.FakeFS`) of the
+- :mod:`.fake_kernels`: sysfs trees (:class:`~workbench.kernelio.kernelfs.FakeFS`) of the
   public RFC series' kernels, with their value rules; :mod:`.fake_series`: our series v2's
 - :mod:`.runs`: stored runs with known numbers (the report's, comparison's and notebooks' tests)
 - :mod:`.cli`: the ``workbench`` command line driven in a test, and its one-line errors

@@ -11,7 +11,7 @@ import sys
 import time
 
 from workbench.agent import fault_hooks, main
-from workbench.agent.kernelfs import RealFS
+from workbench.kernelio.kernelfs import RealFS
 
 from .fake_target import FACTS, fake_record
 

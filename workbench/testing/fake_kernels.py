@@ -1,7 +1,7 @@
 """Fake sysfs trees of the kernels the public RFC series posted, with their value rules.
 
 ``fake_tree("v3")`` and friends return a :class:`FakeKernel`: a
-:class:`~workbench.agent.kernelfs.FakeFS` holding the control files that version's posting added (the
+:class:`~workbench.kernelio.kernelfs.FakeFS` holding the control files that version's posting added (the
 paths and value rules :mod:`workbench.agent.migrators.rfc` states per class) that also models what user space cannot read back: which migrator the copy
 ``static_call`` points at (:attr:`FakeKernel.offload`). Every driver's ``offloading``
 store handler calls ``start_offloading()`` on 1 (that driver becomes active, whoever was
@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import errno
 
-from workbench.agent.kernelfs import FakeFS, bool_rule, int_rule
+from workbench.kernelio.kernelfs import FakeFS, bool_rule, int_rule
 
 DCBM = "/sys/kernel/dcbm"
 CPU_MT = "/sys/kernel/cpu_mt"

@@ -1,7 +1,7 @@
 """Our series' (v2) unified interface, ``/sys/kernel/mm/migration``, as a
-:class:`~workbench.agent.kernelfs.FakeFS` with the value rules of kernel/README.md."""
+:class:`~workbench.kernelio.kernelfs.FakeFS` with the value rules of kernel/README.md."""
 
-from workbench.agent.kernelfs import FakeFS, bool_rule, int_rule, reset_rule
+from workbench.kernelio.kernelfs import FakeFS, bool_rule, int_rule, reset_rule
 from workbench.agent.migrators.mm_migration import COUNTERS, REASONS
 
 ROOT = "/sys/kernel/mm/migration"

@@ -7,7 +7,7 @@ kernel), so callers never branch on kernel versions themselves.
 
 from __future__ import annotations
 
-from ..kernelfs import KernelFS
+from ...kernelio.kernelfs import KernelFS
 from .base import INTERFACES, KernelCopyOnly, MigrationControl, register  # noqa: F401
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...errors import WorkbenchError
 from ...protocol import INTERFACE_KNOBS, check_knob_bounds
-from ..kernelfs import KernelFS, KnobGuard, ModuleError
+from ...kernelio.kernelfs import KernelFS, KnobGuard, ModuleError
 
 INTERFACES: list[type["MigrationControl"]] = []
 

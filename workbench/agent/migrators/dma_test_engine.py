@@ -5,10 +5,9 @@ under any other series' dcbm, so what it did goes into every record."""
 
 from __future__ import annotations
 
-from ..kernelfs import KernelFS, KnobRejected
+from ...catalogue.migrators import TEST_DMA_ENGINE, TEST_ENGINE_PARAMS
+from ...kernelio.kernelfs import KernelFS, KnobRejected
 
-TEST_DMA_ENGINE = "test_dma_engine"
-TEST_ENGINE_PARAMS = f"/sys/module/{TEST_DMA_ENGINE}/parameters"
 #: the engine's mode fields (issue 20), which its ``preset`` sets all at once
 TEST_ENGINE_MODE_FIELDS = ("order", "callbacks", "on_error", "ring", "bandwidth_mbps", "latency_ns", "job_delay_ns")
 #: what the engine did; the engine of series v2 before issue 20 has the first five, the

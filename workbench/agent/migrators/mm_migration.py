@@ -8,11 +8,11 @@ See kernel/README.md for every file and its rules (series v2).
 
 from __future__ import annotations
 
-from ..kernelfs import parse_choices
+from ...catalogue.migrators import DCBM, MM_MIGRATION as ROOT, MTCOPY
+from ...kernelio.kernelfs import parse_choices
 from . import dma_test_engine
 from .base import MigrationControl, register
 
-ROOT = "/sys/kernel/mm/migration"
 #: every migrator's counters, in stats/<migrator>/ (the sum over reasons) and in
 #: stats/<migrator>/<reason>/; wait_ns, fallback_ns, declined and nomem_batches came with v2
 COUNTERS = ("batches", "folios", "bytes", "copy_ns", "wait_ns", "batch_ns", "fallbacks", "fallback_ns", "declined",
@@ -24,8 +24,6 @@ REASONS = ("compaction", "memory_failure", "memory_hotplug", "syscall", "mempoli
 #: serial path unless an offload migrator is active), so the batch path's own cost can be
 #: measured (kernel series v2)
 BATCH_KERNEL_COPY = f"{ROOT}/batch_kernel_copy"
-MTCOPY = f"{ROOT}/mtcopy"
-DCBM = f"{ROOT}/dcbm"
 #: batch_size's bound: 1 GiB of base pages (series v2), 262144 with x86-64's 4K pages
 MAX_BATCH_PAGES = (1 << 30) // 4096
 

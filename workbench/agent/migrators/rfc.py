@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ...errors import WorkbenchError
-from ..kernelfs import KnobRejected
+from ...kernelio.kernelfs import KnobRejected
 from . import mm_migration as unified  # noqa: F401  (registered before these, whichever module is imported first
 from .base import register
 from .rfc_common import (NO_BATCH_SIZE, NO_COPY_TIME, NO_COUNTERS, NO_REASONS, NO_SELECTOR, NO_THREAD_TIME, Driver, RfcControl)

@@ -12,7 +12,7 @@ last driver turned on wins and turning any driver off goes back to the kernel's 
 2. turning every *other* driver that is on, off,
 3. turning the chosen driver on last;
 
-and :class:`~workbench.agent.kernelfs.KnobGuard` undoes it in reverse order, which turns the
+and :class:`~workbench.kernelio.kernelfs.KnobGuard` undoes it in reverse order, which turns the
 chosen driver off before the previously active one is turned back on.
 
 The version-specific classes are in :mod:`.rfc`, each with the paths and values its
@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...errors import WorkbenchError
-from ..kernelfs import KnobRejected
+from ...kernelio.kernelfs import KnobRejected
 from . import dma_test_engine
 from .base import MigrationControl
 

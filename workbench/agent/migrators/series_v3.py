@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 
-from ..kernelfs import parse_choices
+from ...kernelio.kernelfs import parse_choices
 from . import dma_test_engine
 from .base import MigrationControl, register
 

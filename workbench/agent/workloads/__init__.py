@@ -26,12 +26,14 @@ runs, and the agent checks again when a trial arrives.
 
 from __future__ import annotations
 
+from ...catalogue import workloads as catalogue
 from ...errors import WorkbenchError
-from ..kernelfs import KernelFS
+from ...kernelio.kernelfs import KernelFS
 from .base import Workload
 
+#: the classes that run them, by name (each takes its properties from the catalogue)
 WORKLOADS: dict[str, type[Workload]] = {}
-DEFAULT = "move-pages"
+DEFAULT = catalogue.DEFAULT
 
 
 def register(cls: type[Workload]) -> type[Workload]:
@@ -73,26 +75,3 @@ def support(fs: KernelFS) -> dict[str, dict]:
         out[name] = {"ok": why is None, "missing": why, "reason": w.reason, "brought_by": w.brought_by,
                      "summary": w.summary}
     return out
-
-
-def default_dst(name: str, dst: int | None) -> int | None:
-    """The destination node a run asks for: ``dst`` if given, else node 1 for a workload
-    that moves pages to a node the caller names, None where the kernel picks (demotion)
-    or pages stay on their node (compaction)."""
-    if dst is not None:
-        return dst
-    return 1 if get(name).needs_dst else None
-
-
-def check_against_facts(knobs, facts: dict) -> None:
-    """What the host can judge from the target's facts: a workload it cannot run (one
-    line saying what is missing), a destination the workload cannot use."""
-    w = get(knobs.workload)
-    reported = (facts.get("workloads") or {}).get(knobs.workload)
-    if reported is None and w.name != DEFAULT:
-        raise WorkbenchError(f"target {facts.get('target', '?')} did not say whether it can run workload "
-                             f"{w.name!r} (an agent from before workloads); only {DEFAULT} runs there")
-    if reported is not None and not reported["ok"]:
-        raise WorkbenchError(f"workload {w.name!r} cannot run on {facts.get('target', 'this target')} "
-                             f"(kernel {facts.get('kernel_release', '?')}): {reported['missing']}")
-    w.check_facts(knobs, facts)

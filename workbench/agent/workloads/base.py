@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import time
 from contextlib import contextmanager
 
 import numpy as np
 
+from ...catalogue.workloads import WorkloadInfo
 from ...errors import WorkbenchError
 from ...protocol import PAGE, TrialSpec
-from .. import access, fault_hooks, numa, pagemap, tracing, vmstat
-from ..kernelfs import KernelFS, KnobGuard
+from .. import access, fault_hooks, pagemap, tracing, vmstat
+from ...kernelio import numa
+from ...kernelio.kernelfs import KernelFS, KnobGuard
 from ..migrators.base import MigrationControl
 from ..migrators.mm_migration import reason_delta
 from ..pattern import Verification
@@ -18,32 +22,19 @@ from ..syscalls import MADV_HUGEPAGE, MADV_NOHUGEPAGE, AnonRegion, NullCall
 
 
 class Workload:
-    """One way the kernel migrates pages. Subclasses set the class attributes, say what
-    a kernel lacks for them (:meth:`missing`) and run a trial (:meth:`run`)."""
+    """One way the kernel migrates pages. A subclass names its entry in the shared
+    catalogue (``info``: name, reason, what it needs, the checks of a plan against a
+    target's facts), which become its class attributes; it says what a kernel lacks for
+    it (:meth:`missing`) and runs a trial (:meth:`run`)."""
 
-    #: the name --workload takes
-    name = "?"
-    #: what it is called in a sentence ("move_pages needs two nodes")
-    title = "?"
-    #: the migration reason its migrations run under, as the series' ``reasons`` file
-    #: names it (the trace's syscall_or_cpuset is ``syscall``)
-    reason = "?"
-    #: the kernel's enum migrate_reason value
-    kernel_reason = "?"
-    #: which kernel version brought the entry point
-    brought_by = "?"
-    summary = "?"
-    #: the caller names the destination node (else the kernel picks it, or pages stay)
-    needs_dst = True
-    #: pages move between two nodes (compaction moves them within one)
-    needs_two_nodes = True
-    #: needs a node in a lower memory tier (a VM target boots one for it)
-    wants_lower_tier = False
-    #: measures first-folio latency (--first-folio-latency)
-    first_folio = False
-    #: every page must end on the expected node for the trial to pass (False where the
-    #: kernel decides how much to move, and the record says how much it did)
-    placement_required = True
+    #: its entry in :mod:`workbench.catalogue.workloads`
+    info: WorkloadInfo
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        for f in fields(cls.info):
+            if f.name != "extra_check":
+                setattr(cls, f.name, getattr(cls.info, f.name))
 
     def missing(self, fs: KernelFS) -> str | None:
         """What this kernel lacks to run the workload (one line), or None."""
@@ -56,12 +47,8 @@ class Workload:
         return self.placement_required
 
     def check_facts(self, knobs, facts: dict) -> None:
-        """Judge ``knobs`` against a target's facts (host side, before anything runs)."""
-        if self.needs_dst and knobs.dst is None:
-            raise WorkbenchError(f"workload {self.name!r} needs a destination node (--dst)")
-        if knobs.first_folio and not self.first_folio:
-            raise WorkbenchError(f"first-folio latency is measured around one move_pages() call; workload "
-                                 f"{self.name!r} has none (use --workload move-pages)")
+        """Judge ``knobs`` against a target's facts (the catalogue's checks)."""
+        self.info.check_facts(knobs, facts)
 
     def check_target(self, spec: TrialSpec, fs: KernelFS) -> None:
         """The same on the target, when the trial arrives (the agent may be reached
@@ -92,18 +79,6 @@ def memory_tiers(fs: KernelFS) -> dict[int, list[int]]:
             text = fs.read(f"{TIERS}/{name}/nodelist").strip()
             out[int(name[len("memory_tier"):])] = parse_cpulist(text) if text else []
     return dict(sorted(out.items()))
-
-
-def lower_tier_nodes(tiers: dict, node: int) -> list[int]:
-    """Nodes in tiers below the tier of ``node`` (where reclaim demotes its pages)."""
-    mine = next((t for t, nodes in tiers.items() if node in nodes), None)
-    if mine is None:
-        return []
-    return sorted(n for t, nodes in tiers.items() if t > mine for n in nodes)
-
-
-def node_cpus(facts: dict, node: int) -> list[int]:
-    return next((n.get("cpus") or [] for n in facts["numa"]["nodes"] if n["node"] == node), [])
 
 
 # -- a trial ------------------------------------------------------------------------------

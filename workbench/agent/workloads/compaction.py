@@ -29,8 +29,9 @@ import numpy as np
 
 from ...protocol import PAGE
 from .. import access, pagemap, pattern
-from ..kernelfs import KernelFS
+from ...kernelio.kernelfs import KernelFS
 from ..syscalls import page_nodes
+from ...catalogue import workloads as catalogue
 from . import register
 from .base import Trial, Workload, counts_of
 
@@ -44,14 +45,7 @@ NODE_COMPACT = "/sys/devices/system/node/node{}/compact"
 
 @register
 class CompactionWorkload(Workload):
-    name = "compaction"
-    title = "compaction"
-    reason = "compaction"
-    kernel_reason = "MR_COMPACTION"
-    brought_by = "memory compaction, v2.6.35 (CONFIG_COMPACTION)"
-    summary = "a fragmented node compacted (node<N>/compact); pages stay on their node"
-    needs_dst = False
-    needs_two_nodes = False
+    info = catalogue.get("compaction")
     #: folios freed beside each folio of the region: enough that the node is fragmented
     #: past where a small region alone would leave it (see frag_score_before)
     holes = 3
@@ -129,10 +123,7 @@ class ProactiveCompactionWorkload(CompactionWorkload):
     has the score before and after (``frag_score_*``), so a node too big for the region
     to fragment enough shows as such (``proactive_started`` false)."""
 
-    name = "proactive-compaction"
-    title = "proactive compaction"
-    brought_by = "proactive compaction, v5.9 (/proc/sys/vm/compaction_proactiveness)"
-    summary = "a fragmented node compacted by kcompactd in the background (compaction_proactiveness=100)"
+    info = catalogue.get("proactive-compaction")
 
     def missing(self, fs: KernelFS):
         why = super().missing(fs)

@@ -30,9 +30,11 @@ from ...errors import WorkbenchError
 from ...protocol import PAGE
 from .. import vmstat
 from ..holder import Holder
-from ..kernelfs import KernelFS, KnobRejected
+from ...kernelio.kernelfs import KernelFS, KnobRejected
+from ...catalogue import workloads as catalogue
+from ...catalogue.workloads import lower_tier_nodes, node_cpus
 from . import register
-from .base import TIERS, Trial, Workload, lower_tier_nodes, memory_tiers, node_cpus
+from .base import TIERS, Trial, Workload, memory_tiers
 from .numa_balancing import SYSCTL, fast_scans
 
 DEMOTION = "/sys/kernel/mm/numa/demotion_enabled"
@@ -63,14 +65,7 @@ def cgroup_missing(fs: KernelFS) -> str | None:
 
 @register
 class DemotionWorkload(Workload):
-    name = "demotion"
-    title = "demotion"
-    reason = "demotion"
-    kernel_reason = "MR_DEMOTION"
-    brought_by = "demotion in reclaim v5.15, memory tiers v6.1, memory.reclaim v5.19"
-    summary = "memory.reclaim of a cgroup on the top tier demotes its pages to a lower memory tier; promotion back"
-    needs_dst = False
-    wants_lower_tier = True
+    info = catalogue.get("demotion")
 
     def missing(self, fs):
         why = super().missing(fs)
@@ -92,26 +87,9 @@ class DemotionWorkload(Workload):
         # pages that threads keep touching are hot: reclaim rightly keeps them on top
         return spec.access == "none"
 
-    def check_facts(self, knobs, facts):
-        super().check_facts(knobs, facts)
-        tiers = {int(k): v for k, v in (facts.get("memory_tiers") or {}).items()}
-        lower = lower_tier_nodes(tiers, knobs.src)
-        if not lower:
-            raise WorkbenchError(f"workload 'demotion': node {knobs.src} has no lower memory tier to demote to "
-                                 f"(memory tiers: {tiers or 'none'})")
-        if knobs.dst is not None and knobs.dst not in lower:
-            raise WorkbenchError(f"workload 'demotion' moves pages from node {knobs.src} to its lower tier "
-                                 f"(node {', '.join(map(str, lower))}), not node {knobs.dst}; leave --dst out")
-        if not node_cpus(facts, knobs.src):
-            raise WorkbenchError(f"workload 'demotion' runs the task on node {knobs.src}'s CPUs, and it has none")
-        kb = next((n.get("mem_total_kb") for n in facts["numa"]["nodes"] if n["node"] == lower[0]), None)
-        if kb and knobs.total_size > kb * 1024 * 0.7:
-            raise WorkbenchError(f"size {knobs.total_size >> 20}M does not fit the lower tier, node {lower[0]} "
-                                 f"({kb // 1024} MiB); use at most 70% of it")
-
     def run(self, t: Trial) -> None:
         spec, record, fs, guard = t.spec, t.record, t.fs, t.guard
-        from .. import numa
+        from ...kernelio import numa
         facts = {"numa": numa.topology(fs)}
         lower = lower_tier_nodes(memory_tiers(fs), spec.src)
         expect = spec.dst if spec.dst is not None else lower[0]

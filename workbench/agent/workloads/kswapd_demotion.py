@@ -30,8 +30,9 @@ import time
 
 from ...protocol import PAGE
 from ..holder import Holder
-from ..kernelfs import KnobGuard
-from ..numa import node_watermarks, topology
+from ...kernelio.kernelfs import KnobGuard
+from ...kernelio.numa import node_watermarks, topology
+from ...catalogue import workloads as catalogue
 from . import register
 from .base import Trial
 from .demotion import DemotionWorkload, on_top
@@ -61,10 +62,7 @@ def kswapd_work(fs) -> int:
 
 @register
 class KswapdDemotionWorkload(DemotionWorkload):
-    name = "kswapd-demotion"
-    title = "demotion by kswapd"
-    brought_by = "demotion in reclaim v5.15, memory tiers v6.1, vm.swappiness up to 200 v5.8"
-    summary = "the top node filled below its low watermark: kswapd demotes its coldest pages to a lower tier"
+    info = catalogue.get("kswapd-demotion")
 
     def missing(self, fs):
         why = super().missing(fs)

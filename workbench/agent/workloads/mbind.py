@@ -9,18 +9,14 @@ from __future__ import annotations
 
 from .. import access, pattern
 from ..syscalls import MPOL_BIND, MPOL_MF_MOVE, page_nodes
+from ...catalogue import workloads as catalogue
 from . import register
 from .base import Trial, Workload, counts_of
 
 
 @register
 class MbindWorkload(Workload):
-    name = "mbind"
-    title = "mbind"
-    reason = "mempolicy_mbind"
-    kernel_reason = "MR_MEMPOLICY_MBIND"
-    brought_by = "mbind(2) with MPOL_MF_MOVE, v2.6.16"
-    summary = "mbind(MPOL_BIND, MPOL_MF_MOVE) of a filled region to the destination node"
+    info = catalogue.get("mbind")
 
     def run(self, t: Trial) -> None:
         spec, record = t.spec, t.record

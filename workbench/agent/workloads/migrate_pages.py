@@ -17,18 +17,14 @@ from __future__ import annotations
 
 from ..holder import Holder
 from ..syscalls import CAP_SYS_NICE, MigratePages, without_capability
+from ...catalogue import workloads as catalogue
 from . import register
 from .base import Trial, Workload
 
 
 @register
 class MigratePagesWorkload(Workload):
-    name = "migrate-pages"
-    title = "migrate_pages"
-    reason = "syscall"
-    kernel_reason = "MR_SYSCALL"
-    brought_by = "migrate_pages(2), v2.6.16"
-    summary = "migrate_pages(2) of a separate process holding the pattern, moved whole (MPOL_MF_MOVE)"
+    info = catalogue.get("migrate-pages")
 
     def run(self, t: Trial) -> None:
         spec, record = t.spec, t.record

@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import access, pattern
 from ..syscalls import MovePages, page_nodes
+from ...catalogue import workloads as catalogue
 from . import register
 from .base import Trial, Workload, counts_of
 
@@ -59,13 +60,7 @@ class FirstFolioWatch:
 
 @register
 class MovePagesWorkload(Workload):
-    name = "move-pages"
-    title = "move_pages"
-    reason = "syscall"
-    kernel_reason = "MR_SYSCALL"
-    brought_by = "move_pages(2), v2.6.18"
-    summary = "move_pages(2) of one region to the destination node, one call, one address per folio"
-    first_folio = True
+    info = catalogue.get("move-pages")
 
     def run(self, t: Trial) -> None:
         spec, record = t.spec, t.record

@@ -16,11 +16,12 @@ debugfs"); both places are handled.
 
 from __future__ import annotations
 
-from ...errors import WorkbenchError
 from ..holder import Holder
-from ..kernelfs import KernelFS, KnobGuard
+from ...kernelio.kernelfs import KernelFS, KnobGuard
+from ...catalogue import workloads as catalogue
+from ...catalogue.workloads import node_cpus
 from . import register
-from .base import Trial, Workload, node_cpus
+from .base import Trial, Workload
 
 SYSCTL = "/proc/sys/kernel/numa_balancing"
 SCAN_DIRS = ("/sys/kernel/debug/sched/numa_balancing", "/proc/sys/kernel")
@@ -49,27 +50,14 @@ def fast_scans(fs: KernelFS, guard: KnobGuard) -> str | None:
 
 @register
 class NumaBalancingWorkload(Workload):
-    name = "numa-balancing"
-    title = "NUMA balancing"
-    reason = "numa_misplaced"
-    kernel_reason = "MR_NUMA_MISPLACED"
-    brought_by = "automatic NUMA balancing, v3.8 (CONFIG_NUMA_BALANCING)"
-    summary = "a task on the destination node's CPUs touching memory on the source node, NUMA balancing on"
-    placement_required = False   # the kernel decides; the record says how much moved, and when
+    info = catalogue.get("numa-balancing")
 
     def missing(self, fs):
         return super().missing(fs) or missing_balancing(fs)
 
-    def check_facts(self, knobs, facts):
-        super().check_facts(knobs, facts)
-        if not node_cpus(facts, knobs.dst):
-            with_cpus = [str(n["node"]) for n in facts["numa"]["nodes"] if n.get("cpus")]
-            raise WorkbenchError(f"workload 'numa-balancing' runs the task on the CPUs of the destination node "
-                                 f"{knobs.dst}, which has none; nodes with CPUs: {', '.join(with_cpus)}")
-
     def run(self, t: Trial) -> None:
         spec, record, fs = t.spec, t.record, t.fs
-        from .. import numa
+        from ...kernelio import numa
         topo = numa.topology(fs)
         facts = {"numa": topo}
         dst_cpus = node_cpus(facts, spec.dst)
