@@ -30,7 +30,7 @@ print(cost.format_text(summary))
 # %% [markdown]
 # ## Cost per folio against batch size
 #
-# The batched kernel copy as a line over its batch sizes; vanilla (grey band: three times its spread, the "no difference" zone), the patched kernel as shipped, mtcopy and dcbm as levels.
+# The batched kernel copy as a line over its batch sizes; its error bars are the 95% interval of its ratio to vanilla (a bootstrap over boots and the trials within each); vanilla, the patched kernel as shipped, mtcopy and dcbm as levels.
 
 # %%
 cost.fig_cost(summary);

@@ -22,7 +22,7 @@ print(per_patch.format_text(summary))
 # %% [markdown]
 # ## After each patch, relative to the base
 #
-# One panel per folio size: instruction-time per folio of each cumulative tree divided by the base's, with the defaults and with the batched kernel copy; the error bars are each tree's spread (the larger of its range across repeats within a boot and across boots), the grey band is the base's "no difference" zone (three times its spread).
+# One panel per folio size: instruction-time per folio of each cumulative tree divided by the base's, with the defaults and with the batched kernel copy; the error bars are the 95% interval of each tree's ratio to the base (a bootstrap over boots and the trials within each).
 
 # %%
 per_patch.fig_cost(summary);
@@ -30,7 +30,7 @@ per_patch.fig_cost(summary);
 # %% [markdown]
 # ## The change each patch brings
 #
-# The change of each tree against the tree before, per configuration and folio size, as a fraction; empty where the change is within three times the larger spread of the two trees ("no difference"). The batched kernel copy's first row is against the tree before with its defaults: the path it replaces.
+# The change of each tree against the tree before, per configuration and folio size, as a fraction; empty where the 95% bootstrap interval of the change holds none ("no difference"). The batched kernel copy's first row is against the tree before with its defaults: the path it replaces.
 
 # %%
 import pandas as pd

@@ -88,3 +88,34 @@ def test_first_folio_latency_comes_from_the_batch_tracepoints_else_a_poller(tmp_
         assert len(runs) == 2 and sum(r.rsplit("-", 1)[0].endswith("-poller") for r in runs) == 1, runs
         assert len(cost.load(root=tmp_path)) == 2, "the superseded traced run is not read again"
     assert "first-folio latency against batch size" in cost.format_text(cost.summarize(df))
+
+
+def test_one_slow_trial_does_not_hide_a_small_difference():
+    """The range of single trials grows with one outlier; the bootstrap interval of the
+    ratio of medians does not: a steady +0.5% stays decided with a 9% slow trial among
+    fifteen (what icount runs on 7.3 showed), and an equal pair holds 1."""
+    import numpy as np
+    from workbench.host import stats
+    rng = np.random.default_rng(3)
+    base = [10_000 + rng.normal(0, 5, 15) for _ in range(2)]
+    new = [10_050 + rng.normal(0, 5, 15) for _ in range(2)]
+    new[1][7] = 10_900                                  # one slow trial: a 9% range
+    ratio, low, high = stats.ratio_interval(new, base)
+    assert ratio == pytest.approx(1.005, abs=5e-4) and 1.003 < low < ratio < high < 1.007
+    assert cost.verdict(ratio, low, high) == f"{ratio - 1:+.2%}"
+    same = stats.ratio_interval([g + 0 for g in base], [10_000 + rng.normal(0, 5, 15) for _ in range(2)])
+    assert same[1] <= 1 <= same[2] and cost.verdict(*same) == "no difference"
+    # a goal is met by the whole interval, missed by all of it, else not decided
+    assert cost.goal_verdict(low, high, 0.01) is True
+    assert cost.goal_verdict(low, high, 0.002) is False
+    assert cost.goal_verdict(0.999, 1.004, 0.002) is None
+
+
+def test_the_interval_carries_the_spread_between_boots():
+    """Two boots whose medians differ by 1% give an interval about as wide, however many
+    trials each has: a boot is the unit of repetition, not a trial."""
+    from workbench.host import stats
+    base = [[10_000.0] * 30, [10_100.0] * 30]
+    new = [[10_050.0] * 30, [10_050.0] * 30]
+    _, low, high = stats.ratio_interval(new, base)
+    assert low < 0.996 and high > 1.004

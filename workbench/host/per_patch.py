@@ -10,12 +10,13 @@ Each tree is then booted afresh under the instruction-counted clock ``boots`` ti
 (:func:`workbench.host.cost.measure_tree`) and measured at each folio size with its
 defaults and, where the tree has the knob, with the batched kernel copy on
 (``batch_kernel_copy=1``, the kernel's own batch size). The summary gives, per tree and
-configuration, the median instruction-time per moved folio, its spread (the larger of
+configuration, the median instruction-time per moved folio, its range (the larger of
 the range across repeats within a boot and across boots, relative to the median, as the
 cost benchmark's), and the change against the tree before: the same configuration, or
 for the patch that brings the knob, the tree before with its defaults (the path the
-batched one replaces). A change under three times the larger spread of the two is "no
-difference". Every trial is a stored run of the study (``cost.study`` in its manifest),
+batched one replaces), as the ratio of the medians with its 95% bootstrap interval over
+boots and the trials within each (:func:`workbench.host.stats.ratio_interval`); an
+interval that holds no change is "no difference". Every trial is a stored run of the study (``cost.study`` in its manifest),
 so an interrupted measurement is resumed: a tree and boot whose runs are complete is not
 booted again.
 """
@@ -34,14 +35,12 @@ import pandas as pd
 from .. import paths
 from ..errors import WorkbenchError
 from ..units import format_size
-from . import cost, store
+from . import cost, stats, store
 
 #: the configurations measured on every tree; the batched one where the tree has the knob
 DEFAULTS = cost.CostConfig("defaults", "patched")
 BATCHED = cost.CostConfig("batched kernel copy", "patched", {"batch_kernel_copy": True})
 CONFIGS = (DEFAULTS, BATCHED)
-#: a change smaller than this many times the larger spread of two trees is "no difference"
-NOISE_FACTOR = 3
 
 
 # ---- the series ------------------------------------------------------------------------
@@ -247,9 +246,10 @@ def summarize(df: pd.DataFrame) -> dict:
     """Per tree, configuration and folio size: the median instruction-time per folio, its
     spread, its ratio to the base and its change against the tree before."""
     cost_df = df[~df["latency_trial"]]
-    cells = {}
+    cells, groups = {}, {}
     for (index, cfg, folio_size), g in cost_df.groupby(["index", "config", "folio_size"]):
         med, within, across = cost._spread(g, "cost_ns")
+        groups[(int(index), cfg, int(folio_size))] = cost.boot_groups(g, "cost_ns")
         cells[(int(index), cfg, int(folio_size))] = {
             "index": int(index), "patch": g["patch"].iloc[0], "subject": g["subject"].iloc[0],
             "tree": g["tree"].iloc[0], "config": cfg,
@@ -263,14 +263,19 @@ def summarize(df: pd.DataFrame) -> dict:
         if prev is None and index > 0:
             prev, against = cells.get((index - 1, DEFAULTS.label, fs)), "previous, defaults"
         c = dict(c)
-        c["ratio_to_base"] = c["cost_ns_per_folio"] / base["cost_ns_per_folio"] if base else None
+        mine = groups[(index, cfg, fs)]
+        if base is None:
+            c.update(ratio_to_base=None, base_low=None, base_high=None)
+        else:
+            _, low, high = stats.ratio_interval(mine, groups[(0, DEFAULTS.label, fs)])
+            c.update(ratio_to_base=c["cost_ns_per_folio"] / base["cost_ns_per_folio"], base_low=low, base_high=high)
         if prev is None:
             c.update(delta=None, against=None, difference="-" if index == 0 else "no tree before")
         else:
-            delta = c["cost_ns_per_folio"] / prev["cost_ns_per_folio"] - 1
-            bound = NOISE_FACTOR * max(c["spread"], prev["spread"])
-            c.update(delta=delta, against=against, noise_bound=bound,
-                     difference="no difference" if abs(delta) < bound else f"{delta:+.2%}")
+            key = (prev["index"], prev["config"], fs)
+            ratio, low, high = stats.ratio_interval(mine, groups[key])
+            c.update(delta=ratio - 1, delta_low=low - 1, delta_high=high - 1, against=against,
+                     difference=cost.verdict(ratio, low, high))
         rows.append(c)
     trees = [{"index": int(t["index"]), "patch": t["patch"], "subject": t["subject"], "tree": t["tree"]}
              for t in df.drop_duplicates("index").sort_values("index").to_dict("records")]
@@ -286,14 +291,14 @@ def format_text(s: dict) -> str:
              f"what each patch of {s['series']} costs: {len(s['trees'])} cumulative trees (the base, then one "
              f"more patch each), {s['trials']} trials over {s['boots']} boot(s) of each; every trial verified "
              f"byte-exact: {s['verified']}",
-             f"per folio: median ns, change against the tree before ({NOISE_FACTOR}x the larger spread of the two "
-             "is 'no difference'), spread", ""]
+             "per folio: median ns, change against the tree before (of the medians; 'no difference' when "
+             "its 95% bootstrap interval over boots and trials holds 0), range of single trials", ""]
     folios = s["folio_sizes"]
     for cfg in dict.fromkeys(r["config"] for r in s["rows"]):
         mine = {(r["index"], r["folio_size"]): r for r in s["rows"] if r["config"] == cfg}
         lines.append(cfg + (" (batching off: the kernel's own path)" if cfg == DEFAULTS.label else
                             " (batch_kernel_copy=1; against the defaults of the tree before where that had no knob)"))
-        head = f"{'tree':<44}" + "".join(f" | {format_size(f) + ' ns':>10} {'change':>13} {'spread':>7}" for f in folios)
+        head = f"{'tree':<44}" + "".join(f" | {format_size(f) + ' ns':>10} {'change':>13} {'range':>7}" for f in folios)
         lines += [head, "-" * len(head)]
         for t in s["trees"]:
             if not any((t["index"], f) in mine for f in folios):
@@ -318,7 +323,7 @@ def format_text(s: dict) -> str:
 def fig_cost(s: dict):
     """Instruction-time per folio relative to the base after each patch, one panel per
     folio size (stacked, the patches on a shared axis), a line per configuration with the
-    spread as error bars; the grey band is the base's 'no difference' zone."""
+    95% interval of its ratio to the base as error bars (a bootstrap over boots and trials)."""
     import matplotlib.pyplot as plt
     rows = pd.DataFrame(s["rows"])
     folios = s["folio_sizes"]
@@ -327,14 +332,10 @@ def fig_cost(s: dict):
                              squeeze=False, sharex=True)
     for ax, fs in zip(axes[:, 0], folios):
         g = rows[rows["folio_size"] == fs]
-        base = g[(g["index"] == 0) & (g["config"] == DEFAULTS.label)]
-        if not base.empty:
-            band = NOISE_FACTOR * float(base["spread"].iloc[0])
-            ax.axhspan(1 - band, 1 + band, color="grey", alpha=0.2, lw=0, label=f"base ± {NOISE_FACTOR} × spread")
         for i, (cfg, c) in enumerate(g.groupby("config", sort=False)):
             c = c.sort_values("index")
-            ax.errorbar(c["index"], c["ratio_to_base"], yerr=c["spread"] * c["ratio_to_base"], marker="o",
-                        capsize=3, color=f"C{i}", label=cfg)
+            yerr = [(c["ratio_to_base"] - c["base_low"]).clip(lower=0), (c["base_high"] - c["ratio_to_base"]).clip(lower=0)]
+            ax.errorbar(c["index"], c["ratio_to_base"], yerr=yerr, marker="o", capsize=3, color=f"C{i}", label=cfg)
         ax.axhline(1.0, color="black", lw=0.8)
         ax.set(ylabel="per folio / base", title=f"{format_size(fs)} folios")
         ax.legend(fontsize=7, loc="upper left")
