@@ -11,6 +11,7 @@ from pathlib import Path
 from ..targets import kernel_images
 from .. import paths
 from . import store
+from .cli_console import BootProgress, note
 from .cli_dispatch import add_strict, dispatch
 from ..errors import WorkbenchError
 from ..units import format_size, parse_size, parse_size_list
@@ -38,33 +39,13 @@ def _target_args(p: argparse.ArgumentParser, default: str | None = "vm"):
                         "prepare` installed it into on that box, else python3)")
 
 
-class BootProgress:
-    """Boot progress: redrawn in place on a terminal, one line every 15 s in a log."""
-
-    def __init__(self, stream=None):
-        self.stream = stream or sys.stderr
-        self.last = -1.0
-
-    def __call__(self, elapsed: float):
-        if self.stream.isatty():
-            self.stream.write(f"\rbooting VM ... {elapsed:5.0f} s")
-        elif self.last < 0 or elapsed - self.last >= 15:
-            self.last = elapsed
-            self.stream.write(f"booting VM ... {elapsed:.0f} s\n")
-        self.stream.flush()
-
-
-def _note(text: str):
-    sys.stderr.write(text + "\n")
-
-
 def target_from_args(args, quiet: bool = False, spec: str | None = None, kernel: str | None = None):
     """The target the command line names (``spec``/``kernel`` override the flags)."""
     from ..targets import make_target
     return make_target(spec or args.target, kernel=kernel or args.kernel, vm_name=args.vm_name, nodes=args.nodes,
                        distances=args.distance, accel=args.accel, identity=args.ssh_identity,
                        known_hosts=args.ssh_known_hosts, remote_python=args.remote_python,
-                       progress=None if quiet else BootProgress(), notify=None if quiet else _note)
+                       progress=None if quiet else BootProgress(), notify=None if quiet else note)
 
 
 def cmd_doctor(args):

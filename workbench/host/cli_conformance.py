@@ -10,17 +10,17 @@ import json
 import sys
 
 from . import conformance
+from .cli_console import BootProgress, note
 
 
 def cmd_conformance(args) -> int:
     from ..targets import make_target
-    from .cli import BootProgress, _note
     migrators = conformance.parse_list(args.migrators, conformance.CONFIGS, "migrator configuration",
                                        conformance.CONFIGS)
     tests = conformance.parse_suites(args.suites)
     target = make_target(args.target, kernel=args.kernel, vm_name=args.vm_name,
                          nodes=args.nodes or (conformance.default_nodes() if args.target == "vm" else None),
-                         progress=None if args.json else BootProgress(), notify=None if args.json else _note)
+                         progress=None if args.json else BootProgress(), notify=None if args.json else note)
     say = (lambda text: sys.stderr.write(text + "\n")) if args.json else print
     only = [c.strip() for c in args.cases.split(",") if c.strip()] if args.cases else None
     run, records, cannot = conformance.run(target, migrators, tests, label=args.label, progress=say, only=only)
