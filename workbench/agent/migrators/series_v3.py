@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import os
 
+from ...catalogue.migrators import DCBM, MM_MIGRATION as ROOT
 from ...kernelio.kernelfs import parse_choices
 from . import dma_test_engine
 from .base import MigrationControl, register
 
-ROOT = "/sys/kernel/mm/migration"
 STATS = "/sys/kernel/debug/migrate_copy"
-DCBM = f"{ROOT}/dcbm"
 #: dcbm's own events (kernel/v3 0008): descriptors, desc_errors, busy, too_large,
 #: ring_waits, map_errors, prep_errors, timeouts, killed
 DCBM_EVENTS = "/sys/kernel/debug/dcbm/events"
