@@ -106,9 +106,14 @@ def test_one_slow_trial_does_not_hide_a_small_difference():
     same = stats.ratio_interval([g + 0 for g in base], [10_000 + rng.normal(0, 5, 15) for _ in range(2)])
     assert same[1] <= 1 <= same[2] and cost.verdict(*same) == "no difference"
     # a goal is met by the whole interval, missed by all of it, else not decided
-    assert cost.goal_verdict(low, high, 0.01) is True
-    assert cost.goal_verdict(low, high, 0.002) is False
-    assert cost.goal_verdict(0.999, 1.004, 0.002) is None
+    assert cost.goal_verdict(low, high, -0.01, 0.01) is True
+    assert cost.goal_verdict(low, high, -0.002, 0.002) is False
+    assert cost.goal_verdict(0.999, 1.004, -0.002, 0.002) is None
+    assert cost.goal_verdict(0.5, 1.004, -float("inf"), 0.005) is True      # "at most +0.5%"
+    # series v3's goals are issue 19's; any other interface's are v2's
+    assert cost.series_of("workbench series v3 /sys/kernel/mm/migration") == "v3"
+    assert cost.series_of("workbench /sys/kernel/mm/migration") == cost.series_of("ours") == "v2"
+    assert cost.goal_words(-0.002, 0.002) == "within 0.2%" and cost.goal_words(-float("inf"), 0.005) == "at most +0.5%"
 
 
 def test_the_interval_carries_the_spread_between_boots():
