@@ -40,7 +40,7 @@ from . import clocks, compare, stats
 NOT_MEASURED = frozenset({
     "repeat", "seed", "trial_seed", "folio_size", "total_bytes", "src", "dst", "expect_node", "access_threads",
     "host_started", "host_finished", "functional", "verified", "threads", "channels", "batch_size", "workers_n",
-    "batch_kernel_copy", "cpus", "first_folio", "monitor_interval_ms"})
+    "batch_kernel_copy", "cpus", "first_folio", "monitor_interval_ms", "call_cpu_start", "call_cpu_end"})
 RATE = re.compile(r"(gbps|mbps|_per_s)$")
 #: fields shown first in a configuration's block, in this order
 HEADLINE = ("gbps", "seconds", "cost_ns")

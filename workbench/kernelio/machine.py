@@ -57,3 +57,14 @@ def virtualization(fs: KernelFS) -> str:
     if "kvm-clock" in read("/sys/devices/system/clocksource/clocksource0/available_clocksource").split():
         return "kvm"
     return "tcg" if read("/sys/class/dmi/id/sys_vendor").strip() == "QEMU" else "other"
+
+
+def current_cpu(fs: KernelFS) -> int | None:
+    """The CPU the calling thread runs on now: field 39 of /proc/thread-self/stat (v3.17),
+    None where that is not readable (a fake kernel)."""
+    try:
+        stat = fs.read("/proc/thread-self/stat")
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    return int(fields[36]) if len(fields) > 36 else None

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from ...catalogue.workloads import WorkloadInfo
+from ...kernelio.machine import current_cpu
 from ...errors import WorkbenchError
 from ...protocol import PAGE, TrialSpec
 from .. import access, fault_hooks, pagemap, tracing, vmstat
@@ -194,9 +195,13 @@ class Trial:
         """(call(), seconds) with nothing else inside the timer; the timer's own cost
         (the same timer around a prepared trivial system call) goes into the record."""
         self.record["timer_overhead_ns"] = timer_overhead_ns()
+        # which CPU the call started and ended on (outside the timer): a trial's cost can
+        # depend on it, e.g. a node's own CPU against the other's
+        self.record["call_cpu_start"] = current_cpu(self.fs)
         t0 = time.perf_counter_ns()
         result = call()
         t1 = time.perf_counter_ns()
+        self.record["call_cpu_end"] = current_cpu(self.fs)
         self.record["harness_overhead_share"] = self.record["timer_overhead_ns"] / max(t1 - t0, 1)
         return result, (t1 - t0) / 1e9
 
