@@ -220,3 +220,10 @@ def test_a_machine_says_what_it_runs_on(flags, clocksources, vendor, expect):
     t = Target()
     t._facts = {"virtualization": got}
     assert t.accelerator() == {"kvm": "kvm", "tcg": "tcg"}.get(expect, "native")
+
+
+def test_a_stat_line_is_split_after_the_last_parenthesis():
+    """A command name may hold spaces and parentheses: the fields start after the last ')'."""
+    from workbench.kernelio import procstat
+    comm, fields = procstat.parse("4242 (a) b (c)) S 17 4242 " + " ".join(str(n) for n in range(6, 40)) + "\n")
+    assert comm == "a) b (c)" and fields[0] == "S" and fields[1] == "17" and fields[36] == "39"

@@ -10,6 +10,7 @@ import signal
 import time
 
 from ..errors import WorkbenchError
+from ..kernelio import procstat
 from ..kernelio.kernelfs import KernelFS
 
 #: what the ``warn`` hook writes into the kernel log: the shape of a kernel WARN report
@@ -54,8 +55,8 @@ def cut_ssh_link(fs: KernelFS) -> int | None:
     pid = os.getpid()
     while pid > 1:
         stat = fs.read(f"/proc/{pid}/stat")
-        comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        comm, fields = procstat.parse(stat)
+        ppid = int(fields[1])
         if comm.startswith("sshd") and pid != os.getpid():
             os.kill(pid, signal.SIGKILL)
             return pid

@@ -10,6 +10,7 @@ is in its log (and on a VM's console) too, and those lines are returned.
 from __future__ import annotations
 
 from ..errors import WorkbenchError
+from . import procstat
 from .kernelfs import KernelFS
 
 
@@ -18,9 +19,8 @@ def _task(fs: KernelFS, pid: str, tid: str) -> dict | None:
         stat = fs.read(f"/proc/{pid}/task/{tid}/stat")
     except OSError:
         return None  # gone meanwhile
-    comm = stat[stat.index("(") + 1:stat.rindex(")")]
-    state = stat[stat.rindex(")") + 2:].split()[0]
-    return {"pid": int(pid), "tid": int(tid), "comm": comm, "state": state}
+    comm, fields = procstat.parse(stat)
+    return {"pid": int(pid), "tid": int(tid), "comm": comm, "state": fields[0]}
 
 
 def _stack(fs: KernelFS, pid: int, tid: int) -> str:

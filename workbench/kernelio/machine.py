@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import platform
 
+from . import procstat
 from .kernelfs import KernelFS
 
 
@@ -66,5 +67,5 @@ def current_cpu(fs: KernelFS) -> int | None:
         stat = fs.read("/proc/thread-self/stat")
     except OSError:
         return None
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = procstat.parse(stat)[1]
     return int(fields[36]) if len(fields) > 36 else None

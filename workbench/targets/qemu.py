@@ -48,7 +48,7 @@ from .vm_config import (ICOUNT_QEMU_OPTS, PAUSED_WHEN_IDLE, TCG_ACCEL, UNUSED_GU
                         crash_reporting_options, hmat_options, qemu_binary, vng_can_use_virtiofs)
 from .base import TargetLost, clock_of
 from .. import paths
-from ..kernelio import kernellog
+from ..kernelio import kernellog, procstat
 from ..kernelio.kernelfs import RealFS
 from ..errors import WorkbenchError
 from ..units import format_size, parse_size
@@ -522,8 +522,7 @@ class VM:
 
 def _stat(pid: int) -> list[str]:
     """The fields of /proc/<pid>/stat after the command name (field 3 is [0])."""
-    text = RealFS().read(f"/proc/{pid}/stat")
-    return text[text.rindex(")") + 2:].split()
+    return procstat.parse(RealFS().read(f"/proc/{pid}/stat"))[1]
 
 
 def _boot_id() -> str | None:
@@ -552,8 +551,9 @@ def _descendant(pid: int, prefix: str) -> int | None:
             text = fs.read(f"/proc/{entry}/stat")
         except OSError:
             continue
-        comms[int(entry)] = text[text.index("(") + 1:text.rindex(")")]
-        children.setdefault(int(text[text.rindex(")") + 2:].split()[1]), []).append(int(entry))
+        comm, fields = procstat.parse(text)
+        comms[int(entry)] = comm
+        children.setdefault(int(fields[1]), []).append(int(entry))
     todo = list(children.get(pid, []))
     while todo:
         p = todo.pop(0)
