@@ -20,10 +20,11 @@ holding 1 is "no difference", and a goal is met when the whole interval lies wit
 (not decided when it straddles a bound). The range beside it (the largest spread of
 single trials within a boot, or of the boots' medians) shows outliers, which move the
 interval little — under icount one slow trial in fifteen made the range 2-9% and hid
-differences of a few tenths of a percent that the medians showed across boots. It also measures first-folio
-latency against batch size (from the series' batch tracepoints where the kernel has them,
-series v3; else from a polling thread, whose instructions count) and the copy share F from
-the series' own counters, in instruction-time. Every trial is a stored run, so nothing measured is lost.
+differences of a few tenths of a percent that the medians showed across boots. It also
+measures first-folio latency against batch size (from the series' batch tracepoints where
+the kernel has them, series v3; else from a polling thread, whose instructions count) and
+the copy share F from the series' own counters, in instruction-time. Every trial is a
+stored run, so nothing measured is lost.
 """
 
 from __future__ import annotations
