@@ -4,6 +4,7 @@ cost metric's plumbing, on a small git repository made here and a stand-in measu
 
 import hashlib
 import json
+import os
 import random
 import subprocess
 import tarfile
@@ -19,9 +20,14 @@ from workbench.testing.fake_icount import IcountFake
 COSTS = [1000, 1000, 1001, 999, 1100, 1100, 1101, 1100]
 
 
+#: fixed commit dates: a commit's sha, and so the stand-in's noise at it, is the same on every
+#: run (with the clock's dates, the noise=0.2 case below was told apart by chance once in a while)
+DATES = {"GIT_AUTHOR_DATE": "2026-12-05T10:00:00+0000", "GIT_COMMITTER_DATE": "2026-12-05T10:00:00+0000"}
+
+
 def git(repo, *args):
     res = subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True, check=True, env={**os.environ, **DATES})
     return res.stdout.strip()
 
 
