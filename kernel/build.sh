@@ -5,19 +5,22 @@
 # usage: kernel/build.sh [--line LINE | --ksrc PATH] [--series PATH | --vanilla]
 #                        [--name NAME] [--profile NAME] [--seed-from TREE] [--print-dir]
 #
-#   --line LINE     the base: a kernel line of kernel/lines (6.12, the default,
-#                   or 7.3), its source package taken from Debian's archive
-#                   by kernel/debian-source.sh
+#   --line LINE     the base: a kernel line of kernel/lines (7.3, the default,
+#                   or 6.12, the frozen LTS line), its source package taken
+#                   from Debian's archive (kernel/debian-source.sh; 6.12 from
+#                   the host's own linux-source-6.12)
 #   --ksrc PATH     the base: a kernel source tree (or a .tar.* of one) instead
 #                   of a line's source (it is copied into the cache; the
 #                   original is never modified)
-#   --series PATH   the patches to apply with git am instead of our own
-#                   (patches/series): an mbox as "b4 am" writes it, one patch,
+#   --series PATH   the patches to apply with git am instead of the line's
+#                   series of ours (kernel/lines: v3/series on 7.3,
+#                   patches/series on 6.12): an mbox as "b4 am" writes it, one patch,
 #                   a directory of "git format-patch" files, or a directory
 #                   with a quilt-style "series" file
 #   --vanilla       apply no patches: the base as it is
 #   --name NAME     what the result is called (--kernel NAME boots it);
-#                   default: patched, vanilla, or the series' file name
+#                   default: patched, vanilla (with -LINE on a line that is
+#                   not the default: patched-6.12), or the series' file name
 #   --profile NAME  test (default): config/*.config + config/test/*.config,
 #                   with the debug checks the VM tests rely on;
 #                   bench: config/*.config + config/bench/*.config, without
@@ -39,10 +42,9 @@ set -euo pipefail
 {
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-patchdir=$here/patches
+patchdir=
 confdir=$here/config
-default_tarball=${WORKBENCH_KERNEL_TARBALL:-/usr/src/linux-source-6.12.tar.xz}
-tarball=$default_tarball
+tarball=
 cache=${WORKBENCH_CACHE:-$HOME/.cache/migration-workbench}/kernel
 jobs=${WORKBENCH_JOBS:-$(nproc)}
 
@@ -91,9 +93,14 @@ esac
 [ -z "$kline" ] || [ -z "$ksrc" ] || die "--line and --ksrc exclude each other (both name the base)"
 # ---- the line: its base source and the series of ours on it ---------------------------
 line_select "$kline"
-[ -z "$kline" ] || [ "$line_series" != - ] || [ $vanilla = 1 ] || [ -n "$series" ] ||
-	die "kernel line $kline has no series of ours yet: build it with --vanilla, or give --series"
-[ -z "$kline" ] || line_fetch_source
+[ "$line_series" != - ] || [ $vanilla = 1 ] || [ -n "$series" ] ||
+	die "kernel line $line_name has no series of ours yet: build it with --vanilla, or give --series"
+# the line's Debian source is the base unless --ksrc names another
+# (WORKBENCH_KERNEL_TARBALL: a .tar of the line's source from elsewhere)
+if [ -z "$ksrc" ]; then
+	if [ -n "${WORKBENCH_KERNEL_TARBALL:-}" ]; then tarball=$WORKBENCH_KERNEL_TARBALL; else line_fetch_source; fi
+fi
+line_tarball=$tarball
 [ "$line_series" = - ] || patchdir=$here/$line_series
 case $name in
 *[!A-Za-z0-9._-]*|.*) die "kernel name '$name' may only have letters, digits, '.', '_' and '-' (and no leading '.')" ;;
@@ -122,7 +129,7 @@ if [ -n "$ksrc" ]; then
 		src_id="ksrc:$ksrc:mtime:$(find "$ksrc" -type f -newer "$ksrc/Makefile" -printf '%T@ %p\n' 2>/dev/null | sort | sha):$(stat -c %Y "$ksrc/Makefile")"
 	fi
 else
-	[ -f "$tarball" ] || die "no source tarball $tarball (apt-get install linux-source-6.12)"
+	[ -f "$tarball" ] || die "no source tarball $tarball (apt-get install $line_pkg)"
 	pkgver=$(tarball_version "$tarball")
 	source_desc="$(basename "$tarball") $pkgver"
 	# Size+mtime identify the tarball cheaply; the package version names it.
@@ -307,7 +314,7 @@ log "build took $(($(date +%s) - start))s"
 	echo "base=$src_id"
 	echo "source=${source_desc:-$ksrc}"
 	# the line: given, or the first line's default source; a base of one's own has none
-	echo "line=$({ [ -n "$kline" ] || { [ -z "$ksrc" ] && [ "$tarball" = "$default_tarball" ]; }; } && echo "$line_name")"
+	echo "line=$({ [ -n "$kline" ] || { [ -n "$line_tarball" ] && [ "$tarball" = "$line_tarball" ]; }; } && echo "$line_name")"
 	echo "inputs=$(printf '%s' "$key" | cut -c1-16)"
 	echo "version=$(make -s kernelversion 2>/dev/null)"
 } >.workbench-tree

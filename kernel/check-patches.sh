@@ -3,8 +3,9 @@
 # series file, then compile the series' files for other architectures.
 # usage: kernel/check-patches.sh [--no-cross] [--series DIR] [--line LINE] [KERNEL_TREE]
 #
-#   --series DIR  the series directory (default patches/, series v2; v3/ is
-#                 series v3 on 7.3); its cross.conf says which options to add
+#   --series DIR  the series directory (default the line's own series in
+#                 lines: v3/ on 7.3, patches/ on 6.12); its cross.conf says
+#                 which options to add
 #                 and which objects to compile
 #   --line LINE   the kernel line whose vanilla tree is the base (kernel/lines;
 #                 default the default line)
@@ -25,16 +26,25 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cross=1
-sdir=$here/patches
+sdir=
+kline=
 line_args=()
 while [ $# -gt 0 ]; do
 	case $1 in
 	--no-cross) cross=0; shift ;;
 	--series) sdir=$(cd "$2" && pwd); shift 2 ;;
-	--line) line_args=(--line "$2"); shift 2 ;;
+	--line) kline=$2; line_args=(--line "$2"); shift 2 ;;
 	*) break ;;
 	esac
 done
+if [ -z "$sdir" ]; then
+	die() { echo "check-patches.sh: $*" >&2; exit 2; }
+	# shellcheck source=series-lib.sh
+	. "$here/series-lib.sh"
+	line_select "$kline"
+	[ "$line_series" != - ] || die "kernel line $line_name has no series of ours: give --series"
+	sdir=$here/$line_series
+fi
 [ -f "$sdir/series" ] || { echo "no series file in $sdir" >&2; exit 2; }
 [ -f "$sdir/cross.conf" ] || { echo "no cross.conf in $sdir (options=..., objects=...)" >&2; exit 2; }
 options= objects=

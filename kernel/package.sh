@@ -11,11 +11,11 @@
 #                      tree offers (kernel/offload-options.py)
 #   --lsmod FILE       the box's "lsmod" output: localmodconfig builds only the
 #                      modules it had loaded (plus ours), minutes instead of hours
-#   --vanilla          do not apply patches/series (nor turn on offload options)
+#   --vanilla          do not apply the line's series (nor turn on offload options)
 #   --test-dma-engine  also build the test-only DMA engine (for a VM; never for
 #                      a real machine: it offloads nothing)
 #   --line LINE        the kernel line of kernel/lines whose Debian source to
-#                      build (6.12, the default, or 7.3; fetched as build.sh does)
+#                      build (7.3, the default, or 6.12; fetched as build.sh does)
 #   --ksrc PATH        kernel source tree instead of a line's Debian source
 #                      (copied, never modified)
 #   --print-dir        only print the output directory, build nothing
@@ -28,9 +28,9 @@ set -euo pipefail
 {
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-patchdir=$here/patches
+patchdir=
 confdir=$here/config
-tarball=${WORKBENCH_KERNEL_TARBALL:-/usr/src/linux-source-6.12.tar.xz}
+tarball=
 cache=${WORKBENCH_CACHE:-$HOME/.cache/migration-workbench}/kernel/pkg
 jobs=${WORKBENCH_JOBS:-$(nproc)}
 
@@ -66,7 +66,11 @@ config=$(cd "$(dirname "$config")" && pwd)/$(basename "$config")
 line_select "$kline"
 [ "$line_series" != - ] || [ $vanilla = 1 ] ||
 	die "kernel line $line_name has no series of ours yet: package it with --vanilla"
-[ -z "$kline" ] || line_fetch_source
+# the line's Debian source unless --ksrc names a tree (WORKBENCH_KERNEL_TARBALL: a
+# .tar of the line's source from elsewhere)
+if [ -z "$ksrc" ]; then
+	if [ -n "${WORKBENCH_KERNEL_TARBALL:-}" ]; then tarball=$WORKBENCH_KERNEL_TARBALL; else line_fetch_source; fi
+fi
 [ "$line_series" = - ] || patchdir=$here/$line_series
 
 sha() { sha256sum | cut -c1-64; }
@@ -81,7 +85,7 @@ if [ -n "$ksrc" ]; then
 		src_id="ksrc:$ksrc:mtime:$(find "$ksrc" -type f -newer "$ksrc/Makefile" -printf '%T@ %p\n' 2>/dev/null | sort | sha):$(stat -c %Y "$ksrc/Makefile")"
 	fi
 else
-	[ -f "$tarball" ] || die "no source tarball $tarball (apt-get install linux-source-6.12)"
+	[ -f "$tarball" ] || die "no source tarball $tarball (apt-get install $line_pkg)"
 	pkgver=$(tarball_version "$tarball")
 	src_id="tarball:$tarball:$pkgver:$(stat -c '%s:%Y' "$tarball")"
 fi

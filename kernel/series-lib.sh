@@ -112,7 +112,10 @@ line_select() {
 # line_fetch_source: the selected line's source tarball into "tarball": the
 # host's own (left as the caller set it) or fetched by debian-source.sh
 line_fetch_source() {
-	[ "$line_suite" != host ] || return 0
+	if [ "$line_suite" = host ]; then
+		tarball=/usr/src/$line_pkg.tar.xz
+		return 0
+	fi
 	tarball=$(bash "$here/debian-source.sh" --suite "$line_suite" --file "usr/src/$line_pkg.tar.*" "$line_pkg") ||
 		die "cannot fetch $line_pkg from $line_suite"
 }

@@ -4,7 +4,9 @@
 #   - Debian packages: QEMU, sshd (for the ssh target's test), kernel build tools,
 #     what `workbench conformance` runs (libnuma's headers for the selftests, stress-ng)
 #   - .venv with this package and its test/notebook extras
-#   - the stock Debian 6.12 kernel, downloaded and unpacked into the cache
+#   - each kernel line's stock Debian kernel (kernel/lines), downloaded and unpacked
+#     into the cache: the default line's (7.3, from trixie-backports) and the LTS line's
+#     (Debian 12's own 6.12)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,9 +48,9 @@ if [ ! -e "$stamp" ]; then
   rm -f .venv/.installed-*; touch "$stamp"
 fi
 
+# the default line's stock kernel (kernel/lines: 7.3 from trixie-backports) is the VM's
+# default kernel; the LTS line's (6.12, from this host's apt sources) only its tests need
 .venv/bin/workbench kernel fetch-stock >&2
-# the 7.3 line's stock kernel, from trixie-backports (kernel/lines): only the 7.3
-# tests need it, so the demo goes on without it
-.venv/bin/workbench kernel fetch-stock --line 7.3 >&2 ||
-  echo "setup: the 7.3 line's stock kernel could not be fetched (see above); the 7.3 tests will say so" >&2
+.venv/bin/workbench kernel fetch-stock --line 6.12 >&2 ||
+  echo "setup: the 6.12 line's stock kernel could not be fetched (see above); its tests will say so" >&2
 echo "setup: done" >&2

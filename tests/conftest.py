@@ -20,13 +20,16 @@ DATA = Path(__file__).parent / "data"
 REQUIRE = os.environ.get("WORKBENCH_REQUIRE_VM") == "1"
 #: VM names of the tests start with this, so two checkouts can test side by side
 VM_PREFIX = os.environ.get("WORKBENCH_TEST_VM_PREFIX", "pytest")
-#: the kernel the stock VM's tests boot (the chaos sweep, the notebooks, the workloads)
+#: the kernel the stock VM's tests boot (the chaos sweep, the notebooks, the workloads):
+#: the default line's Debian image (kernel/lines: 7.3); WORKBENCH_TEST_STOCK_KERNEL=stock-6.12
+#: runs them on Debian 12's own kernel
 STOCK_KERNEL = os.environ.get("WORKBENCH_TEST_STOCK_KERNEL", "stock")
-#: the kernel the ``patched`` tests boot; WORKBENCH_TEST_PATCHED_KERNEL=v3-wip runs them on
-#: series v3 on 7.3 (the same workloads and migrators on the other line)
+#: the kernel the ``patched`` tests boot: our series on the default line (v3 on 7.3)
 PATCHED_KERNEL = os.environ.get("WORKBENCH_TEST_PATCHED_KERNEL", "patched")
-#: its vanilla tree, where a test wants both (WORKBENCH_TEST_VANILLA_KERNEL=vanilla-7.3)
+#: its vanilla tree, where a test wants both
 VANILLA_KERNEL = os.environ.get("WORKBENCH_TEST_VANILLA_KERNEL", "vanilla")
+#: the LTS line's patched tree (series v2 on 6.12, frozen): one smoke test boots it
+LTS_KERNEL = os.environ.get("WORKBENCH_TEST_LTS_KERNEL", "patched-6.12")
 
 
 def need(condition: bool, reason: str):
@@ -84,14 +87,14 @@ def _boot(kernel: str, name: str, accel: str | None = None, nodes: list | None =
 
 @pytest.fixture(scope="session")
 def vm_target():
-    """One VM (stock Debian 6.12, 2 nodes) for the whole session, torn down after;
-    WORKBENCH_TEST_STOCK_KERNEL boots another kernel in its place (vanilla-7.3: the 7.3 line)."""
+    """One VM (the default line's stock Debian kernel, 2 nodes) for the whole session, torn
+    down after; WORKBENCH_TEST_STOCK_KERNEL boots another kernel in its place."""
     target = _boot(STOCK_KERNEL, VM_PREFIX if STOCK_KERNEL == "stock" else f"{VM_PREFIX}-{STOCK_KERNEL}")
     yield target
     target.vm.down()
 
 
-#: the one WARN the test engine's map_fail causes (dma-direct, once per boot; test_dcbm)
+#: the one WARN the test engine's map_fail causes (dma-direct, once per boot; test_kernel_v3_dcbm)
 MAP_FAIL_WARNING = ("kernel/dma/direct.h", "kernel/dma/swiotlb.c", "dma_direct_map", "swiotlb_map")
 
 
@@ -157,6 +160,17 @@ def patched_vm():
     target.vm.down()
 
 
+@pytest.fixture(scope="session")
+def lts_vm():
+    """The LTS line's patched tree (series v2 on 6.12) in a 2-node VM: its smoke test, and
+    the chaos test that needs a kernel whose dcbm really hangs (v2 waits up to 60 s a batch)."""
+    t0 = time.time()
+    target = _boot(LTS_KERNEL, f"{VM_PREFIX}-{LTS_KERNEL}")
+    print(f"\n[{LTS_KERNEL} boot: {time.time() - t0:.0f} s]")
+    yield target
+    target.vm.down()
+
+
 @pytest.fixture
 def patched(patched_vm):
     """The patched VM, with its console scanned and its knobs compared after the test."""
@@ -170,7 +184,7 @@ def patched(patched_vm):
 # one that is never used again still holds 3 GiB of host memory for the rest of the suite.
 @pytest.fixture(scope="module")
 def icount_vm():
-    """Stock Debian 6.12 under the instruction-counted clock (--accel icount)."""
+    """The default line's stock Debian kernel under the instruction-counted clock (--accel icount)."""
     target = _boot("stock", f"{VM_PREFIX}-icount", accel="icount")
     yield target
     target.vm.down()
@@ -190,7 +204,7 @@ TIERED_NODES = [["1G", "0"], ["1G", "1"], ["512M", ""]]
 
 @pytest.fixture(scope="session")
 def tiered_vm():
-    """Stock Debian 6.12 (or WORKBENCH_TEST_STOCK_KERNEL's) with a third, CPU-less node in
+    """The stock kernel (or WORKBENCH_TEST_STOCK_KERNEL's) with a third, CPU-less node in
     a lower memory tier (demotion)."""
     name = f"{VM_PREFIX}-tiered" if STOCK_KERNEL == "stock" else f"{VM_PREFIX}-{STOCK_KERNEL}-tiered"
     target = _boot(STOCK_KERNEL, name, nodes=TIERED_NODES)
@@ -198,17 +212,25 @@ def tiered_vm():
     target.vm.down()
 
 
-#: the series v3 tree under test (tests/test_kernel_v3*.py); WORKBENCH_TEST_V3_KERNEL
-#: names another (a v3 being written, say)
-V3_KERNEL = os.environ.get("WORKBENCH_TEST_V3_KERNEL", "v3-wip")
+#: the series v3 tree under test (tests/test_kernel_v3*.py): ``patched``, the default line's
+#: series; WORKBENCH_TEST_V3_KERNEL names another (a v3 being written, say)
+V3_KERNEL = os.environ.get("WORKBENCH_TEST_V3_KERNEL", PATCHED_KERNEL)
 
 
 @pytest.fixture(scope="session")
-def v3_vm():
-    """Series v3 on 7.3 with two nodes with CPUs and a CPU-less lower tier (demotion),
-    shared by the v3 test modules, which run one after the other."""
+def v3_vm(request):
+    """Series v3 with two nodes with CPUs and a CPU-less lower tier (demotion), shared by
+    the v3 test modules, which run one after the other. When it is the patched kernel, it
+    is the patched tiered VM itself: one boot, not two of the same kernel."""
+    if V3_KERNEL == PATCHED_KERNEL:
+        return request.getfixturevalue("patched_tiered_vm")
+    return request.getfixturevalue("_other_v3_vm")
+
+
+@pytest.fixture(scope="session")
+def _other_v3_vm():
     t0 = time.time()
-    target = _boot(V3_KERNEL, f"{VM_PREFIX}-{V3_KERNEL}", nodes=TIERED_NODES)
+    target = _boot(V3_KERNEL, f"{VM_PREFIX}-{V3_KERNEL}-v3", nodes=TIERED_NODES)
     print(f"\n[{V3_KERNEL} boot: {time.time() - t0:.0f} s]")
     yield target
     target.vm.down()
@@ -217,6 +239,8 @@ def v3_vm():
 @pytest.fixture(scope="session")
 def patched_tiered_vm():
     """The kernel series with the same lower-tier topology."""
+    t0 = time.time()
     target = _boot(PATCHED_KERNEL, f"{VM_PREFIX}-{PATCHED_KERNEL}-tiered", nodes=TIERED_NODES)
+    print(f"\n[{PATCHED_KERNEL} (tiered) boot: {time.time() - t0:.0f} s]")
     yield target
     target.vm.down()

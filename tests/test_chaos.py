@@ -168,11 +168,13 @@ def test_a_run_killed_at_a_random_point_resumes_to_the_same_trials(vm_target, tm
 
 
 @pytest.mark.vm
-def test_a_dcbm_migration_that_never_completes_is_dumped_rebooted_and_given_up(patched_vm, tmp_path):
-    """A migration that really hangs in the kernel (patched kernel): the test DMA engine
-    never completes a descriptor (hang_every=1) and dcbm waits its longest timeout (60 s)
-    per batch. Past the trial's limit the blocked tasks are recorded (the trial's thread
-    in move_pages, waiting in the kernel, state D), the VM is rebooted, and with
+def test_a_dcbm_migration_that_never_completes_is_dumped_rebooted_and_given_up(lts_vm, tmp_path):
+    """A migration that really hangs in the kernel: the test DMA engine never completes a
+    descriptor (hang_every=1) and dcbm waits its longest timeout (60 s) per batch. That takes
+    the LTS line's series v2 (6.12): v3 bounds dcbm's wait by the batch's bytes (kernel/v3
+    0008), so no engine can hang a v3 migration for long (test_kernel_v3_dcbm's timeout
+    test). Past the trial's limit the blocked tasks are recorded (the trial's thread in
+    move_pages, waiting in the kernel, state D), the VM is rebooted, and with
     --max-reboots 1 the configuration is given up at once; the VM is up again after."""
     from workbench.agent.migrators.mm_migration import DCBM
     from workbench.agent.migrators.dma_test_engine import TEST_DMA_ENGINE, TEST_ENGINE_PARAMS
@@ -180,16 +182,12 @@ def test_a_dcbm_migration_that_never_completes_is_dumped_rebooted_and_given_up(p
     params = RunParams(folio_sizes=[4096], total_size=4 << 20, repeats=2, migrator="dcbm", channels=1,
                        dma_engine=TEST_DMA_ENGINE,
                        settings={f"{TEST_ENGINE_PARAMS}/hang_every": "1", f"{DCBM}/timeout_ms": "60000"})
-    if str(patched_vm.facts().get("interface", "")).startswith("workbench series v3"):
-        # not a skip for want of a VM: the behaviour under test is v2's
-        pytest.skip("series v3 bounds dcbm's wait by the batch's bytes (kernel/v3 0008), so a copy that never "
-                    "completes cannot hang the migration; test_kernel_v3_dcbm's timeout test covers it")
-    token = patched_vm.ensure_up()["token"]
-    run = runner.run(patched_vm, params, root=tmp_path, progress=False, trial_timeout=30, max_reboots=1)
+    token = lts_vm.ensure_up()["token"]
+    run = runner.run(lts_vm, params, root=tmp_path, progress=False, trial_timeout=30, max_reboots=1)
     (hung, given_up) = run.faults()
     assert hung["kind"] == "hung" and hung["trial_key"] == params.trials()[0].key()
     assert "state D" in hung["detail"] and "move_pages" in hung["detail"], hung["detail"]
     assert "sysrq: Show Blocked State" in hung["detail"]
     assert given_up["kind"] == "given_up" and list(run.manifest["given_up"]) == [hung["config"]]
     assert run.records().empty                            # the r1 trial was given up with its configuration
-    assert patched_vm.vm.running() and patched_vm.vm.state()["token"] != token   # rebooted, and up
+    assert lts_vm.vm.running() and lts_vm.vm.state()["token"] != token   # rebooted, and up

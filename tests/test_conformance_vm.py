@@ -1,6 +1,6 @@
 """Integration: `workbench conformance` in a VM of 4 CPUs on series v3 (7.3): the kernel's
 migration selftest and stress-ng's NUMA stressor under mtcopy and dcbm, small (one
-selftest case each; the full matrix is `workbench conformance --kernel v3-wip`, ~20 min
+selftest case each; the full matrix is `workbench conformance --kernel patched`, ~20 min
 under TCG). Each case must pass, the migrator must have copied during it, the kernel
 log must stay clean."""
 

@@ -202,7 +202,7 @@ def test_bad_trees_and_series_are_one_line_each(tmp_path, capsys, cache):
         (["--base", str(good), "--series", str(series), "--vanilla"], "a series and --vanilla exclude each other"),
         (["--source", str(good), "--series", str(series)], "--source builds a tree as it is; --line, --base and"),
         (["--source", str(good), "--line", "7.3"], "--source builds a tree as it is; --line, --base and"),
-        (["--line", "9.9"], "kernel line '9.9' is not one of 6.12, 7.3"),
+        (["--line", "9.9"], "kernel line '9.9' is not one of 7.3, 6.12"),
         (["--line", "7.3", "--base", str(good)], "--line and --base both name the base: give one"),
         (["--base", str(good), "--name", "../up"], "kernel name '../up' is not allowed"),
     ]
@@ -240,27 +240,32 @@ def test_the_engine_needs_a_built_tree(tmp_path):
 def test_the_kernel_lines_come_from_one_table():
     from workbench.targets import kernel_lines
     lines = {line.name: line for line in kernel_lines.lines()}
-    assert list(lines) == ["6.12", "7.3"] and kernel_lines.default().name == "6.12"
-    assert lines["6.12"].series == "patches" and lines["6.12"].suffix == ""
+    # the default line first: its kernels are stock, vanilla and patched; the LTS line's carry its name
+    assert list(lines) == ["7.3", "6.12"] and kernel_lines.default().name == "7.3"
+    assert lines["7.3"].series == "v3" and lines["7.3"].suffix == ""
     assert lines["7.3"].source_package == "linux-source-7.3" and lines["7.3"].suite == "trixie-backports"
-    assert lines["7.3"].suffix == "-7.3"
+    assert lines["6.12"].series == "patches" and lines["6.12"].suffix == "-6.12" and lines["6.12"].suite == "host"
     # the stock image regexes pick the image package and its release out of a suite's names
     assert lines["6.12"].stock_pattern().match("linux-image-6.12.118+deb12-amd64-unsigned").group(1) == \
         "6.12.118+deb12-amd64"
     assert lines["7.3"].stock_pattern().match("linux-image-7.3.4+deb13-amd64").group(1) == "7.3.4+deb13-amd64"
     assert not lines["7.3"].stock_pattern().match("linux-image-7.3.4+deb13-rt-amd64")
-    assert kernel_lines.of_stock_name("stock") == lines["6.12"]
-    assert kernel_lines.of_stock_name("stock-7.3") == lines["7.3"]
+    assert kernel_lines.of_stock_name("stock") == lines["7.3"]
+    assert kernel_lines.of_stock_name("stock-6.12") == lines["6.12"]
     assert kernel_lines.of_stock_name("patched") is None
-    with pytest.raises(WorkbenchError, match="kernel line '8.0' is not one of 6.12, 7.3"):
+    with pytest.raises(WorkbenchError, match="kernel line '8.0' is not one of 7.3, 6.12"):
         kernel_lines.of_stock_name("stock-8.0")
 
 
-def test_a_line_without_a_series_of_ours_says_so(capsys, cache):
-    """7.3 has no series of ours yet: building it patched is refused before its source is
-    fetched or anything compiled."""
-    line = run_cli(capsys, "kernel", "build", "--line", "7.3")
-    assert line == ("workbench: error: kernel line 7.3 has no series of ours yet: build it with --vanilla, "
+def test_a_line_without_a_series_of_ours_says_so(capsys, cache, monkeypatch):
+    """A line with no series of ours yet (``-`` in kernel/lines): building it patched is
+    refused before its source is fetched or anything compiled."""
+    from workbench.targets import kernel_lines
+    new = kernel_lines.KernelLine("8.0", "linux-source-8.0", "forky", r"^linux-image-(8\.0\.[0-9]+)$", None)
+    table = kernel_lines.lines()
+    monkeypatch.setattr(kernel_lines, "lines", lambda: (*table, new))
+    line = run_cli(capsys, "kernel", "build", "--line", "8.0")
+    assert line == ("workbench: error: kernel line 8.0 has no series of ours yet: build it with --vanilla, "
                     "or give --series"), line
     assert not (cache / "debian").exists(), "nothing was fetched"
 

@@ -1,9 +1,12 @@
-"""Integration: the 7.3 line (kernel/lines). Its source and Debian's 7.3 image come from
-trixie-backports (kernel/debian-source.sh, a private apt state in the cache); vanilla 7.3
-is built with ``workbench kernel build --line 7.3 --vanilla`` (``make kernels`` does it),
-the stock image with ``workbench kernel fetch-stock --line 7.3`` (``make setup``). Each
-boots in the 2-node VM and migrates 4K, 64K and 2M folios byte-exact, and every record
-says which line and which source it ran on. No series of ours is on 7.3 yet (issue 19)."""
+"""Integration: both kernel lines (kernel/lines). The default line, 7.3, takes its source and
+Debian's 7.3 image from trixie-backports (kernel/debian-source.sh, a private apt state in
+the cache); the LTS line, 6.12, from the host's own apt sources. ``make kernels`` builds
+the default line's vanilla tree (``workbench kernel build --vanilla``), ``make setup``
+fetches both lines' stock images (``workbench kernel fetch-stock [--line 6.12]``). The
+default line's vanilla tree and the LTS line's stock image each boot in the 2-node VM
+and migrate 4K, 64K and 2M folios byte-exact, and every record says which line and which
+source it ran on. (The default line's stock image is the stock VM of every other test;
+the LTS line's patched tree has its smoke test in test_lts_line.py.)"""
 
 import time
 
@@ -12,12 +15,16 @@ import pytest
 from workbench.host import runner, store
 from workbench.host.plan import RunParams
 
-from .conftest import VM_PREFIX, ConsoleWatch, _boot
+from .conftest import VANILLA_KERNEL, VM_PREFIX, ConsoleWatch, _boot
 
 pytestmark = pytest.mark.vm
 
 
-@pytest.fixture(scope="module", params=["stock-7.3", "vanilla-7.3"])
+#: a kernel, and the line and release its records must name
+KERNELS = {VANILLA_KERNEL: "7.3", "stock-6.12": "6.12"}
+
+
+@pytest.fixture(scope="module", params=list(KERNELS))
 def line_vm(request):
     t0 = time.time()
     target = _boot(request.param, f"{VM_PREFIX}-{request.param}")
@@ -26,9 +33,12 @@ def line_vm(request):
     target.vm.down()
 
 
-def test_a_7_3_kernel_migrates_every_folio_size_byte_exact(line_vm, tmp_path):
+def test_each_line_s_kernel_migrates_every_folio_size_byte_exact(line_vm, tmp_path):
     kernel, target = line_vm
+    line = KERNELS[kernel]
     watch = ConsoleWatch(target)
+    facts = target.facts()
+    assert facts["interface"] == "none" and facts["offered"] == ["kernel"], facts
     params = RunParams(folio_sizes=[4096, 64 << 10, 2 << 20], total_size=8 << 20, repeats=1)
     run = runner.run(target, params, root=tmp_path, progress=False)
     df = store.load_runs(tmp_path, [run.id])
@@ -37,11 +47,11 @@ def test_a_7_3_kernel_migrates_every_folio_size_byte_exact(line_vm, tmp_path):
     assert sorted(df["folio_size"]) == [4096, 64 << 10, 2 << 20]
     assert (df["folio_match_share"] == 1.0).all(), df[["folio_size", "folio_match_share"]]
     row = df.iloc[0]
-    assert row["kernel_line"] == "7.3" and row["kernel"] == kernel
-    assert row["kernel_release"].startswith("7.3.")
-    if kernel == "stock-7.3":
-        assert row["kernel_source"].startswith("Debian image 7.3.")
+    assert row["kernel_line"] == line and row["kernel"] == kernel
+    assert row["kernel_release"].startswith(f"{line}.")
+    if kernel.startswith("stock"):
+        assert row["kernel_source"].startswith(f"Debian image {line}."), row["kernel_source"]
     else:
         assert row["kernel_series"] == "none"
-        assert row["kernel_source"].startswith("linux-source-7.3.tar.xz 7.3."), row["kernel_source"]
+        assert row["kernel_source"].startswith(f"linux-source-{line}.tar.xz {line}."), row["kernel_source"]
     watch.check()

@@ -1,6 +1,6 @@
-"""Integration: series v3 on Linux 7.3 as far as it is written (kernel/v3, issue 19), in the
-2-node VM. Built by ``make kernels`` as ``v3-wip`` (``workbench kernel build --line 7.3
---series kernel/v3 --name v3-wip``, seeded from vanilla-7.3).
+"""Integration: series v3 on Linux 7.3 (kernel/v3), the default line's series, in the 2-node
+VM. Built by ``make kernels`` as ``patched`` (``workbench kernel build``, seeded from the
+``vanilla`` tree of the same source; test_kernel_lines.py boots that).
 
 What its patches promise and these tests hold them to:
   0001  copy first, then move: a destination copied ahead carries a mark that the move
@@ -68,6 +68,16 @@ ZERO = dict.fromkeys(["batches", "folios", "bytes", "copied", "fallbacks", "decl
 
 def folios(record) -> int:
     return record["pages"] * 4096 // record["folio_size"]
+
+
+def test_the_series_is_there(v3):
+    facts = v3.facts()
+    assert facts["interface"].startswith("workbench series v3"), facts["interface"]
+    assert facts["kernel_release"].startswith("7.3."), facts["kernel_release"]
+    assert facts["migrators"][0] == "kernel" and "mtcopy" in facts["offered"], facts["offered"]
+    # our VM configuration builds pvpanic in and ramoops as a module (00-vm-base.config)
+    assert facts["panic_record"]["pvpanic"] == "on", facts["panic_record"]
+    assert facts["panic_record"]["pstore"].startswith("on: ramoops"), facts["panic_record"]
 
 
 def test_defaults_form_no_batch(v3):

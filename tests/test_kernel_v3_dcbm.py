@@ -298,3 +298,40 @@ def test_channels_are_not_changed_under_an_active_dcbm_and_given_back_after(v3):
 def test_bad_dcbm_writes_are_refused_and_change_nothing(v3, knob, values):
     dcbm_trials(v3, folios=(4096,), channels=(1,), size=2 << 20)
     assert_writes_refused(v3, f"{DCBM}/{knob}", values)
+
+
+# ---- the test engine's own settings (0009) -----------------------------------------------
+ENGINE_BAD_WRITES = [
+    ("preset", ["fast", "\n", "DSA "]),
+    ("order", ["sideways", "2", "in order"]),
+    ("callbacks", ["some", "0"]),
+    ("on_error", ["retry"]),
+    ("ring", ["-1", "65537", "x"]),
+    ("bandwidth_mbps", ["1000001", "1.5"]),
+    ("latency_ns", ["1000000001"]),
+]
+
+
+@pytest.mark.parametrize("knob, values", ENGINE_BAD_WRITES, ids=[k for k, _ in ENGINE_BAD_WRITES])
+def test_bad_engine_mode_writes_are_refused_and_change_nothing(v3, knob, values):
+    dcbm_trials(v3, folios=(4096,), channels=(1,), size=1 << 20)     # loads the engine
+    assert_writes_refused(v3, f"{ENGINE}/{knob}", values)
+
+
+def test_a_preset_sets_every_channel_and_a_channel_can_differ(v3):
+    dcbm_trials(v3, folios=(4096,), channels=(1,), size=1 << 20)
+    chan0, chan1 = "/sys/kernel/debug/test_dma_engine/dma0chan0", "/sys/kernel/debug/test_dma_engine/dma0chan1"
+    try:
+        res = sysfs(v3, writes=[(f"{ENGINE}/preset", "dsa"), (f"{chan0}/order", "in_order")],
+                    reads=[f"{ENGINE}/preset", f"{ENGINE}/order", f"{ENGINE}/ring", f"{chan0}/order",
+                           f"{chan0}/callbacks", f"{chan0}/ring", f"{chan1}/order"])
+    finally:
+        back = sysfs(v3, writes=[(f"{ENGINE}/preset", "kind")])
+    assert all(not w["error"] for w in res["writes"]), res["writes"]
+    reads = {k.rsplit("/", 2)[-2] + "/" + k.rsplit("/", 1)[-1]: v.strip() for k, v in res["reads"].items()}
+    assert reads["parameters/preset"] == "dsa" and reads["parameters/order"] == "within"
+    assert reads["parameters/ring"] == "32"
+    assert reads["dma0chan0/order"] == "in_order", "one channel set on its own"
+    assert reads["dma0chan0/callbacks"] == "asked" and reads["dma0chan0/ring"] == "32"
+    assert reads["dma0chan1/order"] == "within"
+    assert [w["error"] for w in back["writes"]] == [None]

@@ -198,15 +198,18 @@ def test_kernel_package(capsys, cache, monkeypatch, deb, tmp_path):
                   "line": None}
 
 
-def test_a_package_of_a_line_without_our_series_is_refused_in_one_line(tmp_path, capsys):
-    """7.3 has no series of ours yet: only its vanilla source can be packaged; the script
-    says so before it fetches or builds anything, and a line that does not exist is named."""
-    from workbench.targets import kernel_package
-    config = tmp_path / "config-7.3"
+def test_a_package_of_a_line_without_our_series_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
+    """A line with no series of ours yet (``-`` in kernel/lines): only its vanilla source can
+    be packaged, said before anything is fetched or built; a line that does not exist is named."""
+    from workbench.targets import kernel_lines, kernel_package
+    table = kernel_lines.lines()
+    new = kernel_lines.KernelLine("8.0", "linux-source-8.0", "forky", r"^linux-image-(8\.0\.[0-9]+)$", None)
+    monkeypatch.setattr(kernel_lines, "lines", lambda: (*table, new))
+    config = tmp_path / "config-8.0"
     config.write_text("CONFIG_NUMA=y\n")
-    with pytest.raises(WorkbenchError, match="^kernel line 7.3 has no series of ours yet: package it with --vanilla$"):
-        kernel_package.cached(config, line="7.3")
-    with pytest.raises(WorkbenchError, match="kernel line '5.4' is not one of 6.12, 7.3"):
+    with pytest.raises(WorkbenchError, match="^kernel line 8.0 has no series of ours yet: package it with --vanilla$"):
+        kernel_package.cached(config, line="8.0")
+    with pytest.raises(WorkbenchError, match="kernel line '5.4' is not one of 7.3, 6.12, 8.0"):
         kernel_package.cached(config, line="5.4", vanilla=True)
     with pytest.raises(WorkbenchError, match="--line and --ksrc both name the base"):
         kernel_package.cached(config, line="7.3", vanilla=True, ksrc="/src/linux")

@@ -125,7 +125,7 @@ def test_a_series_that_is_not_one_is_one_line(tmp_path):
 @pytest.mark.parametrize("argv,expect", [
     (["--per-patch", "--trees", "a,b"], "--trees does not apply to --per-patch"),
     (["--per-patch", "--batch-sizes", "16"], "--batch-sizes does not apply to --per-patch"),
-    (["--per-patch", "--line", "7.3"], "kernel line 7.3 has no series of ours yet: give --series"),
+    (["--per-patch", "--line", "8.0"], "kernel line 8.0 has no series of ours yet: give --series"),
     (["--per-patch", "--line", "7.3", "--base", "{tmp}"], "--line and --base both name the base: give one"),
     (["--per-patch", "--series", "{tmp}/nope"], "series '{tmp}/nope' is not a directory"),
     (["--per-patch", "--series", "{series}", "--base", "/no/such"], "kernel source '/no/such' does not exist"),
@@ -136,6 +136,11 @@ def test_a_series_that_is_not_one_is_one_line(tmp_path):
     (["--line", "7.3"], "--line is for --per-patch"),
 ])
 def test_bad_per_patch_input_is_one_line_and_builds_nothing(capsys, monkeypatch, tmp_path, argv, expect):
+    from workbench.targets import kernel_lines
+    table = kernel_lines.lines()
+    # a line with no series of ours yet ("-" in kernel/lines)
+    new = kernel_lines.KernelLine("8.0", "linux-source-8.0", "forky", r"^linux-image-(8\.0\.[0-9]+)$", None)
+    monkeypatch.setattr(kernel_lines, "lines", lambda: (*table, new))
     monkeypatch.setattr(per_patch, "default_build", lambda *a, **k: pytest.fail("a kernel was built"))
     monkeypatch.setattr(per_patch, "default_target_factory", lambda *a, **k: pytest.fail("a VM was booted"))
     from workbench.host import cost

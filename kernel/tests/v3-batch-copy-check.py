@@ -2,8 +2,8 @@
 migrate_pages and mbind trials at 4K, 64K and 2M, byte-exact, with the batch copy off (its
 counters do not move) and on (every folio copied ahead), and with two writer threads.
 
-usage: .venv/bin/python kernel/tests/v3-batch-copy-check.py [KERNEL]   (default v3-wip,
-built by: workbench kernel build --line 7.3 --series kernel/v3 --name v3-wip)"""
+usage: .venv/bin/python kernel/tests/v3-batch-copy-check.py [KERNEL]   (default patched,
+series v3 on the default line, built by: workbench kernel build)"""
 import sys
 import time
 from pathlib import Path
@@ -14,7 +14,7 @@ from workbench.protocol import TrialSpec
 from workbench.catalogue import workloads
 
 D = "/sys/kernel/debug/migrate_batch_copy"
-t = VMTarget(VMConfig(kernel=sys.argv[1] if len(sys.argv) > 1 else "v3-wip", name="v3check"))
+t = VMTarget(VMConfig(kernel=sys.argv[1] if len(sys.argv) > 1 else "patched", name="v3check"))
 t0 = time.time(); t.ensure_up(); print(f"boot {time.time()-t0:.0f}s")
 
 def counters():

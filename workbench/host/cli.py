@@ -322,7 +322,7 @@ def cmd_bench(args):
         trees = tuple(t.strip() for t in str(args.trees).split(","))
         if len(trees) != 2 or not all(trees):
             raise WorkbenchError(f"--trees {args.trees!r} must name two trees, vanilla first: e.g. vanilla,patched "
-                                 f"or vanilla-7.3,v3-wip")
+                                 f"or vanilla-6.12,patched-6.12")
         channels = () if str(args.channels).strip() == "none" else \
             tuple(int(c) for c in str(args.channels).split(",") if c.strip())
         df = cost.measure(folio_sizes=parse_size_list(args.folio_size, "folio size"),
@@ -523,10 +523,10 @@ def build_parser() -> argparse.ArgumentParser:
                                         "series on a base, or any source tree")
     kb.add_argument("--line", help=f"the kernel line whose Debian source is the base ({line_names}; default "
                                    f"{kernel_lines.default().name}); trees on another line are named after it "
-                                   "(vanilla-7.3)")
+                                   "(patched-6.12)")
     kb.add_argument("--base", "--ksrc", dest="base",
                     help="the tree (or .tar of one) to patch instead of a line's Debian source")
-    kb.add_argument("--series", help="the patches to apply to --base (default Debian's 6.12) instead of ours: an mbox (b4 am), one patch, "
+    kb.add_argument("--series", help="the patches to apply to --base (default the line's Debian source) instead of ours: an mbox (b4 am), one patch, "
                                      "a directory of git format-patch files or one with a series file")
     kb.add_argument("--source", help="a kernel source tree to build as it is (a researcher's branch)")
     kb.add_argument("--name", help="what --kernel calls the result (default: patched, vanilla, the series' "
@@ -560,16 +560,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cost: batched kernel copy batch sizes, or 'fixed' for a series without a batch size knob "
                         "(the kernel's 512; default 1,16,64,512)")
     b.add_argument("--trees",
-                   help="cost: the vanilla and the patched tree whose bench builds boot (default vanilla,patched; "
-                        "series v3 on 7.3: vanilla-7.3,v3-wip)")
+                   help="cost: the vanilla and the patched tree whose bench builds boot (default vanilla,patched: the "
+                        "default line, series v3 on 7.3; the LTS line: vanilla-6.12,patched-6.12)")
     b.add_argument("--channels", help="cost: dcbm channel counts, or 'none' (default 1)")
     b.add_argument("--per-patch", action="store_true",
                    help="cost: what each patch of a series costs: build the series cumulatively on its base (a "
                         "bench tree after each patch, each seeded from the one before, cached) and measure each "
                         "with its defaults and with the batched kernel copy")
     b.add_argument("--series", metavar="DIR",
-                   help="cost --per-patch: the series, a directory of patches (default the line's own: "
-                        "kernel/patches on 6.12)")
+                   help="cost --per-patch: the series, a directory of patches (default the line's own, "
+                        "kernel/lines: kernel/v3 on 7.3, kernel/patches on 6.12)")
     b.add_argument("--base", "--ksrc", dest="base", metavar="TREE",
                    help="cost --per-patch: the tree (or .tar of one) the series applies to, instead of a line's "
                         "Debian source")

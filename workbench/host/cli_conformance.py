@@ -51,7 +51,7 @@ def add_parsers(sub) -> None:
                                    "an offloading migrator copied nothing is 'not exercised'. Exit status 1 if "
                                    "anything failed or the kernel log was not clean.")
     c.add_argument("--target", default="vm", help="vm, vm:KERNEL, ssh://..., local (default: vm)")
-    c.add_argument("--kernel", help="the VM's kernel (a built tree's name: patched, v3-wip, ...)")
+    c.add_argument("--kernel", help="the VM's kernel (a built tree's name: patched, patched-6.12, ...)")
     c.add_argument("--vm-name", default="conformance", help="the VM's name (default: conformance)")
     c.add_argument("--nodes", help=f"VM NUMA nodes (default {conformance.default_nodes()})")
     c.add_argument("--migrators", help=f"comma-separated configurations, or all (default all): {configs}")

@@ -195,8 +195,8 @@ def add_kernel_parsers(ksub) -> None:
     p.add_argument("--test-dma-engine", action="store_true",
                    help="also build the test-only DMA engine (for the lab VM, which has no DMA engine; never for "
                         "a real machine)")
-    p.add_argument("--line", help="the kernel line (kernel/lines) whose Debian source to build: 6.12 (default) "
-                                  "or 7.3 (vanilla only until series v3)")
+    p.add_argument("--line", help="the kernel line (kernel/lines) whose Debian source to build: 7.3 (default) "
+                                  "or 6.12 (the frozen LTS line)")
     p.add_argument("--ksrc", help="a kernel tree to use instead of a line's Debian source")
     _ssh_options(p)
     p.set_defaults(fn=cmd_kernel_package)

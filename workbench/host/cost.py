@@ -114,7 +114,7 @@ def configurations(batch_sizes=(1, 16, 64, 512), threads=(1, 2), channels=(1,), 
 
 def icount_target(kernel: str, vm_name: str):
     """A fresh icount VM (single-threaded TCG, instruction-counted clock) of a built tree,
-    ``kernel`` its full name (``v3-wip-bench``); the VM ``vm_name`` is stopped first, so
+    ``kernel`` its full name (``patched-bench``); the VM ``vm_name`` is stopped first, so
     that every boot starts afresh."""
     from ..targets import make_target
     target = make_target("vm", kernel=kernel, vm_name=vm_name, accel="icount")
@@ -124,7 +124,7 @@ def icount_target(kernel: str, vm_name: str):
 
 def default_target_factory(kernel: str, boot: int):
     """The icount VM of one tree (bench profile), booted afresh for each boot; ``kernel``
-    is the tree's name without the profile (vanilla, patched, vanilla-7.3, v3-wip)."""
+    is the tree's name without the profile (vanilla, patched, vanilla-6.12, patched-6.12)."""
     return icount_target(f"{kernel}-bench", f"cost-{kernel}")
 
 
@@ -184,7 +184,7 @@ def measure(folio_sizes=(4096, 64 << 10, 2 << 20), size: int = 8 << 20, repeats:
     """Run every configuration, ``boots`` times on fresh boots; returns their records
     (columns ``config``, ``boot``, ``cost_ns`` per folio besides the usual ones).
     ``trees``: the names of the vanilla and the patched tree (their bench builds boot),
-    e.g. ``("vanilla-7.3", "v3-wip")`` for series v3 on 7.3."""
+    e.g. ``("vanilla-6.12", "patched-6.12")`` for the LTS line's series v2."""
     factory = target_factory or default_target_factory
     configs = configs or configurations(batch_sizes, channels=channels)
     tree_of = dict(zip(("vanilla", "patched"), trees))

@@ -36,6 +36,7 @@ import ipywidgets as W  # noqa: E402
 from . import amdahl, amdahl_inputs, clocks, runner, stats, store, workload_view
 from ..catalogue import workloads
 from ..protocol import worker_fields, worker_knob
+from ..targets import kernel_lines
 from .plan import RunParams
 from ..units import format_size, parse_size
 
@@ -67,7 +68,8 @@ class Panel:
         opts = list(dict.fromkeys([spec, *specs]))
         self.w_target = W.Combobox(value=spec, options=opts, description="target", ensure_option=False,
                                    placeholder="vm, local, ssh://user@host")
-        self.w_kernel = W.Dropdown(options=["stock", "patched", "vanilla", "patched-bench", "vanilla-bench"],
+        kernels = kernel_lines.kernel_words()
+        self.w_kernel = W.Dropdown(options=kernels if kernel in kernels else [kernel, *kernels],
                                    value=kernel, description="kernel")
         self.w_accel = W.Dropdown(options=["auto", "kvm", "tcg", "icount"], value="auto", description="clock",
                                   tooltip="icount: TCG with an instruction-counted clock (deterministic path cost, "

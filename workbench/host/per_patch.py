@@ -2,9 +2,10 @@
 
 The series is built cumulatively on its base: the base itself (no patch), then the base
 with patch 1, with patches 1..2, ... up to the whole series, each a bench-profile tree of
-kernel/build.sh, named ``<series>-pNN`` (the base of a kernel line keeps its line's name,
-``vanilla-7.3``) and cached by its inputs like every tree. Each tree is seeded from the
-one before (``--seed-from``), so only what the next patch touches is compiled.
+kernel/build.sh, named ``<series>-pNN`` (the base of a kernel line keeps its line's name:
+``vanilla-bench`` on the default line, ``vanilla-6.12-bench`` on 6.12) and cached by its
+inputs like every tree. Each tree is seeded from the one before (``--seed-from``), so
+only what the next patch touches is compiled.
 
 Each tree is then booted afresh under the instruction-counted clock ``boots`` times
 (:func:`workbench.host.cost.measure_tree`) and measured at each folio size with its

@@ -1,9 +1,12 @@
 """Kernel images the VM target can boot.
 
-* ``stock``: Debian 12's ``linux-image-6.12.*+deb12-amd64-unsigned``, fetched with
-  ``apt-get download`` and unpacked into the cache (never installed into /boot);
-  ``stock-7.3``: the 7.3 line's Debian image from its suite (``kernel/lines``);
-* ``patched`` / ``vanilla``: trees built by ``kernel/build.sh`` (the kernel series);
+* ``stock``: the default line's Debian image (``kernel/lines``: 7.3's
+  ``linux-image-7.3.*+deb13-amd64`` from trixie-backports), ``stock-6.12``: the LTS line's,
+  Debian 12's ``linux-image-6.12.*+deb12-amd64-unsigned`` (``apt-get download``); each
+  unpacked into the cache, never installed into /boot;
+* ``patched`` / ``vanilla``: the default line's trees built by ``kernel/build.sh`` (our
+  series v3 on 7.3, and 7.3 without it); ``patched-6.12`` / ``vanilla-6.12``: the LTS
+  line's (series v2, frozen), named by build.sh and found like any named tree;
 * any name ``workbench kernel build --name`` gave a tree (another series, a source tree);
 * a path: a bzImage/vmlinuz file, or a built kernel tree.
 
@@ -177,8 +180,8 @@ def build(ksrc: str | None = None, vanilla: bool = False, profile: str = "test",
           name: str | None = None, line: str | None = None, seed_from: str | Path | None = None) -> Path:
     """Run kernel/build.sh (cached by source, patches and config): ``ksrc`` is the base
     (a tree or a .tar of one), or ``line`` a kernel line's Debian source (default the first
-    line's: Debian's 6.12), ``series`` the patches on it
-    (default ours; ``vanilla``: none), ``name`` what ``--kernel`` calls the result;
+    line's: 7.3), ``series`` the patches on it (default the line's series of ours;
+    ``vanilla``: none), ``name`` what ``--kernel`` calls the result;
     ``seed_from`` a built tree of the same source that a tree not built yet starts as a
     copy of (the tree of the previous patch: only what that patch touches is compiled). Its
     progress goes to stderr; one line names what went wrong."""
@@ -289,7 +292,7 @@ def with_engine(image: KernelImage, progress=None) -> KernelImage:
 
 
 def built_tree(vanilla: bool, profile: str = "test") -> KernelImage | None:
-    """The tree kernel/build.sh last produced for these inputs, if any (kernel series)."""
+    """The default line's tree kernel/build.sh last produced for these inputs, if any."""
     script = paths.REPO / "kernel" / "build.sh"
     if not script.exists():
         return None

@@ -3,8 +3,8 @@ shell scripts and for Python).
 
 A line is a base source from Debian's archive, the suite it comes from, the Debian image
 that is the line's stock kernel, and the series of ours that applies to it (``-``: none
-yet). The first line is the default: ``stock``, ``patched`` and ``vanilla`` are its kernels;
-another line's carry its name (``stock-7.3``, ``vanilla-7.3``).
+yet). The first line is the default (7.3): ``stock``, ``patched`` and ``vanilla`` are its
+kernels; another line's carry its name (the LTS line's ``stock-6.12``, ``patched-6.12``).
 """
 
 from __future__ import annotations
@@ -57,8 +57,19 @@ def get(name: str) -> KernelLine:
     raise WorkbenchError(f"kernel line {name!r} is not one of {', '.join(l.name for l in lines())}")
 
 
+def kernel_words() -> list[str]:
+    """The names every line's own kernels go by, the default line's first: stock, patched,
+    vanilla and their bench builds, then stock-6.12, patched-6.12, vanilla-6.12."""
+    out = []
+    for line in lines():
+        out += [f"stock{line.suffix}", f"patched{line.suffix}", f"vanilla{line.suffix}"]
+        if line == default():
+            out += ["patched-bench", "vanilla-bench"]
+    return out
+
+
 def of_stock_name(spec: str) -> KernelLine | None:
-    """The line of a stock kernel's name: 'stock' is the default line's, 'stock-7.3' 7.3's."""
+    """The line of a stock kernel's name: 'stock' is the default line's, 'stock-6.12' 6.12's."""
     if spec == "stock":
         return default()
     if spec.startswith("stock-"):
