@@ -1,11 +1,11 @@
 """Integration: every way pages migrate, in QEMU guests, verified byte by byte.
 
-Stock Debian 6.12 on two nodes (``vm_target``) and on three, the third CPU-less and a
-lower memory tier through ACPI HMAT (``tiered_vm``); the kernel series (``patched``,
-``patched_tiered_vm``) for mtcopy, dcbm, the ``reasons`` file and per-reason counters —
-those skip (or, under WORKBENCH_REQUIRE_VM=1, fail) until the patched kernel is built.
-The kernel log is scanned after every test: a WARN, BUG or oops fails it. Sizes are
-small and no timing is asserted (TCG).
+The stock kernel (the default line's Debian image) on two nodes (``vm_target``) and on
+three, the third CPU-less and a lower memory tier through ACPI HMAT (``tiered_vm``); the
+kernel series (``patched``, ``patched_tiered_vm``) for mtcopy, dcbm, the ``reasons`` file
+and per-reason counters — those skip (or, under WORKBENCH_REQUIRE_VM=1, fail) until the
+patched kernel is built. The kernel log is scanned after every test: a WARN, BUG or oops
+fails it. Sizes are small and no timing is asserted (TCG).
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ def assert_moved_by_reason(r, reason=None):
     assert r["trace_clock"] in ("mono", "global")      # one clock for every CPU: durations across CPUs hold
 
 
-# -- stock 6.12, two nodes ------------------------------------------------------------------
+# -- the stock kernel, two nodes --------------------------------------------------------------
 
 def test_the_target_says_which_workloads_it_can_run(stock):
     facts = stock.facts()
@@ -276,7 +276,7 @@ def test_every_knob_and_object_a_workload_touches_is_put_back(stock):
     assert not any("workbench-" in p for p in snap["snapshot"]["files"]), "a tracing instance was left behind"
 
 
-# -- stock 6.12 with a lower memory tier ---------------------------------------------------------
+# -- the stock kernel with a lower memory tier -----------------------------------------------------
 
 def test_the_cpu_less_node_is_a_lower_tier(tiered):
     facts = tiered.facts()
