@@ -35,6 +35,7 @@ import importlib
 
 import matplotlib.pyplot as plt
 
+from workbench.host import dcbm_counts
 from workbench.host import faults as wf
 from workbench.host import report
 from workbench.units import parse_size
@@ -59,8 +60,8 @@ df = report.prepare(sweep)
 print(report.text_tables(df))
 dc = sweep[sweep["migrator"] == "dcbm"]
 print(f"DMA engine: {dc['dma_engine'].iloc[0]}; channels held per run: {sorted(set(dc['dma_channels_held']))}")
-print(f"dcbm copied {int(dc['mig_dcbm_folios_migrated'].sum())} folios by DMA, "
-      f"{int(dc['mig_dcbm_fallbacks'].sum())} fell back to the CPU")
+print(f"dcbm copied {int(dcbm_counts.dma_copied(dc).sum())} folios by DMA, "
+      f"{int(dcbm_counts.cpu_fallbacks(dc).sum())} fell back to the CPU")
 
 # %%
 report.fig_throughput(df);

@@ -46,3 +46,16 @@ def test_the_figure_marks_corrupted_bars():
     fig = side_by_side.fig_dma_share(t)
     texts = [x.get_text() for x in fig.axes[0].texts]
     assert texts == ["1/1\ncorrupt"]
+
+
+def test_dcbm_counts_read_each_series_own_counter_names():
+    """Series v3 counts copied/fallbacks, v2 and RFC V6 folios_migrated/folios_failures:
+    one frame holding both kinds of record gives each its own."""
+    from workbench.host import dcbm_counts
+    df = pd.DataFrame([{"mig_dcbm_copied": 512, "mig_dcbm_fallbacks": 0},                 # v3
+                       {"mig_dcbm_folios_migrated": 60, "mig_dcbm_folios_failures": 4},   # RFC V6
+                       {"mig_dcbm_folios_migrated": 30, "mig_dcbm_fallbacks": 2,          # v2
+                        "mig_dcbm_folios_failures": 2},
+                       {"migrator": "kernel"}])                                            # no dcbm at all
+    assert dcbm_counts.dma_copied(df).tolist() == [512, 60, 30, 0]
+    assert dcbm_counts.cpu_fallbacks(df).tolist() == [0, 4, 2, 0]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from . import clocks, runner
+from . import clocks, dcbm_counts, runner
 from ..errors import WorkbenchError
 from ..catalogue.migrators import DCBM, TEST_DMA_ENGINE, TEST_ENGINE_PARAMS
 from .plan import RunParams
@@ -75,9 +75,8 @@ def fault_table(df: pd.DataFrame) -> pd.DataFrame:
         "folio": df["folio"],
         "descriptors": _col(df, "mig_test_dma_engine_descriptors").astype(int),
         "injected": injected,
-        "dma copied": _col(df, "mig_dcbm_folios_migrated").astype(int),
-        "dma failures": _col(df, "mig_dcbm_folios_failures").astype(int),
-        "cpu fallbacks": _col(df, "mig_dcbm_fallbacks").astype(int),
+        "dma copied": dcbm_counts.dma_copied(df).astype(int),
+        "cpu fallbacks": dcbm_counts.cpu_fallbacks(df).astype(int),
         "timeouts": _col(df, "mig_dcbm_timeouts").astype(int),
         "pages moved": df["pages_moved"].astype(int).astype(str) + "/" + df["pages"].astype(int).astype(str),
         "bad pages": df["verify_bad_pages"].astype(int),

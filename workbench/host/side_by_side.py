@@ -6,8 +6,8 @@ its timeout, F where the series measures it, and the time (functional under TCG)
 The series is the record's ``kernel_series`` (``workbench``: ours; ``v6``: RFC V6 as
 built with ``workbench kernel build --series``); the engine mode is the test engine's
 ``preset`` from the run's ``--set`` settings (else the settings as they are). Counters
-differ between series: ours counts ``folios_migrated`` and ``fallbacks`` per batch, V6
-``folios_migrated`` and ``folios_failures``; both give the DMA-copied folios.
+differ between series; :mod:`workbench.host.dcbm_counts` reads the DMA-copied folios from
+each series' own.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..protocol import PAGE
+from . import dcbm_counts
 
 ENGINE_PREFIX = "/sys/module/test_dma_engine/parameters/"
 KEYS = ["kernel_series", "engine", "folio", "channels"]
@@ -44,7 +45,7 @@ def table(df: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=KEYS)
     d["engine"] = d["settings"].map(engine_mode)
     nfolios = _col(d, "pages") * PAGE / _col(d, "folio_size")
-    d["dma_share"] = _col(d, "mig_dcbm_folios_migrated") / nfolios
+    d["dma_share"] = dcbm_counts.dma_copied(d) / nfolios
     d["corrupted"] = ~d["verified"].astype(bool)
     d["fo"] = _col(d, "folio_size")
     rows = []
