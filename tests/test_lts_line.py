@@ -12,25 +12,19 @@ Timings are never asserted (TCG)."""
 
 import pytest
 
+from workbench.catalogue.migrators import DCBM, TEST_ENGINE_PARAMS as ENGINE
 from workbench.protocol import TrialSpec
 from workbench.testing.vm_plans import run_trials
 
 from .conftest import ConsoleWatch
 
 pytestmark = pytest.mark.vm
-ROOT = "/sys/kernel/mm/migration"
-ENGINE = "/sys/module/test_dma_engine/parameters"
 SIZE = 4 << 20
 
 
-@pytest.fixture
-def lts(lts_vm):
-    return lts_vm
-
-
-def test_series_v2_on_6_12_boots_and_every_migrator_moves_every_page(lts):
-    watch = ConsoleWatch(lts)
-    facts = lts.facts()
+def test_series_v2_on_6_12_boots_and_every_migrator_moves_every_page(lts_vm):
+    watch = ConsoleWatch(lts_vm)
+    facts = lts_vm.facts()
     assert facts["kernel_release"].startswith("6.12."), facts["kernel_release"]
     assert facts["interface"] == "workbench /sys/kernel/mm/migration", facts["interface"]  # series v2's
     assert facts["migrators"][0] == "kernel" and {"mtcopy", "dcbm"} <= set(facts["offered"]), facts["offered"]
@@ -40,7 +34,7 @@ def test_series_v2_on_6_12_boots_and_every_migrator_moves_every_page(lts):
                   TrialSpec(folio_size=folio, total_size=SIZE, migrator="mtcopy", threads=2),
                   TrialSpec(folio_size=folio, total_size=SIZE, migrator="dcbm", channels=2,
                             dma_engine="test_dma_engine", settings={f"{ENGINE}/preset": "kind"})]
-    records, errors = run_trials(lts, *specs)
+    records, errors = run_trials(lts_vm, *specs)
     assert not errors and len(records) == len(specs), errors
     for spec, r in zip(specs, records):
         migrator = spec.migrator or "kernel"
@@ -56,14 +50,14 @@ def test_series_v2_on_6_12_boots_and_every_migrator_moves_every_page(lts):
     watch.check()
 
 
-def test_v2_dcbm_waits_out_its_timeout_on_an_engine_that_calls_back_only_where_asked(lts):
+def test_v2_dcbm_waits_out_its_timeout_on_an_engine_that_calls_back_only_where_asked(lts_vm):
     """The review's prediction for DSA, reproduced on v2: dcbm asks for an interrupt on each
     chunk's last descriptor and counts every descriptor's callback, so on an engine that
     calls back only where asked each batch waits for timeout_ms, then the CPU copies it."""
-    watch = ConsoleWatch(lts)
-    settings = {f"{ENGINE}/order": "within", f"{ENGINE}/callbacks": "asked", f"{ROOT}/dcbm/timeout_ms": "200"}
-    records, errors = run_trials(lts, TrialSpec(folio_size=64 << 10, total_size=SIZE, migrator="dcbm", channels=2,
-                                                dma_engine="test_dma_engine", settings=settings))
+    watch = ConsoleWatch(lts_vm)
+    settings = {f"{ENGINE}/order": "within", f"{ENGINE}/callbacks": "asked", f"{DCBM}/timeout_ms": "200"}
+    records, errors = run_trials(lts_vm, TrialSpec(folio_size=64 << 10, total_size=SIZE, migrator="dcbm",
+                                                   channels=2, dma_engine="test_dma_engine", settings=settings))
     assert not errors, errors
     r = records[0]
     assert r["verified"] and r["pages_moved"] == r["pages"]
