@@ -4,7 +4,7 @@ engine as series v2's), in the VM test_kernel_v3.py boots (shared).
 What 0008 promises and these tests hold it to, on every mode of the engine (issue 20):
   * every descriptor asks for its interrupt and reports its own result, so an engine that
     completes out of order and calls back only where asked (DSA-like) copies every folio
-    with no timeout (series v2's dcbm waits out its timeout there: test_dcbm.py, xfail);
+    with no timeout (series v2's dcbm waits out its timeout there: test_lts_line.py);
   * a folio the engine failed, aborted or never completed is copied by the CPU, and the
     framework's fallbacks are exactly those folios;
   * a channel copies one batch at a time: a killed task's batch is terminated without
@@ -122,7 +122,7 @@ def test_every_completing_engine_mode_copies_every_folio_with_1_2_4_channels(v3,
 
 def test_dcbm_copies_everything_without_a_timeout_on_a_dsa_like_engine(v3):
     """The review's prediction for v2, answered: out-of-order completion with callbacks only
-    where asked (test_dcbm.py: series v2 waits out its timeout on each batch)."""
+    where asked (test_lts_line.py: series v2 waits out its timeout on each batch)."""
     ((_, r),) = dcbm_trials(v3, {f"{ENGINE}/preset": "dsa"}, folios=(64 << 10,), channels=(2,))
     n = check_accounting(r)
     assert (r["mig_dcbm_copied"], r["mig_dcbm_timeouts"]) == (n, 0), counts(r)
