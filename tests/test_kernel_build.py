@@ -260,10 +260,8 @@ def test_the_kernel_lines_come_from_one_table():
 def test_a_line_without_a_series_of_ours_says_so(capsys, cache, monkeypatch):
     """A line with no series of ours yet (``-`` in kernel/lines): building it patched is
     refused before its source is fetched or anything compiled."""
-    from workbench.targets import kernel_lines
-    new = kernel_lines.KernelLine("8.0", "linux-source-8.0", "forky", r"^linux-image-(8\.0\.[0-9]+)$", None)
-    table = kernel_lines.lines()
-    monkeypatch.setattr(kernel_lines, "lines", lambda: (*table, new))
+    from workbench.testing.fake_lines import add_line_without_series
+    add_line_without_series(monkeypatch)
     line = run_cli(capsys, "kernel", "build", "--line", "8.0")
     assert line == ("workbench: error: kernel line 8.0 has no series of ours yet: build it with --vanilla, "
                     "or give --series"), line

@@ -201,10 +201,9 @@ def test_kernel_package(capsys, cache, monkeypatch, deb, tmp_path):
 def test_a_package_of_a_line_without_our_series_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
     """A line with no series of ours yet (``-`` in kernel/lines): only its vanilla source can
     be packaged, said before anything is fetched or built; a line that does not exist is named."""
-    from workbench.targets import kernel_lines, kernel_package
-    table = kernel_lines.lines()
-    new = kernel_lines.KernelLine("8.0", "linux-source-8.0", "forky", r"^linux-image-(8\.0\.[0-9]+)$", None)
-    monkeypatch.setattr(kernel_lines, "lines", lambda: (*table, new))
+    from workbench.targets import kernel_package
+    from workbench.testing.fake_lines import add_line_without_series
+    add_line_without_series(monkeypatch)
     config = tmp_path / "config-8.0"
     config.write_text("CONFIG_NUMA=y\n")
     with pytest.raises(WorkbenchError, match="^kernel line 8.0 has no series of ours yet: package it with --vanilla$"):

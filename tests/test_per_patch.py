@@ -136,11 +136,8 @@ def test_a_series_that_is_not_one_is_one_line(tmp_path):
     (["--line", "7.3"], "--line is for --per-patch"),
 ])
 def test_bad_per_patch_input_is_one_line_and_builds_nothing(capsys, monkeypatch, tmp_path, argv, expect):
-    from workbench.targets import kernel_lines
-    table = kernel_lines.lines()
-    # a line with no series of ours yet ("-" in kernel/lines)
-    new = kernel_lines.KernelLine("8.0", "linux-source-8.0", "forky", r"^linux-image-(8\.0\.[0-9]+)$", None)
-    monkeypatch.setattr(kernel_lines, "lines", lambda: (*table, new))
+    from workbench.testing.fake_lines import add_line_without_series
+    add_line_without_series(monkeypatch)
     monkeypatch.setattr(per_patch, "default_build", lambda *a, **k: pytest.fail("a kernel was built"))
     monkeypatch.setattr(per_patch, "default_target_factory", lambda *a, **k: pytest.fail("a VM was booted"))
     from workbench.host import cost
