@@ -104,7 +104,7 @@ def test_good_run_prints_the_seed_table_and_json(capsys, tmp_path):
 
 
 def test_set_takes_path_equals_value():
-    from workbench.host.cli import parse_settings
+    from workbench.catalogue.knobs import parse_settings
     from workbench.errors import WorkbenchError
     assert parse_settings(None) is None
     assert parse_settings(["/sys/a/b=7", "/sys/c=x=y"]) == {"/sys/a/b": "7", "/sys/c": "x=y"}

@@ -38,11 +38,13 @@ Any op may answer ``error`` (``message``: one line, ``traceback``: optional deta
 from __future__ import annotations
 
 import hashlib
-import json
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, make_dataclass
 from pathlib import Path
 
+from .catalogue import knobs as catalogue
+from .catalogue.knobs import (ACCESS_MODES, ACCESS_THREADS_BOUNDS, MONITOR_MAX_MS, MONITOR_MIN_MS,
+                              WAIT_SECONDS_MAX)
 from .errors import WorkbenchError
 from .units import format_size
 
@@ -150,13 +152,6 @@ def worker_fields(migrator: str, workers) -> dict:
             "channels": workers if knob == "channels" else None}
 
 
-#: the monitor's interval (workbench.agent.monitor): the default, and the bounds
-MONITOR_DEFAULT_MS, MONITOR_MIN_MS, MONITOR_MAX_MS = 10.0, 1.0, 10_000.0
-
-#: how threads touch the memory while it migrates (see workbench.agent.access)
-ACCESS_MODES = ("none", "read", "write")
-
-
 def check_folio_size(size: int) -> None:
     if size < PAGE or size & (size - 1):
         raise WorkbenchError(f"folio size {format_size(size)} is not a power of two of at least 4K; "
@@ -178,44 +173,8 @@ def check_knob_bounds(knobs: dict, bounds: dict, interface: str, kernel: str | N
             raise WorkbenchError(f"{words} {value} is out of range; allowed: {b[0]}..{b[1]}")
 
 
-@dataclass(kw_only=True)
-class Knobs:
-    """What a trial is asked to do, besides its folio size and repeat number."""
-
-    total_size: int
-    src: int = 0
-    #: None where the kernel picks the destination (demotion) or pages stay (compaction)
-    dst: int | None = 1
-    seed: int = 1
-    #: how the pages migrate (workbench.agent.workloads: move-pages, migrate-pages, ...)
-    workload: str = "move-pages"
-    #: threads that keep reading or writing the memory while it migrates, checked
-    access: str = "none"
-    access_threads: int = 2
-    #: record the kernel's migration trace events (tracefs) and their cost
-    trace: bool = True
-    #: sample /proc/vmstat, /proc/interrupts and per-CPU busy time every this many
-    #: milliseconds during the trial (workbench.agent.monitor); None: no monitor
-    monitor_ms: float | None = 10.0
-    #: how long a workload that waits for the kernel (numa-balancing, demotion's
-    #: promotion) waits at most, seconds (None: the workload's default)
-    wait_seconds: float | None = None
-    migrator: str = "kernel"
-    threads: int | None = None
-    channels: int | None = None
-    batch_size: int | None = None
-    #: the kernel's own copy through the batched path too (kernel series v2: by default the
-    #: kernel migrator keeps the unchanged serial path); None: the kernel's setting
-    batch_kernel_copy: bool | None = None
-    #: also measure first-folio latency (a polling thread; perturbs throughput a little)
-    first_folio: bool = False
-    #: kernel module that provides DMA memcpy channels, loaded before the migrator is
-    #: selected (dcbm needs one; in a VM only "test_dma_engine", a test-only engine, exists)
-    dma_engine: str | None = None
-    #: more sysfs settings per trial, {path: value}, written after the migrator is
-    #: selected and restored after the trial (fault injection, dcbm's timeout_ms, ...)
-    settings: dict | None = None
-    extra: dict = field(default_factory=dict)
+class KnobRules:
+    """The methods of :class:`Knobs`, whose fields come from the knob catalogue."""
 
     def interface_knobs(self) -> dict:
         """{knob: value} of the knobs the kernel's migration interface takes (None: not set)."""
@@ -244,16 +203,18 @@ class Knobs:
                                  "migrate-pages")
         if self.access not in ACCESS_MODES:
             raise WorkbenchError(f"access {self.access!r} is not known; allowed: {', '.join(ACCESS_MODES)}")
+        lo, hi = ACCESS_THREADS_BOUNDS
         if not isinstance(self.access_threads, int) or isinstance(self.access_threads, bool) \
-                or not 1 <= self.access_threads <= 64:
-            raise WorkbenchError(f"access threads {self.access_threads!r} must be an integer from 1 to 64")
+                or not lo <= self.access_threads <= hi:
+            raise WorkbenchError(f"access threads {self.access_threads!r} must be an integer from {lo} to {hi}")
         if self.monitor_ms is not None and (isinstance(self.monitor_ms, bool) or not isinstance(self.monitor_ms, (int, float))
                                             or not MONITOR_MIN_MS <= self.monitor_ms <= MONITOR_MAX_MS):
             raise WorkbenchError(f"monitor interval {self.monitor_ms!r} ms is out of range; allowed: "
                                  f"{MONITOR_MIN_MS:g} to {MONITOR_MAX_MS:g} ms, or off")
         if self.wait_seconds is not None and (not isinstance(self.wait_seconds, (int, float))
-                                              or not 0 < self.wait_seconds <= 3600):
-            raise WorkbenchError(f"wait seconds {self.wait_seconds!r} must be a number of seconds, 0 < s <= 3600")
+                                              or not 0 < self.wait_seconds <= WAIT_SECONDS_MAX):
+            raise WorkbenchError(f"wait seconds {self.wait_seconds!r} must be a number of seconds, "
+                                 f"0 < s <= {WAIT_SECONDS_MAX}")
         if not self.migrator or not str(self.migrator).replace("_", "").isalnum():
             raise WorkbenchError(f"migrator {self.migrator!r} is not a migrator name such as kernel, mtcopy or dcbm")
         for knob in ("threads", "channels", "batch_size"):
@@ -276,6 +237,21 @@ class Knobs:
                                             or self.dma_engine.startswith("-") or " " in self.dma_engine):
             raise WorkbenchError(f"DMA engine {self.dma_engine!r} is not a module name; allowed: a name such as "
                                  "test_dma_engine or ioatdma")
+
+
+def _knob_field(k):
+    if isinstance(k.default, (list, dict)):
+        return field(default_factory=lambda d=k.default: type(d)(d))
+    return field(default=k.default)
+
+
+#: What a trial is asked to do, besides its folio size and repeat number: one field per
+#: trial knob of :data:`workbench.catalogue.knobs.KNOBS` (its default too), and ``extra``
+Knobs = make_dataclass("Knobs", [(k.name, k.type, _knob_field(k)) for k in catalogue.TRIAL_KNOBS]
+                       + [("extra", dict, field(default_factory=dict))],
+                       bases=(KnobRules,), kw_only=True)
+Knobs.__module__ = __name__
+Knobs.__doc__ = "What a trial is asked to do, besides its folio size and repeat number (the knob catalogue)."
 
 
 @dataclass(kw_only=True)
@@ -308,28 +284,12 @@ class TrialSpec(Knobs):
 
     def key(self) -> str:
         """Stable identity of this trial within a run (used to resume)."""
-        knobs = "".join(f"-{tag}{v}" for tag, v in (("t", self.threads), ("c", self.channels),
-                                                      ("b", self.batch_size)) if v is not None)
-        if self.batch_kernel_copy is not None:
-            knobs += f"-bk{int(self.batch_kernel_copy)}"
-        extra = ("-ff" if self.first_folio else "") + (f"-e{self.dma_engine}" if self.dma_engine else "")
-        if self.access != "none":
-            extra += f"-a{self.access}{self.access_threads}"
-        if self.wait_seconds is not None:
-            extra += f"-w{self.wait_seconds:g}"
-        if not self.trace:
-            extra += "-notrace"
-        if self.monitor_ms is None:
-            extra += "-nomon"
-        elif self.monitor_ms != MONITOR_DEFAULT_MS:
-            extra += f"-mon{self.monitor_ms:g}"
-        if self.settings:
-            extra += "-set" + hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()[:8]
+        head, tail = catalogue.key_parts(self, "head"), catalogue.key_parts(self, "tail")
         # the default workload keeps the keys runs had before workloads existed (resume)
         workload = "" if self.workload == "move-pages" else f"{self.workload}-"
         nodes = f"n{self.src}to{self.dst}" if self.dst is not None else f"n{self.src}"
-        return (f"{workload}{self.migrator}{knobs}-{format_size(self.folio_size)}-{format_size(self.total_size)}"
-                f"-{nodes}-s{self.seed}-r{self.repeat}" + extra)
+        return (f"{workload}{self.migrator}{head}-{format_size(self.folio_size)}-{format_size(self.total_size)}"
+                f"-{nodes}-s{self.seed}-r{self.repeat}{tail}")
 
     def config_key(self) -> str:
         """This trial's configuration: its key without the repeat (what a run gives up

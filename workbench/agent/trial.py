@@ -22,6 +22,7 @@ the report's first lines. ``TrialSpec.inject_fault`` makes a fault happen on pur
 
 from __future__ import annotations
 
+from ..catalogue import knobs
 from ..protocol import TrialSpec
 from ..units import format_size
 from . import migrators
@@ -36,16 +37,10 @@ def run_trial(spec: TrialSpec, fs: KernelFS) -> dict:
     from . import workloads
     from .workloads.base import Trial
     workload = workloads.get(spec.workload)
-    record: dict = {"trial_key": spec.key(), "repeat": spec.repeat, "seed": spec.seed,
-                    "trial_seed": spec.trial_seed, "migrator": spec.migrator,
-                    "threads": spec.threads, "channels": spec.channels, "batch_size": spec.batch_size,
-                    "batch_kernel_copy": spec.batch_kernel_copy,
-                    "folio_size": spec.folio_size, "folio": format_size(spec.folio_size),
-                    "total_bytes": spec.total_size, "src": spec.src, "dst": spec.dst,
-                    "workload": workload.name, "reason": workload.reason, "kernel_reason": workload.kernel_reason,
-                    "access": spec.access, "access_threads": spec.access_threads if spec.access != "none" else 0,
-                    "dma_engine": spec.dma_engine,
-                    "settings": " ".join(f"{k}={v}" for k, v in sorted((spec.settings or {}).items())) or None}
+    record: dict = {"trial_key": spec.key(), "repeat": spec.repeat, **knobs.record_columns(spec),
+                    "trial_seed": spec.trial_seed, "folio_size": spec.folio_size,
+                    "folio": format_size(spec.folio_size), "workload": workload.name, "reason": workload.reason,
+                    "kernel_reason": workload.kernel_reason}
     log = TrialLog(fs)
     workload.check_target(spec, fs)
     guard = KnobGuard(fs)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -13,6 +12,8 @@ from .. import paths
 from . import store
 from .cli_console import BootProgress, note
 from .cli_dispatch import add_strict, dispatch
+from ..catalogue import knobs
+from ..catalogue.knobs import parse_monitor
 from ..errors import WorkbenchError
 from ..units import format_size, parse_size, parse_size_list
 
@@ -95,49 +96,13 @@ def cmd_vm(args):
     return 0
 
 
-def parse_settings(items: list[str] | None) -> dict | None:
-    """--set PATH=VALUE (repeatable) into {path: value}."""
-    out = {}
-    for item in items or ():
-        path, sep, value = item.partition("=")
-        if not sep or not path:
-            raise WorkbenchError(f"--set {item!r} is not PATH=VALUE; for example "
-                                 f"--set /sys/module/test_dma_engine/parameters/fail_every=7")
-        out[path] = value
-    return out or None
-
-
-def parse_monitor(text: str | None) -> float | None:
-    """``--monitor``: ``off``, or the interval as 10ms, 0.5s, 200us or a bare number of
-    milliseconds; returns milliseconds (None: off)."""
-    from ..protocol import MONITOR_MAX_MS, MONITOR_MIN_MS
-    word = str(text).strip().lower()
-    if word in ("off", "none", "no"):
-        return None
-    m = re.fullmatch(r"([0-9]*\.?[0-9]+)\s*(us|ms|s)?", word)
-    if not m:
-        raise WorkbenchError(f"--monitor {text!r} is not an interval; allowed: off, or {MONITOR_MIN_MS:g}ms to "
-                             f"{MONITOR_MAX_MS / 1000:g}s such as 10ms or 0.5s")
-    ms = float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3, None: 1.0}[m.group(2)]
-    if not MONITOR_MIN_MS <= ms <= MONITOR_MAX_MS:
-        raise WorkbenchError(f"--monitor {text!r} is out of range; allowed: off, or {MONITOR_MIN_MS:g}ms to "
-                             f"{MONITOR_MAX_MS / 1000:g}s")
-    return ms
-
-
 def cmd_run(args):
     from ..catalogue import workloads
     from . import clocks, runner, stats, workload_view
     from .plan import RunParams
-    params = RunParams(folio_sizes=parse_size_list(args.folio_size, "folio size"),
-                       total_size=parse_size(args.size, "size"), src=args.src,
-                       dst=workloads.default_dst(args.workload, args.dst),
-                       repeats=args.repeats, seed=args.seed, migrator=args.migrator, threads=args.threads,
-                       channels=args.channels, batch_size=args.batch_size,
-                       batch_kernel_copy=args.batch_kernel_copy, first_folio=args.first_folio_latency,
-                       dma_engine=args.dma_engine, settings=parse_settings(args.set), workload=args.workload,
-                       access=args.access, access_threads=args.access_threads, trace=not args.no_trace,
-                       monitor_ms=parse_monitor(args.monitor), wait_seconds=args.wait_seconds)
+    values = knobs.from_args(args)
+    values["dst"] = workloads.default_dst(values["workload"], values["dst"])
+    params = RunParams(**values)
     params.check()  # everything that can be judged before a VM boots
     runner._check_max_reboots(args.max_reboots)
     runner._check_timeout(args.trial_timeout)
@@ -411,44 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run verified migration trials (move_pages() and every other way pages migrate)")
     _target_args(r)
-    r.add_argument("--workload", default="move-pages",
-                   help="how the pages migrate: move-pages (default), migrate-pages, mbind, numa-balancing, "
-                        "demotion, compaction (workbench doctor --target ... says which this target can run)")
-    r.add_argument("--access", default="none",
-                   help="threads that keep reading or writing the memory while it migrates, checked: "
-                        "none (default), read, write")
-    r.add_argument("--access-threads", type=int, default=2, help="how many such threads (default %(default)s)")
-    r.add_argument("--wait-seconds", type=float,
-                   help="numa-balancing, demotion's promotion: how long to wait for the kernel at most "
-                        "(default 120)")
-    r.add_argument("--no-trace", action="store_true",
-                   help="do not record the kernel's migration trace events (tracefs)")
-    r.add_argument("--monitor", default="10ms", metavar="off|INTERVAL",
-                   help="sample /proc/vmstat, /proc/interrupts and per-CPU busy time during each trial at this "
-                        "interval, stored beside the records with its measured cost (default %(default)s)"),
-    r.add_argument("--folio-size", default="4K,64K,2M", help="comma-separated folio sizes (default %(default)s)")
-    r.add_argument("--size", default="64M", help="bytes moved per trial (default %(default)s)")
-    r.add_argument("--repeats", type=int, default=3)
-    r.add_argument("--src", type=int, default=0)
-    r.add_argument("--dst", type=int,
-                   help="destination node (default 1; demotion: the kernel's lower tier; compaction: none)")
-    r.add_argument("--seed", type=int, default=1)
-    r.add_argument("--migrator", default="kernel",
-                   help="copy engine: kernel (always), mtcopy, dcbm (patched kernel; see workbench doctor)")
-    r.add_argument("--threads", type=int, help="mtcopy worker threads (patched kernel)")
-    r.add_argument("--channels", type=int, help="dcbm DMA channels (patched kernel)")
-    r.add_argument("--batch-size", type=int, help="migrate_pages() batch limit in base pages (patched kernel)")
-    r.add_argument("--batch-kernel-copy", action=argparse.BooleanOptionalAction, default=None,
-                   help="migrator kernel: copy through the batched path too (patched kernel; by default it keeps "
-                        "the unchanged serial path), to measure the batch path's own cost")
-    r.add_argument("--dma-engine", metavar="MODULE",
-                   help="module with DMA memcpy channels to load for dcbm (default in a VM: test_dma_engine, "
-                        "a test-only engine whose channels are kernel threads)")
-    r.add_argument("--set", action="append", metavar="PATH=VALUE",
-                   help="one more sysfs setting per trial, restored after it (repeatable), e.g. "
-                        "/sys/module/test_dma_engine/parameters/fail_every=7")
-    r.add_argument("--first-folio-latency", action="store_true",
-                   help="also time until the first folio is on the destination (a polling thread)")
+    knobs.add_arguments(r.add_argument_group("what each trial does"))
     r.add_argument("--kernel-expect", metavar="WHAT",
                    help="refuse to run, before any trial, unless the target's kernel is this one: patched (it has "
                         "the series' copy-offload interface), vanilla or stock (it has none), or any other word: "

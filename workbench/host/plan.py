@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import MISSING, asdict, dataclass, fields, replace
 
-from ..catalogue import workloads
+from ..catalogue import knobs, workloads
 from ..catalogue.migrators import TEST_DMA_ENGINE
 from ..kernelio.thp import describe_sizes
 from ..errors import WorkbenchError
@@ -31,8 +31,9 @@ def check_trial_count(repeats: int, folio_sizes: int) -> None:
 
 @dataclass(kw_only=True)
 class RunParams(Knobs):
+    """A trial's knobs, and the run's own (catalogue scope ``run``): its folio sizes and repeats."""
     folio_sizes: list[int]
-    repeats: int = 3
+    repeats: int = knobs.default("repeats")
 
     def to_dict(self) -> dict:
         return asdict(self)

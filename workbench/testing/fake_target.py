@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import time
 
+from workbench.catalogue import knobs
 from workbench.protocol import TrialSpec
 from workbench.targets import register
 from workbench.targets.base import Target, TargetLost
@@ -41,7 +42,7 @@ KILLED = "QEMU exited with no panic or power-off on the guest console and no mes
 def fake_record(spec: TrialSpec, facts: dict | None = None) -> dict:
     reason = ((facts or {}).get("workloads") or {}).get(spec.workload, {}).get("reason")
     gbps = 1.0 + spec.folio_size / (1 << 20) + spec.repeat * 0.1
-    return {"trial_key": spec.key(), "repeat": spec.repeat,
+    return {"trial_key": spec.key(), "repeat": spec.repeat, **knobs.record_columns(spec),
             "folio": {4096: "4K", 65536: "64K"}.get(spec.folio_size, "2M"), "folio_size": spec.folio_size,
             "migrator": spec.migrator, "gbps": gbps, "seconds": spec.total_size / gbps / 1e9, "verified": True,
             "pages_failed": 0, "verify_bad_pages": 0, "folio_match_share": 1.0,

@@ -122,7 +122,6 @@ class Trial:
     # what the kernel did --------------------------------------------------------------
     def start_trace(self) -> None:
         """Open the trace session and measure what its events cost (once per agent)."""
-        self.record["trace"] = bool(self.spec.trace)
         if not self.spec.trace:
             return
         why = tracing.missing(self.fs)
