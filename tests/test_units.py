@@ -30,3 +30,8 @@ def test_vm_config_differs_only_in_what_was_asked_for():
     assert VMConfig(kernel="stock").differences(up) == ["kernel 'patched', not 'stock'"]
     assert VMConfig(accel="kvm").differences(up) == ["accelerator tcg, not kvm"]
     assert VMConfig().resolved().kernel == "stock" and VMConfig().resolved().accel == "auto"
+
+
+def test_a_memory_only_node_is_written_without_cpus_or_as_none():
+    from workbench.targets.vm_config import parse_nodes
+    assert parse_nodes("1536M:0,1536M:none") == parse_nodes("1536M:0,1536M") == [["1536M", "0"], ["1536M", ""]]

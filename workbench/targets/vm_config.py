@@ -173,10 +173,12 @@ def hmat_options(nodes: list, distances: list) -> tuple[dict, list]:
 
 
 def parse_nodes(text: str) -> list:
-    """'1536M:0,1536M:1' (MEM[:CPUS] per node; no CPUS = a memory-only node) -> [[mem, cpus], ...]."""
+    """'1536M:0,1536M:1' (MEM[:CPUS] per node; no CPUS, or ``none``, = a memory-only node,
+    as ``--nodes``' help says) -> [[mem, cpus], ...]."""
     nodes = []
     for part in str(text).split(","):
         mem, _, cpus = part.partition(":")
+        cpus = "" if cpus.strip().lower() == "none" else cpus
         nodes.append([format_size(parse_size(mem, f"node memory in {part!r} (MEM[:CPUS], e.g. 1536M:0)")), cpus])
     return nodes
 
