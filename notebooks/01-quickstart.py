@@ -48,7 +48,7 @@ pd.Series({
 
 # %%
 params = RunParams(folio_sizes=[parse_size(folio_size)], total_size=parse_size(total_size), repeats=1)
-run = runner.run(t, params, root=runs_root or None, label="quickstart", progress=False)
+run = runner.run(t, params, policy=runner.RunPolicy(label="quickstart"), root=runs_root or None, progress=False)
 record = run.records().iloc[0]
 assert record["verified"], f"verification failed: {record.to_dict()}"
 print(f"run {run.id}: {record['folio']} x {record.get('folios', '?')} folios, verified={record['verified']}")

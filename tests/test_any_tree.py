@@ -71,7 +71,7 @@ def test_its_dcbm_copies_with_the_out_of_tree_engine(series_vm, tmp_path, folio)
     # (the default is for hardware; a TCG guest's engine thread can be slower)
     params = RunParams(folio_sizes=[folio], total_size=4 << 20, repeats=1, migrator="dcbm", channels=2,
                        dma_engine="test_dma_engine", settings={f"{DCBM}/wait_us": "1000000"})
-    run = runner.run(series_vm, params, root=tmp_path, progress=False, label="series-dcbm")
+    run = runner.run(series_vm, params, policy=runner.RunPolicy(label="series-dcbm"), root=tmp_path, progress=False)
     df = store.load_runs(tmp_path, [run.id])
     (r,) = df.to_dict("records")
     nfolios = (4 << 20) // folio

@@ -183,7 +183,8 @@ def test_a_dcbm_migration_that_never_completes_is_dumped_rebooted_and_given_up(l
                        dma_engine=TEST_DMA_ENGINE,
                        settings={f"{TEST_ENGINE_PARAMS}/hang_every": "1", f"{DCBM}/timeout_ms": "60000"})
     token = lts_vm.ensure_up()["token"]
-    run = runner.run(lts_vm, params, root=tmp_path, progress=False, trial_timeout=30, max_reboots=1)
+    run = runner.run(lts_vm, params, policy=runner.RunPolicy(trial_timeout=30, max_reboots=1), root=tmp_path,
+                     progress=False)
     (hung, given_up) = run.faults()
     assert hung["kind"] == "hung" and hung["trial_key"] == params.trials()[0].key()
     assert "state D" in hung["detail"] and "move_pages" in hung["detail"], hung["detail"]

@@ -170,8 +170,8 @@ def test_kernel_expect_refuses_before_any_trial_for_every_caller(tmp_path):
     target = fake_target.FakeTarget()
     with pytest.raises(WorkbenchError, match=r"^target fake runs kernel 6.12.0-fake \(no copy-offload interface\), "
                                              r"not the expected patched$"):
-        runner.run(target, RunParams(folio_sizes=[4096], total_size=1 << 20, repeats=1), root=tmp_path,
-                   progress=False, kernel_expect="patched")
+        runner.run(target, RunParams(folio_sizes=[4096], total_size=1 << 20, repeats=1),
+                   policy=runner.RunPolicy(kernel_expect="patched"), root=tmp_path, progress=False)
     assert target.started == [] and not list(tmp_path.iterdir())
 
 
@@ -184,12 +184,13 @@ def test_each_run_probes_the_machine_as_it_is_now(tmp_path):
     from workbench.host.plan import RunParams
     target = fake_target.FakeTarget()
     params = RunParams(folio_sizes=[4096], total_size=1 << 20, repeats=1)
-    first = runner.run(target, params, root=tmp_path, progress=False, kernel_expect="stock")
+    first = runner.run(target, params, policy=runner.RunPolicy(kernel_expect="stock"), root=tmp_path, progress=False)
     assert first.records()["kernel_release"].tolist() == ["6.12.0-fake"]
     target._facts_template["kernel_release"] = "6.12.0-other"
     with pytest.raises(WorkbenchError, match=r"^target fake runs kernel 6.12.0-other .*not the expected "
                                              r"release containing '6.12.0-fake'$"):
-        runner.run(target, params, root=tmp_path, progress=False, kernel_expect="6.12.0-fake")
+        runner.run(target, params, policy=runner.RunPolicy(kernel_expect="6.12.0-fake"), root=tmp_path,
+                   progress=False)
     assert runner.run(target, params, root=tmp_path, progress=False).manifest["kernel_release"] == "6.12.0-other"
 
 

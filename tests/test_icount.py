@@ -18,7 +18,7 @@ SIZE = 4 << 20
 def icount_run(icount_vm, tmp_path_factory):
     root = tmp_path_factory.mktemp("icount-runs")
     run = runner.run(icount_vm, RunParams(folio_sizes=[4096, 64 << 10, 2 << 20], total_size=SIZE, repeats=1),
-                     root=root, label="icount", progress=False)
+                     policy=runner.RunPolicy(label="icount"), root=root, progress=False)
     return root, run
 
 
@@ -57,8 +57,8 @@ def test_an_idle_icount_vm_is_paused_and_a_plan_resumes_it(icount_vm, icount_run
 
 def test_the_report_labels_icount_and_refuses_to_mix_clocks(icount_run, vm_target):
     root, run = icount_run
-    wall = runner.run(vm_target, RunParams(folio_sizes=[4096], total_size=SIZE, repeats=1), root=root,
-                      label="wall", progress=False)
+    wall = runner.run(vm_target, RunParams(folio_sizes=[4096], total_size=SIZE, repeats=1),
+                      policy=runner.RunPolicy(label="wall"), root=root, progress=False)
     assert wall.manifest["clock"] == "wall"
     df = report.load([run.id], root)
     text = report.text_tables(df)
@@ -71,7 +71,7 @@ def test_the_report_labels_icount_and_refuses_to_mix_clocks(icount_run, vm_targe
 
 def test_the_patched_kernel_runs_the_default_trials_byte_exact_under_icount(patched_icount_vm, tmp_path):
     run = runner.run(patched_icount_vm, RunParams(folio_sizes=[4096, 64 << 10, 2 << 20], total_size=SIZE, repeats=1),
-                     root=tmp_path, label="icount-patched", progress=False)
+                     policy=runner.RunPolicy(label="icount-patched"), root=tmp_path, progress=False)
     df = run.records()
     assert run.manifest["clock"] == "icount" and run.manifest["migration_interface"].startswith("workbench")
     assert len(df) == 3 and df["verified"].all() and (df["pages_moved"] == SIZE // 4096).all()

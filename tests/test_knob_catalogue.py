@@ -114,3 +114,60 @@ def test_records_carry_the_catalogue_s_columns():
     assert knobs.config_columns() == ("workload", "access", "migrator", "workers", "batch_size", "dma_engine",
                                       "settings", "folio")
     assert knobs.unit_of("batch_size") == "base pages" and knobs.label_of("dst") == "destination node"
+
+
+def test_notebook_03_s_parameters_are_the_sweep_s_keys_with_the_catalogue_s_defaults():
+    import ast
+    import papermill
+    from workbench.host import sweep
+    params = papermill.inspect_notebook(str(sweep.NOTEBOOK))
+    where = {"label", "runs_root", "result_path", "journal_path"}     # the sweep fills these in
+    assert set(params) == (sweep.KNOWN - {"name"}) | where
+    for key, default in sweep.KNOB_DEFAULTS.items():
+        text = params[key]["default"]
+        value = ast.literal_eval(text)
+        if key in sweep.AS_TEXT:
+            assert value == default, key
+        else:
+            k = knobs.BY_SWEEP_KEY[key]
+            read = [k.read(v) for v in value] if k.plural and value is not None else \
+                (k.read(value) if value is not None else None)
+            assert read == default, key
+    for key, default in {**sweep.TARGET_DEFAULTS, **sweep.POLICY_DEFAULTS}.items():
+        assert (ast.literal_eval(params[key]["default"]) or None) == (default or None), key
+
+
+def test_every_knob_is_reachable_from_a_sweep(tmp_path):
+    from workbench.host import sweep, store
+    from workbench.testing.fake_dcbm import DcbmFake
+    target = DcbmFake()
+    grid = sweep.expand_grid({"defaults": {
+        "total_size": "4M", "folio_sizes": ["4K"], "repeats": 1, "migrators": ["kernel", "mtcopy"],
+        "threads": [2], "batch_sizes": [64], "access": "write", "access_threads": 3, "wait_seconds": 5,
+        "trace": False, "monitor": "off", "batch_kernel_copy": True, "dma_engine": "test_dma_engine",
+        "settings": {"/sys/x/y": "1"}, "first_folio": True, "seed": 4}})
+    cfg = grid["configurations"][0]
+    assert set(sweep.KNOB_DEFAULTS) <= set(cfg)
+    ids = sweep.run_grid(target, root=tmp_path, progress=False, **sweep.knobs_of(cfg))
+    assert len(ids) == 2
+    by_migrator = {t["migrator"]: t for t in target.seen}
+    kernel, mtcopy = by_migrator["kernel"], by_migrator["mtcopy"]
+    for name, want in {"access": "write", "access_threads": 3, "wait_seconds": 5.0, "trace": False,
+                       "monitor_ms": None, "dma_engine": "test_dma_engine", "settings": {"/sys/x/y": "1"},
+                       "first_folio": True, "seed": 4, "batch_size": 64, "total_size": 4 << 20}.items():
+        assert kernel[name] == want and mtcopy[name] == want, name
+    assert kernel["batch_kernel_copy"] is True and mtcopy["batch_kernel_copy"] is None
+    assert mtcopy["threads"] == 2 and kernel["threads"] is None
+    assert len(store.load_runs(tmp_path)) == 2
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("access_threads", "many", "access threads 'many' is not an integer"),
+    ("monitor", "often", "--monitor 'often' is not an interval"),
+    ("batch_sizes", ["x"], "batch size 'x' is not an integer"),
+    ("first_folio", "perhaps", "first folio 'perhaps' is not true or false"),
+])
+def test_a_grid_s_bad_knob_is_the_catalogue_s_one_line(key, value, message):
+    from workbench.host import sweep
+    with pytest.raises(WorkbenchError, match="^" + message):
+        sweep.expand_grid({"defaults": {key: value}})

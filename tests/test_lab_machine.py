@@ -219,7 +219,8 @@ def test_a_link_the_box_cuts_mid_run_is_reconnected_or_the_run_stops_and_resumes
     assert 1 <= len(kept) < len(every) and kept["verified"].all()
     assert msg.endswith(f"{len(kept)} finished trials are saved in {tmp_path / 'stopped' / stopped}; resume with "
                         f"--resume {stopped})")
-    resumed = runner.run(target, params, root=tmp_path / "stopped", resume=stopped, progress=False)
+    resumed = runner.run(target, params, policy=runner.RunPolicy(resume=stopped), root=tmp_path / "stopped",
+                         progress=False)
     records = resumed.records()
     assert resumed.id == stopped and sorted(records["trial_key"]) == every and records["verified"].all()
 
@@ -348,7 +349,7 @@ def test_the_whole_chain_from_a_clean_image(tmp_path):
         for migrator in ("kernel", "mtcopy", "dcbm"):
             run = runner.run(target, RunParams(**trials, migrator=migrator,
                                                dma_engine=VM_DMA_ENGINE if migrator == "dcbm" else None),
-                             root=tmp_path, progress=False, kernel_expect="patched")
+                             policy=runner.RunPolicy(kernel_expect="patched"), root=tmp_path, progress=False)
             assert run.records()["verified"].all() and len(run.records()) == 2, migrator
             assert run.manifest["kernel_release"] == patched.release
 
@@ -358,10 +359,12 @@ def test_the_whole_chain_from_a_clean_image(tmp_path):
         assert res["default_release"] == stock      # not the patched kernel it ran, which was only kexec'd
         assert f"BOOT_IMAGE=/boot/vmlinuz-{vanilla.release}" in box.out("cat /proc/cmdline")   # through GRUB
         with pytest.raises(WorkbenchError) as err:
-            runner.run(target, RunParams(**trials), root=tmp_path, progress=False, kernel_expect="patched")
+            runner.run(target, RunParams(**trials), policy=runner.RunPolicy(kernel_expect="patched"), root=tmp_path,
+                       progress=False)
         assert str(err.value) == (f"target {target.label} runs kernel {vanilla.release} (no copy-offload "
                                   "interface), not the expected patched")
-        run = runner.run(target, RunParams(**trials), root=tmp_path, progress=False, kernel_expect="vanilla")
+        run = runner.run(target, RunParams(**trials), policy=runner.RunPolicy(kernel_expect="vanilla"), root=tmp_path,
+                         progress=False)
         assert run.records()["verified"].all() and len(run.records()) == 2
         assert run.manifest["kernel_expect"] == "vanilla"
 

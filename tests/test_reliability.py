@@ -55,7 +55,8 @@ def test_a_killed_qemu_says_so(tmp_path):
 def test_a_configuration_that_keeps_killing_the_target_is_given_up_and_the_rest_goes_on(tmp_path, capsys):
     target = FakeTarget()
     chaos = Chaos([{"fault": "kill_qemu", "trial": "4K-4M-n0to1-s1-r1", "times": 5}])
-    run = runner.run(target, params(), root=tmp_path, progress=False, chaos=chaos, max_reboots=2)
+    run = runner.run(target, params(), policy=runner.RunPolicy(max_reboots=2), root=tmp_path, progress=False,
+                     chaos=chaos)
     df = run.records()
     assert sorted(df["trial_key"]) == sorted(k for k in all_keys(params()) if "-4K-" not in k or k.endswith("r0"))
     assert run.manifest["given_up"] == {"kernel-4K-4M-n0to1-s1": run.manifest["given_up"]["kernel-4K-4M-n0to1-s1"]}
@@ -68,7 +69,7 @@ def test_a_configuration_that_keeps_killing_the_target_is_given_up_and_the_rest_
     lines = runner.describe_faults(run.faults())
     assert lines[-1] == f"given up: configuration kernel-4K-4M-n0to1-s1: {reason}"
     # resuming tries it again, and completes the run
-    runner.run(FakeTarget(), params(), root=tmp_path, resume=run.id, progress=False)
+    runner.run(FakeTarget(), params(), policy=runner.RunPolicy(resume=run.id), root=tmp_path, progress=False)
     again = store.open_run(run.id, tmp_path)
     assert keys(again) == all_keys(params()) and again.manifest["given_up"] == {}
 
@@ -76,15 +77,16 @@ def test_a_configuration_that_keeps_killing_the_target_is_given_up_and_the_rest_
 def test_faults_in_a_row_means_in_a_row(tmp_path):
     """A configuration whose trial gets through between two deaths is not given up."""
     chaos = Chaos([{"fault": "panic", "trial": "4K-4M-n0to1-s1-r0"}, {"fault": "panic", "trial": "4K-4M-n0to1-s1-r2"}])
-    run = runner.run(FakeTarget(), params(), root=tmp_path, progress=False, chaos=chaos, max_reboots=2)
+    run = runner.run(FakeTarget(), params(), policy=runner.RunPolicy(max_reboots=2), root=tmp_path, progress=False,
+                     chaos=chaos)
     assert keys(run) == all_keys(params()) and run.manifest["given_up"] == {}
     assert [f["kind"] for f in run.faults()] == ["vm_died", "vm_died"]
 
 
 def test_a_hung_trial_is_dumped_failed_and_run_again_after_a_reboot(tmp_path):
     target = FakeTarget()
-    run = runner.run(target, params(repeats=1), root=tmp_path, progress=False, trial_timeout=0.05,
-                     chaos=Chaos([{"fault": "hang", "trial": "4K-4M-n0to1-s1-r0"}]))
+    run = runner.run(target, params(repeats=1), policy=runner.RunPolicy(trial_timeout=0.05), root=tmp_path,
+                     progress=False, chaos=Chaos([{"fault": "hang", "trial": "4K-4M-n0to1-s1-r0"}]))
     (f,) = run.faults()
     assert f["kind"] == "hung" and f["trial_key"] == "kernel-4K-4M-n0to1-s1-r0"
     assert "did not finish within its time limit of 0 s" in f["cause"]
@@ -127,9 +129,11 @@ def test_chaos_counts_starts_across_processes(tmp_path):
     plan.write_text(json.dumps({"faults": [{"fault": "panic", "at": 3}, {"fault": "warn", "label": "b"}]}))
     env_chaos = lambda: Chaos(json.loads(plan.read_text())["faults"], tmp_path / "chaos.json.state")  # noqa: E731
     p = params(repeats=1)
-    a = runner.run(FakeTarget(), p, root=tmp_path / "runs", label="a", progress=False, chaos=env_chaos())
+    a = runner.run(FakeTarget(), p, policy=runner.RunPolicy(label="a"), root=tmp_path / "runs", progress=False,
+                   chaos=env_chaos())
     assert a.faults() == []                                     # starts 1 and 2
-    b = runner.run(FakeTarget(), p, root=tmp_path / "runs", label="b", progress=False, chaos=env_chaos())
+    b = runner.run(FakeTarget(), p, policy=runner.RunPolicy(label="b"), root=tmp_path / "runs", progress=False,
+                   chaos=env_chaos())
     assert [f["trial_key"] for f in b.faults()] == ["kernel-4K-4M-n0to1-s1-r0"]   # the 3rd start, in run b
     assert list(b.records()["kernel_clean"]) == [False, True]   # the warn fired once, on b's first record
     st = env_chaos().state()
@@ -154,7 +158,8 @@ def test_deaths_with_no_trial_in_flight_stop_the_run_with_how_to_resume(tmp_path
                              cause="the guest powered off")
             yield
     with pytest.raises(WorkbenchError) as e:
-        runner.run(DiesAtOnce(), params(repeats=1), root=tmp_path, progress=False, max_reboots=2)
+        runner.run(DiesAtOnce(), params(repeats=1), policy=runner.RunPolicy(max_reboots=2), root=tmp_path,
+                   progress=False)
     (run,) = store.list_runs(tmp_path)
     assert "the guest powered off" in str(e.value) and "2 faults in a row with no trial in flight" in str(e.value)
     assert f"resume with --resume {run.id}" in str(e.value)

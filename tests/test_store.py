@@ -35,7 +35,7 @@ def test_crash_keeps_finished_trials_and_resume_completes_the_rest(tmp_path):
     (run,) = store.list_runs(tmp_path)
     assert run.count() == 4
     second = FakeTarget()
-    runner.run(second, params(), root=tmp_path, resume=run.id, progress=False)
+    runner.run(second, params(), policy=runner.RunPolicy(resume=run.id), root=tmp_path, progress=False)
     assert len(second.seen) == 2                       # only what was missing ran
     df = store.load_runs(tmp_path)
     assert len(df) == 6 and df["trial_key"].is_unique
@@ -44,7 +44,8 @@ def test_crash_keeps_finished_trials_and_resume_completes_the_rest(tmp_path):
 def test_resume_refuses_other_parameters(tmp_path):
     run = runner.run(FakeTarget(), params(), root=tmp_path, progress=False)
     with pytest.raises(WorkbenchError, match="other parameters"):
-        runner.run(FakeTarget(), params(repeats=5), root=tmp_path, resume=run.id, progress=False)
+        runner.run(FakeTarget(), params(repeats=5), policy=runner.RunPolicy(resume=run.id), root=tmp_path,
+                   progress=False)
 
 
 def test_unknown_run_and_empty_store(tmp_path):
@@ -54,8 +55,8 @@ def test_unknown_run_and_empty_store(tmp_path):
 
 
 def test_load_runs_concatenates_runs(tmp_path):
-    a = runner.run(FakeTarget(), params(repeats=1), root=tmp_path, progress=False, label="a")
-    b = runner.run(FakeTarget(), params(repeats=2), root=tmp_path, progress=False, label="b")
+    a = runner.run(FakeTarget(), params(repeats=1), policy=runner.RunPolicy(label="a"), root=tmp_path, progress=False)
+    b = runner.run(FakeTarget(), params(repeats=2), policy=runner.RunPolicy(label="b"), root=tmp_path, progress=False)
     df = store.load_runs(tmp_path)
     assert df.groupby("run_id").size().to_dict() == {a.id: 2, b.id: 4}
     assert isinstance(df, pd.DataFrame) and not df["functional"].any()
@@ -70,7 +71,8 @@ def test_trial_keys_name_every_knob():
 
 
 def test_an_unknown_run_lists_recent_run_ids(tmp_path):
-    made = [runner.run(FakeTarget(), params(repeats=1), root=tmp_path, label=f"r{i}", progress=False).id
+    made = [runner.run(FakeTarget(), params(repeats=1), policy=runner.RunPolicy(label=f"r{i}"), root=tmp_path,
+                       progress=False).id
             for i in range(2)]
     with pytest.raises(WorkbenchError) as e:
         store.open_run("nosuchrun", tmp_path)

@@ -24,7 +24,7 @@ def params(**kw):
 
 
 def make_run(root, label="a", **kw):
-    return runner.run(FakeTarget(), params(**kw), root=root, progress=False, label=label)
+    return runner.run(FakeTarget(), params(**kw), policy=runner.RunPolicy(label=label), root=root, progress=False)
 
 
 def truncate(path):
@@ -112,7 +112,7 @@ def test_resume_moves_a_damaged_record_aside_and_runs_its_trial_again(capsys, tm
     damaged_key = params().trials()[1].key()
     capsys.readouterr()
     second = FakeTarget()
-    runner.run(second, params(), root=tmp_path, resume=run.id, progress=False)
+    runner.run(second, params(), policy=runner.RunPolicy(resume=run.id), root=tmp_path, progress=False)
     assert second.started == [damaged_key, params().trials()[3].key()]     # the damaged one, the missing one
     assert capsys.readouterr().err.splitlines() == [
         f"run {run.id}: damaged record {bad}: {NOT_PARQUET}; moved aside to {bad.name}.damaged, its trial runs again"]
@@ -127,7 +127,7 @@ def test_a_damaged_manifest_cannot_be_resumed(tmp_path):
     run = make_run(tmp_path)
     bad = half_manifest(run)
     with pytest.raises(WorkbenchError) as e:
-        runner.run(FakeTarget(), params(), root=tmp_path, resume=run.id, progress=False)
+        runner.run(FakeTarget(), params(), policy=runner.RunPolicy(resume=run.id), root=tmp_path, progress=False)
     assert str(e.value) == f"run {run.id!r} cannot be resumed: damaged manifest {bad}: {HALF_MANIFEST}"
 
 

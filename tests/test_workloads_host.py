@@ -115,7 +115,7 @@ def test_configurations_from_before_workloads_keep_their_hash():
     were never part of the hash)."""
     (cfg,) = sweep.expand_grid({"configurations": [{"name": "base"}]})["configurations"]
     before = {k: v for k, v in cfg.items()
-              if k not in ("workloads", "access", "max_reboots", "trial_timeout", "kernel_expect")}
+              if k not in (*sweep.LATER_DEFAULTS, "max_reboots", "trial_timeout", "kernel_expect")}
     before["dst"] = 1
     import hashlib
     old_hash = hashlib.sha256(json.dumps(before, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -125,8 +125,8 @@ def test_configurations_from_before_workloads_keep_their_hash():
 
 def test_run_grid_runs_every_workload(tmp_path):
     target = FakeTarget()
-    ids = sweep.run_grid(target, ["4K"], ["kernel"], total_size="4M", repeats=1, root=tmp_path, progress=False,
-                         workloads=["move-pages", "migrate-pages", "compaction"], access="read")
+    ids = sweep.run_grid(target, folio_sizes=["4K"], migrators=["kernel"], total_size="4M", repeats=1, root=tmp_path,
+                         progress=False, workloads=["move-pages", "migrate-pages", "compaction"], access="read")
     assert len(ids) == 3
     df = store.load_runs(tmp_path)
     assert sorted(df["workload"]) == ["compaction", "migrate-pages", "move-pages"]

@@ -21,10 +21,10 @@ def migrator_speedups(target, size: int = 64 << 20, repeats: int = 3, root=None,
                "mtcopy 2 threads": {"migrator": "mtcopy", "threads": 2}}
     frames = {}
     for label, knobs in configs.items():
-        run = runner.run(target, RunParams(folio_sizes=[2 << 20], total_size=size, repeats=repeats, trace=False,
-                                           monitor_ms=monitor_ms, **knobs),
-                         root=root, label=f"bench-{label.replace(' ', '-').replace('(', '').replace(')', '')}",
-                         progress=progress)
+        params = RunParams(folio_sizes=[2 << 20], total_size=size, repeats=repeats, trace=False,
+                           monitor_ms=monitor_ms, **knobs)
+        name = f"bench-{label.replace(' ', '-').replace('(', '').replace(')', '')}"
+        run = runner.run(target, params, policy=runner.RunPolicy(label=name), root=root, progress=progress)
         frames[label] = run.records()
 
     def copy_ns_per_byte(df, mig):

@@ -107,9 +107,11 @@ def cmd_run(args):
     runner._check_max_reboots(args.max_reboots)
     runner._check_timeout(args.trial_timeout)
     target = target_from_args(args, quiet=args.json)
-    the_run = runner.run(target, params, root=args.runs_dir, resume=args.resume, label=args.label or args.target,
-                         progress=not args.json, max_reboots=args.max_reboots, trial_timeout=args.trial_timeout,
-                         kernel_expect=args.kernel_expect)
+    the_run = runner.run(target, params,
+                         policy=runner.RunPolicy(resume=args.resume, label=args.label or args.target,
+                                                 max_reboots=args.max_reboots, trial_timeout=args.trial_timeout,
+                                                 kernel_expect=args.kernel_expect),
+                         root=args.runs_dir, progress=not args.json)
     df = the_run.records()
     m = the_run.manifest
     given_up = m.get("given_up") or {}

@@ -140,9 +140,9 @@ def _run_config(target, cfg: CostConfig, kernel, tree, boot, folio_sizes, size, 
                      "latency_trial": cfg.first_folio, "latency_by": cfg.latency_by if cfg.first_folio else None,
                      **({"study": study} if study else {})}}
     suffix = "-poller" if cfg.first_folio and cfg.latency_by == "poller" else ""
-    return runner.run(target, cfg.params(folio_sizes, size, repeats, monitor_ms), root=root, progress=progress,
-                      label=f"{prefix}-boot{boot}-{cfg.label.replace(', ', '-').replace(' ', '')}{suffix}",
-                      manifest_extra=meta)
+    label = f"{prefix}-boot{boot}-{cfg.label.replace(', ', '-').replace(' ', '')}{suffix}"
+    return runner.run(target, cfg.params(folio_sizes, size, repeats, monitor_ms), policy=runner.RunPolicy(label=label),
+                      root=root, progress=progress, manifest_extra=meta)
 
 
 def _has_trace_latency(run) -> bool:
@@ -161,7 +161,7 @@ def measure_tree(target, configs: list[CostConfig], kernel: str, tree: str, boot
     # one untimed trial first: the first migration after boot also warms the allocator
     runner.run(target, RunParams(folio_sizes=[folio_sizes[0]], total_size=size, repeats=1, trace=False,
                                  monitor_ms=None),
-               root=root, label=f"{prefix}-warmup-{kernel}-boot{boot}", progress=False)
+               policy=runner.RunPolicy(label=f"{prefix}-warmup-{kernel}-boot{boot}"), root=root, progress=False)
     ids = []
     for cfg in configs:
         run = _run_config(target, cfg, kernel, tree, boot, folio_sizes, size, repeats, root, progress, study, prefix,

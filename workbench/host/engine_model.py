@@ -47,7 +47,8 @@ def sweep(target, folio_sizes: list[int], total_size: int, bandwidths_mbps: list
     # no monitor: the model's time is the engine's and the kernel's, nothing sampling beside them
     base = RunParams(folio_sizes=list(folio_sizes), total_size=total_size, repeats=repeats, migrator="kernel",
                      monitor_ms=None)
-    run = runner.run(target, base, root=root, label="model-baseline-kernel", progress=progress)
+    run = runner.run(target, base, policy=runner.RunPolicy(label="model-baseline-kernel"), root=root,
+                     progress=progress)
     frames.append(run.records().assign(model_bandwidth_mbps=np.nan, model_latency_ns=np.nan, run_id=run.id))
     for lat in latencies_ns:
         for bw in bandwidths_mbps:
@@ -55,7 +56,8 @@ def sweep(target, folio_sizes: list[int], total_size: int, bandwidths_mbps: list
             params = RunParams(folio_sizes=list(folio_sizes), total_size=total_size, repeats=repeats,
                                migrator="dcbm", channels=channels, dma_engine=TEST_DMA_ENGINE, settings=settings,
                                monitor_ms=None)
-            run = runner.run(target, params, root=root, label=f"model-dcbm-{bw}MBps-{lat}ns", progress=progress)
+            run = runner.run(target, params, policy=runner.RunPolicy(label=f"model-dcbm-{bw}MBps-{lat}ns"), root=root,
+                             progress=progress)
             frames.append(run.records().assign(model_bandwidth_mbps=bw, model_latency_ns=lat, run_id=run.id))
     return pd.concat(frames, ignore_index=True)
 

@@ -30,7 +30,8 @@ def channel_sweep(target, channels: list[int], folio_sizes: list[int], total_siz
     for migrator, c in configs:
         params = RunParams(folio_sizes=list(folio_sizes), total_size=total_size, repeats=repeats, migrator=migrator,
                            channels=c, dma_engine=dma_engine if migrator == "dcbm" else None)
-        run = runner.run(target, params, root=root, label=f"{migrator}{'-c%d' % c if c else ''}", progress=progress)
+        run = runner.run(target, params, policy=runner.RunPolicy(label=f"{migrator}{'-c%d' % c if c else ''}"),
+                         root=root, progress=progress)
         frames.append(run.records())
     return pd.concat(frames, ignore_index=True)
 
@@ -56,7 +57,8 @@ def inject(target, faults: dict[str, int], folio_size: int, total_size: int, cha
     for fault, every in faults.items():
         params = fault_params(fault, every, folio_size, total_size, channels,
                               timeout_ms if fault == "hang_every" else None)
-        run = runner.run(target, params, root=root, label=f"dcbm-{fault.replace('_every', '')}", progress=progress)
+        run = runner.run(target, params, policy=runner.RunPolicy(label=f"dcbm-{fault.replace('_every', '')}"),
+                         root=root, progress=progress)
         frames.append(run.records().assign(fault=fault, every=every, run_id=run.id))
     return pd.concat(frames, ignore_index=True)
 

@@ -260,8 +260,8 @@ class Panel:
             self.w_status.value = (f"trial {self.w_progress.value}/{n}: {record.get('folio')} "
                                    f"{record.get('gbps', float('nan')):.2f} GB/s")
         try:
-            the_run = runner.run(self.target, params, root=self.root, label="explore", progress=False,
-                                 on_record=tick)
+            the_run = runner.run(self.target, params, policy=runner.RunPolicy(label="explore"), root=self.root,
+                                 progress=False, on_record=tick)
         finally:
             self.w_run.disabled = False
         self.runs.append(the_run)

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Callable
 
 from tqdm.auto import tqdm
@@ -111,48 +112,66 @@ def _check_timeout(trial_timeout) -> None:
         raise WorkbenchError(f"trial timeout {trial_timeout!r} must be a positive number of seconds")
 
 
-def run(target: Target, params: plan.RunParams, root=None, resume: str | None = None, label: str = "run",
-        progress: bool = True, on_record: Callable[[dict], None] | None = None,
-        manifest_extra: dict | None = None, on_start: Callable[[str], None] | None = None,
-        max_reboots: int = MAX_REBOOTS, trial_timeout: float | None = None, chaos: Chaos | None = None,
-        kernel_expect: str | None = None) -> store.Run:
-    """Run ``params`` on ``target`` and store every trial as it finishes; ``on_record``
-    hears each record once it is saved (the panel's progress); ``manifest_extra`` is kept
-    in the run's manifest (what a benchmark needs to find its runs again); ``on_start``
-    hears the run's id as soon as it exists (a sweep's journal, to resume it).
+@dataclass(frozen=True)
+class RunPolicy:
+    """How a run is carried out, apart from what it measures (the knobs): the same trials
+    under another policy measure the same thing, so a sweep leaves these out of a
+    configuration's hash.
+
+    ``resume`` continues a run by id (one that stopped, or gave a configuration up);
+    ``label`` names a new run's directory; ``max_reboots`` and ``trial_timeout`` are
+    explained in the module's docstring; ``kernel_expect`` (patched, vanilla, stock, or a
+    piece of the release: :func:`plan.kernel_mismatch`) refuses a target whose kernel is
+    not that one before any trial, and is kept in the manifest."""
+
+    max_reboots: int = MAX_REBOOTS
+    trial_timeout: float | None = None
+    kernel_expect: str | None = None
+    resume: str | None = None
+    label: str = "run"
+
+    def check(self) -> None:
+        """One line for the first option that cannot be (before a target is reached)."""
+        _check_max_reboots(self.max_reboots)
+        _check_timeout(self.trial_timeout)
+        plan.check_kernel_expect(self.kernel_expect)
+
+
+def run(target: Target, params: plan.RunParams, policy: RunPolicy | None = None, root=None, progress: bool = True,
+        on_record: Callable[[dict], None] | None = None, manifest_extra: dict | None = None,
+        on_start: Callable[[str], None] | None = None, chaos: Chaos | None = None) -> store.Run:
+    """Run ``params`` on ``target`` under ``policy`` (default :class:`RunPolicy`) and store
+    every trial as it finishes; ``on_record`` hears each record once it is saved (the
+    panel's progress); ``manifest_extra`` is kept in the run's manifest (what a benchmark
+    needs to find its runs again); ``on_start`` hears the run's id as soon as it exists (a
+    sweep's journal, to resume it); ``chaos`` injects faults on purpose (tests; default:
+    ``$WORKBENCH_CHAOS``).
 
     Each record gets the host's wall-clock ``host_started``/``host_finished`` (Unix time):
     a trial starts when the plan is sent or the previous trial's record arrived, and ends
-    when its own record arrives, so runs on several targets can be laid on one time line.
-
-    ``resume`` continues a run by id (one that stopped, or gave a configuration up);
-    ``max_reboots`` and ``trial_timeout`` are explained in the module's docstring; ``chaos`` injects faults on purpose (tests;
-    default: ``$WORKBENCH_CHAOS``). ``kernel_expect`` (patched, vanilla, stock, or a piece
-    of the release: :func:`plan.kernel_mismatch`) refuses a target whose kernel is not that
-    one before any trial, and is kept in the manifest."""
+    when its own record arrives, so runs on several targets can be laid on one time line."""
+    policy = policy or RunPolicy()
     params.check()  # before the target is reached: a VM boot takes minutes
-    plan.check_kernel_expect(kernel_expect)
-    _check_max_reboots(max_reboots)
-    _check_timeout(trial_timeout)
+    policy.check()
     chaos = chaos if chaos is not None else Chaos.from_env()
     target.prepare(params)
     facts = target.facts(refresh=True)   # the machine as it is now, not as an earlier run found it
     params = plan.with_defaults(params, target.kind)
-    plan.validate(params, facts, target.kind, kernel_expect=kernel_expect)
+    plan.validate(params, facts, target.kind, kernel_expect=policy.kernel_expect)
     trials = plan.expand(params)
-    if resume:
-        the_run = store.open_run(resume, root)
+    if policy.resume:
+        the_run = store.open_run(policy.resume, root)
         try:
             made_with = the_run.manifest.get("params")
         except store.DamagedFile as exc:
-            raise WorkbenchError(f"run {resume!r} cannot be resumed: {exc.damage}") from None
+            raise WorkbenchError(f"run {policy.resume!r} cannot be resumed: {exc.damage}") from None
         if not plan.same_params(made_with, params.to_dict()):
-            raise WorkbenchError(f"run {resume!r} was made with other parameters "
+            raise WorkbenchError(f"run {policy.resume!r} was made with other parameters "
                                  f"({made_with}); resume it with the same ones")
         the_run.update_manifest(given_up={}, finished=None)  # a resumed run tries them again
     else:
-        expected = {"kernel_expect": kernel_expect} if kernel_expect is not None else {}
-        the_run = store.create_run({**manifest_for(target, params, facts, label), **expected,
+        expected = {"kernel_expect": policy.kernel_expect} if policy.kernel_expect is not None else {}
+        the_run = store.create_run({**manifest_for(target, params, facts, policy.label), **expected,
                                     **(manifest_extra or {})}, root)
     if on_start:
         on_start(the_run.id)
@@ -181,8 +200,8 @@ def run(target: Target, params: plan.RunParams, root=None, resume: str | None = 
         if spec is None:
             return
         in_a_row[config].append(cause)
-        if len(in_a_row[config]) >= max_reboots:
-            reason = (f"{len(in_a_row[config])} faults in a row (--max-reboots {max_reboots}): "
+        if len(in_a_row[config]) >= policy.max_reboots:
+            reason = (f"{len(in_a_row[config])} faults in a row (--max-reboots {policy.max_reboots}): "
                       + "; ".join(dict.fromkeys(in_a_row[config])))
             given_up[config] = reason
             the_run.update_manifest(given_up=dict(given_up))
@@ -198,7 +217,7 @@ def run(target: Target, params: plan.RunParams, root=None, resume: str | None = 
         """A fault with no trial in flight (the VM died while warming up, a plan that
         never started): no configuration to blame, so after max_reboots in a row stop."""
         count += 1
-        if count >= max_reboots:
+        if count >= policy.max_reboots:
             raise WorkbenchError(f"{what} ({count} faults in a row with no trial in flight); stopped",
                                  detail=detail)
         return count
@@ -206,7 +225,7 @@ def run(target: Target, params: plan.RunParams, root=None, resume: str | None = 
     by_key = {t.key(): t for t in trials}
     try:
         while todo:
-            sent = chaos.arm(todo, label) if chaos else list(todo)
+            sent = chaos.arm(todo, policy.label) if chaos else list(todo)
             armed = {t.key(): t for t in sent}
             in_flight, pid, tid, injected = None, None, None, None
             last = since = time.time()
@@ -219,7 +238,7 @@ def run(target: Target, params: plan.RunParams, root=None, resume: str | None = 
                         if kind == Event.START:
                             in_flight, pid, tid, last = event["trial_key"], event.get("pid"), event.get("tid"), now
                             if chaos:
-                                for host_fault in chaos.started(armed[in_flight], label):
+                                for host_fault in chaos.started(armed[in_flight], policy.label):
                                     _notice(f"run {the_run.id}: test hook: {host_fault} at trial {in_flight}")
                                     try:
                                         target.inject(host_fault)
@@ -236,7 +255,7 @@ def run(target: Target, params: plan.RunParams, root=None, resume: str | None = 
                             bar.set_postfix_str(f"{record['folio']} {record['gbps']:.2f} GB/s")
                             if on_record:
                                 on_record(record)
-                        limit = trial_time_limit(by_key[in_flight], trial_timeout) if in_flight else WARMUP_LIMIT
+                        limit = trial_time_limit(by_key[in_flight], policy.trial_timeout) if in_flight else WARMUP_LIMIT
                         if now - last > limit:
                             # what is stuck, asked while the stuck agent is still there
                             try:

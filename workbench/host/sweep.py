@@ -28,6 +28,14 @@ one line, on a target running another kernel (a lab box that came back on its ol
 ``workloads: [move-pages, mbind, demotion]`` (default: move-pages only) chooses how the
 pages migrate, ``access: write`` adds checked writers to each.
 
+Every knob of the catalogue (:mod:`workbench.catalogue.knobs`) is a grid key, under its
+sweep name: the plural ones (``workloads``, ``migrators``, ``threads``, ``channels``,
+``batch_sizes``) are lists whose every value is a run, the rest one value a configuration
+(``access_threads``, ``wait_seconds``, ``trace``, ``monitor``, ``batch_kernel_copy``, which
+applies to the kernel migrator's runs, ``dma_engine``, ``settings``, ``first_folio``, and
+the sizes, nodes, seed and repeats above). Each value is read as ``workbench run`` reads
+its option, with the same one-line error.
+
 A grid may name several targets, each with options of its own; every configuration then
 runs on every target, and each VM target is a VM of its own name::
 
@@ -59,6 +67,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
@@ -68,26 +77,36 @@ from .. import paths
 from . import distributed, notebooks, runner
 from ..errors import WorkbenchError
 from ..catalogue import workloads as registry
-from ..protocol import ACCESS_MODES, worker_fields, worker_knob
-from .plan import RunParams, check_kernel_expect, check_trial_count
+from ..catalogue import knobs
+from ..protocol import worker_fields, worker_knob
+from .plan import RunParams, check_trial_count
 from ..units import parse_size, parse_size_list
 
 NOTEBOOK = paths.REPO / "notebooks" / "03-sweep.ipynb"
-KNOWN = {"name", "target", "target_options", "kernel", "vm_name", "accel", "folio_sizes", "migrators", "threads", "channels", "batch_sizes",
-         "total_size", "repeats", "src", "dst", "seed", "imports", "workloads", "access", "max_reboots",
-         "trial_timeout", "kernel_expect"}
-DEFAULTS = {"target": "vm", "target_options": {}, "kernel": None, "vm_name": None, "accel": None, "folio_sizes": ["4K", "2M"],
-            "migrators": ["kernel"], "threads": [None], "channels": None, "batch_sizes": [None],
-            "total_size": "16M", "repeats": 3, "src": 0, "dst": None, "seed": 1, "imports": [],
-            "workloads": ["move-pages"], "access": "none", "max_reboots": runner.MAX_REBOOTS, "trial_timeout": None,
-            "kernel_expect": None}
+#: what a configuration says besides its knobs: where it runs (and what the notebook imports)
+TARGET_DEFAULTS = {"target": "vm", "target_options": {}, "kernel": None, "vm_name": None, "accel": None,
+                   "imports": []}
+#: how its runs are carried out (workbench.host.runner.RunPolicy): not part of its hash
+POLICY_DEFAULTS = {"max_reboots": runner.MAX_REBOOTS, "trial_timeout": None, "kernel_expect": None}
+HANDLING = tuple(POLICY_DEFAULTS)
+#: every knob of the catalogue under its grid key (batch_sizes, migrators, monitor, ...)
+KNOB_DEFAULTS = {k.sweep_key: k.grid_default for k in knobs.KNOBS}
+DEFAULTS = {**TARGET_DEFAULTS, **KNOB_DEFAULTS, **POLICY_DEFAULTS}
+KNOWN = {"name", *DEFAULTS}
+#: the knobs a sweep runs each value of as a run of its own (the rest are one value a
+#: configuration; folio sizes and repeats are inside each run)
+PLURAL = tuple(k.sweep_key for k in knobs.KNOBS if k.plural)
+#: kept as the text a grid gave (sizes, which the notebook reads again), as grids always were
+AS_TEXT = ("folio_sizes", "total_size")
 #: the most configurations a grid expands to: each is a notebook executed in a kernel of
 #: its own (seconds at the least) and the sweep's journal is rewritten after each, so a
 #: matrix past this is a mistake; it is refused before anything is expanded
 MAX_CONFIGURATIONS = 1000
 #: keys added after sweeps were first run: at these values a configuration hashes as it
 #: did before they existed, so a finished configuration is not run again
-LATER_DEFAULTS = {"workloads": ["move-pages"], "access": "none"}
+LATER_DEFAULTS = {key: KNOB_DEFAULTS[key] for key in (
+    "workloads", "access", "access_threads", "wait_seconds", "trace", "monitor", "batch_kernel_copy", "dma_engine",
+    "settings", "first_folio")}
 
 
 # -- the grid file -------------------------------------------------------------------
@@ -189,33 +208,34 @@ def target_key(cfg: dict) -> str:
 
 
 def normalise(cfg: dict) -> dict:
-    """Sizes as text the notebook parses again, lists where lists belong; checks values."""
+    """Each knob read by the catalogue (one line for a bad value), lists where lists
+    belong, sizes kept as text the notebook parses again; checks the policy too."""
     out = dict(cfg)
-    out["folio_sizes"] = [str(s) for s in _listify(cfg["folio_sizes"])]
-    parse_size_list(out["folio_sizes"], "folio size")
-    parse_size(str(cfg["total_size"]), "total size")
-    out["total_size"] = str(cfg["total_size"])
-    for key in ("migrators", "threads", "batch_sizes", "imports", "workloads"):
-        out[key] = _listify(cfg[key])
+    for k in knobs.KNOBS:
+        key = k.sweep_key
+        value = cfg.get(key, KNOB_DEFAULTS[key])
+        if k.plural and value is not None:
+            value = _listify(value)
+            read = [k.read(v) for v in value]
+        else:
+            read = k.read(value) if value is not None else None
+        out[key] = [str(v) for v in _listify(value)] if key == "folio_sizes" else str(value) if key in AS_TEXT else read
+    out["imports"] = _listify(cfg["imports"])
     for w in out["workloads"]:
         registry.get(w)  # an unknown name is refused here, before anything runs
-    if out["access"] not in ACCESS_MODES:
-        raise WorkbenchError(f"access {out['access']!r} is not known; allowed: {', '.join(ACCESS_MODES)}")
-    out["channels"] = None if cfg.get("channels") is None else _listify(cfg["channels"])
-    out["repeats"] = int(cfg["repeats"])
+    if out["access"] not in knobs.ACCESS_MODES:
+        raise WorkbenchError(f"access {out['access']!r} is not known; allowed: {', '.join(knobs.ACCESS_MODES)}")
     check_trial_count(out["repeats"], len(out["folio_sizes"]))   # each of its runs: refused before any runs
     out["target_options"] = dict(cfg.get("target_options") or {})
-    runner._check_max_reboots(cfg["max_reboots"])
-    runner._check_timeout(cfg["trial_timeout"])
+    policy(cfg).check()
     if cfg["kernel_expect"] is not None:
         out["kernel_expect"] = str(cfg["kernel_expect"])
-        check_kernel_expect(out["kernel_expect"])
     return out
 
 
-#: keys that change how faults are handled or what is refused, not what is measured: not
-#: part of the hash
-HANDLING = ("max_reboots", "trial_timeout", "kernel_expect")
+def policy(cfg: dict, **more) -> runner.RunPolicy:
+    """A configuration's run policy (its max_reboots, trial_timeout, kernel_expect)."""
+    return runner.RunPolicy(**{k: cfg.get(k, v) for k, v in POLICY_DEFAULTS.items()}, **more)
 
 
 def config_hash(cfg: dict) -> str:
@@ -245,46 +265,57 @@ def combinations(migrators, threads=(None,), channels=None, batch_sizes=(None,))
     return out
 
 
-def run_grid(target, folio_sizes, migrators, threads=(None,), channels=None, batch_sizes=(None,),
-             total_size="16M", repeats=3, src=0, dst=None, seed=1, root=None, label="sweep",
-             progress=True, journal: str | Path | None = None, workloads=("move-pages",),
-             access="none", max_reboots=runner.MAX_REBOOTS, trial_timeout=None,
-             kernel_expect: str | None = None) -> list[str]:
-    """Run every workload x combination on ``target``; returns the run ids. A fault (a
-    dead VM, a hung trial) is recorded and carried through by the runner; any other
-    error stops. ``dst`` None: node 1 for workloads that move pages to a named node, the
-    kernel's choice for demotion, none for compaction. ``kernel_expect`` (patched,
-    vanilla, stock or a piece of the release) refuses a target on another kernel before
-    its first trial (:func:`workbench.host.plan.kernel_mismatch`).
+def run_grid(target, root=None, label: str = "sweep", progress: bool = True, journal: str | Path | None = None,
+             policy: runner.RunPolicy | None = None, **grid_knobs) -> list[str]:
+    """Run every workload x combination on ``target``; returns the run ids. ``grid_knobs``
+    are a configuration's knobs under their grid keys (``folio_sizes``, ``migrators``,
+    ``batch_sizes``, ``monitor``, ...: :data:`KNOB_DEFAULTS`, whose values fill in what is
+    not given). A fault (a dead VM, a hung trial) is recorded and carried through by the
+    runner under ``policy`` (its label and resume are the sweep's); any other error stops.
+    ``dst`` None: node 1 for workloads that move pages to a named node, the kernel's
+    choice for demotion, none for compaction.
 
     ``journal`` (a JSON file) remembers the run of each combination as it starts: an
     attempt that is repeated (its worker died, the sweep was killed, a configuration
     was given up) resumes those runs instead of measuring their finished trials twice."""
+    unknown = set(grid_knobs) - set(KNOB_DEFAULTS)
+    if unknown:
+        raise WorkbenchError(f"unknown knob(s) {', '.join(sorted(unknown))}; allowed: "
+                             f"{', '.join(KNOB_DEFAULTS)}")
+    g = normalise({**DEFAULTS, **grid_knobs})
+    single = {k.name: g[k.sweep_key] for k in knobs.KNOBS
+              if not k.plural and k.sweep_key not in ("folio_sizes", "total_size", "dst")}
+    policy = policy or runner.RunPolicy()
     ids = []
     journal = Path(journal) if journal else None
     started = json.loads(journal.read_text()) if journal and journal.exists() else {}
-    for workload in _listify(workloads):
-        for combo in combinations(migrators, threads, channels, batch_sizes):
-            params = RunParams(folio_sizes=parse_size_list(folio_sizes, "folio size"),
-                               total_size=parse_size(str(total_size), "total size"), src=src,
-                               dst=registry.default_dst(workload, dst), repeats=int(repeats), seed=seed,
-                               workload=workload, access=access, **combo)
+    for workload in g["workloads"]:
+        for combo in combinations(g["migrators"], g["threads"], g["channels"], g["batch_sizes"]):
+            own = {**single, **combo}
+            if combo["migrator"] != "kernel":
+                own["batch_kernel_copy"] = None   # the kernel's own copy's knob: its runs only
+            params = RunParams(**own, folio_sizes=parse_size_list(g["folio_sizes"], "folio size"),
+                               total_size=parse_size(g["total_size"], "total size"),
+                               dst=registry.default_dst(workload, g["dst"]), workload=workload)
             tag = "-".join(str(v) for v in (workload != "move-pages" and workload, combo["migrator"],
                                              combo["threads"] and f"t{combo['threads']}",
                                              combo["channels"] and f"c{combo['channels']}",
                                              combo["batch_size"] and f"b{combo['batch_size']}",
-                                             access != "none" and f"a{access}") if v)
+                                             params.access != "none" and f"a{params.access}") if v)
             name = f"{label}-{tag}"
-            guards = {"max_reboots": max_reboots, "trial_timeout": trial_timeout, "kernel_expect": kernel_expect}
             if name in started:
-                run = runner.run(target, params, root=root, resume=started[name], label=name, progress=progress,
-                                 **guards)
+                run = runner.run(target, params, policy=replace(policy, resume=started[name], label=name), root=root,
+                                 progress=progress)
             else:
-                run = runner.run(target, params, root=root, label=name, progress=progress,
-                                 on_start=lambda run_id, name=name: _journal(journal, started, name, run_id),
-                                 **guards)
+                run = runner.run(target, params, policy=replace(policy, label=name), root=root, progress=progress,
+                                 on_start=lambda run_id, name=name: _journal(journal, started, name, run_id))
             ids.append(run.id)
     return ids
+
+
+def knobs_of(namespace: dict) -> dict:
+    """The knobs among a notebook's parameters (its globals), under their grid keys."""
+    return {key: namespace[key] for key in KNOB_DEFAULTS if key in namespace}
 
 
 def _journal(path: Path | None, started: dict, name: str, run_id: str):
