@@ -212,3 +212,31 @@ def test_target_spec_goes_through_the_factory(tmp_path):
     press(p.w_connect)
     assert "no target given" in p.error
     assert isinstance(p.widget().children, tuple)
+
+
+def test_every_knob_the_panel_has_no_control_for_is_a_field_from_the_catalogue(tmp_path):
+    from workbench.catalogue import knobs
+    target = CounterTarget(facts=PATCHED)
+    p = P.Panel(target=target, root=tmp_path)
+    p.connect()
+    own = {"workload", "access", "folio_sizes", "total_size", "repeats", "migrator", "threads", "channels",
+           "batch_size", "batch_kernel_copy"}
+    assert set(p.w_more) | own == {k.name for k in knobs.KNOBS}, "every knob has a control"
+    assert p.w_migrator.description == "migrator" and "copy engine" in p.w_migrator.tooltip
+    defaults = p.params()
+    for name in p.w_more:
+        expected = 1 if name == "dst" else knobs.default(name)     # dst: move-pages' node 1
+        assert getattr(defaults, name) == expected, name
+    p.w_more["monitor_ms"].value = "off"
+    p.w_more["trace"].value = False
+    p.w_more["settings"].value = "/sys/a/b=1 /sys/c=2"
+    p.w_more["seed"].value = "7"
+    p.w_folios.value = (4096,)
+    p.w_repeats.value = 1
+    p.run()
+    sent = target.seen[-1]
+    assert sent["monitor_ms"] is None and sent["trace"] is False and sent["seed"] == 7
+    assert sent["settings"] == {"/sys/a/b": "1", "/sys/c": "2"}
+    p.w_more["access_threads"].value = "lots"
+    p._guard(p.run)
+    assert p.error == "access threads 'lots' is not an integer"

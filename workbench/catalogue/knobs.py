@@ -369,6 +369,31 @@ def label_of(column: str) -> str:
     return next((k.label for k in KNOBS if k.column == column), column.replace("_", " "))
 
 
+def plain_help(k: Knob) -> str:
+    """The knob's help as a sentence (a widget's tooltip): its default filled in."""
+    return k.help % {"default": describe_default(k)}
+
+
+def as_text(k: Knob, value) -> str:
+    """A value as the text a form shows and :meth:`Knob.read` reads back ('' for None)."""
+    if value is None:
+        return ""
+    if k.name == "settings":
+        return " ".join(f"{p}={v}" for p, v in value.items())
+    if k.name == "monitor_ms":
+        return f"{value:g}ms"
+    if isinstance(value, list):
+        return ",".join(format_size(v) for v in value)
+    return format_size(value) if k.unit == "bytes" else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def read_text(k: Knob, text: str):
+    """What :func:`as_text` wrote (a repeated option's values separated by blanks)."""
+    if k.cli == REPEATED:
+        return k.read(str(text).split())
+    return k.read(text)
+
+
 def describe_default(k: Knob) -> str:
     v = k.cli_default if k.cli_default is not _MISSING else k.default
     if isinstance(v, list):

@@ -23,13 +23,14 @@ import math
 
 import pandas as pd
 
+from ..catalogue import knobs
 from ..errors import WorkbenchError
 from ..units import parse_size
 from . import clocks, stats, store
 
 MIN_N = 3
 #: what identifies a configuration, in this order (columns a frame lacks are skipped)
-CONFIG_COLUMNS = ("workload", "access", "migrator", "workers", "batch_size", "dma_engine", "settings", "folio")
+CONFIG_COLUMNS = knobs.config_columns()
 BY_CHOICES = ("run", "kernel_release", "kernel", "target", "accelerator", "migrator", "label", "workload")
 
 

@@ -34,16 +34,41 @@ require("ipywidgets", "matplotlib", what="the explore panel")
 import ipywidgets as W  # noqa: E402
 
 from . import amdahl, amdahl_inputs, clocks, runner, stats, store, workload_view
-from ..catalogue import workloads
+from ..catalogue import knobs, workloads
 from ..protocol import worker_fields, worker_knob
 from ..targets import kernel_lines
 from .plan import RunParams
 from ..units import format_size, parse_size
 
+#: the catalogue's knobs the panel shows as plain fields, under "more knobs" (the others
+#: have controls of their own, filled from what the target offers)
+MORE_KNOBS = ("src", "dst", "seed", "access_threads", "wait_seconds", "trace", "monitor_ms", "first_folio",
+              "dma_engine", "settings")
 SIZES = ["2M", "4M", "8M", "16M", "32M", "64M", "128M", "256M", "512M", "1G"]
 BATCHES = [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 32768, 262144]
 #: the cover letter's figures (512 x 2M, DMA): the sliders' values before any result
 SEED_F, SEED_S = 0.97, 7.5
+
+
+def _knob_words(name: str) -> dict:
+    k = knobs.get(name)
+    return {"description": k.label, "tooltip": knobs.plain_help(k)}
+
+
+def _knob_field(k) -> W.Widget:
+    """A catalogue knob as a form field: a checkbox for a yes/no knob, else its text."""
+    if k.type is bool:
+        return W.Checkbox(value=k.default, indent=False, **_knob_words(k.name))
+    return W.Text(value=knobs.as_text(k, k.default), placeholder="the default" if k.default is None else "",
+                  style={"description_width": "initial"}, **_knob_words(k.name))
+
+
+def _more(fields: dict) -> W.Widget:
+    box = W.Accordion(children=[W.GridBox(list(fields.values()),
+                                          layout=W.Layout(grid_template_columns="repeat(2, 1fr)"))])
+    box.set_title(0, "more knobs")
+    box.selected_index = None
+    return box
 
 
 def default_factory(spec: str, kernel: str | None = None, accel: str | None = None):
@@ -75,22 +100,23 @@ class Panel:
                                   tooltip="icount: TCG with an instruction-counted clock (deterministic path cost, "
                                           "not speed)")
         self.w_connect = W.Button(description="Connect", icon="plug", tooltip="read what the target offers")
-        self.w_migrator = W.Dropdown(options=["kernel"], value="kernel", description="migrator")
-        self.w_workload = W.Dropdown(options=["move-pages"], value="move-pages", description="workload",
-                                     tooltip="how the pages migrate: only what the target can run")
-        self.w_access = W.Dropdown(options=["none", "read", "write"], value="none", description="access",
-                                   tooltip="threads that keep reading or writing the memory while it migrates, "
-                                           "checked")
+        # the knobs: names, tooltips and defaults from the catalogue; what a target offers
+        # fills the options once connected
+        self.w_migrator = W.Dropdown(options=["kernel"], value=knobs.default("migrator"), **_knob_words("migrator"))
+        self.w_workload = W.Dropdown(options=["move-pages"], value=knobs.default("workload"),
+                                     **_knob_words("workload"))
+        self.w_access = W.Dropdown(options=knobs.ACCESS_MODES, value=knobs.default("access"), **_knob_words("access"))
         self.w_workload_note = W.HTML(value="")
-        self.w_folios = W.SelectMultiple(options=[], description="folio sizes", rows=4)
-        self.w_batch = W.Dropdown(options=[("default", 0)], value=0, description="batch size")
-        self.w_batched = W.Checkbox(value=False, description="batched kernel copy", disabled=True, indent=False,
-                                    tooltip="the kernel's own copy through the batch path, whose counters "
-                                            "measure F (batch_kernel_copy; off: the unchanged serial path)")
+        self.w_folios = W.SelectMultiple(options=[], rows=4, **_knob_words("folio_sizes"))
+        self.w_batch = W.Dropdown(options=[("default", 0)], value=0, **_knob_words("batch_size"))
+        self.w_batched = W.Checkbox(value=False, disabled=True, indent=False, **_knob_words("batch_kernel_copy"))
         self.w_workers = W.IntSlider(value=1, min=1, max=1, description="workers", disabled=True,
                                      continuous_update=False)
-        self.w_size = W.Combobox(value="16M", options=SIZES, description="total size", ensure_option=False)
-        self.w_repeats = W.IntSlider(value=3, min=1, max=20, description="repeats", continuous_update=False)
+        self.w_size = W.Combobox(value="16M", options=SIZES, ensure_option=False, **_knob_words("total_size"))
+        self.w_repeats = W.IntSlider(value=knobs.default("repeats"), min=1, max=20, continuous_update=False,
+                                     **_knob_words("repeats"))
+        #: every other knob of the catalogue, a field each (its default as text)
+        self.w_more = {k.name: _knob_field(k) for k in knobs.KNOBS if k.name in MORE_KNOBS}
         self.w_run = W.Button(description="Run", button_style="primary", icon="play", disabled=True)
         self.w_progress = W.IntProgress(value=0, min=0, max=1, description="trials", bar_style="")
         self.w_status = W.HTML(value="<i>press Connect to read the target</i>")
@@ -136,6 +162,7 @@ class Panel:
                            W.HBox([self.w_migrator, self.w_workers, self.w_batch, self.w_batched]),
                            W.HBox([self.w_workload, self.w_access]), self.w_workload_note,
                            W.HBox([self.w_folios, W.VBox([self.w_size, self.w_repeats])]),
+                           _more(self.w_more),
                            W.HBox([self.w_run, self.w_progress]), self.w_status])
         amd = W.VBox([W.HTML("<b>Amdahl</b>: speedup = 1 / ((1 - F) + F / S), per folio size"),
                       self.w_amdahl_folio, self.w_F, self.w_S, self.w_amdahl, self.w_measure_F])
@@ -216,12 +243,12 @@ class Panel:
                                              for n, why in cannot.items())
 
     def _migrator_changed(self):
-        knobs = (self.facts or {}).get("knobs") or {}
-        self.w_batched.disabled = not (knobs.get("batch_kernel_copy") and self.w_migrator.value == "kernel")
+        bounds_of = (self.facts or {}).get("knobs") or {}
+        self.w_batched.disabled = not (bounds_of.get("batch_kernel_copy") and self.w_migrator.value == "kernel")
         if self.w_batched.disabled:
             self.w_batched.value = False
         knob = worker_knob(self.w_migrator.value)
-        bounds = knobs.get(knob) if knob else None
+        bounds = bounds_of.get(knob) if knob else None
         if bounds:
             lo, hi = bounds
             self.w_workers.min, self.w_workers.max = 1, max(lo, hi)
@@ -243,7 +270,15 @@ class Panel:
                          **worker_fields(self.w_migrator.value, workers),
                          batch_size=self.w_batch.value or None,     # 0: the kernel's default
                          batch_kernel_copy=True if self.w_batched.value and not self.w_batched.disabled else None,
-                         workload=workload, dst=workloads.default_dst(workload, None), access=self.w_access.value)
+                         workload=workload, access=self.w_access.value, **self.more_knobs())
+
+    def more_knobs(self) -> dict:
+        """The values of the catalogue's other knobs' fields (one line for a bad one);
+        an empty destination is the workload's (node 1, the lower tier, or none)."""
+        out = {name: knobs.read_text(knobs.get(name), w.value) if isinstance(w.value, str) else w.value
+               for name, w in self.w_more.items()}
+        out["dst"] = workloads.default_dst(self.w_workload.value or "move-pages", out.get("dst"))
+        return out
 
     def run(self) -> store.Run:
         """The Run button: one run with the controls' values; results appended and shown."""
