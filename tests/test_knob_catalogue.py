@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 from dataclasses import MISSING, fields
 
 import pytest
@@ -59,6 +60,8 @@ def test_trial_keys_are_the_ones_stored_runs_hold():
         spec = TrialSpec(total_size=8 << 20, folio_size=4096, repeat=2, seed=5, access_threads=3,
                          **dict(zip(names, values)))
         assert spec.key() == key_before_the_catalogue(spec)
+        # the configuration: the key without its repeat, as it was cut out of the text before
+        assert spec.config_key() == re.sub(r"-r\d+(?=-|$)", "", spec.key(), count=1)
         n += 1
     assert n > 10_000
 

@@ -38,7 +38,6 @@ Any op may answer ``error`` (``message``: one line, ``traceback``: optional deta
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import asdict, dataclass, field, fields, make_dataclass
 from pathlib import Path
 
@@ -254,6 +253,25 @@ Knobs.__module__ = __name__
 Knobs.__doc__ = "What a trial is asked to do, besides its folio size and repeat number (the knob catalogue)."
 
 
+@dataclass(frozen=True)
+class TrialId:
+    """A trial's identity within a run: ``head`` (migrator and its knobs, folio size, size,
+    nodes, seed), the repeat, and ``tail`` (the knobs whose tags follow the repeat). As
+    text, ``{head}-r{repeat}{tail}``: the trial key stored records carry; ``config``, the
+    same without the repeat, names the configuration."""
+
+    head: str
+    repeat: int
+    tail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.head}-r{self.repeat}{self.tail}"
+
+    @property
+    def config(self) -> str:
+        return f"{self.head}{self.tail}"
+
+
 @dataclass(kw_only=True)
 class TrialSpec(Knobs):
     """One repeat at one folio size: what the host sends in a ``trials`` plan."""
@@ -282,19 +300,23 @@ class TrialSpec(Knobs):
     def trial_seed(self) -> int:
         return (self.seed * 1_000_003 + self.repeat) & ((1 << 63) - 1)
 
-    def key(self) -> str:
-        """Stable identity of this trial within a run (used to resume)."""
-        head, tail = catalogue.key_parts(self, "head"), catalogue.key_parts(self, "tail")
+    def identity(self) -> "TrialId":
+        """Which trial this is within a run: its configuration and its repeat."""
         # the default workload keeps the keys runs had before workloads existed (resume)
         workload = "" if self.workload == "move-pages" else f"{self.workload}-"
         nodes = f"n{self.src}to{self.dst}" if self.dst is not None else f"n{self.src}"
-        return (f"{workload}{self.migrator}{head}-{format_size(self.folio_size)}-{format_size(self.total_size)}"
-                f"-{nodes}-s{self.seed}-r{self.repeat}{tail}")
+        head = (f"{workload}{self.migrator}{catalogue.key_parts(self, 'head')}-{format_size(self.folio_size)}"
+                f"-{format_size(self.total_size)}-{nodes}-s{self.seed}")
+        return TrialId(head, self.repeat, catalogue.key_parts(self, "tail"))
+
+    def key(self) -> str:
+        """Stable identity of this trial within a run (used to resume), as text."""
+        return str(self.identity())
 
     def config_key(self) -> str:
         """This trial's configuration: its key without the repeat (what a run gives up
         on when its trials keep killing the target)."""
-        return config_of(self.key())
+        return self.identity().config
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrialSpec":
@@ -302,11 +324,6 @@ class TrialSpec(Knobs):
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def config_of(trial_key: str) -> str:
-    """The configuration part of a trial key (the key without ``-r<repeat>``)."""
-    return re.sub(r"-r\d+(?=-|$)", "", trial_key, count=1)
 
 
 def trials_plan(specs, warmup: bool = True) -> dict:
