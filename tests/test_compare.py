@@ -51,7 +51,8 @@ def test_text_layout_and_the_cli(two_kernels, capsys):
     root, a, b = two_kernels
     assert cli.main(["compare", "6.12-vanilla", "6.12-patched", "--by", "kernel_release", "--runs-dir", str(root)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("gbps, mean of n trials; * = Welch's t-test p < 0.05; TCG: timings are functional")
+    assert out[0].startswith("throughput (GB/s), mean of n trials; * = Welch's t-test p < 0.05; TCG: timings are "
+                             "functional")
     assert out[1].split() == ["6.12-vanilla", "%change", "6.12-patched"]
     line = next(ln for ln in out if ln.rstrip().endswith("kernel 2M"))
     assert line.split()[:8] == ["3.20", "±", "6%", "+29.2%", "*", "4.13", "±", "4%"]   # ncompare: "±  6%"

@@ -387,6 +387,13 @@ def as_text(k: Knob, value) -> str:
     return format_size(value) if k.unit == "bytes" else f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def default_text(k: Knob) -> str:
+    """What a form shows before it is changed: the CLI's default ('' where the default
+    depends on something else, such as the destination on the workload)."""
+    shown = k.cli_default if k.cli_default is not _MISSING else k.default
+    return shown if isinstance(shown, str) else as_text(k, shown)
+
+
 def read_text(k: Knob, text: str):
     """What :func:`as_text` wrote (a repeated option's values separated by blanks)."""
     if k.cli == REPEATED:

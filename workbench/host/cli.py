@@ -151,7 +151,7 @@ def cmd_run(args):
 
 
 def cmd_summary(args):
-    from . import stats, workload_view
+    from . import record_schema, stats, workload_view
     from .runner import describe_faults, describe_unclean
     df = store.load_runs(args.runs_dir, args.runs or None)
     conf = store.load_runs(args.runs_dir, args.runs or None, kind="conformance")
@@ -161,7 +161,7 @@ def cmd_summary(args):
         df = workload_view.with_workload(df)
         tables = [stats.series_table(g, rows=tuple(args.rows.split(",")), value=args.value,
                                      title=workload_view.workload_title(g) if args.value == "gbps" else
-                                     f"{args.value} (mean±std), {g['workload'].iloc[0]}, "
+                                     f"{record_schema.heading(args.value)} (mean±std), {g['workload'].iloc[0]}, "
                                      f"reason {g['reason'].iloc[0]}")
                   for _, g in df.groupby(["workload", "access"], sort=False)]
         print("\n\n".join(tables))

@@ -26,7 +26,7 @@ import pandas as pd
 from ..catalogue import knobs
 from ..errors import WorkbenchError
 from ..units import parse_size
-from . import clocks, stats, store
+from . import clocks, record_schema, stats, store
 
 MIN_N = 3
 #: what identifies a configuration, in this order (columns a frame lacks are skipped)
@@ -132,7 +132,8 @@ def format_text(table: pd.DataFrame, base_label: str, new_label: str) -> str:
         lines.append(f"NOTE: across accelerators ({', '.join(table.attrs['accelerators'])}): not like for like")
     accels = table.attrs.get("accelerators", [])
     note = clocks.note(accels[0] if len(accels) == 1 else None, (table.attrs.get("clock") or ["wall"])[0])
-    lines.append(f"{value}, mean of n trials; * = Welch's t-test p < {table.attrs.get('alpha', 0.05)}"
+    lines.append(f"{record_schema.heading(value)}, mean of n trials; * = Welch's t-test p < "
+                 f"{table.attrs.get('alpha', 0.05)}"
                  + (f"; {note}" if note else ""))
     w = max(16, len(base_label), len(new_label))
     lines.append(f"{base_label:>{w}} {'%change':>16} {new_label:>{w}}")

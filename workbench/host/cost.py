@@ -37,7 +37,7 @@ import pandas as pd
 
 from ..errors import WorkbenchError
 from ..units import format_size
-from . import clocks, runner, stats, store
+from . import clocks, record_schema, runner, stats, store
 from .plan import RunParams
 
 #: the goals a series' ratios to vanilla are held to: {configuration: (folio size or None
@@ -397,7 +397,7 @@ def fig_cost(summary: dict):
             ax.axhline(r["cost_ns_per_folio"] / 1e3, ls="--" if cfg != "vanilla" else "-", lw=1.2,
                        color="black" if cfg == "vanilla" else f"C{i + 1}", label=cfg)
         ax.set_xscale("log", base=2)
-        ax.set(xlabel="batch size (base pages)", ylabel="instruction-time per folio, µs",
+        ax.set(xlabel=record_schema.heading("batch_size"), ylabel="instruction-time per folio, µs",
                title=f"{folio} folios\n(instruction-time (icount): path cost, not speed)")
         ax.legend(fontsize=7)
     fig.tight_layout()

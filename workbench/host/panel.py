@@ -33,7 +33,7 @@ from .notebooks import require
 require("ipywidgets", "matplotlib", what="the explore panel")
 import ipywidgets as W  # noqa: E402
 
-from . import amdahl, amdahl_inputs, clocks, runner, stats, store, workload_view
+from . import amdahl, amdahl_inputs, clocks, record_schema, runner, stats, store, workload_view
 from ..catalogue import knobs, workloads
 from ..protocol import worker_fields, worker_knob
 from ..targets import kernel_lines
@@ -59,7 +59,7 @@ def _knob_field(k) -> W.Widget:
     """A catalogue knob as a form field: a checkbox for a yes/no knob, else its text."""
     if k.type is bool:
         return W.Checkbox(value=k.default, indent=False, **_knob_words(k.name))
-    return W.Text(value=knobs.as_text(k, k.default), placeholder="the default" if k.default is None else "",
+    return W.Text(value=knobs.default_text(k), placeholder="the default" if k.default is None else "",
                   style={"description_width": "initial"}, **_knob_words(k.name))
 
 
@@ -507,7 +507,7 @@ class Panel:
         title = "throughput vs folio size"
         if clocks.frame_note(df):
             title += f"\n({clocks.frame_note(df)})"
-        ax.set(xlabel="folio size", ylabel="GB/s", title=title)
+        ax.set(xlabel=record_schema.heading("folio"), ylabel=record_schema.heading("gbps"), title=title)
         ax.legend(fontsize=8)
         fig.tight_layout()
         buf = io.BytesIO()

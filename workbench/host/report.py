@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import amdahl, clocks, notebooks, reference, stats, store, workload_view
+from . import amdahl, clocks, notebooks, record_schema, reference, stats, store, workload_view
 from .. import paths
 from ..errors import WorkbenchError
 from ..targets.base import clock_of
@@ -214,7 +214,7 @@ def fig_throughput(df: pd.DataFrame):
                       dodge=0.2 if g["config"].nunique() > 1 else False, ax=ax)
         name = setup if len(panels) == 1 or d["workload"].nunique() == 1 else \
             f"{workload_view.TITLES.get(workload, workload)} (reason {g['reason'].iloc[0]})\n{setup}"
-        ax.set(xlabel="folio size", ylabel="GB/s", title=_title(name, g))
+        ax.set(xlabel=record_schema.heading("folio"), ylabel=record_schema.heading("gbps"), title=_title(name, g))
     fig.tight_layout()
     return fig
 
@@ -301,7 +301,7 @@ def fig_predicted(df: pd.DataFrame):
             data = both
         hi = float(max(data["observed"].max(), data["predicted"].max())) * 1.05
         ax.plot([0, hi], [0, hi], color="grey", lw=0.8)
-        ax.set(xlabel="measured GB/s", ylabel="predicted GB/s", title=title)
+        ax.set(xlabel=f"measured {record_schema.heading('gbps')}", ylabel=f"predicted {record_schema.heading('gbps')}", title=title)
     fig.tight_layout()
     return fig
 
@@ -316,10 +316,10 @@ def fig_reference(df: pd.DataFrame):
     ref = ref.assign(config=ref["series"] + " " + ref["migrator"] + np.where(ref["migrator"] != "kernel", " x16", ""))
     fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4.2))
     sns.pointplot(data=df, x="folio", y="gbps", hue="migrator", order=_folio_order(df), errorbar="sd", ax=a)
-    a.set(xlabel="folio size", ylabel="GB/s", title=_title("these runs", df))
+    a.set(xlabel=record_schema.heading("folio"), ylabel=record_schema.heading("gbps"), title=_title("these runs", df))
     order = [f for f in reference.FOLIO_ORDER if f in set(ref["folio"])]
     sns.pointplot(data=ref, x="folio", y="gbps_mean", hue="config", order=order, ax=b, linestyles="--")
-    b.set(xlabel="folio size", ylabel="GB/s",
+    b.set(xlabel=record_schema.heading("folio"), ylabel=record_schema.heading("gbps"),
           title="RFC V3/V5 published — OTHER HARDWARE\n(AMD Zen 3 EPYC 2S/32C, PTDMA; 6.16-rc6 / 7.1-rc1)")
     fig.tight_layout()
     return fig
@@ -360,7 +360,7 @@ def fig_latency(df: pd.DataFrame):
                  errorbar="sd", ax=ax, hue_order=_folio_order(lat))
     ax.set_xscale("log", base=2)
     kinds = " and ".join(sorted(set(lat["latency_kind"])))
-    ax.set(xlabel="batch size (base pages)", ylabel="first-folio latency, µs",
+    ax.set(xlabel=record_schema.heading("batch_size"), ylabel="first-folio latency, µs",
            title=_title(f"first-folio latency vs batch size ({kinds})", lat))
     fig.tight_layout()
     return fig

@@ -35,6 +35,7 @@ import pandas as pd
 
 from .. import paths
 from ..errors import WorkbenchError
+from . import record_schema
 
 #: manifest fields copied onto every row by load_runs
 CONTEXT = ("target", "accelerator", "clock", "kernel_release", "kernel_config_hash", "kernel", "kernel_series",
@@ -224,6 +225,11 @@ class Run:
         """Keep one finished trial's record; its monitor's timeline, if it has one, goes
         beside it (``monitor/`` under the same name), written first so that a record
         never names a timeline that is not there."""
+        problems = record_schema.check({k: v for k, v in record.items() if k != "monitor"})
+        if problems:
+            raise WorkbenchError(f"record of trial {record.get('trial_key')!r} not stored: {problems[0]}"
+                                 + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+                                 + f"; kept as {self._reject(record)}")
         n = self._numbers.take(self.records_dir)
         key = re.sub(r"[^A-Za-z0-9_.-]+", "_", record["trial_key"])
         path = self.records_dir / f"{n:05d}-{key}.parquet"
@@ -236,6 +242,16 @@ class Run:
             _atomic_parquet(frame.assign(trial_key=record["trial_key"]), where)
             record["monitor_file"] = f"monitor/{where.name}"
         _atomic_parquet(pd.DataFrame([{**record, "run_id": self.id}]), path)
+        return path
+
+    def _reject(self, record: dict) -> Path:
+        """Keep a record that does not fit the schema as JSON under ``rejected/`` (what was
+        measured is not lost; no table reads it)."""
+        where = self.dir / "rejected"
+        where.mkdir(exist_ok=True)
+        key = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(record.get("trial_key") or "record"))
+        path = where / f"{self._numbers.take(where):05d}-{key}.json"
+        atomic_write(path, json.dumps(record, indent=1, default=str))
         return path
 
     def monitor(self, reading: Reading | None = None) -> pd.DataFrame:
@@ -382,9 +398,7 @@ def load_runs(root: Path | None = None, run_ids: list[str] | None = None, kind: 
         context = {col: m.get(col) for col in CONTEXT if col not in df.columns}
         context.update({k: v for k, v in (("run_id", run.id), ("label", m.get("label"))) if k not in df.columns})
         df = pd.concat([df, pd.DataFrame(context, index=df.index)], axis=1)
-        df["clock"] = df["clock"].fillna("wall")   # runs from before clocks were recorded
-        df["functional"] = df["accelerator"].eq("tcg")
-        frames.append(df)
+        frames.append(record_schema.upgrade(df))   # what older runs lack, filled in one place
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     dirs = {run.dir for run in runs}
     out.attrs["left_out"] = [str(p) for p in r.left_out if dirs & set(p.parents)]

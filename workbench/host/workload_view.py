@@ -10,6 +10,7 @@ import math
 import pandas as pd
 
 from ..catalogue import workloads
+from . import record_schema
 
 #: how each workload's throughput is named in a table title
 TITLES = {"move-pages": "move_pages()", "migrate-pages": "migrate_pages()", "mbind": "mbind(MPOL_MF_MOVE)",
@@ -18,18 +19,9 @@ TITLES = {"move-pages": "move_pages()", "migrate-pages": "migrate_pages()", "mbi
 
 
 def with_workload(df: pd.DataFrame) -> pd.DataFrame:
-    """Records from before workloads existed are move-pages, reason syscall."""
-    df = df.copy()
-    if "workload" not in df.columns:
-        df["workload"] = workloads.DEFAULT
-    df["workload"] = df["workload"].fillna(workloads.DEFAULT)
-    if "reason" not in df.columns:
-        df["reason"] = None
-    df["reason"] = [r if isinstance(r, str) else workloads.get(w).reason for w, r in zip(df["workload"], df["reason"])]
-    if "access" not in df.columns:
-        df["access"] = "none"
-    df["access"] = df["access"].fillna("none")
-    return df
+    """Records from before workloads existed are move-pages, reason syscall (frames not
+    read through the store too: :func:`workbench.host.record_schema.upgrade`)."""
+    return record_schema.upgrade(df)
 
 
 def title(workload: str, reason: str | None = None, access: str | None = None) -> str:

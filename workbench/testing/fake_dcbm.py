@@ -42,7 +42,8 @@ def engine_counters(spec: TrialSpec) -> dict:
     hung = folios // every["hang"] if every["hang"] else 0
     pages_per_folio = spec.folio_size // PAGE
     flip = spec.folio_size // 2 + 0x123
-    out = {"dma_engine": spec.dma_engine, "dma_channels_held": spec.channels,
+    out = {"dma_engine": spec.dma_engine,
+           "dma_channels_held": " ".join(f"dma0chan{i}" for i in range(spec.channels or 1)),  # as dcbm/held
            f"mig_{TEST_DMA_ENGINE}_descriptors": folios, f"mig_{TEST_DMA_ENGINE}_failed": failed,
            f"mig_{TEST_DMA_ENGINE}_corrupted": corrupted, f"mig_{TEST_DMA_ENGINE}_hung": hung,
            "mig_dcbm_folios_migrated": folios - failed - hung, "mig_dcbm_folios_failures": failed + hung,
