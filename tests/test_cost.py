@@ -124,3 +124,31 @@ def test_the_interval_carries_the_spread_between_boots():
     new = [[10_050.0] * 30, [10_050.0] * 30]
     _, low, high = stats.ratio_interval(new, base)
     assert low < 0.996 and high > 1.004
+
+
+def test_another_node_layout_boots_with_it_and_is_a_study_of_its_own(tmp_path, monkeypatch):
+    """bench cost --nodes 1536M:0,1536M:none: one vCPU, so no other CPU's work counts in
+    the icount clock; its runs stay out of the stored benchmark's reports."""
+    booted = []
+
+    def factory(kernel, boot, nodes=None):
+        booted.append((kernel, nodes))
+        return IcountFake(kernel, boot)
+    monkeypatch.setattr(cost, "default_target_factory", factory)
+    configs = [c for c in cost.configurations(latency=False) if c.label in ("vanilla", "patched, defaults")]
+    df = cost.measure(folio_sizes=[4096], size=1 << 20, repeats=1, boots=1, root=tmp_path, progress=False,
+                      configs=configs, nodes="1536M:0,1536M:none")
+    assert booted == [("vanilla", "1536M:0,1536M:none"), ("patched", "1536M:0,1536M:none")]
+    assert set(df["config"]) == {"vanilla", "patched, defaults"}
+    with pytest.raises(WorkbenchError, match="no cost benchmark runs stored"):
+        cost.load(root=tmp_path)       # a study: read by its ids, not in the default reports
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--per-patch", "--nodes", "1536M:0,1536M:none"], "--nodes does not apply to --per-patch"),
+    (["--distance", "0,1=30"], "bench cost boots its own VMs; --distance does not apply (--nodes does)"),
+])
+def test_bench_cost_says_which_vm_options_apply(capsys, argv, message):
+    from workbench.host import cli
+    assert cli.main(["bench", "cost", *argv]) == 2
+    assert message in capsys.readouterr().err

@@ -292,10 +292,12 @@ def cmd_bench(args):
                                  f"or vanilla-6.12,patched-6.12")
         channels = () if str(args.channels).strip() == "none" else \
             tuple(int(c) for c in str(args.channels).split(",") if c.strip())
+        if args.distance:
+            raise WorkbenchError("bench cost boots its own VMs; --distance does not apply (--nodes does)")
         df = cost.measure(folio_sizes=parse_size_list(args.folio_size, "folio size"),
                           size=parse_size(args.size or "8M", "size"), repeats=args.repeats, boots=args.boots,
                           batch_sizes=batch_sizes, root=args.runs_dir, progress=not args.json, trees=trees,
-                          channels=channels, monitor_ms=parse_monitor(args.monitor))
+                          channels=channels, monitor_ms=parse_monitor(args.monitor), nodes=args.nodes)
         summary = cost.summarize(df)
         print(json.dumps(summary, indent=1, default=str) if args.json else cost.format_text(summary))
         return 0 if summary["verified"] else 1
@@ -307,7 +309,7 @@ def cmd_cost_per_patch(args) -> int:
     from ..targets import kernel_lines
     from . import per_patch
     from .plan import RunParams
-    for flag in ("trees", "batch_sizes", "channels"):
+    for flag in ("trees", "batch_sizes", "channels", "nodes"):
         if getattr(args, flag) is not None:
             raise WorkbenchError(f"--{flag.replace('_', '-')} does not apply to --per-patch: its trees are the "
                                  "series' cumulative trees, each measured with its defaults and with the batched "

@@ -112,20 +112,21 @@ def configurations(batch_sizes=(1, 16, 64, 512), threads=(1, 2), channels=(1,), 
     return out
 
 
-def icount_target(kernel: str, vm_name: str):
+def icount_target(kernel: str, vm_name: str, nodes: str | None = None):
     """A fresh icount VM (single-threaded TCG, instruction-counted clock) of a built tree,
-    ``kernel`` its full name (``patched-bench``); the VM ``vm_name`` is stopped first, so
+    ``kernel`` its full name (``patched-bench``), with ``nodes`` as ``--nodes`` takes them
+    (default: the VM's two nodes, a CPU each); the VM ``vm_name`` is stopped first, so
     that every boot starts afresh."""
     from ..targets import make_target
-    target = make_target("vm", kernel=kernel, vm_name=vm_name, accel="icount")
+    target = make_target("vm", kernel=kernel, vm_name=vm_name, accel="icount", nodes=nodes)
     target.vm.down()
     return target
 
 
-def default_target_factory(kernel: str, boot: int):
+def default_target_factory(kernel: str, boot: int, nodes: str | None = None):
     """The icount VM of one tree (bench profile), booted afresh for each boot; ``kernel``
     is the tree's name without the profile (vanilla, patched, vanilla-6.12, patched-6.12)."""
-    return icount_target(f"{kernel}-bench", f"cost-{kernel}")
+    return icount_target(f"{kernel}-bench", f"cost-{kernel}", nodes)
 
 
 def require_icount(target) -> None:
@@ -180,12 +181,14 @@ def measure_tree(target, configs: list[CostConfig], kernel: str, tree: str, boot
 def measure(folio_sizes=(4096, 64 << 10, 2 << 20), size: int = 8 << 20, repeats: int = 3, boots: int = 2,
             batch_sizes=(1, 16, 64, 512), root=None, progress: bool = True, target_factory=None,
             configs: list[CostConfig] | None = None, trees: tuple[str, str] = ("vanilla", "patched"),
-            channels=(1,), monitor_ms: float | None = None) -> pd.DataFrame:
+            channels=(1,), monitor_ms: float | None = None, nodes: str | None = None) -> pd.DataFrame:
     """Run every configuration, ``boots`` times on fresh boots; returns their records
     (columns ``config``, ``boot``, ``cost_ns`` per folio besides the usual ones).
+    ``nodes`` (``--nodes``' form, e.g. ``1536M:0,1536M:none`` for one vCPU) boots the VMs
+    with those nodes; such runs are a study (left out of the stored benchmark's reports).
     ``trees``: the names of the vanilla and the patched tree (their bench builds boot),
     e.g. ``("vanilla-6.12", "patched-6.12")`` for the LTS line's series v2."""
-    factory = target_factory or default_target_factory
+    factory = target_factory or (lambda kernel, boot: default_target_factory(kernel, boot, nodes=nodes))
     configs = configs or configurations(batch_sizes, channels=channels)
     tree_of = dict(zip(("vanilla", "patched"), trees))
     ids = []
@@ -196,7 +199,9 @@ def measure(folio_sizes=(4096, 64 << 10, 2 << 20), size: int = 8 << 20, repeats:
                 continue
             target = factory(tree_of[kernel], boot)
             ids += measure_tree(target, mine, kernel, tree_of[kernel], boot, folio_sizes, size, repeats, root,
-                                progress, monitor_ms=monitor_ms)
+                                progress, monitor_ms=monitor_ms,
+                                # another node layout is a study of its own: kept out of the default reports
+                                study={"name": "nodes", "nodes": nodes} if nodes else None)
             if hasattr(target, "vm"):
                 target.vm.down()
     return load(ids, root)
