@@ -36,7 +36,7 @@ import importlib
 import matplotlib.pyplot as plt
 
 from workbench.host import dcbm_counts
-from workbench.host import faults as wf
+from workbench.host import dma_offload as wf
 from workbench.host import report
 from workbench.units import parse_size
 

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from workbench.host import faults
+from workbench.host import dma_offload
 from workbench.errors import WorkbenchError
 
 
@@ -22,7 +22,7 @@ def records():
 
 
 def test_fault_table_lines_up_engine_dcbm_and_verification():
-    t = faults.fault_table(records())
+    t = dma_offload.fault_table(records())
     assert list(t["fault"]) == ["fail_every=7", "corrupt_every=50", "reverse=1"]
     assert list(t["injected"]) == [293, 41, 0]
     assert list(t["cpu fallbacks"]) == [293, 0, 0]
@@ -32,16 +32,16 @@ def test_fault_table_lines_up_engine_dcbm_and_verification():
 
 
 def test_fault_figure_is_labelled_functional_under_tcg():
-    fig = faults.fig_faults(records())
+    fig = dma_offload.fig_faults(records())
     assert "functional, not performance" in fig.axes[0].get_title()
 
 
 def test_fault_params_go_through_the_guarded_settings():
-    p = faults.fault_params("hang_every", 40, 4096, 8 << 20, channels=4, timeout_ms=300)
+    p = dma_offload.fault_params("hang_every", 40, 4096, 8 << 20, channels=4, timeout_ms=300)
     assert p.migrator == "dcbm" and p.channels == 4 and p.dma_engine == "test_dma_engine"
     assert p.settings == {"/sys/module/test_dma_engine/parameters/hang_every": "40",
                           "/sys/kernel/mm/migration/dcbm/timeout_ms": "300"}
     with pytest.raises(WorkbenchError, match="fault 'explode' is not one of fail_every, corrupt_every"):
-        faults.fault_params("explode", 1, 4096, 8 << 20, channels=1)
+        dma_offload.fault_params("explode", 1, 4096, 8 << 20, channels=1)
     with pytest.raises(WorkbenchError, match="fail_every=0: N must be at least 1"):
-        faults.fault_params("fail_every", 0, 4096, 8 << 20, channels=1)
+        dma_offload.fault_params("fail_every", 0, 4096, 8 << 20, channels=1)
