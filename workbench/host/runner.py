@@ -150,48 +150,172 @@ def run(target: Target, params: plan.RunParams, policy: RunPolicy | None = None,
     Each record gets the host's wall-clock ``host_started``/``host_finished`` (Unix time):
     a trial starts when the plan is sent or the previous trial's record arrived, and ends
     when its own record arrives, so runs on several targets can be laid on one time line."""
-    policy = policy or RunPolicy()
-    params.check()  # before the target is reached: a VM boot takes minutes
-    policy.check()
-    chaos = chaos if chaos is not None else Chaos.from_env()
-    target.prepare(params)
-    facts = target.facts(refresh=True)   # the machine as it is now, not as an earlier run found it
-    params = plan.with_defaults(params, target.kind)
-    plan.validate(params, facts, target.kind, kernel_expect=policy.kernel_expect)
-    trials = plan.expand(params)
-    if policy.resume:
-        the_run = store.open_run(policy.resume, root)
+    return Runner(target, params, policy, root=root, progress=progress, on_record=on_record,
+                  manifest_extra=manifest_extra, on_start=on_start, chaos=chaos).run()
+
+
+class Runner:
+    """One run: its checks and stored run (:meth:`open`), then its plan sent again after
+    each fault until every trial is stored or given up (:meth:`run`). A fault during a
+    trial counts against that trial's configuration (:meth:`fault`); one with no trial in
+    flight counts against the run (:meth:`between`)."""
+
+    def __init__(self, target: Target, params: plan.RunParams, policy: RunPolicy | None = None, root=None,
+                 progress: bool = True, on_record: Callable[[dict], None] | None = None,
+                 manifest_extra: dict | None = None, on_start: Callable[[str], None] | None = None,
+                 chaos: Chaos | None = None):
+        self.target, self.params, self.policy = target, params, policy or RunPolicy()
+        self.root, self.progress, self.on_record = root, progress, on_record
+        self.manifest_extra, self.on_start = manifest_extra, on_start
+        self.chaos = chaos if chaos is not None else Chaos.from_env()
+        self.in_a_row: dict[str, list[str]] = defaultdict(list)   # config -> causes of its faults in a row
+        self.given_up: dict[str, str] = {}
+        self.lost_between = 0
+
+    # before the first trial ------------------------------------------------------------
+    def open(self) -> store.Run:
+        """Check everything that can be checked, then make (or reopen) the stored run and
+        list the trials left to do."""
+        params, policy, target = self.params, self.policy, self.target
+        params.check()  # before the target is reached: a VM boot takes minutes
+        policy.check()
+        target.prepare(params)
+        facts = target.facts(refresh=True)   # the machine as it is now, not as an earlier run found it
+        params = self.params = plan.with_defaults(params, target.kind)
+        plan.validate(params, facts, target.kind, kernel_expect=policy.kernel_expect)
+        self.trials = plan.expand(params)
+        self.by_key = {t.key(): t for t in self.trials}
+        if policy.resume:
+            the_run = store.open_run(policy.resume, self.root)
+            try:
+                made_with = the_run.manifest.get("params")
+            except store.DamagedFile as exc:
+                raise WorkbenchError(f"run {policy.resume!r} cannot be resumed: {exc.damage}") from None
+            if not plan.same_params(made_with, params.to_dict()):
+                raise WorkbenchError(f"run {policy.resume!r} was made with other parameters "
+                                     f"({made_with}); resume it with the same ones")
+            the_run.update_manifest(given_up={}, finished=None)  # a resumed run tries them again
+        else:
+            expected = {"kernel_expect": policy.kernel_expect} if policy.kernel_expect is not None else {}
+            the_run = store.create_run({**manifest_for(target, params, facts, policy.label), **expected,
+                                        **(self.manifest_extra or {})}, self.root)
+        self.the_run = the_run
+        if self.on_start:
+            self.on_start(the_run.id)
+        # a resumed run's damaged record is moved aside and its trial runs again
+        done = the_run.completed_keys(store.SetAside(warn=lambda line: _notice(f"run {the_run.id}: {line}")))
+        self.todo = [t for t in self.trials if t.key() not in done]
+        self.context = {"target": target.label, "accelerator": target.accelerator(), "clock": target.clock(),
+                        "kernel_release": facts.get("kernel_release")}
+        return the_run
+
+    # the run -----------------------------------------------------------------------------
+    def run(self) -> store.Run:
+        the_run = self.open()
+        self.bar = tqdm(total=len(self.trials), initial=len(self.trials) - len(self.todo),
+                        desc=f"trials ({the_run.id})", unit="trial", disable=not self.progress)
         try:
-            made_with = the_run.manifest.get("params")
-        except store.DamagedFile as exc:
-            raise WorkbenchError(f"run {policy.resume!r} cannot be resumed: {exc.damage}") from None
-        if not plan.same_params(made_with, params.to_dict()):
-            raise WorkbenchError(f"run {policy.resume!r} was made with other parameters "
-                                 f"({made_with}); resume it with the same ones")
-        the_run.update_manifest(given_up={}, finished=None)  # a resumed run tries them again
-    else:
-        expected = {"kernel_expect": policy.kernel_expect} if policy.kernel_expect is not None else {}
-        the_run = store.create_run({**manifest_for(target, params, facts, policy.label), **expected,
-                                    **(manifest_extra or {})}, root)
-    if on_start:
-        on_start(the_run.id)
-    # a resumed run's damaged record is moved aside and its trial runs again
-    done = the_run.completed_keys(store.SetAside(warn=lambda line: _notice(f"run {the_run.id}: {line}")))
-    todo = [t for t in trials if t.key() not in done]
-    context = {"target": target.label, "accelerator": target.accelerator(), "clock": target.clock(),
-               "kernel_release": facts.get("kernel_release")}
-    bar = tqdm(total=len(trials), initial=len(trials) - len(todo), desc=f"trials ({the_run.id})",
-               unit="trial", disable=not progress)
-    in_a_row: dict[str, list[str]] = defaultdict(list)   # config -> causes of its faults in a row
-    given_up: dict[str, str] = {}
-    lost_between = 0
+            while self.todo:
+                self.attempt()
+        except WorkbenchError as exc:
+            # whatever stopped the run (a trial's error, a VM that does not boot again, a
+            # link that did not come back): what finished is on disk, and the message says
+            # how to carry on
+            raise WorkbenchError(f"{exc} ({self.resume_hint()})", detail=exc.detail) from None
+        except KeyboardInterrupt:
+            raise RunInterrupted(f"interrupted: {self.resume_hint()}") from None
+        finally:
+            self.bar.close()
+        the_run.update_manifest(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), trials=the_run.count(),
+                                given_up=dict(self.given_up))
+        return the_run
 
-    def resume_hint():
-        return (f"{the_run.count()} finished trials are saved in {the_run.dir}; resume with "
-                f"--resume {the_run.id}")
+    def attempt(self) -> None:
+        """Send the trials left as one plan and store what comes back, until it ends or a
+        fault (a hung trial, a lost target) is recorded and the target recovered."""
+        target, chaos, label = self.target, self.chaos, self.policy.label
+        sent = chaos.arm(self.todo, label) if chaos else list(self.todo)
+        armed = {t.key(): t for t in sent}
+        self.in_flight, pid, tid, injected = None, None, None, None
+        last = since = time.time()
+        try:
+            events = target.stream(trials_plan(sent), ticks=True)
+            try:
+                for event in events:
+                    now = time.time()
+                    kind = event.get("type")
+                    if kind == Event.START:
+                        self.in_flight, pid, tid, last = event["trial_key"], event.get("pid"), event.get("tid"), now
+                        if chaos:
+                            injected = self.inject(chaos.started(armed[self.in_flight], label)) or injected
+                    elif kind == Event.RECORD:
+                        self.store(event["record"], since, now)
+                        self.in_flight, injected, last, since = None, None, now, now
+                    self.check_time(now - last, pid, tid)
+            finally:
+                events.close()
+        except _Hung as hung:
+            what = f"trial {self.in_flight}" if self.in_flight else "the plan (before its first trial)"
+            cause = f"{what} did not finish within its time limit of {hung.limit:.0f} s"
+            self.fault("hung", self.in_flight, cause, detail=hung.stuck)
+            if self.in_flight is None:
+                self.between(cause, hung.stuck)
+            target.recover("a trial hung")
+        except TargetLost as lost:
+            cause = f"{injected} (test hook): {lost.cause}" if injected else lost.cause
+            self.fault(lost.kind, self.in_flight, cause, detail=lost.detail,
+                       **({"logs": lost.logs} if lost.logs else {}), **lost.record)
+            if self.in_flight is None:
+                self.between(str(lost), lost.detail)
+            target.recover(lost.cause)
 
-    def fault(kind: str, key: str | None, cause: str, detail: str | None = None, **more):
-        spec = by_key.get(key) if key else None
+    def inject(self, host_faults) -> str | None:
+        """A test hook's faults on the host's side (QEMU killed, ...) at this trial's start."""
+        injected = None
+        for host_fault in host_faults:
+            _notice(f"run {self.the_run.id}: test hook: {host_fault} at trial {self.in_flight}")
+            try:
+                self.target.inject(host_fault)
+                injected = host_fault
+            except WorkbenchError as exc:  # e.g. the VM is already gone
+                _notice(f"run {self.the_run.id}: test hook {host_fault} failed: {exc}")
+        return injected
+
+    def store(self, record: dict, since: float, now: float) -> None:
+        """Keep one finished trial; its configuration's faults in a row start again."""
+        self.the_run.append({**record, **self.context, "host_started": since, "host_finished": now})
+        spec = self.by_key[record["trial_key"]]
+        self.todo.remove(spec)
+        self.in_a_row.pop(spec.config_key(), None)
+        self.lost_between = 0
+        self.bar.update(1)
+        self.bar.set_postfix_str(f"{record['folio']} {record['gbps']:.2f} GB/s")
+        if self.on_record:
+            self.on_record(record)
+
+    def check_time(self, waited: float, pid, tid) -> None:
+        """Raise _Hung, with the target's blocked tasks, once the trial in flight (or the
+        warm-up before the first) has waited past its limit."""
+        limit = trial_time_limit(self.by_key[self.in_flight], self.policy.trial_timeout) if self.in_flight \
+            else WARMUP_LIMIT
+        if waited > limit:
+            # what is stuck, asked while the stuck agent is still there
+            try:
+                stuck = format_blocked(self.target.blocked([pid] if pid else [], tids=[tid] if tid else []))
+            except WorkbenchError as exc:
+                stuck = f"(the target did not say which tasks are blocked: {exc})"
+            raise _Hung(limit, stuck)
+
+    # faults --------------------------------------------------------------------------------
+    def resume_hint(self) -> str:
+        return (f"{self.the_run.count()} finished trials are saved in {self.the_run.dir}; resume with "
+                f"--resume {self.the_run.id}")
+
+    def fault(self, kind: str, key: str | None, cause: str, detail: str | None = None, **more) -> None:
+        """Record a fault; the configuration of the trial in flight is given up after
+        ``max_reboots`` of them in a row."""
+        the_run, max_reboots = self.the_run, self.policy.max_reboots
+        spec = self.by_key.get(key) if key else None
         config = spec.config_key() if spec else None
         the_run.add_fault({"kind": kind, "trial_key": key, "config": config, "cause": cause,
                            "detail": detail, **more})
@@ -199,99 +323,27 @@ def run(target: Target, params: plan.RunParams, policy: RunPolicy | None = None,
                 + f": {cause}")
         if spec is None:
             return
-        in_a_row[config].append(cause)
-        if len(in_a_row[config]) >= policy.max_reboots:
-            reason = (f"{len(in_a_row[config])} faults in a row (--max-reboots {policy.max_reboots}): "
-                      + "; ".join(dict.fromkeys(in_a_row[config])))
-            given_up[config] = reason
-            the_run.update_manifest(given_up=dict(given_up))
+        self.in_a_row[config].append(cause)
+        if len(self.in_a_row[config]) >= max_reboots:
+            reason = (f"{len(self.in_a_row[config])} faults in a row (--max-reboots {max_reboots}): "
+                      + "; ".join(dict.fromkeys(self.in_a_row[config])))
+            self.given_up[config] = reason
+            the_run.update_manifest(given_up=dict(self.given_up))
             the_run.add_fault({"kind": "given_up", "trial_key": None, "config": config, "cause": reason})
             _notice(f"run {the_run.id}: configuration {config} given up: {reason}")
-            left = [t for t in todo if t.config_key() == config]
+            left = [t for t in self.todo if t.config_key() == config]
             for t in left:
-                todo.remove(t)
-            bar.total -= len(left)
-            bar.refresh()
+                self.todo.remove(t)
+            self.bar.total -= len(left)
+            self.bar.refresh()
 
-    def between(count: int, what: str, detail: str | None) -> int:
+    def between(self, what: str, detail: str | None) -> None:
         """A fault with no trial in flight (the VM died while warming up, a plan that
         never started): no configuration to blame, so after max_reboots in a row stop."""
-        count += 1
-        if count >= policy.max_reboots:
-            raise WorkbenchError(f"{what} ({count} faults in a row with no trial in flight); stopped",
+        self.lost_between += 1
+        if self.lost_between >= self.policy.max_reboots:
+            raise WorkbenchError(f"{what} ({self.lost_between} faults in a row with no trial in flight); stopped",
                                  detail=detail)
-        return count
-
-    by_key = {t.key(): t for t in trials}
-    try:
-        while todo:
-            sent = chaos.arm(todo, policy.label) if chaos else list(todo)
-            armed = {t.key(): t for t in sent}
-            in_flight, pid, tid, injected = None, None, None, None
-            last = since = time.time()
-            try:
-                events = target.stream(trials_plan(sent), ticks=True)
-                try:
-                    for event in events:
-                        now = time.time()
-                        kind = event.get("type")
-                        if kind == Event.START:
-                            in_flight, pid, tid, last = event["trial_key"], event.get("pid"), event.get("tid"), now
-                            if chaos:
-                                for host_fault in chaos.started(armed[in_flight], policy.label):
-                                    _notice(f"run {the_run.id}: test hook: {host_fault} at trial {in_flight}")
-                                    try:
-                                        target.inject(host_fault)
-                                        injected = host_fault
-                                    except WorkbenchError as exc:  # e.g. the VM is already gone
-                                        _notice(f"run {the_run.id}: test hook {host_fault} failed: {exc}")
-                        elif kind == Event.RECORD:
-                            record = event["record"]
-                            the_run.append({**record, **context, "host_started": since, "host_finished": now})
-                            todo.remove(by_key[record["trial_key"]])
-                            in_a_row.pop(by_key[record["trial_key"]].config_key(), None)
-                            in_flight, injected, last, since, lost_between = None, None, now, now, 0
-                            bar.update(1)
-                            bar.set_postfix_str(f"{record['folio']} {record['gbps']:.2f} GB/s")
-                            if on_record:
-                                on_record(record)
-                        limit = trial_time_limit(by_key[in_flight], policy.trial_timeout) if in_flight else WARMUP_LIMIT
-                        if now - last > limit:
-                            # what is stuck, asked while the stuck agent is still there
-                            try:
-                                stuck = format_blocked(target.blocked([pid] if pid else [],
-                                                                      tids=[tid] if tid else []))
-                            except WorkbenchError as exc:
-                                stuck = f"(the target did not say which tasks are blocked: {exc})"
-                            raise _Hung(limit, stuck)
-                finally:
-                    events.close()
-            except _Hung as hung:
-                what = f"trial {in_flight}" if in_flight else "the plan (before its first trial)"
-                cause = f"{what} did not finish within its time limit of {hung.limit:.0f} s"
-                fault("hung", in_flight, cause, detail=hung.stuck)
-                if in_flight is None:
-                    lost_between = between(lost_between, cause, hung.stuck)
-                target.recover("a trial hung")
-            except TargetLost as lost:
-                cause = f"{injected} (test hook): {lost.cause}" if injected else lost.cause
-                fault(lost.kind, in_flight, cause, detail=lost.detail,
-                      **({"logs": lost.logs} if lost.logs else {}), **lost.record)
-                if in_flight is None:
-                    lost_between = between(lost_between, str(lost), lost.detail)
-                target.recover(lost.cause)
-    except WorkbenchError as exc:
-        # whatever stopped the run (a trial's error, a VM that does not boot again, a
-        # link that did not come back): what finished is on disk, and the message says
-        # how to carry on
-        raise WorkbenchError(f"{exc} ({resume_hint()})", detail=exc.detail) from None
-    except KeyboardInterrupt:
-        raise RunInterrupted(f"interrupted: {resume_hint()}") from None
-    finally:
-        bar.close()
-    the_run.update_manifest(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), trials=the_run.count(),
-                            given_up=dict(given_up))
-    return the_run
 
 
 #: how each kind of fault reads in a summary
