@@ -103,15 +103,12 @@ def cmd_run(args):
     values = knobs.from_args(args)
     values["dst"] = workloads.default_dst(values["workload"], values["dst"])
     params = RunParams(**values)
+    policy = runner.RunPolicy(resume=args.resume, label=args.label or args.target, max_reboots=args.max_reboots,
+                              trial_timeout=args.trial_timeout, kernel_expect=args.kernel_expect)
     params.check()  # everything that can be judged before a VM boots
-    runner._check_max_reboots(args.max_reboots)
-    runner._check_timeout(args.trial_timeout)
+    policy.check()
     target = target_from_args(args, quiet=args.json)
-    the_run = runner.run(target, params,
-                         policy=runner.RunPolicy(resume=args.resume, label=args.label or args.target,
-                                                 max_reboots=args.max_reboots, trial_timeout=args.trial_timeout,
-                                                 kernel_expect=args.kernel_expect),
-                         root=args.runs_dir, progress=not args.json)
+    the_run = runner.run(target, params, policy=policy, root=args.runs_dir, progress=not args.json)
     df = the_run.records()
     m = the_run.manifest
     given_up = m.get("given_up") or {}
