@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
-from . import panic_record, probe
+from . import panic_record, probe, timed_call
 from ..errors import WorkbenchError
 from ..kernelio.kernelfs import RealFS
 from ..protocol import Event, Op, TrialSpec
@@ -49,6 +49,9 @@ TRIALS_LOCK = Path(tempfile.gettempdir()) / "workbench-agent-trials.lock"
 #: the spool is looked at every POLL seconds while busy or just after a plan, then less
 #: and less often, at most every IDLE_POLL_MAX seconds
 POLL, IDLE_POLL_MAX, IDLE_AFTER = 0.2, 2.0, 10.0
+#: how long the poller waits for a trial's timed call to end before it looks at the spool
+#: all the same (a hung call's ``blocked`` is answered after at most this)
+QUIET_MAX = 3.0
 
 
 #: how long a plan waits for another agent's trials before it gives up
@@ -332,6 +335,7 @@ def serve(spool: Path, token: str) -> None:
         idle = time.time() - last_active
         poll = POLL if worker is not None or idle < IDLE_AFTER else min(IDLE_POLL_MAX, poll * 1.5)
         time.sleep(poll)
+        timed_call.wait_outside(QUIET_MAX)   # not inside a trial's timed call (icount counts us)
 
 
 def main(argv=None) -> int:
