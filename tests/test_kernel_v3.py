@@ -291,14 +291,19 @@ def test_demotion_by_kswapd_is_offered_to_the_migrator(v3):
 # -- 0007: batch_size ---------------------------------------------------------------------------
 
 def test_batch_size_sets_the_batch_only_while_batching(v3):
-    # batching off (the defaults): migrate_pages() keeps its own batches whatever batch_size
-    # says; mm_migrate_batch_end counts them
+    # batching off (the defaults): migrate_pages() keeps its own batches (512 base pages)
+    # whatever batch_size says; mm_migrate_batch_end counts them. Not equal to the count of a
+    # trial without the knob: a trial's trace sometimes holds a batch more (seen once, in a
+    # rehearsal of CI: 3 against 2; where it came from was not found). What would show the
+    # knob applied is the batch count of 16-page batches, n/16
     own, _ = trial(v3, folio_size=4096)
     small, moved = trial(v3, {"batch_size": "16"}, folio_size=4096)
-    assert moved == ZERO and small["trace_batches"] == own["trace_batches"], (own["trace_batches"], moved)
+    n = folios(small)
+    assert moved == ZERO, moved
+    ours, theirs = own["trace_batches"], small["trace_batches"]
+    assert abs(theirs - ours) <= 2 and max(ours, theirs) < n // 16, (ours, theirs, n)
     # batching on: batches of 16 base pages, every folio copied ahead
     record, moved = trial(v3, {"batch_kernel_copy": "1", "batch_size": "16"}, folio_size=4096)
-    n = folios(record)
     assert moved["batches"] >= n // 16 and moved["copied"] == n, moved
     assert record["trace_batches"] >= n // 16 > own["trace_batches"], record["trace_batches"]
     # the bound: 64 MiB of 4K pages
