@@ -45,7 +45,7 @@ WAIT_SECONDS_MAX = 3600
 
 # -- reading a knob's text ----------------------------------------------------------------
 
-def _int(label: str, lo: int | None = None):
+def _int(label: str):
     def parse(value):
         if value is None or isinstance(value, bool):
             raise WorkbenchError(f"{label} {value!r} is not an integer")

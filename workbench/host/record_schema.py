@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import typing
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,18 +110,18 @@ FAMILIES = (
 )
 
 
+#: a knob's type -> its record column's kind: a trial records one of a run's folio sizes
+#: (list -> int) and its settings as "path=value ..." text (dict -> text)
+_KIND_OF_TYPE = {bool: BOOL, int: INT, float: FLOAT, str: TEXT, dict: TEXT, list: INT}
+
+
 def _knob_kind(k: knobs.Knob) -> str:
-    t = k.type
-    for kind, types in ((BOOL, (bool,)), (INT, (int,)), (FLOAT, (float,)), (TEXT, (str, dict))):
-        if any(t is x or str(t).startswith(x.__name__) for x in types):
-            return kind
-    return ANY
+    """The kind of a knob's column from its type (``int | None`` is an int)."""
+    base = next((a for a in typing.get_args(k.type) if a is not type(None)), k.type)
+    return _KIND_OF_TYPE.get(base, ANY)
 
 
-KNOB_COLUMNS = {k.column: Column(k.column, TEXT if k.name == "settings" else
-                                 INT if k.name == "folio_sizes" else
-                                 FLOAT if k.name == "monitor_ms" else _knob_kind(k), k.unit, k.label)
-                for k in knobs.KNOBS if k.column}
+KNOB_COLUMNS = {k.column: Column(k.column, _knob_kind(k), k.unit, k.label) for k in knobs.KNOBS if k.column}
 
 
 def column(name: str) -> Column | None:
