@@ -66,6 +66,29 @@ def test_a_series_without_a_batch_size_knob_is_measured_at_its_fixed_batch_on_it
     assert [r["batch_size"] for r in summary["latency"]] == [512]
 
 
+def test_a_series_without_mtcopy_or_a_batched_copy_is_measured_on_what_it_has(tmp_path, capsys):
+    """RFC V6 has dcbm alone and no batching knob: its tree is measured with its defaults
+    (the cost of the series on the default path) and each configuration it lacks is named,
+    not failed."""
+    def factory(tree, boot):
+        t = IcountFake(tree, boot)
+        if tree == "v6":
+            t._facts_template.update(interface="rfc-v6", offered=["kernel", "dcbm"], migrators=["kernel", "dcbm"],
+                            knobs={"threads": None, "channels": [1, 16], "batch_size": None,
+                                   "batch_kernel_copy": None})
+        return t
+    df = cost.measure(folio_sizes=[4096], size=1 << 20, repeats=1, boots=1, root=tmp_path, progress=False,
+                      batch_sizes=(512,), channels=(), trees=("vanilla-7.2", "v6"), target_factory=factory)
+    assert set(df["config"]) == {"vanilla", "patched, defaults"}
+    err = capsys.readouterr().err
+    for label in ("mtcopy, 1 thread", "mtcopy, 2 threads", "batched kernel copy, batch 512",
+                  "first-folio latency, batch 512"):
+        assert f"bench cost: v6: leaving out '{label}':" in err
+    assert "migrator 'mtcopy' is not offered by this kernel" in err and "has no batch size knob" in err
+    s = cost.summarize(df)
+    assert [r["ratio"] for r in s["rows"] if r["config"] == "patched, defaults"] == [pytest.approx(1.0)]
+
+
 def test_bench_cost_trees_must_be_two(capsys):
     from workbench.host import cli
     assert cli.main(["bench", "cost", "--trees", "v3-wip"]) == 2
