@@ -59,14 +59,14 @@ def _boot(kernel: str, name: str, accel: str | None = None, nodes: list | None =
     from workbench.targets import kernel_images
     from workbench.errors import WorkbenchError
     from workbench.targets.vm import VMTarget
-    from workbench.targets.vm_config import VMConfig
+    from workbench.vm.config import VMConfig
     need(shutil.which("qemu-system-x86_64") is not None, "QEMU is not installed (apt-get install qemu-system-x86)")
     try:
         kernel_images.resolve(kernel)
     except WorkbenchError as exc:
         need(False, f"no {kernel} kernel: {exc}")
     if accel == "icount":
-        from workbench.targets.vm_config import icount_supported
+        from workbench.vm.config import icount_supported
         ok, why = icount_supported()
         need(ok, f"this QEMU cannot run the icount clock: {why}")
     target = VMTarget(VMConfig(kernel=kernel, name=name, accel=accel, nodes=nodes))
@@ -103,13 +103,13 @@ class ConsoleWatch:
 
     def __init__(self, target):
         self.target = target
-        self.offset = target.vm.console_size()
+        self.offset = target.vm.log.size()
 
     def check(self, allow: tuple[str, ...] = ()):
         """``allow``: a WARN expected of the test, named by what its WARNING line says (a
         file or function); that line and the call trace after it are not problems."""
-        problems = self.target.vm.console_problems(self.offset)
-        self.offset = self.target.vm.console_size()
+        problems = self.target.vm.log.problems(self.offset)
+        self.offset = self.target.vm.log.size()
         kept, skip_trace = [], False
         for line in problems:
             if "WARNING:" in line and any(a in line for a in allow):

@@ -20,7 +20,7 @@ import pytest
 from workbench.agent import panic_record
 from workbench.kernelio.kernelfs import FakeFS
 from workbench.protocol import PSTORE_RECORD_SIZE, PSTORE_SIZE
-from workbench.targets import pstore, qemu_watch, vm_death
+from workbench.vm import death as vm_death, pstore, qemu_watch
 
 #: a stand-in for QEMU: serves the events socket it is given, sends the events in
 #: $FAKE_EVENTS, then ends as $FAKE_END says ("exit:N", "kill:SIG", "wait-term": until a
@@ -243,21 +243,22 @@ def test_what_cannot_be_armed_says_why():
 
 # -- every VM carries the devices ------------------------------------------------------
 def test_every_vm_and_the_lab_vm_run_qemu_under_the_watcher_with_pvpanic(tmp_path, monkeypatch):
-    from workbench.targets import disk_vm, kernel_images, qemu, vm_config
+    from workbench.targets import kernel_images
+    from workbench.vm import config as vm_config, lab_image, lab_vm, numa_vm
     monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
 
-    vm = qemu.VM("naming")
+    vm = numa_vm.VM("naming")
     cmd = vm.command(vm_config.VMConfig(accel="tcg").resolved(), kernel_images.KernelImage("path", "/boot/vmlinuz"),
                      "tok")
     shim = Path(cmd[cmd.index("--qemu") + 1])
-    assert shim == vm.dir / qemu_watch.SHIM and "workbench.targets.qemu_watch" in shim.read_text()
+    assert shim == vm.dir / qemu_watch.SHIM and "workbench.vm.qemu_watch" in shim.read_text()
     opts = cmd[-1]
     for want in ("-device pvpanic-pci", "-action panic=none", qemu_watch.events_option(vm.dir),
                  f"mem-path={vm.pstore},share=on", "-device ivshmem-plain,memdev=wbpstore"):
         assert want in opts, want
     assert "pstore.compress=none" in cmd
-    lab = disk_vm.LabVM("naming")
-    image = disk_vm.LabImage("key", Path("/img"), Path("/img/disk.qcow2"), Path("/img/id"), "ssh-ed25519 AAAA",
+    lab = lab_vm.LabVM("naming")
+    image = lab_image.LabImage("key", Path("/img"), Path("/img/disk.qcow2"), Path("/img/id"), "ssh-ed25519 AAAA",
                              "6.12.117+deb12-amd64", {})
     lab_cmd = lab.command(image, 2222, "tcg")
     assert "pvpanic-pci" in lab_cmd and "panic=none" in lab_cmd and "-daemonize" not in lab_cmd

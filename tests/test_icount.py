@@ -28,7 +28,7 @@ def test_the_icount_vm_boots_with_an_instruction_counted_clock(icount_vm):
     assert "-icount shift=0,sleep=off" in " ".join(st["command"]) and "thread=single" in " ".join(st["command"])
     facts = icount_vm.facts()
     assert facts["accelerator"] == "icount" and facts["clock"] == "icount"
-    assert icount_vm.vm.console_problems(0) == []
+    assert icount_vm.vm.log.problems(0) == []
 
 
 def test_default_trials_verify_and_say_icount(icount_run):
@@ -75,4 +75,4 @@ def test_the_patched_kernel_runs_the_default_trials_byte_exact_under_icount(patc
     df = run.records()
     assert run.manifest["clock"] == "icount" and run.manifest["migration_interface"].startswith("workbench")
     assert len(df) == 3 and df["verified"].all() and (df["pages_moved"] == SIZE // 4096).all()
-    assert patched_icount_vm.vm.console_problems(0) == []
+    assert patched_icount_vm.vm.log.problems(0) == []

@@ -215,7 +215,7 @@ def test_a_package_of_a_line_without_our_series_is_refused_in_one_line(tmp_path,
 
 
 class FakeLabVM:
-    """Stands for disk_vm.LabVM: what a lab VM reports, without QEMU."""
+    """Stands for workbench.vm.lab_vm.LabVM: what a lab VM reports, without QEMU."""
     made: list = []
     up_now = False
 
@@ -258,8 +258,8 @@ class FakeLabVM:
 
 @pytest.fixture
 def lab_vm(monkeypatch):
-    from workbench.targets import disk_vm
-    monkeypatch.setattr(disk_vm, "LabVM", FakeLabVM)
+    from workbench.vm import lab_vm
+    monkeypatch.setattr(lab_vm, "LabVM", FakeLabVM)
     monkeypatch.setattr(FakeLabVM, "made", [])
     monkeypatch.setattr(FakeLabVM, "up_now", False)
     from types import SimpleNamespace

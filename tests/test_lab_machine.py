@@ -49,7 +49,7 @@ def _up(vm):
 @pytest.fixture(scope="module")
 def lab_vm():
     """A clean lab box (fresh overlay on the cached image), up for the module."""
-    from workbench.targets.disk_vm import LabVM
+    from workbench.vm.lab_vm import LabVM
     _need_tools()
     vm = LabVM(f"{VM_PREFIX}-lab")
     vm.reset()
@@ -74,7 +74,7 @@ def _box(vm, **options):
 @on_the_box
 def test_a_box_without_numa_gets_one_line():
     from workbench.targets import lab
-    from workbench.targets.disk_vm import LabVM
+    from workbench.vm.lab_vm import LabVM
     _need_tools()
     vm = LabVM(f"{VM_PREFIX}-lab-1node", nodes=(("3072M", "0-1"),))
     vm.reset()
@@ -94,7 +94,7 @@ def test_a_box_without_numa_gets_one_line():
 
 @on_the_box
 def test_boots_the_stock_kernel_from_its_disk_with_two_nodes(lab_vm):
-    from workbench.targets.disk_vm import build_image
+    from workbench.vm.lab_image import build_image
     image = build_image()
     box = _box(lab_vm)
     assert box.out("uname -r") == image.kernel_release
@@ -310,7 +310,7 @@ def _package(vanilla: bool):
     """The series (or vanilla) packaged on the lab box's own config and modules."""
     # the image's stock config and first-boot lsmod: fixed inputs, so the package stays cached
     from workbench.targets import kernel_package
-    from workbench.targets.disk_vm import build_image
+    from workbench.vm.lab_image import build_image
     if os.environ.get("WORKBENCH_LAB_KERNEL_TESTS") != "1":
         pytest.skip("the lab kernel chain runs with WORKBENCH_LAB_KERNEL_TESTS=1 (a package build of up to "
                     "2 h on 2 cores when not cached, then a box of its own booted four times under TCG)")
@@ -329,7 +329,7 @@ def test_the_whole_chain_from_a_clean_image(tmp_path):
     from workbench.host import runner
     from workbench.host.plan import VM_DMA_ENGINE, RunParams
     from workbench.targets import lab
-    from workbench.targets.disk_vm import LabVM
+    from workbench.vm.lab_vm import LabVM
     _need_tools()
     patched, vanilla = _package(vanilla=False), _package(vanilla=True)
     box_vm = LabVM(f"{VM_PREFIX}-lab-chain")
@@ -402,7 +402,7 @@ def test_grub_entry_paths_name_the_submenu_and_skip_recovery():
 
 
 def test_mbr_has_one_bootable_linux_partition():
-    from workbench.targets.disk_vm import _mbr_table
+    from workbench.vm.lab_image import _mbr_table
     t = _mbr_table(2048, 1000)
     assert len(t) == 72 and t[-2:] == b"\x55\xaa"
     entry = t[6:22]
@@ -418,7 +418,7 @@ def test_the_box_check_parses_node_lists():
 @on_the_box
 def test_kernel_package_takes_the_box_config_and_modules(lab_vm):
     from workbench.targets import kernel_package
-    from workbench.targets.disk_vm import build_image
+    from workbench.vm.lab_image import build_image
     image = build_image()
     config, lsmod, release = kernel_package.fetch_box_inputs(lab_vm.target())
     assert release == image.kernel_release

@@ -19,7 +19,7 @@ PKG = Path(workbench.__file__).parent
 SHARED = {"workbench", "workbench.protocol", "workbench.errors", "workbench.units", "workbench.paths"}
 #: shared packages: every module in them is shared
 SHARED_PACKAGES = ("workbench.catalogue", "workbench.kernelio")
-HOST_SIDE = ("workbench.host", "workbench.targets")
+HOST_SIDE = ("workbench.host", "workbench.targets", "workbench.vm")
 
 
 def shared(module: str) -> bool:

@@ -221,7 +221,7 @@ def test_two_vm_targets_at_once_on_the_local_cluster(tmp_path):
     proven with a rendezvous on the fake machines above; here the claim is the scheduler's:
     the two targets' first tasks, each booting its VM, ran side by side."""
     from workbench.targets import kernel_images
-    from workbench.targets.qemu import VM
+    from workbench.vm.numa_vm import VM
 
     from .conftest import PATCHED_KERNEL, VANILLA_KERNEL, VM_PREFIX, need
     kernels = (VANILLA_KERNEL, PATCHED_KERNEL)

@@ -21,7 +21,7 @@ def test_bad_sizes_name_the_value(bad):
 
 
 def test_vm_config_differs_only_in_what_was_asked_for():
-    from workbench.targets.vm_config import VMConfig
+    from workbench.vm.config import VMConfig
     up = {"config": {"kernel": "patched", "nodes": [["1536M", "0"], ["1536M", "1"]], "distances": []},
           "accelerator": "tcg"}
     assert VMConfig().differences(up) == []
@@ -33,5 +33,5 @@ def test_vm_config_differs_only_in_what_was_asked_for():
 
 
 def test_a_memory_only_node_is_written_without_cpus_or_as_none():
-    from workbench.targets.vm_config import parse_nodes
+    from workbench.vm.config import parse_nodes
     assert parse_nodes("1536M:0,1536M:none") == parse_nodes("1536M:0,1536M") == [["1536M", "0"], ["1536M", ""]]

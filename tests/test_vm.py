@@ -38,7 +38,7 @@ def thp_knobs(target):
 
 def test_boot_console_is_clean(vm_target):
     """No WARN/BUG at boot: also checks the VM topology (one socket per node) is sane."""
-    assert vm_target.vm.console_problems(0) == []
+    assert vm_target.vm.log.problems(0) == []
 
 
 def test_guest_has_two_nodes_and_every_mthp_size(vm_target):
@@ -107,7 +107,7 @@ def test_folio_size_the_kernel_lacks_is_refused(vm_target, tmp_path):
 
 
 def test_numba_kernels_are_cached_for_the_guest_cpu(vm_target):
-    facts = vm_target.vm.ready()["facts"]
+    facts = vm_target.vm.spool.ready()["facts"]
     cache = Path(facts["numba_cache_dir"])
     assert cache.is_dir() and list(cache.rglob("*.nbi")), "the guest left no numba cache for its next boot"
     from workbench.agent import pattern
@@ -118,7 +118,7 @@ def test_the_agent_says_where_its_start_went_and_skips_what_it_never_uses(vm_tar
     """The agent's start, step by step on the guest's clock (scripts/time-to-first-trial.py
     reads it): each step ends after the one before; numba loaded its kernels without
     scipy; udev loaded none of the modules blacklisted for it, and the agent's own did load."""
-    facts = vm_target.vm.ready()["facts"]
+    facts = vm_target.vm.spool.ready()["facts"]
     steps = facts["startup"]
     order = ["process", "imports", "panic_record", "numba", "probe"]
     assert list(steps) == order and all(steps[a] <= steps[b] for a, b in zip(order, order[1:])), steps
@@ -129,15 +129,15 @@ def test_the_agent_says_where_its_start_went_and_skips_what_it_never_uses(vm_tar
     (reads,) = [e["results"]["reads"] for e in vm_target.run_plan({"op": "sysfs", "reads": ["/proc/modules"]})
                 if e["type"] == "sysfs"]
     modules = {ln.split()[0] for ln in reads["/proc/modules"].splitlines()}
-    from workbench.targets import vm_config
+    from workbench.vm import config as vm_config
     assert not modules & set(vm_config.UNUSED_GUEST_MODULES), modules
     if facts["panic_record"]["pstore"].startswith("on"):
         assert "ramoops" in modules
 
 
 def test_vm_that_cannot_boot_reports_its_console(tmp_path):
-    from workbench.targets.qemu import VM
-    from workbench.targets.vm_config import VMConfig
+    from workbench.vm.numa_vm import VM
+    from workbench.vm.config import VMConfig
     from .conftest import need
     import shutil
     need(shutil.which("qemu-system-x86_64") is not None, "QEMU is not installed")

@@ -7,43 +7,43 @@ import os
 import subprocess
 import sys
 
-from workbench.targets import qemu, vm_config
+from workbench.vm import config as vm_config, numa_vm, process
 
 
 def test_a_pid_is_alive_only_if_it_is_the_same_process_on_the_same_boot():
     me = os.getpid()
-    assert qemu._alive(me) and qemu._alive(me, qemu._boot_id(), qemu._start_time(me))
-    assert not qemu._alive(me, "another-boot-id", qemu._start_time(me))       # the machine rebooted since
-    assert not qemu._alive(me, qemu._boot_id(), qemu._start_time(me) + 1)      # the pid was reused
+    assert process.alive(me) and process.alive(me, process.boot_id(), process.start_time(me))
+    assert not process.alive(me, "another-boot-id", process.start_time(me))       # the machine rebooted since
+    assert not process.alive(me, process.boot_id(), process.start_time(me) + 1)      # the pid was reused
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    assert not qemu._alive(gone.pid) and not qemu._alive(0)
+    assert not process.alive(gone.pid) and not process.alive(0)
 
 
 def test_the_next_command_cancels_the_plans_of_host_processes_that_are_gone(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
-    vm = qemu.VM("rel-orphans")
+    vm = numa_vm.VM("rel-orphans")
     for d in ("owners", "requests", "responses"):
-        (vm.spool / d).mkdir(parents=True)
+        (vm.spool.dir / d).mkdir(parents=True)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    owners = {"orphan": {"pid": dead.pid, "boot_id": qemu._boot_id(), "start": None},
-              "finished": {"pid": dead.pid, "boot_id": qemu._boot_id(), "start": None},
+    owners = {"orphan": {"pid": dead.pid, "boot_id": process.boot_id(), "start": None},
+              "finished": {"pid": dead.pid, "boot_id": process.boot_id(), "start": None},
               "rebooted": {"pid": os.getpid(), "boot_id": "before-the-reboot", "start": None},
-              "mine": {"pid": os.getpid(), "boot_id": qemu._boot_id(), "start": qemu._start_time(os.getpid())}}
+              "mine": {"pid": os.getpid(), "boot_id": process.boot_id(), "start": process.start_time(os.getpid())}}
     for name, o in owners.items():
-        (vm.spool / "owners" / f"{name}.json").write_text(json.dumps(o))
-    (vm.spool / "responses" / "finished.jsonl").write_text('{"type": "record"}\n{"type": "done"}\n')
-    (vm.spool / "responses" / "orphan.jsonl").write_text('{"type": "start"}\n')
-    assert vm.cancel_orphans() == ["orphan", "rebooted"]
-    cancels = sorted(json.loads(p.read_text())["request"] for p in (vm.spool / "requests").glob("*.json"))
+        (vm.spool.dir / "owners" / f"{name}.json").write_text(json.dumps(o))
+    (vm.spool.dir / "responses" / "finished.jsonl").write_text('{"type": "record"}\n{"type": "done"}\n')
+    (vm.spool.dir / "responses" / "orphan.jsonl").write_text('{"type": "start"}\n')
+    assert vm.spool.cancel_orphans() == ["orphan", "rebooted"]
+    cancels = sorted(json.loads(p.read_text())["request"] for p in (vm.spool.dir / "requests").glob("*.json"))
     assert cancels == ["orphan", "rebooted"]
-    assert [p.stem for p in (vm.spool / "owners").glob("*.json")] == ["mine"]   # a live host's plan is left alone
+    assert [p.stem for p in (vm.spool.dir / "owners").glob("*.json")] == ["mine"]   # a live host's plan is left alone
 
 
 def test_a_died_boot_keeps_its_console_past_the_next_boot_and_only_the_newest_are_kept(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
-    vm = qemu.VM("rel-deaths")
+    vm = numa_vm.VM("rel-deaths")
     vm.dir.mkdir(parents=True)
     vm.console.write_text("[ 62.5] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI\n"
                           "[ 62.6] Kernel panic - not syncing: Fatal exception in interrupt\n")
@@ -55,10 +55,10 @@ def test_a_died_boot_keeps_its_console_past_the_next_boot_and_only_the_newest_ar
     vm.console.write_text("the next boot\n")                      # what up() does to the live one
     assert "Oops: int3" in (kept / "console.log").read_text()
     assert "signal 15" in (kept / "qemu.log").read_text()
-    for _ in range(qemu.VM.KEEP_DEATHS + 2):
+    for _ in range(numa_vm.VM.KEEP_DEATHS + 2):
         vm.keep_logs()
     left = sorted(p.name for p in (vm.dir / "deaths").iterdir())
-    assert len(left) == qemu.VM.KEEP_DEATHS and kept.name not in left   # the oldest went
+    assert len(left) == numa_vm.VM.KEEP_DEATHS and kept.name not in left   # the oldest went
 
 
 def test_tcg_guests_run_single_threaded_and_kvm_guests_do_not(tmp_path, monkeypatch):
@@ -67,14 +67,14 @@ def test_tcg_guests_run_single_threaded_and_kvm_guests_do_not(tmp_path, monkeypa
     so every TCG guest, the virtme-ng VM and the disk-booted lab VM alike, is single-threaded."""
     from pathlib import Path
 
-    from workbench.targets import disk_vm
+    from workbench.vm import lab_image, lab_vm
     monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
 
     from workbench.targets.kernel_images import KernelImage
 
     def Image():  # noqa: N802
         return KernelImage("path", "/boot/vmlinuz")
-    vm = qemu.VM("rel-accel")
+    vm = numa_vm.VM("rel-accel")
     for accel, want in (("tcg", "-accel tcg,thread=single"), ("icount", "-accel tcg,thread=single -icount"),
                         ("kvm", None)):
         opts = vm.command(vm_config.VMConfig(accel=accel).resolved(), Image(), "tok")[-1]
@@ -83,8 +83,8 @@ def test_tcg_guests_run_single_threaded_and_kvm_guests_do_not(tmp_path, monkeypa
             assert want in opts and opts.count(" -accel ") == 1, opts
         else:
             assert " -accel " not in opts and "thread=" not in opts, opts
-    lab = disk_vm.LabVM("rel-accel")
-    image = disk_vm.LabImage("key", Path("/img"), Path("/img/disk.qcow2"), Path("/img/id"), "ssh-ed25519 AAAA",
+    lab = lab_vm.LabVM("rel-accel")
+    image = lab_image.LabImage("key", Path("/img"), Path("/img/disk.qcow2"), Path("/img/id"), "ssh-ed25519 AAAA",
                              "6.12.117+deb12-amd64", {})
     for accel, want in (("tcg", "tcg,thread=single"), ("kvm", "kvm")):
         cmd = lab.command(image, 2222, accel)
@@ -109,7 +109,7 @@ def test_a_vm_boots_without_waiting_for_what_it_never_uses(tmp_path, monkeypatch
 
     def command():
         vm_config.vng_can_use_virtiofs.cache_clear()
-        return qemu.VM("boot-speed").command(vm_config.VMConfig(accel="tcg").resolved(), Image(), "tok")
+        return numa_vm.VM("boot-speed").command(vm_config.VMConfig(accel="tcg").resolved(), Image(), "tok")
 
     bindir = tmp_path / "bin"
     bindir.mkdir()
@@ -139,7 +139,7 @@ def test_qmp_answers_skip_events_and_an_absent_qemu_is_none(tmp_path):
     import socket
     import threading
 
-    from workbench.targets import qmp
+    from workbench.vm import qmp
     from workbench.targets.kernel_images import KernelImage
     sock = tmp_path / "qmp.sock"
     assert qmp.execute(sock, "stop") is None                          # nothing listening
@@ -170,16 +170,16 @@ def test_qmp_answers_skip_events_and_an_absent_qemu_is_none(tmp_path):
 
 
 def test_an_icount_vm_is_paused_only_when_no_host_process_has_a_plan_on_it(tmp_path, monkeypatch):
-    from workbench.targets import qmp
+    from workbench.vm import qmp
     from workbench.targets.kernel_images import KernelImage
     monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
     sent = []
     monkeypatch.setattr(qmp, "execute", lambda sock, *cmds, **kw: sent.extend(cmds) or [{"return": {}}] * len(cmds))
-    vm = qemu.VM("rel-pause")
-    (vm.spool / "owners").mkdir(parents=True)
+    vm = numa_vm.VM("rel-pause")
+    (vm.spool.dir / "owners").mkdir(parents=True)
     icount, tcg = {"accelerator": "icount"}, {"accelerator": "tcg"}
     assert vm.pause_if_idle(icount) and sent == ["stop"]
-    (vm.spool / "owners" / "another-host-process.json").write_text("{}")
+    (vm.spool.dir / "owners" / "another-host-process.json").write_text("{}")
     assert not vm.pause_if_idle(icount) and sent == ["stop"]           # someone else's plan is running
     vm.resume(icount)
     assert sent == ["stop", "cont"]
@@ -200,7 +200,7 @@ def test_the_guest_agent_is_told_the_host_cache_and_the_out_of_tree_modules(tmp_
     from workbench.targets.kernel_images import KernelImage
     cache = tmp_path / "a cache"
     monkeypatch.setenv("WORKBENCH_CACHE", str(cache))
-    vm = qemu.VM("agent-env")
+    vm = numa_vm.VM("agent-env")
     image = KernelImage("path", "/boot/vmlinuz", module_dir=str(cache / "kernel" / "engine" / "k"))
     cmd = vm.command(vm_config.VMConfig(accel="tcg").resolved(), image, "tok")
     agent = shlex.split(cmd[cmd.index("--exec") + 1])
@@ -214,11 +214,11 @@ def test_a_vm_up_with_an_older_build_of_the_kernel_asked_for_is_not_reused(monke
     st = {"config": {"kernel": "v3-wip"}, "kernel": {"inputs": "aaaa1111bbbb2222"}}
     monkeypatch.setattr(kernel_images, "resolve", lambda spec: kernel_images.KernelImage(
         "named", "/tree", inputs="cccc3333dddd4444"))
-    assert qemu.VM._rebuilt(vm_config.VMConfig(kernel="v3-wip"), st) == [
+    assert numa_vm.VM._rebuilt(vm_config.VMConfig(kernel="v3-wip"), st) == [
         "an older build of kernel 'v3-wip' (inputs aaaa1111bbbb; the tree is now cccc3333dddd)"]
     # the same build, a VM used without naming its kernel, or a state from before inputs: reused
     monkeypatch.setattr(kernel_images, "resolve", lambda spec: kernel_images.KernelImage(
         "named", "/tree", inputs="aaaa1111bbbb2222"))
-    assert qemu.VM._rebuilt(vm_config.VMConfig(kernel="v3-wip"), st) == []
-    assert qemu.VM._rebuilt(vm_config.VMConfig(), st) == []
-    assert qemu.VM._rebuilt(vm_config.VMConfig(kernel="v3-wip"), {"config": {"kernel": "v3-wip"}}) == []
+    assert numa_vm.VM._rebuilt(vm_config.VMConfig(kernel="v3-wip"), st) == []
+    assert numa_vm.VM._rebuilt(vm_config.VMConfig(), st) == []
+    assert numa_vm.VM._rebuilt(vm_config.VMConfig(kernel="v3-wip"), {"config": {"kernel": "v3-wip"}}) == []

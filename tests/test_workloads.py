@@ -383,8 +383,8 @@ def test_per_reason_counters_are_read_where_the_kernel_has_them():
 # -- the VM topology of a lower tier ---------------------------------------------------------
 
 def test_a_cpu_less_node_is_described_as_a_lower_tier_through_hmat():
-    from workbench.targets.qemu import VM
-    from workbench.targets.vm_config import VMConfig, hmat_options
+    from workbench.vm.numa_vm import VM
+    from workbench.vm.config import VMConfig, hmat_options
     nodes = [["1536M", "0"], ["1536M", "1"], ["768M", ""]]
     initiators, opts = hmat_options(nodes, [])
     assert initiators == {2: 0} and opts[0] == "-machine hmat=on"

@@ -54,7 +54,7 @@ class KernelLog:
         return out
 
     def problems(self):
-        from workbench.targets.qemu import CONSOLE_PROBLEMS
+        from workbench.vm.console import PROBLEMS as CONSOLE_PROBLEMS
         return self.lines(CONSOLE_PROBLEMS)
 
 

@@ -97,7 +97,7 @@ AGENT_FAULTS = ("panic", "poweroff", "warn", "hang", "cut_link", "hold")
 
 #: The panic record a VM keeps for the host (a VM target's agent arms it at start): ramoops
 #: in the BAR of QEMU's ``ivshmem-plain`` device (PCI 1af4:1110), which QEMU backs with a
-#: file the host reads once QEMU has exited (:mod:`workbench.targets.pstore`). Both sides
+#: file the host reads once QEMU has exited (:mod:`workbench.vm.pstore`). Both sides
 #: take the region's layout from here: its size and ramoops' dmesg record size (every
 #: record a zone of that size, none for console, ftrace or pmsg).
 PSTORE_DEVICE = ("0x1af4", "0x1110")

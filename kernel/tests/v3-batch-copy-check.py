@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from workbench.targets.vm import VMTarget
-from workbench.targets.vm_config import VMConfig
+from workbench.vm.config import VMConfig
 from workbench.protocol import TrialSpec
 from workbench.catalogue import workloads
 

@@ -5,7 +5,7 @@
 * **ramoops** on QEMU's ``ivshmem-plain`` BAR (:data:`workbench.protocol.PSTORE_DEVICE`),
   which the host backs with a file: the kernel's kmsg dumper writes the log's tail there
   when it panics or oopses, and the host reads it once QEMU has exited
-  (:mod:`workbench.targets.pstore`). The BAR's address is only known once the guest has
+  (:mod:`workbench.vm.pstore`). The BAR's address is only known once the guest has
   booted, so ramoops is a module loaded here with it (``mem_address``), not a boot option.
 
 :func:`arm` returns one fact per mechanism: what it armed, or why it could not (no such

@@ -66,7 +66,7 @@ def cmd_doctor(args):
 
 
 def cmd_vm(args):
-    from ..targets.qemu import VM
+    from ..vm.numa_vm import VM
     name = args.vm_name or "default"
     vm = VM(name)
     if args.action == "up":

@@ -2,7 +2,7 @@
 ``workbench kernel package``, ``workbench kernel install`` and ``workbench lab``.
 
 The work is :mod:`workbench.targets.lab`, :mod:`workbench.targets.kernel_package` and
-:mod:`workbench.targets.disk_vm`'s; here are the flags, one-line errors for bad input
+:mod:`workbench.vm.lab_vm`'s; here are the flags, one-line errors for bad input
 before a box is reached, and the short summaries. Wired into
 :func:`workbench.host.cli.build_parser` with ``add_parsers(sub)`` (``target``, ``lab``)
 and ``add_kernel_parsers(kernel_sub)`` (``kernel package``, ``kernel install``).
@@ -125,7 +125,7 @@ def lab_lines(info: dict) -> list[str]:
 
 
 def cmd_lab(args) -> int:
-    from ..targets.disk_vm import LabVM
+    from ..vm.lab_vm import LabVM
     vm = LabVM(args.name, accel=args.accel or "auto")
     if args.action == "up":
         was_up = vm.running()

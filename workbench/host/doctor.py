@@ -7,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..targets import kernel_images, make_target, vm_config
+from ..targets import kernel_images, make_target
+from ..vm import config as vm_config
 from . import clocks
 from ..kernelio.thp import describe_sizes
 

@@ -1,4 +1,4 @@
-"""The QEMU VM target (the embedded default): see :mod:`workbench.targets.qemu`."""
+"""The QEMU VM target (the embedded default): the VM itself is :mod:`workbench.vm.numa_vm`."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from dataclasses import fields
 from ..errors import WorkbenchError
 from . import register
 from .base import Target
-from .qemu import VM
-from .vm_config import TIERED_NODES, VMConfig, parse_distances, parse_nodes
+from ..vm.numa_vm import VM
+from ..vm.config import TIERED_NODES, VMConfig, parse_distances, parse_nodes
 
 
 @register("vm")

@@ -1,7 +1,7 @@
 """What a QEMU VM is asked to be, and what this host's QEMU can run: the accelerators
 (KVM only where it really works, TCG single-threaded, the instruction-counted clock), the
 NUMA nodes and distances, and the ACPI HMAT that makes a CPU-less node a lower memory
-tier. :mod:`workbench.targets.qemu` boots and runs a VM from a :class:`VMConfig`."""
+tier. :mod:`workbench.vm.numa_vm` boots and runs a VM from a :class:`VMConfig`."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def crash_reporting_options(pstore_file) -> list[str]:
     action is ``none``, so the guest still dumps its log (ramoops), flushes its consoles
     and reboots (``panic=-1``) as it would without one; and the ramoops region, an
     ``ivshmem-plain`` BAR backed by ``pstore_file`` (shared, so the host can read what the
-    guest wrote once QEMU has exited; :mod:`workbench.targets.pstore`)."""
+    guest wrote once QEMU has exited; :mod:`workbench.vm.pstore`)."""
     from ..protocol import PSTORE_SIZE
     return ["-device pvpanic-pci", "-action panic=none",
             f"-object memory-backend-file,id=wbpstore,size={PSTORE_SIZE},mem-path={pstore_file},share=on",

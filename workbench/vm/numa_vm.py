@@ -2,11 +2,13 @@
 
 ``up`` boots the chosen kernel with ``vng --run`` in the background; the guest sees the
 host's files, so it runs this very package: ``python -m workbench.agent serve``, which
-answers plans dropped as files in a spool directory shared read-write with the host.
+answers plans dropped as files in a spool directory shared read-write with the host
+(:mod:`.spool`). The process, its directory and logs are :class:`~.process.QemuProcess`'s
+and :class:`~.console.Console`'s, as for the lab VM.
 ``down`` asks the agent to stop (the guest then powers off), killing QEMU if it does not.
 
 Acceleration: KVM only where it really works (``/dev/kvm`` usable *and* the CPU shows
-vmx or svm); otherwise TCG, single-threaded (see :mod:`.vm_config`), and every result says
+vmx or svm); otherwise TCG, single-threaded (see :mod:`.config`), and every result says
 so (TCG timings are functional only).
 vng's own exit status is not trusted (1.42 exits 255 even on success): the agent's
 ready file and the plan's ``done`` event are the status.
@@ -17,8 +19,8 @@ sends its serial console, mixed with its and QEMU's messages, to their stderr, k
 QEMU runs under a watcher of ours (:mod:`.qemu_watch`, vng's ``--qemu``) that writes down
 QEMU's QMP events and its wait status; the guest has a pvpanic device and a ramoops
 region the host can read (:mod:`.pstore`). A VM that dies during a plan raises
-:class:`~.base.TargetLost` with the cause QEMU named (a panic, a signal that killed it, a
-shutdown and its reason; :mod:`.vm_death` has the rules) and the source that named it,
+:class:`~workbench.targets.base.TargetLost` with the cause QEMU named (a panic, a signal that killed it, a
+shutdown and its reason; :mod:`.death` has the rules) and the source that named it,
 the panic's text from the console, its serial copy or pstore, and keeps that boot's
 console, QEMU log, events and panic record under ``deaths/`` (the next boot starts them
 afresh). A plan whose
@@ -31,113 +33,54 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import shlex
 import shutil
 import signal
-import subprocess
 import sys
 import time
 import uuid
 from dataclasses import asdict
 from pathlib import Path
 
-from . import kernel_images, pstore, qemu_watch, qmp, vm_death
-from .vm_config import (ICOUNT_QEMU_OPTS, PAUSED_WHEN_IDLE, TCG_ACCEL, UNUSED_GUEST_MODULES, VMConfig,
-                        crash_reporting_options, hmat_options, qemu_binary, vng_can_use_virtiofs)
-from .base import TargetLost, clock_of
+from . import death as vm_death, pstore, qemu_watch, qmp
+from .config import (ICOUNT_QEMU_OPTS, PAUSED_WHEN_IDLE, TCG_ACCEL, UNUSED_GUEST_MODULES, VMConfig,
+                     crash_reporting_options, hmat_options, qemu_binary, vng_can_use_virtiofs)
+from .process import QemuProcess, alive, descendant, stat_fields
+from .spool import Answer, Spool
+from ..targets import kernel_images
+from ..targets.base import TargetLost, clock_of
 from .. import paths
-from ..kernelio import kernellog, procstat
-from ..kernelio.kernelfs import RealFS
 from ..errors import WorkbenchError
 from ..units import format_size, parse_size
 
-#: what starts a kernel problem report on the console (one list, :mod:`workbench.kernelio.kernellog`)
-CONSOLE_PROBLEMS = kernellog.PROBLEMS
 #: a ``tick`` event after this many seconds without news from the guest
 TICK = 2.0
 
 
-class VM:
-    """One named VM: its state lives in ``<cache>/vm/<name>/``."""
+class VM(QemuProcess):
+    """One named VM: its state lives in ``<cache>/vm/<name>/``; :attr:`spool` is where
+    its host and guest talk, :attr:`log` reads its console and QEMU's messages."""
+
+    #: how long a dead VM's watcher may take to write QEMU's ending down
+    EXIT_WAIT = 10.0
 
     def __init__(self, name: str = "default"):
-        self.name = name
-        self.dir = paths.cache_dir() / "vm" / name
-        self.spool = self.dir / "spool"
-        self.console = self.dir / "console.log"
-        #: what vng and QEMU themselves say (their stderr), apart from the guest's console
-        self.qemu_log = self.dir / "qemu.log"
-        self.state_file = self.dir / "state.json"
+        super().__init__(name, paths.cache_dir() / "vm" / name)
+        self.spool = Spool(self.dir / "spool")
         #: QEMU's QMP socket (VMs that pause when idle, :data:`PAUSED_WHEN_IDLE`)
         self.qmp_sock = self.dir / "qmp.sock"
         #: the file behind the guest's ramoops region (:mod:`.pstore`)
         self.pstore = self.dir / "pstore.img"
 
     # -- state ---------------------------------------------------------------------
-    def state(self) -> dict | None:
-        try:
-            return json.loads(self.state_file.read_text())
-        except (OSError, ValueError):
-            return None
-
     def running(self) -> bool:
+        """The recorded boot's launcher is alive and its agent said it is ready."""
         st = self.state()
-        if not st:
+        if not self.process_alive(st):
             return False
-        if not _alive(st["pid"], st.get("boot_id"), st.get("pid_start")):
-            return False
-        ready = self.ready()
+        ready = self.spool.ready()
         return ready is not None and ready.get("token") == st["token"]
-
-    def _vng_alive(self, st: dict) -> bool:
-        return _alive(st["pid"], st.get("boot_id"), st.get("pid_start"))
-
-    def ready(self) -> dict | None:
-        try:
-            return json.loads((self.spool / "ready.json").read_text())
-        except (OSError, ValueError):
-            return None
-
-    def console_tail(self, lines: int = 25) -> str:
-        try:
-            return "\n".join(self.console.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no console log)"
-
-    def qemu_messages(self) -> list[str]:
-        """What vng and QEMU said themselves: their stderr without the copy of the
-        kernel console that vng sends there too."""
-        try:
-            text = self.qemu_log.read_text(errors="replace")
-        except OSError:
-            return []
-        return [ln for ln in text.splitlines() if ln.strip() and not kernellog._STAMP.match(ln)]
-
-    def failure_detail(self, lines: int = 25) -> str:
-        """The console's tail, then what vng/QEMU wrote to their stderr (the guest's
-        console cannot say why QEMU itself went away)."""
-        qemu = "\n".join(self.qemu_messages()[-lines:]) if self.qemu_log.exists() else "(no log)"
-        return f"{self.console_tail(lines)}\n--- vng/QEMU stderr ({self.qemu_log}) ---\n{qemu or '(nothing)'}"
-
-    def console_since(self, offset: int) -> list[str]:
-        try:
-            return self.console.read_bytes()[offset:].decode(errors="replace").splitlines()
-        except OSError:
-            return []
-
-    #: how long a dead VM's watcher may take to write QEMU's ending down
-    EXIT_WAIT = 10.0
-
-    def serial_lines(self) -> list[str]:
-        """The kernel's lines in QEMU's stderr: vng's serial console (ttyS0), written
-        synchronously by the guest, so it can hold what the virtio console lost."""
-        try:
-            text = self.qemu_log.read_text(errors="replace")
-        except OSError:
-            return []
-        return [ln for ln in text.splitlines() if kernellog._STAMP.match(ln)]
 
     def explain_death(self, since: int = 0) -> vm_death.Death:
         """Why the VM died, once QEMU has ended (its watcher wrote the ending down, so
@@ -146,9 +89,9 @@ class VM:
         watched = "--qemu" in (self.state() or {}).get("command", [])   # booted before the watcher: none
         ended = qemu_watch.wait_exit(self.dir, self.EXIT_WAIT if watched else 0)
         return vm_death.explain(qemu_watch.read_events(self.dir), ended,
-                                self.console_since(since) or self.console_since(0)[-200:],
-                                serial=self.serial_lines(), pstore=pstore.panic_log(self.pstore),
-                                qemu_said=self.qemu_messages())
+                             self.log.since(since) or self.log.since(0)[-200:],
+                             serial=self.log.serial_lines(), pstore=pstore.panic_log(self.pstore),
+                             qemu_said=self.log.qemu_messages())
 
     def death(self, since: int = 0) -> TargetLost:
         """What to raise for a VM that died (see :meth:`explain_death`)."""
@@ -157,46 +100,11 @@ class VM:
         return TargetLost(f"VM {self.name!r} died during a plan: {died.cause} (named by {died.named_by}; "
                           f"console: {kept / self.console.name}, QEMU's own messages: {kept / self.qemu_log.name})",
                           kind="vm_died", cause=died.cause, logs=str(kept), record=died.fields(),
-                          detail=(died.report + "\n---\n" if died.report else "") + self.failure_detail())
+                          detail=(died.report + "\n---\n" if died.report else "") + self.log.failure_detail())
 
-    #: how many died or failed boots keep their console and QEMU log under ``deaths/``
-    KEEP_DEATHS = 10
-
-    def keep_logs(self) -> Path:
-        """Copy this boot's console and QEMU log to ``deaths/<time>/``, where the next boot
-        (which starts both afresh) cannot overwrite them; the oldest beyond ``KEEP_DEATHS``
-        go. Returns the directory the message should name."""
-        root, stamp, n = self.dir / "deaths", time.strftime("%Y%m%d-%H%M%S"), 1
-        kept = root / stamp
-        while kept.exists():
-            n += 1
-            kept = root / f"{stamp}-{n:03d}"
-        kept.mkdir(parents=True)
-        for f in (self.console, self.qemu_log, self.dir / qemu_watch.EVENTS, self.dir / qemu_watch.EXIT):
-            try:
-                shutil.copyfile(f, kept / f.name)
-            except OSError:
-                pass
+    def kept_extras(self) -> dict[str, str]:
         log = pstore.panic_log(self.pstore)
-        if log:
-            (kept / "pstore.txt").write_text(log)
-        for old in sorted(p for p in root.iterdir() if p.is_dir())[:-self.KEEP_DEATHS]:
-            shutil.rmtree(old, ignore_errors=True)
-        return kept
-
-    def console_problems(self, since: int = 0) -> list[str]:
-        """Kernel WARN/BUG/oops lines on the console (from byte offset ``since``)."""
-        try:
-            text = self.console.read_bytes()[since:].decode(errors="replace")
-        except OSError:
-            return []
-        return [ln for ln in text.splitlines() if any(p in ln for p in CONSOLE_PROBLEMS)]
-
-    def console_size(self) -> int:
-        try:
-            return self.console.stat().st_size
-        except OSError:
-            return 0
+        return {"pstore.txt": log} if log else {}
 
     # -- lifecycle -----------------------------------------------------------------
     def command(self, config: VMConfig, image: kernel_images.KernelImage, token: str) -> list[str]:
@@ -207,7 +115,7 @@ class VM:
         # through --rwdir, numba's cache among it) is named on the command line
         agent = (f"env WORKBENCH_CACHE={shlex.quote(str(paths.cache_dir()))} "
                  f"{shlex.quote(sys.executable)} -m workbench.agent serve "
-                 f"--spool {shlex.quote(str(self.spool))} --token {token}"
+                 f"--spool {shlex.quote(str(self.spool.dir))} --token {token}"
                  + (f" --module-dir {shlex.quote(image.module_dir)}" if image.module_dir else ""))
         cmd = [vng, "--run", image.run_arg, "-v", "--qemu", str(qemu_watch.write_shim(self.dir, qemu_binary())),
                "--memory", format_size(config.memory),
@@ -287,37 +195,26 @@ class VM:
         config = config.resolved()
         image = kernel_images.with_engine(kernel_images.resolve(config.kernel), notify)
         self.down(quiet=True)
-        for d in (self.spool / "requests", self.spool / "responses"):
-            shutil.rmtree(d, ignore_errors=True)
-            d.mkdir(parents=True)
-        for f in ("ready.json", "stopped"):
-            (self.spool / f).unlink(missing_ok=True)
+        self.spool.reset()
         self.qmp_sock.unlink(missing_ok=True)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        qemu_watch.clear(self.dir)
         pstore.clear(self.pstore)
         token = uuid.uuid4().hex[:12]
         cmd = self.command(config, image, token)
         env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.console.write_bytes(b"")
-        with open(self.qemu_log, "wb") as qemu_log:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=qemu_log, stderr=qemu_log,
-                                    env=env, start_new_session=True, cwd=str(paths.REPO))
-        state = {"pid": proc.pid, "boot_id": _boot_id(), "pid_start": _start_time(proc.pid),
-                 "token": token, "config": asdict(config), "kernel": asdict(image),
+        proc = self.launch(cmd, env=env, cwd=str(paths.REPO))
+        state = {**self.identity(proc.pid), "token": token, "config": asdict(config), "kernel": asdict(image),
                  "kernel_config_hash": image.config_hash(), "accelerator": config.accelerator(),
                  "clock": clock_of(config.accelerator()),
                  "started": time.time(), "command": cmd}
-        self.state_file.write_text(json.dumps(state, indent=1, default=str))
+        self.save_state(state)
         deadline = time.time() + config.boot_timeout
         while True:
-            ready = self.ready()
+            ready = self.spool.ready()
             if ready and ready.get("token") == token:
                 state["boot_seconds"] = round(time.time() - state["started"], 1)
                 state["facts"] = ready["facts"]
-                state["qemu_pid"] = _descendant(proc.pid, "qemu-system")
-                self.state_file.write_text(json.dumps(state, indent=1, default=str))
+                state["qemu_pid"] = descendant(proc.pid, "qemu-system")
+                self.save_state(state)
                 self.pause_if_idle(state)
                 return state
             if proc.poll() is not None or time.time() > deadline:
@@ -327,7 +224,7 @@ class VM:
                 raise WorkbenchError(f"VM {self.name!r} failed to boot kernel {config.kernel!r}: QEMU {why} "
                                      f"(console: {kept / self.console.name}, "
                                      f"QEMU's own messages: {kept / self.qemu_log.name})",
-                                     detail=self.failure_detail())
+                                     detail=self.log.failure_detail())
             if progress:
                 progress(time.time() - state["started"])
             time.sleep(0.5)
@@ -338,23 +235,17 @@ class VM:
         st = self.state()
         if not st:
             return False
-        pid = st["pid"]
-        alive = self._vng_alive(st)
-        if alive and self.ready() and not force:
+        was_alive = self.process_alive(st)
+        if was_alive and self.spool.ready() and not force:
             self.resume(st)                 # a paused guest cannot read its shutdown
-            self._drop({"op": "shutdown"}, "zz-shutdown")
+            self.spool.drop({"op": "shutdown"}, "zz-shutdown")
             end = time.time() + timeout
-            while self._vng_alive(st) and time.time() < end:
+            while self.process_alive(st) and time.time() < end:
                 time.sleep(0.5)
-        if self._vng_alive(st):
-            try:
-                os.killpg(pid, signal.SIGTERM)
-                time.sleep(1)
-                os.killpg(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        if self.process_alive(st):
+            self.terminate(st["pid"], group=True, grace=1.0)
         self.state_file.unlink(missing_ok=True)
-        return alive
+        return was_alive
 
     def status(self) -> dict:
         st = self.state()
@@ -371,16 +262,16 @@ class VM:
     def qemu_pid(self) -> int | None:
         st = self.state() or {}
         pid = st.get("qemu_pid")
-        if pid and _alive(pid):
+        if pid and alive(pid):
             return pid
-        return _descendant(st["pid"], "qemu-system") if st.get("pid") and self._vng_alive(st) else None
+        return descendant(st["pid"], "qemu-system") if st.get("pid") and self.process_alive(st) else None
 
     def cpu_seconds(self) -> float:
         """CPU time QEMU has used so far (user + system), e.g. to see what an idle VM costs."""
         pid = self.qemu_pid()
         if not pid:
             raise WorkbenchError(f"VM {self.name!r} is not up: no QEMU process")
-        fields = _stat(pid)
+        fields = stat_fields(pid)
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def kill_qemu(self, sig: int = signal.SIGKILL) -> int:
@@ -417,8 +308,7 @@ class VM:
         if st.get("accelerator") not in PAUSED_WHEN_IDLE:
             return False
         with self._pause_lock():
-            owners = self.spool / "owners"
-            if owners.is_dir() and any(owners.glob("*.json")):
+            if self.spool.has_owners():
                 return False
             return qmp.execute(self.qmp_sock, "stop") is not None
 
@@ -427,35 +317,6 @@ class VM:
         return qmp.run_state(self.qmp_sock) if self.qmp_sock.exists() else None
 
     # -- plans ---------------------------------------------------------------------
-    def _drop(self, plan: dict, request_id: str) -> Path:
-        req = self.spool / "requests" / f"{request_id}.json"
-        tmp = req.with_suffix(".tmp")
-        tmp.write_text(json.dumps(plan))
-        tmp.rename(req)
-        return self.spool / "responses" / f"{request_id}.jsonl"
-
-    def cancel(self, request_id: str) -> None:
-        """Stop a plan between two trials (the agent answers it with an error)."""
-        self._drop({"op": "cancel", "request": request_id}, f"{request_id}-cancel")
-
-    def cancel_orphans(self) -> list[str]:
-        """Cancel the plans whose host process is gone (killed, its machine rebooted), so
-        the guest does not go on with trials nobody reads; returns their ids."""
-        owners = self.spool / "owners"
-        gone = []
-        for f in sorted(owners.glob("*.json")) if owners.is_dir() else ():
-            try:
-                o = json.loads(f.read_text())
-            except (OSError, ValueError):
-                o = {}
-            if not _alive(o.get("pid", 0), o.get("boot_id"), o.get("start")):
-                done = self.spool / "responses" / f"{f.stem}.jsonl"
-                if not (done.exists() and '"done"' in done.read_text()[-200:]):
-                    self.cancel(f.stem)
-                    gone.append(f.stem)
-                f.unlink(missing_ok=True)
-        return gone
-
     def run_plan(self, plan: dict, timeout: float | None = None):
         """Drop a plan and yield its events (and a ``tick`` every :data:`TICK` seconds of
         silence). A VM that dies raises :class:`TargetLost` with the cause; ``timeout``
@@ -463,52 +324,41 @@ class VM:
         st = self.state()
         if not st or not self.running():
             raise WorkbenchError(f"VM {self.name!r} is not up: run `workbench vm up`")
-        self.cancel_orphans()
+        self.spool.cancel_orphans()
         request_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-        owner = self.spool / "owners" / f"{request_id}.json"
-        owner.parent.mkdir(exist_ok=True)
-        owner.write_text(json.dumps({"pid": os.getpid(), "boot_id": _boot_id(), "start": _start_time(os.getpid())}))
-        self.resume(st)
-        console_at = self.console_size()
-        out = self._drop(plan, request_id)
-        offset, buffer, finished = 0, "", False
-        last = last_tick = time.time()
+        finished = False
         try:
-            while True:
-                if out.exists():
-                    with open(out) as f:
-                        f.seek(offset)
-                        chunk = f.read()
-                        offset = f.tell()
-                    buffer += chunk
-                    *lines, buffer = buffer.split("\n")
-                    for line in lines:
-                        if line.strip():
-                            event = json.loads(line)
+            with self.spool.owned(request_id):
+                self.resume(st)
+                console_at = self.log.size()
+                answer = Answer(self.spool.drop(plan, request_id))
+                last = last_tick = time.time()
+                try:
+                    while True:
+                        for event in answer.new_events():
                             last = last_tick = time.time()
                             if event.get("type") == "start":  # the cause of a death is after this
-                                console_at = self.console_size()
-                            if event.get("type") == "done":
-                                finished = True
+                                console_at = self.log.size()
+                            finished = event.get("type") == "done"
                             yield event
                             if finished:
                                 return
-                if not self._vng_alive(st):
-                    finished = True
-                    raise self.death(console_at)
-                now = time.time()
-                if timeout is not None and now - last > timeout:
-                    raise WorkbenchError(f"VM {self.name!r} did not answer the {plan.get('op')} plan within "
-                                         f"{timeout:.0f} s (console: {self.console})")
-                if now - last_tick >= TICK:
-                    last_tick = now
-                    yield {"type": "tick"}
-                time.sleep(0.2)
+                        if not self.process_alive(st):
+                            finished = True
+                            raise self.death(console_at)
+                        now = time.time()
+                        if timeout is not None and now - last > timeout:
+                            raise WorkbenchError(f"VM {self.name!r} did not answer the {plan.get('op')} plan "
+                                                 f"within {timeout:.0f} s (console: {self.console})")
+                        if now - last_tick >= TICK:
+                            last_tick = now
+                            yield {"type": "tick"}
+                        time.sleep(0.2)
+                finally:
+                    if not finished and self.process_alive(st):
+                        self.spool.cancel(request_id)     # left running, so that the agent reads it
         finally:
-            owner.unlink(missing_ok=True)
-            if not finished and self._vng_alive(st):
-                self.cancel(request_id)     # left running, so that the agent reads it
-            elif finished and self._vng_alive(st):
+            if finished and self.process_alive(st):         # (its owner file is gone by now)
                 self.pause_if_idle(st)
 
     def blocked(self, pids=(), timeout: float = 120.0, tids=()) -> dict:
@@ -520,65 +370,3 @@ class VM:
         raise WorkbenchError(f"VM {self.name!r} did not answer the blocked plan")
 
 
-def _stat(pid: int) -> list[str]:
-    """The fields of /proc/<pid>/stat after the command name (field 3 is [0])."""
-    return procstat.parse(RealFS().read(f"/proc/{pid}/stat"))[1]
-
-
-def _boot_id() -> str | None:
-    try:
-        return RealFS().read("/proc/sys/kernel/random/boot_id")
-    except OSError:
-        return None
-
-
-def _start_time(pid: int) -> int | None:
-    try:
-        return int(_stat(pid)[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def _descendant(pid: int, prefix: str) -> int | None:
-    """The first process below ``pid`` whose command name starts with ``prefix``."""
-    fs = RealFS()
-    children: dict[int, list[int]] = {}
-    comms: dict[int, str] = {}
-    for entry in fs.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            text = fs.read(f"/proc/{entry}/stat")
-        except OSError:
-            continue
-        comm, fields = procstat.parse(text)
-        comms[int(entry)] = comm
-        children.setdefault(int(fields[1]), []).append(int(entry))
-    todo = list(children.get(pid, []))
-    while todo:
-        p = todo.pop(0)
-        if comms.get(p, "").startswith(prefix):
-            return p
-        todo += children.get(p, [])
-    return None
-
-
-def _alive(pid: int, boot_id: str | None = None, start: int | None = None) -> bool:
-    """Whether ``pid`` is a live process, and the same one that was recorded: a pid of a
-    machine that has rebooted since (``boot_id``) or reused by another process
-    (``start``, its start time) is not."""
-    if not pid:
-        return False
-    if boot_id is not None and boot_id != _boot_id():
-        return False
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    try:  # a zombie child of this process is not alive
-        fields = _stat(pid)
-    except (OSError, ValueError):
-        return True
-    if fields[0] == "Z":
-        return False
-    return start is None or int(fields[19]) == start

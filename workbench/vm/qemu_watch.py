@@ -51,15 +51,15 @@ def write_shim(vm_dir: Path, qemu: str) -> Path:
     """The script vng runs as its QEMU binary: this module, in front of ``qemu``."""
     Path(vm_dir).mkdir(parents=True, exist_ok=True)
     shim = Path(vm_dir) / SHIM
-    shim.write_text("#!/bin/sh\n# QEMU under the workbench's watcher (workbench/targets/qemu_watch.py)\n"
-                    f"exec {sys.executable} -m workbench.targets.qemu_watch --dir {vm_dir} --qemu {qemu} -- \"$@\"\n")
+    shim.write_text("#!/bin/sh\n# QEMU under the workbench's watcher (workbench/vm/qemu_watch.py)\n"
+                    f"exec {sys.executable} -m workbench.vm.qemu_watch --dir {vm_dir} --qemu {qemu} -- \"$@\"\n")
     shim.chmod(0o755)
     return shim
 
 
 def command(vm_dir: Path, qemu_cmd: list[str]) -> list[str]:
     """``qemu_cmd`` (QEMU's binary and options) run under the watcher."""
-    return [sys.executable, "-m", "workbench.targets.qemu_watch", "--dir", str(vm_dir), "--qemu", qemu_cmd[0],
+    return [sys.executable, "-m", "workbench.vm.qemu_watch", "--dir", str(vm_dir), "--qemu", qemu_cmd[0],
             "--", *qemu_cmd[1:]]
 
 
@@ -145,7 +145,7 @@ def _write_exit(vm_dir: Path, record: dict) -> None:
 
 def main(argv: list[str]) -> int:
     if "--" not in argv:
-        print("usage: python -m workbench.targets.qemu_watch --dir VM_DIR --qemu QEMU -- QEMU_ARGS...",
+        print("usage: python -m workbench.vm.qemu_watch --dir VM_DIR --qemu QEMU -- QEMU_ARGS...",
               file=sys.stderr)
         return 2
     own, qemu_args = argv[:argv.index("--")], argv[argv.index("--") + 1:]
