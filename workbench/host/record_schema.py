@@ -92,6 +92,12 @@ COLUMNS = {c.name: c for c in (
     _c("output", TEXT), _c("argv", ANY), _c("cpus", ANY), _c("engine_preset", ANY), _c("engine_fault", ANY),
     _c("offer_everything", ANY), _c("copied", ANY, "folios"), _c("exercised_by", ANY), _c("case_settings", ANY),
     _c("conditions", ANY), _c("missing_config", ANY),
+    # the text and flags among the families below (the rest of each family is numeric)
+    _c("trace_reasons", TEXT), _c("trace_clock", TEXT), _c("trace_event", TEXT),
+    _c("trace_event_ns_resolved", BOOL), _c("reason_counters", TEXT, label="per-reason counters"),
+    _c("access_generations", TEXT),
+    _c("access_error", TEXT), _c("access_expected", ANY), _c("access_actual", ANY),
+    _c("monitor_trace_note", TEXT), _c("monitor_error", TEXT), _c("monitor_missing", TEXT),
 )}
 
 #: columns named after what the kernel or a workload offers: (pattern, kind, unit)
@@ -99,13 +105,17 @@ FAMILIES = (
     (re.compile(r"vmstat_\w+"), INT, "events"),
     (re.compile(r"mig_\w+_ns"), INT, "ns"),
     (re.compile(r"mig_\w+_bytes"), INT, "bytes"),
-    (re.compile(r"mig_\w+"), ANY, None),
-    (re.compile(r"trace_\w+_ns(_spread)?"), ANY, "ns"),
-    (re.compile(r"trace_\w+"), ANY, None),
-    (re.compile(r"reason_\w+"), ANY, None),
-    (re.compile(r"access_\w+"), ANY, None),
-    (re.compile(r"monitor_\w+"), ANY, None),
-    (re.compile(r"irq_\w+"), ANY, None),
+    (re.compile(r"mig_\w+"), INT, None),                # a migrator's counters over the trial
+    (re.compile(r"trace_\w+_ns(_spread)?"), FLOAT, "ns"),
+    (re.compile(r"trace_\w+_share"), FLOAT, "share"),
+    (re.compile(r"trace_\w+"), FLOAT, None),            # counts, seconds and shares of the trace
+    (re.compile(r"reason_\w+"), INT, None),             # the trial's reason's counters
+    (re.compile(r"access_\w+"), INT, None),             # the access threads' passes and bad pages
+    (re.compile(r"monitor_\w+_ns"), FLOAT, "ns"),
+    (re.compile(r"monitor_\w+_share"), FLOAT, "share"),
+    (re.compile(r"monitor_\w+_ms"), FLOAT, "ms"),
+    (re.compile(r"monitor_\w+"), FLOAT, None),
+    (re.compile(r"irq_\w+"), INT, "interrupts"),
     (re.compile(r"balance_\w+|compact\w*|fragmentation_\w+|zone_\w+|demot\w+|promot\w+"), ANY, None),
 )
 
