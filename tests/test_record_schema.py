@@ -30,17 +30,24 @@ def test_every_stored_run_s_records_fit_and_are_declared():
         assert rs.undeclared(record) == [], f
 
 
+def _is_record(node, names=("record",)) -> bool:
+    """``record`` or ``<something>.record``: what the agent calls a trial's record (and
+    ``r``, the workloads' short name for ``self.record``)."""
+    return getattr(node, "id", None) in names or getattr(node, "attr", None) == "record"
+
+
 def _literal_record_keys() -> set[str]:
     """The keys the agent's code writes into a record by name (record["x"] = ...,
-    record.update({"x": ...}))."""
+    self.record.update({"x": ...}), r["x"] = ...)."""
     keys = set()
     for f in (paths.REPO / "workbench" / "agent").rglob("*.py"):
+        names = ("record", "r") if f.parent.name == "workloads" else ("record",)
         for node in ast.walk(ast.parse(f.read_text())):
             if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store) \
-                    and getattr(node.value, "id", None) == "record" and isinstance(node.slice, ast.Constant):
+                    and _is_record(node.value, names) and isinstance(node.slice, ast.Constant):
                 keys.add(node.slice.value)
             if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "update" \
-                    and getattr(node.func.value, "id", None) == "record":
+                    and _is_record(node.func.value, names):
                 keys |= {k.value for a in node.args if isinstance(a, ast.Dict) for k in a.keys
                          if isinstance(k, ast.Constant)}
     return keys
@@ -48,7 +55,7 @@ def _literal_record_keys() -> set[str]:
 
 def test_the_agent_s_record_keys_are_declared():
     keys = _literal_record_keys()
-    assert {"gbps", "seconds", "pages_moved", "first_folio_ns"} <= keys
+    assert {"gbps", "seconds", "pages_moved", "first_folio_ns", "trace_error", "reason_counters"} <= keys
     assert rs.undeclared(sorted(keys)) == []
 
 
@@ -64,6 +71,10 @@ def test_a_record_that_does_not_fit_is_refused_in_one_line_and_kept(tmp_path):
     assert json.loads(open(kept).read())["gbps"] == "fast"
     assert run.count() == 0
     run.append({"trial_key": "kernel-4K-4M-n0to1-s1-r0", "gbps": 1.5, "pages_moved": 1024, "verified": True})
+    assert run.count() == 1
+    with pytest.raises(WorkbenchError, match=r"not stored: speedup is declared nowhere \(workbench/host/"
+                                             r"record_schema.py: .*\); kept as "):
+        run.append({"trial_key": "kernel-4K-4M-n0to1-s1-r1", "gbps": 1.5, "speedup": 2.0})
     assert run.count() == 1
 
 

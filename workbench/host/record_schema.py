@@ -14,9 +14,9 @@ columns are declared here three ways:
 :func:`check` judges a record against the kinds (``Run.append`` refuses a record that
 does not fit, keeping it aside as JSON, so a measured trial is never lost);
 :func:`heading` gives tables their column heading and unit; :func:`upgrade` is where the
-records of older runs get what they lack. A column declared nowhere is stored as it is:
-:func:`undeclared` names such columns, and a test holds the agent's literal record keys
-against the declarations.
+records of older runs get what they lack. A column declared nowhere is refused like a
+value of the wrong kind (a new column is declared here first), and a test holds the
+agent's literal record keys against the declarations.
 """
 
 from __future__ import annotations
@@ -93,7 +93,8 @@ COLUMNS = {c.name: c for c in (
     _c("offer_everything", ANY), _c("copied", ANY, "folios"), _c("exercised_by", ANY), _c("case_settings", ANY),
     _c("conditions", ANY), _c("missing_config", ANY),
     # the text and flags among the families below (the rest of each family is numeric)
-    _c("trace_reasons", TEXT), _c("trace_clock", TEXT), _c("trace_event", TEXT),
+    _c("trace_reasons", TEXT), _c("trace_clock", TEXT), _c("trace_event", TEXT), _c("trace_error", TEXT),
+    _c("trace_missing", TEXT),
     _c("trace_event_ns_resolved", BOOL), _c("reason_counters", TEXT, label="per-reason counters"),
     _c("access_generations", TEXT),
     _c("access_error", TEXT), _c("access_expected", ANY), _c("access_actual", ANY),
@@ -181,7 +182,10 @@ def check(record: dict) -> list[str]:
         problems.append(f"trial_key {record.get('trial_key')!r} is not a trial key")
     for name, value in record.items():
         c = column(name)
-        if c is not None and not _fits(c.kind, value):
+        if c is None:
+            problems.append(f"{name} is declared nowhere (workbench/host/record_schema.py: a column, a "
+                            "family or a knob of the catalogue)")
+        elif not _fits(c.kind, value):
             shown = json.dumps(value, default=str)
             problems.append(f"{name} is {shown[:60]} ({type(value).__name__}); allowed: {c.kind}"
                             + (f" in {c.unit}" if c.unit else ""))
