@@ -56,3 +56,10 @@ def test_seed_table_layout():
     assert kernel[:4] == ["kernel", "3.73±0.25", "5.90", "10.67±0.37"]
     mt = [c.strip() for c in lines[4].split("|")]
     assert mt[:4] == ["mtcopy", "-", "-", "33.00±4.24"]
+
+
+def test_a_table_without_a_title_says_what_its_cells_are_from_the_record_schema():
+    from workbench.host import record_schema, workload_view
+    assert series_table(frame()).splitlines()[0] == "throughput, GB/s (mean±std)"
+    assert record_schema.phrase("seconds") == "time, s" and record_schema.phrase("something_new") == "something new"
+    assert workload_view.title("move-pages", value="seconds") == "move_pages() time, s (mean±std), reason syscall"

@@ -148,7 +148,7 @@ def cmd_run(args):
 
 
 def cmd_summary(args):
-    from . import record_schema, stats, workload_view
+    from . import stats, workload_view
     from .runner import describe_faults, describe_unclean
     df = store.load_runs(args.runs_dir, args.runs or None)
     conf = store.load_runs(args.runs_dir, args.runs or None, kind="conformance")
@@ -157,9 +157,7 @@ def cmd_summary(args):
     if not df.empty:
         df = workload_view.with_workload(df)
         tables = [stats.series_table(g, rows=tuple(args.rows.split(",")), value=args.value,
-                                     title=workload_view.workload_title(g) if args.value == "gbps" else
-                                     f"{record_schema.heading(args.value)} (mean±std), {g['workload'].iloc[0]}, "
-                                     f"reason {g['reason'].iloc[0]}")
+                                     title=workload_view.workload_title(g, args.value))
                   for _, g in df.groupby(["workload", "access"], sort=False)]
         print("\n\n".join(tables))
         for line in describe_unclean(df) + describe_faults(store.load_faults(args.runs_dir, args.runs or None)):

@@ -153,6 +153,14 @@ def heading(name: str) -> str:
     return c.heading if c else name.replace("_", " ")
 
 
+def phrase(name: str) -> str:
+    """How a title names ``name``'s values: its label and unit in running text
+    ('throughput, GB/s')."""
+    c = column(name)
+    label = (c.label if c and c.label else name.replace("_", " "))
+    return f"{label}, {c.unit}" if c and c.unit else label
+
+
 def unit(name: str) -> str | None:
     c = column(name)
     return c.unit if c else None

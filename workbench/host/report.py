@@ -12,8 +12,6 @@ file opens offline.
 
 from __future__ import annotations
 
-import html as htmlmod
-import io
 import re
 import time
 from pathlib import Path
@@ -91,7 +89,7 @@ def text_tables(df: pd.DataFrame, value: str = "gbps") -> str:
     out = []
     for (setup, workload, access), g in df.groupby(["setup", "workload", "access"], sort=False):
         g = ordered(g)
-        title = f"{workload_view.title(workload, g['reason'].iloc[0], access)} — {setup}"
+        title = f"{workload_view.title(workload, g['reason'].iloc[0], access, value)} — {setup}"
         if clocks.frame_note(g):
             title += f" [{clocks.frame_note(g)}]"
         table = stats.series_table(g, rows=row_keys(g), value=value, title=title)

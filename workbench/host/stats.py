@@ -119,13 +119,18 @@ def mean_pm_std(mean: float, std: float, digits: int = 2) -> str:
 
 def series_table(df: pd.DataFrame, rows=("migrator",), value: str = "gbps", digits: int = 2,
                title: str | None = None, exclude_unclean: bool = True) -> str:
-    """The series' table layout: folio size across, ``rows`` down, cells mean±std.
+    """The series' table layout: folio size across, ``rows`` down, cells mean±std; the
+    title says what the cells are (default: the value's label and unit from the record
+    schema).
 
     Plain text that pastes into a mailing-list post. Trials during which the kernel
     logged an oops, BUG or WARN (``kernel_clean`` False) are left out, and the table says
     how many (``exclude_unclean=False`` keeps them)."""
     rows = list(rows)
     clocks.require_one_clock(df, "this table")
+    if title is None:       # what the cells are, from the record schema
+        from .record_schema import phrase
+        title = f"{phrase(value)} (mean±std)"
     left_out = 0
     if exclude_unclean:
         df, left_out = clean(df)

@@ -24,20 +24,22 @@ def with_workload(df: pd.DataFrame) -> pd.DataFrame:
     return record_schema.upgrade(df)
 
 
-def title(workload: str, reason: str | None = None, access: str | None = None) -> str:
+def title(workload: str, reason: str | None = None, access: str | None = None, value: str = "gbps") -> str:
+    """'move_pages() throughput, GB/s (mean±std), reason syscall': the value's words and
+    unit from the record schema."""
     reason = reason or workloads.get(workload).reason
     extra = f", {access} access during the migration" if access and access != "none" else ""
-    return f"{TITLES.get(workload, workload)} throughput, GB/s (mean±std), reason {reason}{extra}"
+    return f"{TITLES.get(workload, workload)} {record_schema.phrase(value)} (mean±std), reason {reason}{extra}"
 
 
-def workload_title(df: pd.DataFrame) -> str:
-    """The title of a table of these records: their workload, reason and access (all of
-    them when several are mixed)."""
+def workload_title(df: pd.DataFrame, value: str = "gbps") -> str:
+    """The title of a table of these records' ``value``: their workload, reason and
+    access (all of them when several are mixed)."""
     df = with_workload(df)
     combos = list(dict.fromkeys(zip(df["workload"], df["reason"], df["access"])))
     if len(combos) == 1:
-        return title(*combos[0])
-    return "throughput, GB/s (mean±std), by workload: " + "; ".join(
+        return title(*combos[0], value=value)
+    return f"{record_schema.phrase(value)} (mean±std), by workload: " + "; ".join(
         f"{w} (reason {r}{'' if a == 'none' else ', ' + a + ' access'})" for w, r, a in combos)
 
 
