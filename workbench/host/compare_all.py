@@ -3,10 +3,10 @@ configuration, as LKP prints a commit against its parent (``%change ± %stddev``
 
            base             %change             new
      ----------------   ---------------   ----------------
-          3.73 ±  2%        +27.9%  *         4.77 ±  1%   gbps
+          3.73 ±  2%        +27.9%  *         4.77 ±  1%   gbps [GB/s]
         512.00             -100.0%  *            0          mig_mtcopy_fallbacks
 
-A field is every numeric column that measures something (throughput and times, the
+Each field is named with its unit from the record schema. A field is every numeric column that measures something (throughput and times, the
 kernel's vmstat deltas, the series' counters, trace and monitor summaries), not one that
 identifies a trial (seeds, repeat, sizes asked for, nodes). A rate (``gbps``, ``*_mbps``,
 ``*_per_s``) is averaged harmonically, everything else arithmetically. A field that is
@@ -34,7 +34,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from ..errors import WorkbenchError
-from . import clocks, compare, stats
+from . import clocks, compare, record_schema, stats
 
 #: numeric columns that identify or configure a trial rather than measure it
 NOT_MEASURED = frozenset({
@@ -204,7 +204,7 @@ def format_text(table: pd.DataFrame, base_label: str, new_label: str, changed_on
     if not gm.empty:
         lines.append("  geometric mean of new/base over the configurations")
         for _, r in gm.iterrows():
-            lines.append(f"{'':>{w}} {_change(r):>16} {'':>{w}}   {r['field']}  ({r['note']})")
+            lines.append(f"{'':>{w}} {_change(r):>16} {'':>{w}}   {_field(r['field'])}  ({r['note']})")
     zero = table.attrs.get("zero_fields") or []
     if zero:
         lines.append(f"({len(zero)} fields zero on both sides left out)")
@@ -226,4 +226,10 @@ def _line(r, w: int) -> str:
     base = f"{_num(r['base'])} {compare._pct_std(r['base'], r['base_std'])}"
     new = f"{_num(r['new'])} {compare._pct_std(r['new'], r['new_std'])}"
     note = f"  ({r['note']})" if r["note"] else ""
-    return f"{base:>{w}} {_change(r):>16} {new:>{w}}   {r['field']}{note}"
+    return f"{base:>{w}} {_change(r):>16} {new:>{w}}   {_field(r['field'])}{note}"
+
+
+def _field(name: str) -> str:
+    """A field as LKP names it, with its unit from the record schema: 'gbps [GB/s]'."""
+    unit = record_schema.unit(name)
+    return f"{name} [{unit}]" if unit else name
