@@ -23,8 +23,9 @@ for module in imports:
 
 import pandas as pd
 
-from workbench.host import clocks, runner, stats, store
-from workbench.host.plan import RunParams
+from workbench.host.analysis import clocks, stats
+from workbench.host.running import runner, store
+from workbench.host.running.plan import RunParams
 from workbench.units import format_size, parse_size
 
 from workbench.targets import make_target

@@ -49,7 +49,8 @@ import json
 for module in imports:
     importlib.import_module(module)
 
-from workbench.host import clocks, runner, stats, store, sweep
+from workbench.host.analysis import clocks, stats
+from workbench.host.running import runner, store, sweep
 from workbench.targets import make_target
 
 t = make_target(target, kernel=kernel or None, vm_name=vm_name or None, accel=accel or None, **target_options)
@@ -65,7 +66,7 @@ run_ids = sweep.run_grid(t, root=runs_root or None, label=label, progress=False,
 run_ids
 
 # %%
-from workbench.host import workload_view
+from workbench.host.analysis import workload_view
 
 df = store.load_runs(runs_root or None, run_ids)
 if df.empty:

@@ -14,7 +14,7 @@ compare_base = ""            # its base (empty: the first)
 # %matplotlib inline
 from IPython.display import Markdown, display
 
-from workbench.host import report
+from workbench.host.analysis import report
 
 df = report.load(run_ids, runs_root or None)
 display(Markdown(report.summary_line(df)))
@@ -42,7 +42,7 @@ print(report.workload_panels(df))
 # What the kernel's counters did while each configuration's first trial ran, sampled at the run's `--monitor` interval: pages migrated per second, interrupts (TLB shootdowns, function-call IPIs, DMA engines' lines) and each CPU's busy share, the migration shaded; and what the sampling cost on the target.
 
 # %%
-from workbench.host import monitor_view
+from workbench.host.analysis import monitor_view
 
 monitor_view.show(df, runs_root or None)
 
@@ -79,7 +79,7 @@ if fig is None:
 # %% [markdown]
 # ## Measured against predicted
 #
-# The extended model of `workbench.host.amdahl` (fixed cost per folio, dispatch cost per thread/channel, a shared bandwidth ceiling) fitted to these runs when they have enough points, and to the RFC V3 tables beside pure Amdahl.
+# The extended model of `workbench.host.analysis.amdahl` (fixed cost per folio, dispatch cost per thread/channel, a shared bandwidth ceiling) fitted to these runs when they have enough points, and to the RFC V3 tables beside pure Amdahl.
 
 # %%
 report.fig_predicted(df);
@@ -105,6 +105,6 @@ if fig is None and report.latency(df) is None:
 # One grid per `workbench conformance` run among these: a row per test case, a column per migrator configuration. **pass**; **FAIL**; **skip** (the reason below); **n/e**, not exercised: the test passed but the migrator under test copied nothing meanwhile (or a fault mode never fired), so it says nothing about that migrator. A dark border marks a kernel log that was not clean. Below each grid: the failures with the test's own last lines, and why each skip skipped.
 
 # %%
-from workbench.host import conformance_view
+from workbench.host.analysis import conformance_view
 
 conformance_view.show(conformance_view.load(run_ids, runs_root or None))

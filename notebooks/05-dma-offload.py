@@ -35,9 +35,9 @@ import importlib
 
 import matplotlib.pyplot as plt
 
-from workbench.host import dcbm_counts
-from workbench.host import dma_offload as wf
-from workbench.host import report
+from workbench.host.analysis import dcbm_counts
+from workbench.host.studies import dma_offload as wf
+from workbench.host.analysis import report
 from workbench.units import parse_size
 
 from workbench.targets import make_target
@@ -89,7 +89,7 @@ wf.fig_faults(runs);
 # **This is a model of an engine, not a measurement of one.** The bandwidths are in the guest's instruction-counted time, where the kernel's CPU copy runs at about 1 GB/s; read them relative to that, not as PTDMA or DSA figures. The engine's own `memcpy()` also costs guest instructions, so the model holds only while it is slower than that copy: points where the engine's completions came later than the model said (`late_ns`) are drawn hollow and marked `model_held = False`.
 
 # %%
-from workbench.host import engine_model
+from workbench.host.studies import engine_model
 
 if model_vm_name and target == "vm":
     tm = make_target("vm", kernel=kernel or None, vm_name=model_vm_name, accel=model_accel or None)

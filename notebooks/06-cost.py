@@ -16,7 +16,7 @@ runs_root = ""            # empty: data/runs
 
 # %%
 # %matplotlib inline
-from workbench.host import cost
+from workbench.host.studies import cost
 from workbench.units import parse_size, parse_size_list
 
 if run_ids:

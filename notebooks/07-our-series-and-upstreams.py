@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench.host import side_by_side, store
+from workbench.host.studies import side_by_side
+from workbench.host.running import store
 
 warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
 root = Path(runs_root) if runs_root else None

@@ -12,7 +12,7 @@ runs_root = ""            # empty: data/runs
 
 # %%
 # %matplotlib inline
-from workbench.host import per_patch
+from workbench.host.studies import per_patch
 
 df = per_patch.load(run_ids or None, runs_root or None, study=study or None)
 summary = per_patch.summarize(df)

@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from workbench import paths  # noqa: E402
-from workbench.host import store  # noqa: E402
+from workbench.host.running import store
 
 RUN = ["run", "--folio-size", "2M", "--size", "8M", "--repeats", "1"]
 

@@ -25,8 +25,8 @@ import json
 import re
 from pathlib import Path
 
-from workbench.host import runner
-from workbench.host.plan import RunParams
+from workbench.host.running import runner
+from workbench.host.running.plan import RunParams
 from workbench.targets import make_target
 
 TRACEFS = "/sys/kernel/tracing"

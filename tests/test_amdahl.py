@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench.host import amdahl, reference
+from workbench.host.analysis import amdahl, reference
 
 
 def test_worked_example_dma_512_x_2M():

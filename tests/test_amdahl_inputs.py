@@ -1,11 +1,11 @@
 """Where Amdahl's F and S come from, per folio size: the records' counters, stored cost
-runs of the same kernel, the seed's published shares (workbench.host.amdahl_inputs)."""
+runs of the same kernel, the seed's published shares (workbench.host.analysis.amdahl_inputs)."""
 
 import pandas as pd
 import pytest
 
-from workbench.host import amdahl_inputs as A
-from workbench.host import store
+from workbench.host.analysis import amdahl_inputs as A
+from workbench.host.running import store
 
 PATCHED = "workbench /sys/kernel/mm/migration"
 

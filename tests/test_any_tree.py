@@ -13,8 +13,8 @@ import time
 import pytest
 
 from workbench import paths
-from workbench.host import runner, store
-from workbench.host.plan import RunParams
+from workbench.host.running import runner, store
+from workbench.host.running.plan import RunParams
 from workbench.catalogue.migrators import DCBM
 from workbench.targets import kernel_images, kernel_lines
 

@@ -12,7 +12,7 @@ import tarfile
 import pytest
 
 from workbench.errors import WorkbenchError
-from workbench.host import bisect
+from workbench.host.studies import bisect
 from workbench.testing.cli import one_line_error, run_cli
 from workbench.testing.fake_icount import IcountFake
 
@@ -179,7 +179,8 @@ def test_the_cost_metric_builds_each_commit_seeded_from_the_nearest_and_measures
     assert all(seed in built.values() for _, seed in builds[1:]), "every later tree is seeded from a built one"
     assert builds[2] == (shas[3], built[shas[0]]), "the first step is seeded from the nearer end"
     assert len(boots) == 9 and boots[:2] == [(f"bisect-{shas[0][:12]}-bench", 0), (f"bisect-{shas[-1][:12]}-bench", 0)]
-    from workbench.host import cost, store
+    from workbench.host.studies import cost
+    from workbench.host.running import store
     stored = store.list_runs(runs)
     studies = [run.manifest["cost"]["study"] for run in stored if "cost" in run.manifest]
     assert len(studies) == 9 and {s["kind"] for s in studies} == {"bisect"}

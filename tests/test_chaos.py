@@ -21,8 +21,9 @@ import pytest
 import yaml
 
 from workbench import paths
-from workbench.host import cli_notebooks, store
-from workbench.host.plan import RunParams
+from workbench.host.cli import notebooks as cli_notebooks
+from workbench.host.running import store
+from workbench.host.running.plan import RunParams
 
 from .conftest import need
 
@@ -178,7 +179,7 @@ def test_a_dcbm_migration_that_never_completes_is_dumped_rebooted_and_given_up(l
     --max-reboots 1 the configuration is given up at once; the VM is up again after."""
     from workbench.agent.migrators.mm_migration import DCBM
     from workbench.agent.migrators.dma_test_engine import TEST_DMA_ENGINE, TEST_ENGINE_PARAMS
-    from workbench.host import runner
+    from workbench.host.running import runner
     params = RunParams(folio_sizes=[4096], total_size=4 << 20, repeats=2, migrator="dcbm", channels=1,
                        dma_engine=TEST_DMA_ENGINE,
                        settings={f"{TEST_ENGINE_PARAMS}/hang_every": "1", f"{DCBM}/timeout_ms": "60000"})

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from workbench.host import cli
+from workbench.host.cli import main as cli
 
 from workbench.testing import fake_target  # noqa: F401  (registers the 'fake' target)
 from workbench.testing.cli import one_line_error, run_cli
@@ -113,7 +113,7 @@ def test_set_takes_path_equals_value():
 
 
 def test_dcbm_in_a_vm_runs_on_the_test_engine_and_says_so():
-    from workbench.host.plan import RunParams, with_defaults
+    from workbench.host.running.plan import RunParams, with_defaults
     p = RunParams(folio_sizes=[4096], total_size=1 << 20, migrator="dcbm")
     assert with_defaults(p, "vm").dma_engine == "test_dma_engine"
     assert with_defaults(p, "local").dma_engine is None, "a real machine keeps its own DMA engine"
@@ -141,7 +141,7 @@ def test_the_expected_kernel_runs(capsys, tmp_path, expect):
 
 
 def test_kernel_expect_is_decided_from_the_facts():
-    from workbench.host.plan import kernel_mismatch
+    from workbench.host.running.plan import kernel_mismatch
     ours = {"kernel_release": "6.12.117-wb-patched", "interface": "workbench /sys/kernel/mm/migration",
             "target": "ssh://root@box"}
     rfc = {"kernel_release": "6.15.0-rc1", "interface": "RFC V4 /sys/kernel/dcbm"}
@@ -165,8 +165,8 @@ def test_kernel_expect_is_decided_from_the_facts():
 def test_kernel_expect_refuses_before_any_trial_for_every_caller(tmp_path):
     """The check is the runner's (so sweeps and the panel get it too), before a run is made."""
     from workbench.errors import WorkbenchError
-    from workbench.host import runner
-    from workbench.host.plan import RunParams
+    from workbench.host.running import runner
+    from workbench.host.running.plan import RunParams
     target = fake_target.FakeTarget()
     with pytest.raises(WorkbenchError, match=r"^target fake runs kernel 6.12.0-fake \(no copy-offload interface\), "
                                              r"not the expected patched$"):
@@ -180,8 +180,8 @@ def test_each_run_probes_the_machine_as_it_is_now(tmp_path):
     the box was given another kernel): the second run sees the new kernel, so
     --kernel-expect judges it and the records name it."""
     from workbench.errors import WorkbenchError
-    from workbench.host import runner
-    from workbench.host.plan import RunParams
+    from workbench.host.running import runner
+    from workbench.host.running.plan import RunParams
     target = fake_target.FakeTarget()
     params = RunParams(folio_sizes=[4096], total_size=1 << 20, repeats=1)
     first = runner.run(target, params, policy=runner.RunPolicy(kernel_expect="stock"), root=tmp_path, progress=False)

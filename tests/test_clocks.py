@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from workbench.errors import WorkbenchError
-from workbench.host import clocks, stats
+from workbench.host.analysis import clocks, stats
 from workbench.targets.base import clock_of
 
 
@@ -33,7 +33,7 @@ def test_a_table_that_mixes_clocks_is_refused_in_one_line():
 
 
 def test_amdahl_inputs_and_the_report_refuse_mixed_clocks(tmp_path):
-    from workbench.host import amdahl_inputs, report
+    from workbench.host.analysis import amdahl_inputs, report
     mixed = pd.concat([frame("icount", "icount"), frame("wall", "tcg")], ignore_index=True)
     mixed["copy_share"] = 0.5
     with pytest.raises(WorkbenchError, match="mixes clocks"):
@@ -52,7 +52,7 @@ def test_amdahl_inputs_and_the_report_refuse_mixed_clocks(tmp_path):
 def test_bench_verify_judges_its_goal_only_on_the_wall_clock(monkeypatch, capsys, accel, clock, judged):
     """Under icount the verify/read ratio is a ratio of instruction counts (0.46 measured
     here): the bandwidth goal is not judged on it."""
-    from workbench.host import cli
+    from workbench.host.cli import main as cli
 
     class Stub:
         label = "vm:stub"

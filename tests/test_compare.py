@@ -8,7 +8,8 @@ import pytest
 from scipy import stats as sps
 
 from workbench.errors import WorkbenchError
-from workbench.host import cli, compare
+from workbench.host.cli import main as cli
+from workbench.host.analysis import compare
 from workbench.testing.runs import MANIFEST, make_runs
 
 BASE = [("kernel", None, None, None, "4K", [1.0, 1.1, 1.2]),
@@ -85,7 +86,7 @@ def test_bad_sides_are_one_line(two_kernels, capsys):
 
 
 def test_the_report_has_the_comparison_section(two_kernels):
-    from workbench.host import report
+    from workbench.host.analysis import report
     root, a, b = two_kernels
     df = report.load(root=root)
     text = report.comparisons(df, by="kernel_release")

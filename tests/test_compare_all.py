@@ -10,7 +10,9 @@ import pytest
 from scipy import stats as sps
 
 from workbench.errors import WorkbenchError
-from workbench.host import cli, compare_all, store
+from workbench.host.cli import main as cli
+from workbench.host.analysis import compare_all
+from workbench.host.running import store
 
 CONTEXT = {"target": "fake", "accelerator": "tcg"}
 

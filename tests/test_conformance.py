@@ -12,7 +12,8 @@ import pytest
 
 from workbench.agent import conformance as agent_conformance
 from workbench.kernelio.kernelfs import FakeFS, bool_rule
-from workbench.host import conformance, store
+from workbench.host.studies import conformance
+from workbench.host.running import store
 
 ROOT = "/sys/kernel/mm/migration"
 STATS = "/sys/kernel/debug/migrate_copy"
@@ -362,7 +363,7 @@ def test_a_configuration_this_kernel_cannot_take_is_a_skip_that_says_why(monkeyp
 
 
 def test_summary_prints_a_conformance_run_as_its_matrix_and_other_readers_leave_it_out(tmp_path, monkeypatch, capsys):
-    from workbench.host import cli
+    from workbench.host.cli import main as cli
     monkeypatch.setattr(conformance.shutil, "which", lambda name: f"/usr/bin/{name}")
     out, _, _ = conformance.run(StubTarget(verdicts={("numa", "mtcopy-2"): ("pass", 0)}), ["kernel", "mtcopy-2"],
                                 [("stress-ng", "numa")], progress=lambda s: None, root=tmp_path)
@@ -376,7 +377,7 @@ def test_summary_prints_a_conformance_run_as_its_matrix_and_other_readers_leave_
 
 
 def test_compare_of_two_conformance_runs_lists_the_cells_that_changed(tmp_path, monkeypatch, capsys):
-    from workbench.host import cli
+    from workbench.host.cli import main as cli
     monkeypatch.setattr(conformance.shutil, "which", lambda name: f"/usr/bin/{name}")
     runs = [conformance.run(StubTarget(verdicts=v), ["kernel", "mtcopy-2"], [("stress-ng", "numa")],
                             progress=lambda s: None, root=tmp_path)[0].id

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from workbench.host import conformance, store
+from workbench.host.studies import conformance
+from workbench.host.running import store
 
 from .conftest import V3_KERNEL, VM_PREFIX, _boot
 

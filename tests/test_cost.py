@@ -4,7 +4,7 @@ one is `workbench bench cost`, a benchmark that prints ratios, never a test)."""
 import pytest
 
 from workbench.errors import WorkbenchError
-from workbench.host import cost
+from workbench.host.studies import cost
 from workbench.testing.fake_icount import IcountFake
 from workbench.testing.fake_target import FakeTarget
 
@@ -45,7 +45,7 @@ def test_cost_refuses_a_wall_clock_target(tmp_path):
 
 
 def test_bench_cost_takes_no_target(capsys):
-    from workbench.host import cli
+    from workbench.host.cli import main as cli
     assert cli.main(["bench", "cost", "--target", "local"]) == 2
     assert "bench cost boots its own VMs" in capsys.readouterr().err
 
@@ -90,7 +90,7 @@ def test_a_series_without_mtcopy_or_a_batched_copy_is_measured_on_what_it_has(tm
 
 
 def test_bench_cost_trees_must_be_two(capsys):
-    from workbench.host import cli
+    from workbench.host.cli import main as cli
     assert cli.main(["bench", "cost", "--trees", "v3-wip"]) == 2
     assert "--trees 'v3-wip' must name two trees, vanilla first" in capsys.readouterr().err
 
@@ -118,7 +118,7 @@ def test_one_slow_trial_does_not_hide_a_small_difference():
     ratio of medians does not: a steady +0.5% stays decided with a 9% slow trial among
     fifteen (what icount runs on 7.3 showed), and an equal pair holds 1."""
     import numpy as np
-    from workbench.host import stats
+    from workbench.host.analysis import stats
     rng = np.random.default_rng(3)
     base = [10_000 + rng.normal(0, 5, 15) for _ in range(2)]
     new = [10_050 + rng.normal(0, 5, 15) for _ in range(2)]
@@ -142,7 +142,7 @@ def test_one_slow_trial_does_not_hide_a_small_difference():
 def test_the_interval_carries_the_spread_between_boots():
     """Two boots whose medians differ by 1% give an interval about as wide, however many
     trials each has: a boot is the unit of repetition, not a trial."""
-    from workbench.host import stats
+    from workbench.host.analysis import stats
     base = [[10_000.0] * 30, [10_100.0] * 30]
     new = [[10_050.0] * 30, [10_050.0] * 30]
     _, low, high = stats.ratio_interval(new, base)
@@ -172,6 +172,6 @@ def test_another_node_layout_boots_with_it_and_is_a_study_of_its_own(tmp_path, m
     (["--distance", "0,1=30"], "bench cost boots its own VMs; --distance does not apply (--nodes does)"),
 ])
 def test_bench_cost_says_which_vm_options_apply(capsys, argv, message):
-    from workbench.host import cli
+    from workbench.host.cli import main as cli
     assert cli.main(["bench", "cost", *argv]) == 2
     assert message in capsys.readouterr().err

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from workbench.host import dma_offload
+from workbench.host.studies import dma_offload
 from workbench.errors import WorkbenchError
 
 

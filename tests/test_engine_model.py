@@ -1,11 +1,11 @@
-"""The engine-model sweep's tables (workbench/host/engine_model.py), on records made up
+"""The engine-model sweep's tables (workbench/host/studies/engine_model.py), on records made up
 for the purpose: no VM. The sweep itself runs in notebook 05 under the icount clock."""
 
 import pandas as pd
 import pytest
 
 from workbench.errors import WorkbenchError
-from workbench.host import engine_model
+from workbench.host.studies import engine_model
 
 
 def records():

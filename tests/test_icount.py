@@ -7,8 +7,9 @@ import time
 import pytest
 
 from workbench.errors import WorkbenchError
-from workbench.host import clocks, report, runner, stats, store
-from workbench.host.plan import RunParams
+from workbench.host.analysis import clocks, report, stats
+from workbench.host.running import runner, store
+from workbench.host.running.plan import RunParams
 
 pytestmark = pytest.mark.vm
 SIZE = 4 << 20

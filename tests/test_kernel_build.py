@@ -12,7 +12,7 @@ import pytest
 
 from workbench import paths
 from workbench.errors import WorkbenchError
-from workbench.host import cli
+from workbench.host.cli import main as cli
 
 KERNEL = paths.REPO / "kernel"
 

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from workbench.host import runner, store
-from workbench.host.plan import RunParams
+from workbench.host.running import runner, store
+from workbench.host.running.plan import RunParams
 
 from .conftest import VANILLA_KERNEL, VM_PREFIX, ConsoleWatch, _boot
 

@@ -13,7 +13,7 @@ import pytest
 
 from workbench.catalogue import knobs
 from workbench.errors import WorkbenchError
-from workbench.host.plan import RunParams
+from workbench.host.running.plan import RunParams
 from workbench.protocol import Knobs, TrialSpec
 from workbench.units import format_size
 
@@ -77,7 +77,7 @@ def test_the_trial_knobs_are_the_catalogue_and_take_its_defaults():
 
 
 def test_the_run_command_takes_every_knob_and_its_defaults_are_the_catalogue_s():
-    from workbench.host.cli import build_parser
+    from workbench.host.cli.main import build_parser
     parser = build_parser()
     run = parser._subparsers._group_actions[0].choices["run"]
     flags = {opt for a in run._actions for opt in a.option_strings}
@@ -122,7 +122,7 @@ def test_records_carry_the_catalogue_s_columns():
 def test_notebook_03_s_parameters_are_the_sweep_s_keys_with_the_catalogue_s_defaults():
     import ast
     import papermill
-    from workbench.host import sweep
+    from workbench.host.running import sweep
     params = papermill.inspect_notebook(str(sweep.NOTEBOOK))
     where = {"label", "runs_root", "result_path", "journal_path"}     # the sweep fills these in
     assert set(params) == (sweep.KNOWN - {"name"}) | where
@@ -141,7 +141,7 @@ def test_notebook_03_s_parameters_are_the_sweep_s_keys_with_the_catalogue_s_defa
 
 
 def test_every_knob_is_reachable_from_a_sweep(tmp_path):
-    from workbench.host import sweep, store
+    from workbench.host.running import sweep, store
     from workbench.testing.fake_dcbm import DcbmFake
     target = DcbmFake()
     grid = sweep.expand_grid({"defaults": {
@@ -171,6 +171,6 @@ def test_every_knob_is_reachable_from_a_sweep(tmp_path):
     ("first_folio", "perhaps", "first folio 'perhaps' is not true or false"),
 ])
 def test_a_grid_s_bad_knob_is_the_catalogue_s_one_line(key, value, message):
-    from workbench.host import sweep
+    from workbench.host.running import sweep
     with pytest.raises(WorkbenchError, match="^" + message):
         sweep.expand_grid({"defaults": {key: value}})

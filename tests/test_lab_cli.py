@@ -52,7 +52,7 @@ def test_a_box_that_could_not_be_prepared_keeps_python3(cache):
 # ---- the commands call the library with what they were given, and say what it did -------------
 
 def run_cli(capsys, *argv):
-    from workbench.host import cli
+    from workbench.host.cli import main as cli
     rc = cli.main(list(argv))
     out, err = capsys.readouterr()
     return rc, out, err
@@ -263,7 +263,7 @@ def lab_vm(monkeypatch):
     monkeypatch.setattr(FakeLabVM, "made", [])
     monkeypatch.setattr(FakeLabVM, "up_now", False)
     from types import SimpleNamespace
-    from workbench.host import cli_lab
+    from workbench.host.cli import lab as cli_lab
     monkeypatch.setattr(cli_lab, "time", SimpleNamespace(time=lambda: 1300.0))
     return FakeLabVM
 

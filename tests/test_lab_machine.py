@@ -165,8 +165,8 @@ def test_prepare_installs_the_agent_and_a_second_prepare_only_checks(lab_vm, pre
 
 @on_the_box
 def test_the_prepared_venv_runs_a_verified_trial_over_ssh(lab_vm, prepared, tmp_path):
-    from workbench.host import runner
-    from workbench.host.plan import RunParams
+    from workbench.host.running import runner
+    from workbench.host.running.plan import RunParams
     target = lab_vm.target(remote_python=prepared["remote_python"])
     run = runner.run(target, RunParams(folio_sizes=[4096], total_size=4 << 20, repeats=1), root=tmp_path,
                      progress=False)
@@ -184,9 +184,9 @@ def test_a_link_the_box_cuts_mid_run_is_reconnected_or_the_run_stops_and_resumes
     kept; ``--resume`` on the box completes it, again with no trial twice."""
     import socket
 
-    from workbench.host import runner, store
-    from workbench.host.chaos import Chaos
-    from workbench.host.plan import RunParams
+    from workbench.host.running import runner, store
+    from workbench.host.running.chaos import Chaos
+    from workbench.host.running.plan import RunParams
     params = RunParams(folio_sizes=[4096, 2 << 20], total_size=2 << 20, repeats=2)
     every = sorted(s.key() for s in params.trials())
     def cut():                              # a Chaos fires each fault once: one per run
@@ -230,8 +230,8 @@ def test_an_agent_left_from_an_earlier_checkout_is_refused_and_prepare_updates_i
     """The box's agent differs from this checkout (one file changed in its venv, as after
     a `git pull` here): a run is refused before any trial with the prepare hint, and
     `target prepare` (same wheelhouse) notices and installs again."""
-    from workbench.host import runner
-    from workbench.host.plan import RunParams
+    from workbench.host.running import runner
+    from workbench.host.running.plan import RunParams
     from workbench.targets import lab
     box = _box(lab_vm)
     py = prepared["remote_python"]
@@ -326,8 +326,8 @@ def test_the_whole_chain_from_a_clean_image(tmp_path):
     package -> install, booted by a one-shot reboot through GRUB -> the same trials pass;
     --kernel-expect tells the two apart in one line; the next power cycle is back on the
     stock kernel (GRUB's default was never moved)."""
-    from workbench.host import runner
-    from workbench.host.plan import VM_DMA_ENGINE, RunParams
+    from workbench.host.running import runner
+    from workbench.host.running.plan import VM_DMA_ENGINE, RunParams
     from workbench.targets import lab
     from workbench.vm.lab_vm import LabVM
     _need_tools()

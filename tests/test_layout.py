@@ -108,17 +108,17 @@ def test_the_package_does_not_import_its_test_fakes():
 def test_the_rule_sees_a_lazy_detour(tmp_path):
     """The check can fail: a function-level import from the agent to the host is caught."""
     src = PKG / "agent" / "_layout_probe.py"
-    src.write_text("def f():\n    from ..host import runner\n    return runner\n")
+    src.write_text("def f():\n    from ..host.running import runner\n    return runner\n")
     try:
         found = [m for _, m in imports(src)]
-        assert "workbench.host.runner" in found and not allowed("workbench.agent._layout_probe", found[0])
+        assert "workbench.host.running.runner" in found and not allowed("workbench.agent._layout_probe", found[0])
     finally:
         src.unlink()
     # and the other direction: the host reaching into the agent, a shared module into either
-    assert not allowed("workbench.host.plan", "workbench.agent.workloads")
+    assert not allowed("workbench.host.running.plan", "workbench.agent.workloads")
     assert not allowed("workbench.targets.vm", "workbench.agent.probe")
     assert not allowed("workbench.kernelio.thp", "workbench.agent.trial")
-    assert allowed("workbench.host.plan", "workbench.catalogue.workloads")
+    assert allowed("workbench.host.running.plan", "workbench.catalogue.workloads")
     assert allowed("workbench.agent.trial", "workbench.kernelio.kernelfs")
 
 

@@ -1,5 +1,5 @@
 """The monitor beside every trial: what it reads, its timeline and summary, where the host
-keeps it (workbench.agent.monitor, workbench.host.store)."""
+keeps it (workbench.agent.monitor, workbench.host.running.store)."""
 
 import time
 
@@ -8,7 +8,7 @@ import pytest
 
 from workbench.agent import monitor as M
 from workbench.kernelio.kernelfs import FakeFS
-from workbench.host import store
+from workbench.host.running import store
 from workbench.protocol import TrialSpec
 
 INTERRUPTS = """           CPU0       CPU1
@@ -109,8 +109,8 @@ def test_the_store_keeps_the_timeline_beside_its_record(tmp_path):
 
 
 def test_benchmarks_run_without_a_monitor_unless_asked():
-    from workbench.host import cost
-    from workbench.host.cli import build_parser, parse_monitor
+    from workbench.host.studies import cost
+    from workbench.host.cli.main import build_parser, parse_monitor
     assert all(c.params([4096], 1 << 20, 1).monitor_ms is None for c in cost.configurations())
     assert cost.configurations()[0].params([4096], 1 << 20, 1, monitor_ms=5.0).monitor_ms == 5.0
     assert parse_monitor(build_parser().parse_args(["bench", "cost"]).monitor) is None
@@ -120,15 +120,15 @@ def test_benchmarks_run_without_a_monitor_unless_asked():
 
 
 def fake_run(tmp_path, monitor_ms=10.0):
-    from workbench.host import runner
-    from workbench.host.plan import RunParams
+    from workbench.host.running import runner
+    from workbench.host.running.plan import RunParams
     from workbench.testing.fake_target import FakeTarget
     return runner.run(FakeTarget(), RunParams(folio_sizes=[4096, 2 << 20], total_size=4 << 20, repeats=2,
                                               monitor_ms=monitor_ms), root=tmp_path, progress=False)
 
 
 def test_rates_and_the_migration_span_of_a_stored_timeline(tmp_path):
-    from workbench.host import monitor_view as V
+    from workbench.host.analysis import monitor_view as V
     run = fake_run(tmp_path)
     timeline = store.load_monitor(tmp_path)
     assert timeline.groupby("trial_key").size().tolist() == [5, 5, 5, 5]
@@ -150,7 +150,7 @@ def test_rates_and_the_migration_span_of_a_stored_timeline(tmp_path):
 def test_the_report_section_says_when_nothing_was_monitored(tmp_path, capsys):
     import matplotlib
     matplotlib.use("Agg")
-    from workbench.host import monitor_view as V
+    from workbench.host.analysis import monitor_view as V
     fake_run(tmp_path / "off", monitor_ms=None)
     V.show(store.load_runs(tmp_path / "off"), tmp_path / "off")
     assert capsys.readouterr().out.strip() == ("no trial in these runs was monitored (runs made before monitors, "
@@ -185,7 +185,7 @@ def test_the_series_batch_events_go_on_the_timeline_on_the_mono_clock_only():
 
 
 def test_monitor_summaries_are_fields_of_compare_all_and_its_interval_is_not(tmp_path):
-    from workbench.host import compare_all
+    from workbench.host.analysis import compare_all
     df = store.load_runs(fake_run(tmp_path).dir.parent)
     fields = compare_all.measures(df)
     assert {"monitor_cost_share", "monitor_cpu0_busy_share", "monitor_irq_tlb_shootdowns",

@@ -10,7 +10,8 @@ import nbformat
 import pytest
 
 from workbench import paths
-from workbench.host import clocks, notebooks, report, store
+from workbench.host.analysis import clocks, report
+from workbench.host.running import notebooks, store
 from workbench.testing.runs import BATCHED, KNOWN, MANIFEST, SWEEP, make_conformance_run, make_runs
 
 from .conftest import need
@@ -62,7 +63,7 @@ def text_of(nb):
 def test_cost_notebook_plots_stored_cost_runs(tmp_path):
     """06-cost from stored runs of the cost benchmark (made here against a fake icount
     target): the table, cost against batch size, and Amdahl with the measured F."""
-    from workbench.host import cost
+    from workbench.host.studies import cost
     from workbench.testing.fake_icount import IcountFake
     runs = tmp_path / "runs"
     df = cost.measure(folio_sizes=[4096, 2 << 20], size=4 << 20, repeats=2, boots=2, batch_sizes=(16, 512),
@@ -360,7 +361,7 @@ def test_dma_offload_notebook_on_the_patched_vm(patched, tmp_path):
     df = store.load_runs(tmp_path / "runs")
     assert sorted(df["label"].unique()) == ["dcbm-c1", "dcbm-c2", "dcbm-corrupt", "dcbm-fail", "kernel",
                                             "model-baseline-kernel", "model-dcbm-1000MBps-1000ns"]
-    from workbench.host import dcbm_counts
+    from workbench.host.analysis import dcbm_counts
     model = df[df["label"] == "model-dcbm-1000MBps-1000ns"]
     assert model["verified"].all() and dcbm_counts.dma_copied(model).tolist() == [16]
     clean = df[df["label"].isin(["kernel", "dcbm-c1", "dcbm-c2"])]

@@ -5,13 +5,13 @@ import copy
 import pandas as pd
 import pytest
 
-from workbench.host import store
+from workbench.host.running import store
 from workbench.protocol import TrialSpec
 
 from workbench.testing.fake_target import FACTS, FakeTarget
 
 pytest.importorskip("ipywidgets")
-from workbench.host import panel as P  # noqa: E402
+from workbench.host.analysis import panel as P
 
 PATCHED = {**copy.deepcopy(FACTS), "interface": "workbench /sys/kernel/mm/migration",
            "migrators": ["kernel", "mtcopy"], "offered": ["kernel", "mtcopy", "dcbm"],
@@ -155,7 +155,7 @@ def test_a_patched_kernel_on_its_serial_path_is_named_and_one_click_measures_F(t
 def test_a_stock_kernel_takes_the_seeds_shares_per_folio_size(tmp_path):
     """No counters and no cost runs: the cover letter's F at 4K and 2M (at 512 folios),
     S solved from its throughput with that F; 64K has no source and says so."""
-    from workbench.host import amdahl, reference
+    from workbench.host.analysis import amdahl, reference
     p = P.Panel(target=CounterTarget(), root=tmp_path)
     p.connect()
     p.w_folios.value, p.w_size.value, p.w_repeats.value = (4096, 65536, 2 << 20), "4M", 1

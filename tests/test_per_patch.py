@@ -7,7 +7,8 @@ import json
 import pytest
 
 from workbench.errors import WorkbenchError
-from workbench.host import per_patch, store
+from workbench.host.studies import per_patch
+from workbench.host.running import store
 from workbench.testing.cli import one_line_error, run_cli
 from workbench.testing.fake_icount import SeriesIcountFake
 from workbench.testing.fake_per_patch import SUBJECTS, make_series
@@ -56,7 +57,7 @@ def test_what_each_patch_costs_from_cumulative_trees_each_seeded_from_the_one_be
     fig = per_patch.fig_cost(s)
     assert len(fig.axes) == 2 and fig.axes[0].get_title() == "4K folios"
     # the study's runs are the benchmark's only when asked for by id
-    from workbench.host import cost
+    from workbench.host.studies import cost
     with pytest.raises(WorkbenchError, match="no cost benchmark runs stored"):
         cost.load(root=tmp_path / "runs")
     assert len(per_patch.load(root=tmp_path / "runs")) == len(df)
@@ -140,7 +141,7 @@ def test_bad_per_patch_input_is_one_line_and_builds_nothing(capsys, monkeypatch,
     add_line_without_series(monkeypatch)
     monkeypatch.setattr(per_patch, "default_build", lambda *a, **k: pytest.fail("a kernel was built"))
     monkeypatch.setattr(per_patch, "default_target_factory", lambda *a, **k: pytest.fail("a VM was booted"))
-    from workbench.host import cost
+    from workbench.host.studies import cost
     monkeypatch.setattr(cost, "default_target_factory", lambda *a, **k: pytest.fail("a VM was booted"))
     series = make_series(tmp_path)
     argv = [a.format(tmp=tmp_path, series=series) for a in argv]

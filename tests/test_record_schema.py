@@ -1,4 +1,4 @@
-"""The record schema (workbench.host.record_schema): every stored record fits it, the
+"""The record schema (workbench.host.running.record_schema): every stored record fits it, the
 agent's record keys are declared, a record that does not fit is refused in one line and
 kept, and older runs are upgraded in one place."""
 
@@ -13,8 +13,8 @@ import pytest
 
 from workbench import paths
 from workbench.errors import WorkbenchError
-from workbench.host import record_schema as rs
-from workbench.host import store
+from workbench.host.running import record_schema as rs
+from workbench.host.running import store
 
 
 def test_every_stored_run_s_records_fit_and_are_declared():
@@ -72,7 +72,7 @@ def test_a_record_that_does_not_fit_is_refused_in_one_line_and_kept(tmp_path):
     assert run.count() == 0
     run.append({"trial_key": "kernel-4K-4M-n0to1-s1-r0", "gbps": 1.5, "pages_moved": 1024, "verified": True})
     assert run.count() == 1
-    with pytest.raises(WorkbenchError, match=r"not stored: speedup is declared nowhere \(workbench/host/"
+    with pytest.raises(WorkbenchError, match=r"not stored: speedup is declared nowhere \(workbench/host/running/"
                                              r"record_schema.py: .*\); kept as "):
         run.append({"trial_key": "kernel-4K-4M-n0to1-s1-r1", "gbps": 1.5, "speedup": 2.0})
     assert run.count() == 1

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from workbench import paths
-from workbench.host import reference
+from workbench.host.analysis import reference
 
 SEEDS = paths.REPO.parent / "shared" / "seeds"
 FACTS = paths.REPO.parent / "shared" / "reference" / "rfc-series-facts.md"

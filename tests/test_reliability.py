@@ -9,9 +9,11 @@ import json
 import pytest
 
 from workbench.errors import WorkbenchError
-from workbench.host import cli, runner, stats, store
-from workbench.host.chaos import Chaos
-from workbench.host.plan import RunParams
+from workbench.host.cli import main as cli
+from workbench.host.running import runner, store
+from workbench.host.analysis import stats
+from workbench.host.running.chaos import Chaos
+from workbench.host.running.plan import RunParams
 
 from workbench.testing.fake_target import KILLED, PANIC, FakeTarget
 

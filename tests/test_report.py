@@ -2,7 +2,8 @@
 
 import pytest
 
-from workbench.host import report, store
+from workbench.host.analysis import report
+from workbench.host.running import store
 from workbench.testing.runs import BATCHED, KNOWN, MANIFEST, SWEEP, make_conformance_run, make_runs
 
 
@@ -106,7 +107,7 @@ def test_offline_html_has_no_remote_scripts():
 
 
 def test_report_of_an_unknown_run_names_the_runs_there(tmp_path, capsys):
-    from workbench.host import cli
+    from workbench.host.cli import main as cli
     make_runs(tmp_path, KNOWN[:1])
     rc = cli.main(["report", "nosuchrun", "--runs-dir", str(tmp_path)])
     err = capsys.readouterr().err
@@ -114,7 +115,7 @@ def test_report_of_an_unknown_run_names_the_runs_there(tmp_path, capsys):
 
 
 def test_report_of_conformance_runs_only_says_where_they_are_shown(tmp_path, capsys):
-    from workbench.host import cli
+    from workbench.host.cli import main as cli
     make_conformance_run(tmp_path)
     (run,) = store.list_runs(tmp_path)
     rc = cli.main(["report", run.id, "--runs-dir", str(tmp_path)])
@@ -125,7 +126,8 @@ def test_report_of_conformance_runs_only_says_where_they_are_shown(tmp_path, cap
 def test_without_the_notebooks_extra_sweep_report_and_panel_say_what_to_install(tmp_path, monkeypatch, capsys):
     import sys
     from workbench.errors import WorkbenchError
-    from workbench.host import cli, notebooks
+    from workbench.host.cli import main as cli
+    from workbench.host.running import notebooks
     monkeypatch.setitem(sys.modules, "papermill", None)   # as if it were not installed
     grid = tmp_path / "g.yaml"
     grid.write_text("name: g\n")
@@ -135,8 +137,8 @@ def test_without_the_notebooks_extra_sweep_report_and_panel_say_what_to_install(
         assert err[-1].startswith("workbench: error: ") and "needs papermill, which is not installed: " \
             'pip install -e ".[notebooks]"' in err[-1], err
     monkeypatch.setitem(sys.modules, "ipywidgets", None)
-    monkeypatch.delitem(sys.modules, "workbench.host.panel", raising=False)
+    monkeypatch.delitem(sys.modules, "workbench.host.analysis.panel", raising=False)
     with pytest.raises(WorkbenchError, match=r"the explore panel needs ipywidgets, which is not installed"):
-        import workbench.host.panel  # noqa: F401
-    monkeypatch.delitem(sys.modules, "workbench.host.panel", raising=False)
+        import workbench.host.analysis.panel
+    monkeypatch.delitem(sys.modules, "workbench.host.analysis.panel", raising=False)
     assert notebooks.error_line(ValueError("first\nsecond")) == "first"

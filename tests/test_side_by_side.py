@@ -1,8 +1,8 @@
-"""The side-by-side table of two series' dcbm (workbench.host.side_by_side, notebook 07)."""
+"""The side-by-side table of two series' dcbm (workbench.host.studies.side_by_side, notebook 07)."""
 
 import pandas as pd
 
-from workbench.host import side_by_side
+from workbench.host.studies import side_by_side
 
 E = side_by_side.ENGINE_PREFIX
 
@@ -51,7 +51,7 @@ def test_the_figure_marks_corrupted_bars():
 def test_dcbm_counts_read_each_series_own_counter_names():
     """Series v3 counts copied/fallbacks, v2 and RFC V6 folios_migrated/folios_failures:
     one frame holding both kinds of record gives each its own."""
-    from workbench.host import dcbm_counts
+    from workbench.host.analysis import dcbm_counts
     df = pd.DataFrame([{"mig_dcbm_copied": 512, "mig_dcbm_fallbacks": 0},                 # v3
                        {"mig_dcbm_folios_migrated": 60, "mig_dcbm_folios_failures": 4},   # RFC V6
                        {"mig_dcbm_folios_migrated": 30, "mig_dcbm_fallbacks": 2,          # v2

@@ -112,8 +112,8 @@ def test_unknown_host_key_is_refused_not_accepted(sshd):
 @pytest.mark.ssh
 @pytest.mark.root
 def test_run_over_ssh_gives_the_node_check(sshd, tmp_path):
-    from workbench.host import runner
-    from workbench.host.plan import RunParams
+    from workbench.host.running import runner
+    from workbench.host.running.plan import RunParams
     t = target(sshd)
     nodes = t.facts()["numa"]["memory_nodes"]
     if len(nodes) >= 2:
@@ -131,9 +131,9 @@ def test_a_link_cut_from_the_box_side_is_reconnected_and_the_trial_run_again_onc
     """The agent kills its own sshd session in the middle of a trial (the box drops the
     link); the host records the lost link, reconnects, and sends the trials that did not
     report again: every trial is recorded once, the cut one ran twice."""
-    from workbench.host import runner
-    from workbench.host.chaos import Chaos
-    from workbench.host.plan import RunParams
+    from workbench.host.running import runner
+    from workbench.host.running.chaos import Chaos
+    from workbench.host.running.plan import RunParams
     from workbench.paths import REPO
     log = tmp_path / "agent.log"
     shim = tmp_path / "python-shim"

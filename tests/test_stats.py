@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from workbench.host.stats import mean_pm_std, series_table, summarize, welch
+from workbench.host.analysis.stats import mean_pm_std, series_table, summarize, welch
 
 
 def frame():
@@ -59,7 +59,8 @@ def test_seed_table_layout():
 
 
 def test_a_table_without_a_title_says_what_its_cells_are_from_the_record_schema():
-    from workbench.host import record_schema, workload_view
+    from workbench.host.running import record_schema
+    from workbench.host.analysis import workload_view
     assert series_table(frame()).splitlines()[0] == "throughput, GB/s (mean±std)"
     assert record_schema.phrase("seconds") == "time, s" and record_schema.phrase("something_new") == "something new"
     assert workload_view.title("move-pages", value="seconds") == "move_pages() time, s (mean±std), reason syscall"

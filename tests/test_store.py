@@ -3,9 +3,9 @@
 import pandas as pd
 import pytest
 
-from workbench.host import runner, store
+from workbench.host.running import runner, store
 from workbench.errors import WorkbenchError
-from workbench.host.plan import RunParams
+from workbench.host.running.plan import RunParams
 
 from workbench.testing.fake_target import FakeTarget
 

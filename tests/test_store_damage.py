@@ -9,8 +9,8 @@ import time
 import pytest
 
 from workbench.errors import WorkbenchError
-from workbench.host import runner, store
-from workbench.host.plan import RunParams
+from workbench.host.running import runner, store
+from workbench.host.running.plan import RunParams
 from workbench.testing.cli import one_line_error, run_cli
 from workbench.testing.fake_target import FakeTarget
 
@@ -94,7 +94,7 @@ def test_strict_refuses_in_one_line_naming_the_file(capsys, tmp_path, argv, dama
 
 
 def test_the_report_names_what_it_left_out(capsys, tmp_path):
-    from workbench.host import report
+    from workbench.host.analysis import report
     run = make_run(tmp_path)
     bad = truncate(sorted(run.records_dir.glob("*.parquet"))[0])
     df = report.load(None, tmp_path)
@@ -200,7 +200,7 @@ def test_a_plan_too_large_is_refused_at_once(capsys, tmp_path):
      "several runs)"),
 ])
 def test_a_sweep_too_large_is_refused_before_it_is_expanded(grid, expect):
-    from workbench.host import sweep
+    from workbench.host.running import sweep
     start = time.monotonic()
     with pytest.raises(WorkbenchError) as e:
         sweep.expand_grid(grid)

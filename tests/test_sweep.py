@@ -6,7 +6,8 @@ import time
 import pytest
 import yaml
 
-from workbench.host import cli_notebooks, store, sweep
+from workbench.host.cli import notebooks as cli_notebooks
+from workbench.host.running import store, sweep
 from workbench.errors import WorkbenchError
 
 pytest.importorskip("papermill")
@@ -303,7 +304,7 @@ def test_a_notebook_whose_kernel_dies_at_start_is_started_again(tmp_path, monkey
 def test_executing_a_notebook_starts_a_dead_kernel_again(tmp_path, monkeypatch):
     """The in-process path (reports, tests) starts a kernel that died before its first
     cell again; a cell's own error is raised at once, never retried."""
-    from workbench.host import notebooks
+    from workbench.host.running import notebooks
     import nbformat
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("x = 6 * 7\nprint(x)")]

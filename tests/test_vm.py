@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from workbench.host import runner
+from workbench.host.running import runner
 from workbench.errors import WorkbenchError
-from workbench.host.plan import RunParams
+from workbench.host.running.plan import RunParams
 from workbench.protocol import TrialSpec
 from workbench.targets import kernel_lines
 

@@ -10,8 +10,10 @@ import json
 import pandas as pd
 import pytest
 
-from workbench.host import cli, store, sweep, workload_view
-from workbench.host.plan import RunParams, same_params
+from workbench.host.cli import main as cli
+from workbench.host.running import store, sweep
+from workbench.host.analysis import workload_view
+from workbench.host.running.plan import RunParams, same_params
 
 from workbench.testing import fake_target
 from workbench.testing.fake_target import FACTS, FakeTarget
@@ -138,7 +140,7 @@ def test_run_grid_runs_every_workload(tmp_path):
 
 def test_the_panel_offers_only_the_workloads_the_target_runs(tmp_path):
     pytest.importorskip("ipywidgets")
-    from workbench.host import panel as P
+    from workbench.host.analysis import panel as P
     target = FakeTarget()
     p = P.Panel(target=target, root=tmp_path)
     p.w_connect.click()
@@ -176,7 +178,7 @@ def records():
 
 
 def test_the_report_has_a_panel_per_workload_and_the_reason_on_every_table():
-    from workbench.host import report
+    from workbench.host.analysis import report
     df = report.prepare(records())
     text = report.text_tables(df)
     tables = text.split("\n\n")
@@ -199,7 +201,7 @@ def test_old_records_are_move_pages_with_reason_syscall():
 
 
 def test_doctor_says_which_workloads_run_and_why_not():
-    from workbench.host.doctor import workload_lines
+    from workbench.host.cli.doctor import workload_lines
     facts = {**copy.deepcopy(fake_target.FACTS), "target": "fake"}
     lines = workload_lines(facts)
     assert lines[0].startswith("  workloads    move-pages, migrate-pages, mbind, numa-balancing, compaction, "
@@ -216,7 +218,7 @@ def test_doctor_says_which_workloads_run_and_why_not():
 
 
 def test_runs_from_before_workloads_compare_with_move_pages_runs():
-    from workbench.host import compare
+    from workbench.host.analysis import compare
     new = records()
     new = new[new["workload"] == "move-pages"].assign(kernel_release="6.12-patched")
     old = new.drop(columns=["workload", "reason", "access"]).assign(kernel_release="6.12-vanilla")

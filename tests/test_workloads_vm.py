@@ -14,8 +14,8 @@ import pytest
 
 from workbench.agent.migrators.mm_migration import REASONS
 from workbench.errors import WorkbenchError
-from workbench.host import runner
-from workbench.host.plan import RunParams
+from workbench.host.running import runner
+from workbench.host.running.plan import RunParams
 from workbench.protocol import PAGE, TrialSpec
 
 pytestmark = pytest.mark.vm

@@ -4,7 +4,7 @@ The host (:mod:`workbench.host`) sends a plan, a JSON object with an ``op``; the
 (:mod:`workbench.agent`, on the target) answers with JSON events, one per line, and always
 ends with ``done``. This module names the ops and events, says which event answers which
 op, and defines the knobs of a trial **once**: :class:`Knobs` is the base of both the
-host's run parameters (:class:`workbench.host.plan.RunParams`: several folio sizes and
+host's run parameters (:class:`workbench.host.running.plan.RunParams`: several folio sizes and
 repeats) and the target's :class:`TrialSpec` (one folio size, one repeat), so adding a
 knob is one field here. :meth:`Knobs.check` judges everything that can be judged without
 the target (before a VM boots); :func:`check_knob_bounds` judges a knob against the

@@ -97,7 +97,7 @@ class Target:
             raise WorkbenchError(f"target {self.label} did not answer the {plan['op']} plan")
         return answer
 
-    # -- when something goes wrong (see workbench.host.runner) ---------------------
+    # -- when something goes wrong (see workbench.host.running.runner) ---------------------
     def recover(self, why: str = "") -> None:
         """Make the target usable again after it was lost or a trial hung: a VM is
         rebooted, an SSH link reconnected (with bounded backoff). Raises a one-line

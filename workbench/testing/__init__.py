@@ -5,7 +5,7 @@ that host-side code can be tested without a VM, an SSH box or a kernel build.
 
 - :mod:`.fake_target`: the registered ``fake`` target (import it to register it; a
   notebook or sweep gets it with ``imports=["workbench.testing.fake_target"]``), with
-  canned facts and records and the faults of :mod:`workbench.host.chaos`
+  canned facts and records and the faults of :mod:`workbench.host.running.chaos`
 - :mod:`.fake_agent`: the real agent loop with pretend trials, for tests over a real sshd
   (``python -m workbench.testing.fake_agent run``)
 - :mod:`.fake_icount`: a fake target under the instruction-counted clock (the cost benchmark,

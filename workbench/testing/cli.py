@@ -1,7 +1,7 @@
 """Driving the ``workbench`` command line in a test: its exit code, stdout and stderr, and
 the one error line a refusal prints."""
 
-from workbench.host import cli
+from ..host.cli import main as cli
 
 
 def run_cli(capsys, *argv):

@@ -1,5 +1,5 @@
 """A fake target whose kernel offers dcbm on the test DMA engine, for notebook 05 and the
-fault study (:mod:`workbench.host.dma_offload`) without a VM.
+fault study (:mod:`workbench.host.studies.dma_offload`) without a VM.
 
 It plays what the patched kernel and ``test_dma_engine`` report, by the engine's module
 parameters in a trial's ``settings``: one descriptor per folio; ``fail_every=N`` fails

@@ -1,11 +1,11 @@
 """A fake target under the instruction-counted clock (``accelerator() == "icount"``), for
-the cost benchmark's arithmetic and plumbing (:mod:`workbench.host.cost`) and the 06-cost
+the cost benchmark's arithmetic and plumbing (:mod:`workbench.host.studies.cost`) and the 06-cost
 notebook: each trial takes a known instruction-time per folio."""
 
 import copy
 import re
 
-from workbench.host import cost
+from ..host.studies import cost
 from workbench.protocol import TrialSpec
 
 from .fake_target import FACTS, FakeTarget

@@ -1,4 +1,4 @@
-"""A fake series for ``bench cost --per-patch`` (:mod:`workbench.host.per_patch`) and
+"""A fake series for ``bench cost --per-patch`` (:mod:`workbench.host.studies.per_patch`) and
 notebook 08: patch files whose text is never applied, a stand-in for kernel/build.sh that
 names each cumulative tree and remembers its seed, and a stored study measured on
 :class:`~workbench.testing.fake_icount.SeriesIcountFake` (patch 2 costs 2%, patch 3
@@ -49,7 +49,7 @@ class FakeBuilds:
 
 def stored_study(root, runs, folio_sizes=(4096, 2 << 20), boots=2):
     """Measure the fake series into the runs directory ``runs``; returns its records."""
-    from workbench.host import per_patch
+    from ..host.studies import per_patch
     series = make_series(root)
     return per_patch.measure(series, folio_sizes=list(folio_sizes), size=4 << 20, repeats=3, boots=boots, root=runs,
                              progress=False, build=FakeBuilds(root), target_factory=SeriesIcountFake)

@@ -1,6 +1,6 @@
 """A registered in-memory target: canned facts and records, for host-side tests.
 
-It also plays the faults of :mod:`workbench.host.chaos` as a real target would show
+It also plays the faults of :mod:`workbench.host.running.chaos` as a real target would show
 them: a panic or power-off loses the target (``TargetLost``, kind ``vm_died``), a cut
 link loses it with kind ``link_lost``, a hang sends nothing but ticks, a WARN comes
 back as a record with ``kernel_clean: False``; ``inject("kill_qemu")`` loses the target

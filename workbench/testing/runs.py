@@ -1,7 +1,7 @@
 """Stored runs with known numbers, built with the store and no target: the report's, the
 comparison's and the notebooks' tests read their tables and plots from these."""
 
-from workbench.host import store
+from ..host.running import store
 
 MANIFEST = {"target": "fake", "accelerator": "tcg", "kernel_release": "6.12.117-test"}
 TOTAL = 4 << 20
