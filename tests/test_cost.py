@@ -4,6 +4,7 @@ one is `workbench bench cost`, a benchmark that prints ratios, never a test)."""
 import pytest
 
 from workbench.errors import WorkbenchError
+from workbench.host.running import store
 from workbench.host.studies import cost
 from workbench.testing.fake_icount import IcountFake
 from workbench.testing.fake_target import FakeTarget
@@ -175,3 +176,16 @@ def test_bench_cost_says_which_vm_options_apply(capsys, argv, message):
     from workbench.host.cli import main as cli
     assert cli.main(["bench", "cost", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_summary_of_two_lines_runs_is_refused_in_one_line(tmp_path):
+    """Runs of 7.3 (vanilla-7.3, v3) and of 7.2 (vanilla-7.2, v6) stored side by side: a
+    summary of both would set one line's series against the other's vanilla."""
+    for trees in (("vanilla-7.3", "v3"), ("vanilla-7.2", "v6")):
+        cost.measure(folio_sizes=[4096], size=1 << 20, repeats=1, boots=1, root=tmp_path, progress=False,
+                     batch_sizes=(512,), channels=(), trees=trees, configs=cost.configurations((512,), channels=())[:2],
+                     target_factory=lambda tree, boot: IcountFake(tree, boot))
+    with pytest.raises(WorkbenchError, match=r"^the cost runs hold 2 patched trees \(v3, v6\): a ratio needs one pair"):
+        cost.summarize(cost.load(None, tmp_path))
+    one = [r.id for r in store.list_runs(tmp_path) if (r.manifest.get("cost") or {}).get("tree") in ("vanilla-7.2", "v6")]
+    assert cost.summarize(cost.load(one, tmp_path))["verified"]

@@ -253,7 +253,7 @@ def load(run_ids=None, root=None) -> pd.DataFrame:
             continue
         df = store.load_runs(root, [run.id])
         frames.append(df.assign(config=meta["config"], kernel_tree=meta["kernel_tree"], boot=meta["boot"],
-                                latency_trial=meta["latency_trial"]))
+                                latency_trial=meta["latency_trial"], tree=meta.get("tree") or meta["kernel_tree"]))
     if not frames:
         raise WorkbenchError("no cost benchmark runs " + (f"among {', '.join(run_ids)}" if run_ids else
                                                            "stored: run `workbench bench cost`"))
@@ -261,6 +261,16 @@ def load(run_ids=None, root=None) -> pd.DataFrame:
     clocks.require_one_clock(df, "the cost benchmark")
     df["cost_ns"] = df["seconds"] * 1e9 / df["folios"]
     return df
+
+
+def require_one_pair(df: pd.DataFrame) -> None:
+    """Refuse records of more than one vanilla or patched tree: a ratio of one line's
+    patched tree to another line's vanilla (7.3's v3 against 7.2.13) is no figure."""
+    for side, g in df.groupby("kernel_tree"):
+        trees = sorted(set(g["tree"].astype(str)))
+        if len(trees) > 1:
+            raise WorkbenchError(f"the cost runs hold {len(trees)} {side} trees ({', '.join(trees)}): a ratio needs "
+                                 "one pair; give the run ids of one `bench cost --trees` measurement")
 
 
 def _spread(g: pd.DataFrame, value: str) -> tuple[float, float, float]:
@@ -305,6 +315,8 @@ def _batch_size(g: pd.DataFrame, cfg: str) -> int | None:
 
 def summarize(df: pd.DataFrame) -> dict:
     """The benchmark's figures: a row per (configuration, folio size), latency rows and F."""
+    if "tree" in df:
+        require_one_pair(df)
     cost = df[~df["latency_trial"]]
     rows = []
     base, groups = {}, {}
