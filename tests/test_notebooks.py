@@ -95,14 +95,18 @@ def test_per_patch_notebook_reads_a_stored_study(tmp_path):
 
 
 def test_our_series_and_upstreams_from_the_stored_runs(tmp_path):
-    """07 from the V6 and v2 runs kept in data/runs: all eight found, the table names both
-    series, the figure marks V6's corrupted trials."""
+    """07 from the runs kept in data/runs: the eight TCG runs (V6, our v2) and the eight
+    icount runs (V6, our v3) found, the tables name both series, V6's default-path cost
+    against vanilla 7.2.13 summed up; four figures (the TCG shares; the icount shares and
+    times; the cost)."""
     nb = execute("07-our-series-and-upstreams.ipynb", tmp_path)
     out = text_of(nb)
-    assert "8 runs" in out and "no run labelled" not in out
-    assert "workbench" in out and "v6" in out
+    assert out.count("8 runs") == 2 and "no run labelled" not in out
+    assert "workbench" in out and "v6" in out and "7.3.4+" in out and "7.2.13+" in out
+    assert "instruction-time (icount)" in out and "every trial verified byte-exact: True" in out
+    assert "patched, defaults" in out and "mtcopy" not in out
     assert sum(o.get("output_type") == "display_data" and "image/png" in o.get("data", {})
-               for c in nb.cells for o in c.get("outputs", [])) == 1
+               for c in nb.cells for o in c.get("outputs", [])) == 4
 
 
 def test_quickstart_runs_one_verified_migration(tmp_path):

@@ -59,3 +59,14 @@ def test_dcbm_counts_read_each_series_own_counter_names():
                        {"migrator": "kernel"}])                                            # no dcbm at all
     assert dcbm_counts.dma_copied(df).tolist() == [512, 60, 30, 0]
     assert dcbm_counts.cpu_fallbacks(df).tolist() == [0, 4, 2, 0]
+
+
+def test_the_time_plot_has_a_bar_per_series_and_configuration():
+    import matplotlib
+    matplotlib.use("Agg")
+    t = side_by_side.table(pd.DataFrame([rec("v6", "dsa", 65536, migrated=16), rec("workbench", "dsa", 65536, migrated=16),
+                                         rec("v6", "ptdma", 4096, migrated=0)]))
+    fig = side_by_side.fig_time(t)
+    bars = [p for ax in fig.axes for p in ax.patches]
+    assert len(bars) == 3 and all(b.get_height() > 0 for b in bars)
+    assert [ax.get_title() for ax in fig.axes] == ["engine: dsa (TCG: functional)", "engine: ptdma (TCG: functional)"]

@@ -4,7 +4,8 @@ folios the DMA engine copied (the rest went back to the CPU), how often dcbm wai
 its timeout, F where the series measures it, and the time (functional under TCG).
 
 The series is the record's ``kernel_series`` (``workbench``: ours; ``v6``: RFC V6 as
-built with ``workbench kernel build --series``); the engine mode is the test engine's
+built with ``workbench kernel build --series``), shown with the kernel release it ran on
+(ours: v2 on 6.12, v3 on 7.3); the engine mode is the test engine's
 ``preset`` from the run's ``--set`` settings (else the settings as they are). Counters
 differ between series; :mod:`workbench.host.analysis.dcbm_counts` reads the DMA-copied folios from
 each series' own.
@@ -50,7 +51,8 @@ def table(df: pd.DataFrame) -> pd.DataFrame:
     d["fo"] = _col(d, "folio_size")
     rows = []
     for key, g in d.groupby(KEYS, sort=False):
-        rows.append(dict(zip(KEYS, key), folio_size=g["fo"].iloc[0], trials=len(g),
+        rows.append(dict(zip(KEYS, key), kernel=g["kernel_release"].iloc[0] if "kernel_release" in g else None,
+                         folio_size=g["fo"].iloc[0], trials=len(g),
                          verified=int((~g["corrupted"]).sum()), corrupted=int(g["corrupted"].sum()),
                          bad_pages_max=_col(g, "verify_bad_pages").max(),
                          dma_share=g["dma_share"].mean(), timeouts=_col(g, "mig_dcbm_timeouts").mean(),
@@ -88,6 +90,34 @@ def fig_dma_share(t: pd.DataFrame):
         ax.set_title(f"engine: {engine}")
         ax.set_ylim(0, 1.15)
     axes[0][0].set_ylabel("share of folios copied by DMA")
+    axes[0][0].legend(title="series", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def fig_time(t: pd.DataFrame):
+    """Per engine mode: each series' median time per trial at each folio size and channel
+    count (under the icount clock, instruction-time: where one series went back to the CPU
+    or waited, it shows; under TCG it is functional only, and the title says so)."""
+    import matplotlib.pyplot as plt
+    engines = list(dict.fromkeys(t["engine"]))
+    series = list(dict.fromkeys(t["kernel_series"]))
+    fig, axes = plt.subplots(1, len(engines), figsize=(5.5 * len(engines), 3.6), sharey=True, squeeze=False)
+    for ax, engine in zip(axes[0], engines):
+        e = t[t["engine"] == engine]
+        groups = list(dict.fromkeys(zip(e["folio"], e["channels"])))
+        width = 0.8 / max(len(series), 1)
+        for i, s in enumerate(series):
+            for j, (folio, ch) in enumerate(groups):
+                row = e[(e["kernel_series"] == s) & (e["folio"] == folio) & (e["channels"] == ch)]
+                if not row.empty:
+                    ax.bar(j + i * width, row.iloc[0]["seconds"] * 1e3, width, color=f"C{i}",
+                           label=f"{s} ({row.iloc[0]['kernel']})" if j == 0 else None)
+        ax.set_xticks([j + width * (len(series) - 1) / 2 for j in range(len(groups))])
+        ax.set_xticklabels([f"{f}\n{c} ch" for f, c in groups])
+        functional = bool(e["functional"].fillna(False).astype(bool).any())
+        ax.set_title(f"engine: {engine}" + (" (TCG: functional)" if functional else ""))
+    axes[0][0].set_ylabel("median time per trial (ms)")
     axes[0][0].legend(title="series", fontsize=8)
     fig.tight_layout()
     return fig
