@@ -73,7 +73,7 @@ fig = side_by_side.fig_time(ti)
 # ### Reading it (runs of 2026-12-07)
 #
 # - Our v3 copies every folio by DMA at 4K, 64K and 2M, on both presets, with 1 and 2 channels; every trial verified and no batch waited out its timeout. Its completion no longer depends on which descriptor calls back.
-# - V6 copies nothing by DMA at 4K (a batch of 512 folios does not fit a ring of 32: it gives the batch back to the CPU after preparing what fit) and nothing at 2M (a 2M descriptor on an engine with 64K segments); both cost it instruction-time: at 4K about 12% more than v3, at 2M about 2.4 times v3's.
+# - V6 copies nothing by DMA at 4K (a batch of 512 folios does not fit a ring of 32: it gives the batch back to the CPU after preparing what fit) and nothing at 2M (a 2M descriptor on an engine with 64K segments); both cost it instruction-time: at 4K 11–17% more than v3, at 2M 2.3–2.6 times v3's (by engine mode and channel count).
 # - At 64K both copy every folio by DMA in about the same instruction-time, but on `dsa` V6 left stale pages in 3 of its 10 trials (up to 144 bad pages in one) while counting every folio as copied; on `ptdma` it verified.
 
 # %% [markdown]

@@ -62,43 +62,9 @@ def table(df: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["engine", "folio_size", "channels", "kernel_series"]).reset_index(drop=True)
 
 
-def fig_dma_share(t: pd.DataFrame):
-    """Per engine mode: the share of folios the engine copied, one bar per series for each
-    folio size and channel count; a bar whose trials failed verification is marked."""
-    import matplotlib.pyplot as plt
-    engines = list(dict.fromkeys(t["engine"]))
-    series = list(dict.fromkeys(t["kernel_series"]))
-    fig, axes = plt.subplots(1, len(engines), figsize=(5.5 * len(engines), 3.6), sharey=True, squeeze=False)
-    for ax, engine in zip(axes[0], engines):
-        e = t[t["engine"] == engine]
-        groups = list(dict.fromkeys(zip(e["folio"], e["channels"])))
-        width = 0.8 / max(len(series), 1)
-        for i, s in enumerate(series):
-            for j, (folio, ch) in enumerate(groups):
-                row = e[(e["kernel_series"] == s) & (e["folio"] == folio) & (e["channels"] == ch)]
-                if row.empty:
-                    continue
-                r = row.iloc[0]
-                bad = r["corrupted"] > 0
-                ax.bar(j + i * width, r["dma_share"], width, color=f"C{i}", hatch="//" if bad else None,
-                       edgecolor="red" if bad else None, label=s if j == 0 else None)
-                if bad:
-                    ax.text(j + i * width, r["dma_share"] + 0.02, f"{r['corrupted']}/{r['trials']}\ncorrupt",
-                            ha="center", fontsize=7, color="red")
-        ax.set_xticks([j + width * (len(series) - 1) / 2 for j in range(len(groups))])
-        ax.set_xticklabels([f"{f}\n{c} ch" for f, c in groups])
-        ax.set_title(f"engine: {engine}")
-        ax.set_ylim(0, 1.15)
-    axes[0][0].set_ylabel("share of folios copied by DMA")
-    axes[0][0].legend(title="series", fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def fig_time(t: pd.DataFrame):
-    """Per engine mode: each series' median time per trial at each folio size and channel
-    count (under the icount clock, instruction-time: where one series went back to the CPU
-    or waited, it shows; under TCG it is functional only, and the title says so)."""
+def _bars(t: pd.DataFrame, draw):
+    """One axis per engine mode, a group of bars per (folio size, channel count), a bar
+    per series in it: ``draw(ax, x, width, colour_index, row, first)`` draws one."""
     import matplotlib.pyplot as plt
     engines = list(dict.fromkeys(t["engine"]))
     series = list(dict.fromkeys(t["kernel_series"]))
@@ -111,13 +77,41 @@ def fig_time(t: pd.DataFrame):
             for j, (folio, ch) in enumerate(groups):
                 row = e[(e["kernel_series"] == s) & (e["folio"] == folio) & (e["channels"] == ch)]
                 if not row.empty:
-                    ax.bar(j + i * width, row.iloc[0]["seconds"] * 1e3, width, color=f"C{i}",
-                           label=f"{s} ({row.iloc[0]['kernel']})" if j == 0 else None)
+                    draw(ax, j + i * width, width, i, row.iloc[0], j == 0)
         ax.set_xticks([j + width * (len(series) - 1) / 2 for j in range(len(groups))])
         ax.set_xticklabels([f"{f}\n{c} ch" for f, c in groups])
-        functional = bool(e["functional"].fillna(False).astype(bool).any())
+        functional = bool(e["functional"].fillna(False).astype(bool).any()) if "functional" in e else False
         ax.set_title(f"engine: {engine}" + (" (TCG: functional)" if functional else ""))
-    axes[0][0].set_ylabel("median time per trial (ms)")
-    axes[0][0].legend(title="series", fontsize=8)
+    return fig, axes[0]
+
+
+def fig_dma_share(t: pd.DataFrame):
+    """Per engine mode: the share of folios the engine copied, one bar per series for each
+    folio size and channel count; a bar whose trials failed verification is marked."""
+    def draw(ax, x, width, i, r, first):
+        bad = r["corrupted"] > 0
+        ax.bar(x, r["dma_share"], width, color=f"C{i}", hatch="//" if bad else None,
+               edgecolor="red" if bad else None, label=r["kernel_series"] if first else None)
+        if bad:
+            ax.text(x, r["dma_share"] + 0.02, f"{r['corrupted']}/{r['trials']}\ncorrupt", ha="center", fontsize=7,
+                    color="red")
+    fig, axes = _bars(t, draw)
+    axes[0].set_ylim(0, 1.15)
+    axes[0].set_ylabel("share of folios copied by DMA")
+    axes[0].legend(title="series", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def fig_time(t: pd.DataFrame):
+    """Per engine mode: each series' median time per trial at each folio size and channel
+    count (under the icount clock, instruction-time: where one series went back to the CPU
+    or waited, it shows; under TCG it is functional only, and the title says so)."""
+    def draw(ax, x, width, i, r, first):
+        ax.bar(x, r["seconds"] * 1e3, width, color=f"C{i}", label=f"{r['kernel_series']} ({r['kernel']})" if first
+               else None)
+    fig, axes = _bars(t, draw)
+    axes[0].set_ylabel("median time per trial (ms)")
+    axes[0].legend(title="series", fontsize=8)
     fig.tight_layout()
     return fig
