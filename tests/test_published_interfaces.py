@@ -485,3 +485,14 @@ def test_the_fake_v6_starts_as_the_recorded_v6_ended():
     params = [p for p in rec if p.startswith("/sys/module/dcbm/parameters/")]
     assert len(params) == 5
     assert {p: fake.read(p) for p in params} == {p: rec[p] for p in params}
+
+
+@pytest.mark.parametrize("version", ["v4", "v6", "v3"])
+def test_what_dcbm_copied_is_read_where_the_posting_counts_it(version):
+    """V4 to V6 count the folios dcbm copied (folios_migrated); the conformance matrix
+    needs it to tell a pass that exercised dcbm from one that did not. V2/V3 count nothing."""
+    ctl = migrators.detect(fake_tree(version))
+    counts = "dcbm.folios_migrated" in ctl.counters()
+    assert counts == (version != "v3")
+    assert ctl.folios_copied({"dcbm.folios_migrated": 64, "dcbm.folios_failures": 3}, "dcbm") == (64 if counts else None)
+    assert ctl.folios_copied({}, "dcbm") == (0 if counts else None)

@@ -175,5 +175,16 @@ class RfcControl(MigrationControl):
         out.update(dma_test_engine.counters(self.fs))
         return out
 
+    #: the counter of folios a driver copied itself (V4 to V6's dcbm); where a driver
+    #: lacks it, what it copied cannot be told
+    COPIED = "folios_migrated"
+
+    def folios_copied(self, delta, migrator):
+        """Folios ``migrator`` copied (not given back to the CPU), from a counters() delta,
+        where the posting counts them: ``folios_migrated`` (V4-V6 dcbm); else None."""
+        key = f"{migrator}.{self.COPIED}"
+        return delta.get(key, 0) if any(self.COPIED in d.counters for d in self.present()
+                                         if d.migrator == migrator) else None
+
     def composite_knobs(self):
         return dma_test_engine.composite_knobs()
