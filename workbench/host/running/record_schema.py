@@ -75,11 +75,16 @@ COLUMNS = {c.name: c for c in (
     _c("copy_share", FLOAT, "share", "copy share F"), _c("copy_share_all", FLOAT, "share"),
     _c("interface", TEXT, label="migration interface"), _c("dma_channels_held", TEXT),
     _c("kernel_clean", BOOL, label="kernel clean"), _c("kernel_report", TEXT), _c("kernel_problems", INT),
-    _c("kernel_report_expected", ANY), _c("restore_problems", TEXT), _c("monitor_file", TEXT),
+    _c("kernel_report_expected", BOOL), _c("restore_problems", TEXT), _c("monitor_file", TEXT),
     # what a workload records of how it ran (workbench.agent.workloads)
-    _c("wait_seconds", FLOAT, "s", "waited at most"), _c("holder_pid", INT), _c("lower_tier_nodes", ANY),
-    _c("migrate_flags", ANY), _c("numa_scan_knobs", ANY), _c("pcp_high_fraction", ANY),
-    _c("proactive_started", ANY), _c("touch", ANY),
+    _c("wait_seconds", FLOAT, "s", "waited at most"), _c("holder_pid", INT), _c("lower_tier_nodes", TEXT),
+    _c("migrate_flags", TEXT), _c("numa_scan_knobs", TEXT), _c("pcp_high_fraction", INT),
+    _c("proactive_started", BOOL), _c("touch", TEXT),
+    _c("region_zone", TEXT, label="zone of the compacted region"),
+    _c("region_zone_position", FLOAT, "share", "position of the region in its zone"),
+    _c("pages_promoted", INT, "pages", "pages promoted"), _c("reclaim_writes", INT), _c("reclaim_eagain", INT),
+    _c("pressure_rounds", INT), _c("pressure_settled_rounds", INT), _c("pressure_bytes", INT, "bytes"),
+    _c("watermark_scale_factor", INT),
     # the run's context (from its manifest)
     _c("run_id", TEXT, label="run"), _c("label", TEXT), _c("target", TEXT), _c("accelerator", TEXT),
     _c("clock", TEXT), _c("kernel", TEXT), _c("kernel_release", TEXT, label="kernel release"),
@@ -89,15 +94,15 @@ COLUMNS = {c.name: c for c in (
     # a conformance run's records (workbench conformance): one per test case and migrator
     _c("suite", TEXT), _c("test", TEXT), _c("case", TEXT), _c("config", TEXT, label="configuration"),
     _c("status", TEXT), _c("verdict", TEXT), _c("skip_reason", TEXT), _c("returncode", INT),
-    _c("output", TEXT), _c("argv", ANY), _c("cpus", ANY), _c("engine_preset", ANY), _c("engine_fault", ANY),
-    _c("offer_everything", ANY), _c("copied", ANY, "folios"), _c("exercised_by", ANY), _c("case_settings", ANY),
-    _c("conditions", ANY), _c("missing_config", ANY),
+    _c("output", TEXT), _c("argv", TEXT), _c("cpus", INT), _c("engine_preset", TEXT), _c("engine_fault", TEXT),
+    _c("offer_everything", TEXT), _c("copied", INT, "folios"), _c("exercised_by", TEXT), _c("case_settings", TEXT),
+    _c("conditions", TEXT), _c("missing_config", TEXT),
     # the text and flags among the families below (the rest of each family is numeric)
     _c("trace_reasons", TEXT), _c("trace_clock", TEXT), _c("trace_event", TEXT), _c("trace_error", TEXT),
     _c("trace_missing", TEXT),
     _c("trace_event_ns_resolved", BOOL), _c("reason_counters", TEXT, label="per-reason counters"),
     _c("access_generations", TEXT),
-    _c("access_error", TEXT), _c("access_expected", ANY), _c("access_actual", ANY),
+    _c("access_error", TEXT), _c("access_expected", TEXT), _c("access_actual", TEXT),
     _c("monitor_trace_note", TEXT), _c("monitor_error", TEXT), _c("monitor_missing", TEXT),
 )}
 
@@ -117,6 +122,8 @@ FAMILIES = (
     (re.compile(r"monitor_\w+_ms"), FLOAT, "ms"),
     (re.compile(r"monitor_\w+"), FLOAT, None),
     (re.compile(r"irq_\w+"), INT, "interrupts"),
+    (re.compile(r"frag_score_\w+"), FLOAT, None),       # compaction's fragmentation score, before and after
+    # the workloads' own (numa-balancing, compaction, demotion): text, flags and counts mixed
     (re.compile(r"balance_\w+|compact\w*|fragmentation_\w+|zone_\w+|demot\w+|promot\w+"), ANY, None),
 )
 
