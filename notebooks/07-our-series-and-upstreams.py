@@ -32,7 +32,7 @@ records = store.load_runs(root, runs)
 # %% [markdown]
 # ## 1. Under TCG: our v2 and V6 (functional)
 #
-# `dma_share`: folios the engine copied / folios moved. `corrupted`: trials whose verification found a page with the wrong bytes. `timeouts`: batches in which dcbm waited out `timeout_ms` (ours; V6 has no such counter). `F`: copy time / batch time (ours; V6 has no copy-time counters).
+# `dma_share`: folios the engine copied / folios moved. `corrupted`: trials whose verification found a page with the wrong bytes. `timeouts`: batches in which dcbm waited out `timeout_ms` (ours; V6 has no such counter). `F`: copy time / batch time (v2), copy time / the call's time (v3, which counts the copy but not the batch); V6 has no copy-time counters.
 
 # %%
 t = side_by_side.table(records)

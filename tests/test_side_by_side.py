@@ -70,3 +70,14 @@ def test_the_time_plot_has_a_bar_per_series_and_configuration():
     bars = [p for ax in fig.axes for p in ax.patches]
     assert len(bars) == 3 and all(b.get_height() > 0 for b in bars)
     assert [ax.get_title() for ax in fig.axes] == ["engine: dsa (TCG: functional)", "engine: ptdma (TCG: functional)"]
+
+
+def test_f_is_copy_time_over_batch_time_or_else_over_the_call():
+    """v2 counts batch time (copy_share); v3 counts the copy alone, so F is the copy's share
+    of the call; V6 counts neither."""
+    t = side_by_side.table(pd.DataFrame([
+        rec("workbench", "dsa", 65536, copy_share=0.8),
+        rec("v3", "dsa", 65536, seconds=0.004, mig_dcbm_copy_ns=1_000_000),
+        rec("v6", "dsa", 65536)]))
+    f = dict(zip(t["kernel_series"], t["F"]))
+    assert f["workbench"] == 0.8 and abs(f["v3"] - 0.25) < 1e-12 and pd.isna(f["v6"])

@@ -49,6 +49,9 @@ def table(df: pd.DataFrame) -> pd.DataFrame:
     d["dma_share"] = dcbm_counts.dma_copied(d) / nfolios
     d["corrupted"] = ~d["verified"].astype(bool)
     d["fo"] = _col(d, "folio_size")
+    # F: copy time / batch time where the series counts both (v2); else copy time / the
+    # call's time (v3 counts the copy, not the batch); V6 counts neither
+    d["F"] = _col(d, "copy_share").fillna(_col(d, "mig_dcbm_copy_ns") / (_col(d, "seconds") * 1e9))
     rows = []
     for key, g in d.groupby(KEYS, sort=False):
         rows.append(dict(zip(KEYS, key), kernel=g["kernel_release"].iloc[0] if "kernel_release" in g else None,
@@ -56,7 +59,7 @@ def table(df: pd.DataFrame) -> pd.DataFrame:
                          verified=int((~g["corrupted"]).sum()), corrupted=int(g["corrupted"].sum()),
                          bad_pages_max=_col(g, "verify_bad_pages").max(),
                          dma_share=g["dma_share"].mean(), timeouts=_col(g, "mig_dcbm_timeouts").mean(),
-                         F=_col(g, "copy_share").mean(), seconds=_col(g, "seconds").median(),
+                         F=g["F"].mean(), seconds=_col(g, "seconds").median(),
                          functional=bool(g["accelerator"].eq("tcg").any()) if "accelerator" in g else None))
     out = pd.DataFrame(rows)
     return out.sort_values(["engine", "folio_size", "channels", "kernel_series"]).reset_index(drop=True)
