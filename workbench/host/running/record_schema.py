@@ -85,6 +85,8 @@ COLUMNS = {c.name: c for c in (
     _c("pages_promoted", INT, "pages", "pages promoted"), _c("reclaim_writes", INT), _c("reclaim_eagain", INT),
     _c("pressure_rounds", INT), _c("pressure_settled_rounds", INT), _c("pressure_bytes", INT, "bytes"),
     _c("watermark_scale_factor", INT),
+    _c("balance_all_moved", BOOL), _c("balance_timeline", TEXT), _c("compact_trigger", TEXT),
+    _c("promote_all", BOOL), _c("promote_seconds", FLOAT, "s"), _c("promote_timeline", TEXT), _c("promotion", TEXT),
     # the run's context (from its manifest)
     _c("run_id", TEXT, label="run"), _c("label", TEXT), _c("target", TEXT), _c("accelerator", TEXT),
     _c("clock", TEXT), _c("kernel", TEXT), _c("kernel_release", TEXT, label="kernel release"),
@@ -123,8 +125,7 @@ FAMILIES = (
     (re.compile(r"monitor_\w+"), FLOAT, None),
     (re.compile(r"irq_\w+"), INT, "interrupts"),
     (re.compile(r"frag_score_\w+"), FLOAT, None),       # compaction's fragmentation score, before and after
-    # the workloads' own (numa-balancing, compaction, demotion): text, flags and counts mixed
-    (re.compile(r"balance_\w+|compact\w*|fragmentation_\w+|zone_\w+|demot\w+|promot\w+"), ANY, None),
+    (re.compile(r"promote_vmstat_\w+"), INT, "events"),    # demotion's promotion phase, vmstat deltas
 )
 
 
