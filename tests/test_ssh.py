@@ -84,7 +84,9 @@ def test_an_agent_that_is_not_this_checkouts_is_refused_with_the_prepare_hint(ss
     from workbench.protocol import agent_code_digest
     pkg = tmp_path / "box" / "workbench"
     shutil.copytree(os.path.dirname(workbench.__file__), pkg, ignore=shutil.ignore_patterns("__pycache__"))
-    (pkg / "host" / "report.py").write_text((pkg / "host" / "report.py").read_text() + "# host-only change\n")
+    report = pkg / "host" / "analysis" / "report.py"
+    report.write_text(report.read_text() + "# host-only change\n")
+    (pkg / "vm" / "numa_vm.py").write_text((pkg / "vm" / "numa_vm.py").read_text() + "# host-only change\n")
     (pkg / "testing" / "fake_target.py").write_text((pkg / "testing" / "fake_target.py").read_text() + "# a fake\n")
     assert agent_code_digest(pkg) == agent_code_digest()
     box = make_target(f"ssh://root@127.0.0.1:{sshd['port']}", identity=str(sshd["dir"] / "client_key"),

@@ -113,8 +113,9 @@ WORKER_KNOB = {"mtcopy": "threads", "dcbm": "channels"}
 
 
 #: the sub-packages that never run on a target (the host's side, the ways to reach a
-#: target, the tests' fakes); everything else under ``workbench/`` is code the agent may run
-HOST_ONLY = ("host", "targets", "testing")
+#: target, the QEMU VMs, the tests' fakes); everything else under ``workbench/`` is code the
+#: agent may run
+HOST_ONLY = ("host", "targets", "vm", "testing")
 
 
 def agent_code_digest(package_dir: str | Path | None = None) -> str:
