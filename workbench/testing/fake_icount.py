@@ -48,7 +48,8 @@ class IcountFake(FakeTarget):
                 event["record"].update({"seconds": ns * folios / 1e9, "folios": folios, "batch_size": spec.batch_size,
                                         "threads": spec.threads, "channels": spec.channels,
                                         "first_folio_ns": 1000 * (spec.batch_size or 1) if spec.first_folio else None,
-                                        "copy_share": 0.5, "harness_overhead_share": 1e-4})
+                                        "copy_share": 0.5, "harness_overhead_share": 1e-4,
+                                        "interface": self._facts_template.get("interface")})
                 if spec.trace and self.batch_trace:      # series v3's mm_migrate_batch_end
                     event["record"].update({"trace_first_batch_ns": 700 * (spec.batch_size or 1),
                                             "trace_syscall_ns": ns * folios})

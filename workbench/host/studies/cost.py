@@ -56,8 +56,11 @@ GOALS = {
 }
 
 
-def series_of(interface) -> str:
-    """Which series' goals hold for records of this migration interface."""
+def series_of(interface) -> str | None:
+    """Which of our series' goals hold for records of this migration interface: none for
+    another series' (the RFC postings', V6 among them), which our goals do not bind."""
+    if str(interface).startswith("RFC "):
+        return None
     return "v3" if str(interface).startswith("workbench series v3") else "v2"
 
 
@@ -346,7 +349,7 @@ def summarize(df: pd.DataFrame) -> dict:
             ratio, low, high = stats.ratio_interval(boot_groups(groups[(row["config"], row["folio_size"])], "cost_ns"),
                                                     boot_groups(groups[(v["config"], v["folio_size"])], "cost_ns"))
             row.update(ratio=ratio, ratio_low=low, ratio_high=high, difference=verdict(ratio, low, high))
-        size, least, most = GOALS[row["series"]].get(row["config"], (None, None, None))
+        size, least, most = GOALS.get(row["series"], {}).get(row["config"], (None, None, None))
         if least is not None and size in (None, row["folio_size"]):
             row["goal"] = goal_words(least, most)
             row["goal_met"] = goal_verdict(row["ratio_low"], row["ratio_high"], least, most)
